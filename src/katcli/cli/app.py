@@ -1,0 +1,104 @@
+"""The root `kat` Typer app: global options, command registration and the one error boundary.
+
+The boundary turns `KatError` into `Error: <message> (<file>:<line>)` + `Hint: ...` on stderr with exit 1,
+Ctrl-C into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
+Command modules are imported here but must not import torch/datasets/sentence-transformers at module
+level, so `kat --help` and `kat status` stay fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from katcli import __version__
+from katcli.cli.render import AppState, make_console, print_error
+from katcli.errors import KatError
+from katcli.pipeline.stage import invocation
+
+
+class KatGroup(TyperGroup):
+    """Root group whose `invoke` is kat's single error boundary."""
+
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        token = invocation.set(shlex.join(["kat", *argv]))
+        try:
+            return super().main(args=argv, *a, **kw)
+        finally:
+            invocation.reset(token)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KatError as exc:
+            state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
+            if state.verbose:
+                state.err.print_exception(show_locals=False)
+            print_error(state.err, exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
+            state.err.print("Interrupted: stopped before finishing; nothing was written.", markup=False)
+            ctx.exit(130)
+
+
+app = typer.Typer(
+    cls=KatGroup,
+    name="kat",
+    help="kat — density-aware preference learning: pairs → prefixes → embeddings & density → models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace", "-w", envvar="KAT_WORKSPACE", metavar="DIR",
+            help="Workspace directory (default: the per-user data dir).", show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug detail.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print kat's version and exit.")
+    ] = False,
+) -> None:
+    """kat runs a density-aware preference-learning experiment end to end.
+
+    Example: kat -w ./exp pairs download --from sample && kat -w ./exp status
+    """
+    ctx.obj = AppState(
+        workspace=workspace, verbose=verbose, quiet=quiet,
+        out=make_console(stderr=False), err=make_console(stderr=True),
+    )
+
+
+def _register() -> None:
+    from katcli.cli import status as status_cmd
+
+    app.command("status", rich_help_panel="Workspace")(status_cmd.status)
+
+
+_register()
+
+
+def main() -> None:
+    app(prog_name="kat")

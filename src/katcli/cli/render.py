@@ -1,0 +1,104 @@
+"""Everything the CLI shows: consoles, the error message format, progress bars, summary tables.
+
+Domain code reports progress through a plain callback (`katcli.progress.ProgressFn`); this module turns
+those calls into Rich progress bars with counts and rates. It knows nothing about what is computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from katcli.errors import KatError
+from katcli.progress import ProgressFn, no_progress
+
+
+@dataclass
+class AppState:
+    """Global options, resolved once per invocation and handed to every command via `ctx.obj`."""
+
+    workspace: str | None = None
+    verbose: bool = False
+    quiet: bool = False
+    out: Console = field(default_factory=lambda: make_console(stderr=False))
+    err: Console = field(default_factory=lambda: make_console(stderr=True))
+
+
+def make_console(*, stderr: bool) -> Console:
+    # soft_wrap keeps messages on one line so they stay greppable and testable at any width.
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
+
+
+def print_error(err: Console, exc: KatError) -> None:
+    err.print(f"Error: {exc.located()}", markup=False)
+    if exc.hint:
+        err.print(f"Hint: {exc.hint}", markup=False)
+
+
+class _RateColumn(TextColumn):
+    """Items per second, with units that stay readable from 0.1/s to 1M/s."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):  # type: ignore[override]
+        from rich.text import Text
+
+        speed = task.finished_speed or task.speed
+        if not speed:
+            return Text("–/s", style="progress.data.speed")
+        for unit, scale in (("M", 1e6), ("k", 1e3)):
+            if speed >= scale:
+                return Text(f"{speed / scale:.1f}{unit}/s", style="progress.data.speed")
+        return Text(f"{speed:.1f}/s", style="progress.data.speed")
+
+
+@contextlib.contextmanager
+def progress(state: AppState) -> Iterator[ProgressFn]:
+    """A `ProgressFn` that draws one Rich bar per task name (nothing with --quiet)."""
+    if state.quiet:
+        yield no_progress
+        return
+    bars = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=state.err,
+        transient=False,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def report(task: str, done: int, total: int | None = None) -> None:
+        if task not in tasks:
+            tasks[task] = bars.add_task(task, total=total)
+        bars.update(tasks[task], completed=done, total=total)
+
+    with bars:
+        yield report
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,108 @@
+"""Is an artifact fresh? The one judge behind both `kat status` and every stage's input checks.
+
+States, per run and per input file:
+- `missing`: an expected output is absent;
+- `modified`: a file's checksum differs from what its producer recorded (or nobody recorded it);
+- `stale`: a run's inputs changed after it ran — directly (the input's checksum now differs from the
+  one read) or transitively (the run that produced an input is itself stale);
+- `ok`.
+This module reads the manifest and hashes files; it never writes artifacts and knows no stage internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from katcli.errors import UpstreamError
+from katcli.pipeline import registry
+from katcli.workspace import HashCache, Manifest, RunRecord, Workspace
+
+OK, MISSING, MODIFIED, STALE = "ok", "missing", "modified", "stale"
+
+
+@dataclass
+class RunVerdict:
+    state: str
+    reasons: list[str] = field(default_factory=list)
+
+
+class Judge:
+    """Memoised freshness verdicts over one manifest snapshot."""
+
+    def __init__(self, ws: Workspace, manifest: Manifest, hasher: HashCache) -> None:
+        self.ws = ws
+        self.manifest = manifest
+        self.hasher = hasher
+        self._sha: dict[str, str | None] = {}
+        self._verdicts: dict[str, RunVerdict] = {}
+
+    def current_sha(self, rel: str) -> str | None:
+        """The file's checksum now, or None when it does not exist."""
+        if rel not in self._sha:
+            path = self.ws.abs(rel)
+            self._sha[rel] = self.hasher.sha256(path) if path.is_file() else None
+        return self._sha[rel]
+
+    def verdict(self, run: RunRecord) -> RunVerdict:
+        if run.key in self._verdicts:
+            return self._verdicts[run.key]
+        self._verdicts[run.key] = RunVerdict(STALE, ["depends on itself"])  # cycle guard
+        v = self._judge(run)
+        self._verdicts[run.key] = v
+        return v
+
+    def _judge(self, run: RunRecord) -> RunVerdict:
+        missing = [o.path for o in run.outputs if self.current_sha(o.path) is None]
+        if missing:
+            return RunVerdict(MISSING, [f"{p} is missing" for p in missing])
+        if not run.outputs:
+            return RunVerdict(MISSING, ["the run recorded no outputs"])
+        modified = [o.path for o in run.outputs if self.current_sha(o.path) != o.sha256]
+        if modified:
+            return RunVerdict(MODIFIED, [f"{p} changed after `{run.command}` wrote it" for p in modified])
+        reasons: list[str] = []
+        for inp in run.inputs:
+            if inp.external:
+                continue
+            now = self.current_sha(inp.path)
+            if now is None:
+                reasons.append(f"its input {inp.path} is gone")
+            elif now != inp.sha256:
+                reasons.append(f"its input {inp.path} changed after this run")
+            else:
+                owner = self.manifest.owner_of(inp.path)
+                if owner is not None and owner.key != run.key and self.verdict(owner).state == STALE:
+                    reasons.append(f"its input {inp.path} is stale")
+        return RunVerdict(STALE, reasons) if reasons else RunVerdict(OK)
+
+    def check_input(self, rel: str) -> UpstreamError | None:
+        """Why `rel` must not be used as an input now, or None when it is fine."""
+        fix = registry.fix_command(rel)
+        now = self.current_sha(rel)
+        if now is None:
+            return UpstreamError(f"{rel} is missing", hint=f"run `{fix}` first")
+        owner = self.manifest.owner_of(rel)
+        if owner is None:
+            return UpstreamError(
+                f"{rel} is not recorded in the manifest",
+                hint=f"run `{fix}` to produce it, or pass --force to use it as it is",
+            )
+        recorded = owner.output(rel)
+        if recorded is not None and recorded.sha256 != now:
+            return UpstreamError(
+                f"{rel} was modified after `{owner.command}` wrote it",
+                hint=f"re-run `{fix}`, or pass --force to use it as it is",
+            )
+        v = self.verdict(owner)
+        if v.state == STALE:
+            return UpstreamError(
+                f"{rel} is stale: {v.reasons[0]}",
+                hint=f"run `{registry.command_for_key(owner.key)}` first",
+            )
+        return None
+
+
+def load_judge(ws: Workspace, *, verify: bool = False) -> Judge:
+    cache_file: Path | None = ws.state_dir / "hash_cache.json" if ws.root.exists() else None
+    return Judge(ws, Manifest.load(ws.manifest_path), HashCache(cache_file, verify=verify))

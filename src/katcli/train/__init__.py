@@ -1,0 +1,1 @@
+"""katcli.train"""

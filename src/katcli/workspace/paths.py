@@ -1,0 +1,94 @@
+"""Where a workspace lives and what its files are called.
+
+The layout keeps the seed project's file names so existing experiments stay readable. This module only
+names paths; it does not create, hash or record anything, and it knows no stage semantics.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from katcli.errors import KatError
+
+# Relative paths inside a workspace (POSIX style: they are also the manifest's keys).
+PAIRS = "data/pairs_all.jsonl"
+PREFIXES = "data/prefixes_all.jsonl"
+PREFIX_ID_MAP = "data/prefix_id_map.tsv"
+STATS = "data/stats.txt"
+EMBED_DIR = "data/embeddings_offline"
+EMBEDDINGS = f"{EMBED_DIR}/embeddings.npy"
+DENSITY_WEIGHTS = f"{EMBED_DIR}/density_weights.npy"
+EMBED_IDS = f"{EMBED_DIR}/ids.json"
+EMBED_METADATA = f"{EMBED_DIR}/embeddings_metadata.json"
+TOKENIZER_DIR = "tokenizer"
+RM_DIR = "rm_checkpoints"
+DPO_DIR = "dpo_checkpoints"
+GRPO_DIR = "grpo_checkpoints"
+MODELS_DIR = "models"
+VIZ_DIR = "viz"
+MANIFEST = "manifest.json"
+# kat's own bookkeeping (lock, hash cache, resumable partial work); never an artifact.
+STATE_DIR = ".kat"
+
+ENV_WORKSPACE = "KAT_WORKSPACE"
+
+
+def default_root() -> Path:
+    """`$KAT_WORKSPACE`, else the per-user data directory (platformdirs)."""
+    env = os.environ.get(ENV_WORKSPACE)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("kat", appauthor=False))
+
+
+class Workspace:
+    """A workspace root plus helpers to move between absolute paths and manifest keys."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise KatError(
+                f"workspace {self.root} is not a directory",
+                hint="pass --workspace DIR with a directory (it is created if missing)",
+            )
+
+    def abs(self, rel: str) -> Path:
+        """The absolute path of a manifest key such as `data/pairs_all.jsonl`."""
+        return self.root / rel
+
+    def rel(self, path: Path | str) -> str:
+        """The manifest key of a path inside the workspace (POSIX separators)."""
+        p = Path(path)
+        if not p.is_absolute():
+            p = self.root / p
+        try:
+            return p.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            raise KatError(
+                f"{path} is outside the workspace {self.root}",
+                hint="kat artifacts must live inside the workspace",
+            ) from None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def ensure(self) -> None:
+        """Create the root and kat's state directory (writing commands only; status never creates)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def partial_dir(self, name: str) -> Path:
+        """A scratch directory for resumable work (e.g. encoded chunks); not an artifact."""
+        path = self.state_dir / "partial" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"

@@ -1,0 +1,142 @@
+"""`kat status`: exact states on empty, populated, modified, touched and stale workspaces; JSON schema."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from conftest import record_stage
+
+from katcli.workspace import paths as P
+
+STAGE_KEYS = ["pairs", "prefixes", "embed", "tokenizer", "rm", "viz"]
+
+
+def _states(kat, *extra):
+    result = kat("status", "--json", *extra)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    return {row["key"]: row["state"] for row in data["stages"]}, data
+
+
+def test_empty_workspace_lists_every_stage_missing(kat, ws_dir):
+    result = kat("status")
+    assert result.exit_code == 0
+    for title in ("Preference pairs", "Unique prefixes", "Embeddings & density", "Tokenizer", "Reward model", "3D view"):
+        assert title in result.stdout
+    assert result.stdout.count("missing") == 6
+    assert result.stdout.rstrip().endswith("Next: kat pairs download")
+    states, _ = _states(kat)
+    assert states == {k: "missing" for k in STAGE_KEYS}
+    assert not ws_dir.exists(), "status must not create the workspace"
+
+
+def test_json_schema_is_stable(kat, populated):
+    _, data = _states(kat)
+    assert set(data) == {"schema", "workspace", "stages", "next_command"}
+    assert data["schema"] == "kat.status/1"
+    assert data["next_command"] == "kat train tokenizer"
+    row = data["stages"][0]
+    assert set(row) == {"key", "stage", "title", "state", "command", "reasons", "artifacts", "last_run"}
+    assert set(row["artifacts"][0]) == {"path", "exists", "state", "size", "sha256", "rows", "shape"}
+    assert set(row["last_run"]) == {"command", "started_at", "finished_at", "kat_version", "forced"}
+    assert row["artifacts"][0] == {
+        "path": "data/pairs_all.jsonl", "exists": True, "state": "ok", "size": 18,
+        "sha256": row["artifacts"][0]["sha256"], "rows": 2, "shape": None,
+    }
+
+
+def test_populated_workspace_is_ok_up_to_embed(kat, populated):
+    states, _ = _states(kat)
+    assert states == {"pairs": "ok", "prefixes": "ok", "embed": "ok",
+                      "tokenizer": "missing", "rm": "missing", "viz": "missing"}
+    result = kat("status")
+    assert "Next: kat train tokenizer" in result.stdout
+
+
+def test_content_change_is_modified_and_downstream_stale(kat, populated):
+    (populated / P.PAIRS).write_text('{"a": 1}\n{"a": 5}\n', encoding="utf-8")  # same size, new content
+    states, data = _states(kat)
+    assert states["pairs"] == "modified"
+    assert states["prefixes"] == "stale"
+    assert states["embed"] == "stale"
+    assert data["next_command"] == "kat pairs download"
+    pairs_row = data["stages"][0]
+    assert pairs_row["reasons"] == ["data/pairs_all.jsonl changed after `kat test-pairs` wrote it"]
+    result = kat("status")
+    assert "Preference pairs: data/pairs_all.jsonl changed after `kat test-pairs` wrote it" in result.stdout
+
+
+def test_touch_without_change_stays_ok(kat, populated):
+    _states(kat)  # warm the hash cache
+    path = populated / P.PAIRS
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns + 10**9, st.st_mtime_ns + 10**9))
+    states, _ = _states(kat)
+    assert states["pairs"] == "ok" and states["prefixes"] == "ok"
+
+
+def test_same_size_same_mtime_edit_needs_verify(kat, populated):
+    _states(kat)
+    path = populated / P.PAIRS
+    st = path.stat()
+    path.write_text('{"a": 1}\n{"a": 7}\n', encoding="utf-8")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # disguise the edit from the cache
+    assert _states(kat)[0]["pairs"] == "ok"  # the cache is trusted
+    assert _states(kat, "--verify")[0]["pairs"] == "modified"
+
+
+def test_stale_propagates_two_stages_down(kat, populated):
+    record_stage(populated, "pairs", {P.PAIRS: '{"a": 1}\n{"a": 2}\n{"a": 3}\n'})  # a re-download
+    states, data = _states(kat)
+    assert states["pairs"] == "ok"
+    assert states["prefixes"] == "stale"
+    assert states["embed"] == "stale"
+    by_key = {r["key"]: r for r in data["stages"]}
+    assert by_key["prefixes"]["reasons"] == ["its input data/pairs_all.jsonl changed after this run"]
+    assert by_key["embed"]["reasons"] == ["its input data/prefixes_all.jsonl is stale"]
+    assert data["next_command"] == "kat prefixes"
+
+
+def test_deleted_output_is_missing(kat, populated):
+    (populated / P.PREFIX_ID_MAP).unlink()
+    states, data = _states(kat)
+    assert states["prefixes"] == "missing"
+    assert states["embed"] == "ok"  # its own input (prefixes_all.jsonl) is intact
+    assert data["next_command"] == "kat prefixes"
+
+
+def test_named_runs_get_a_row_each(kat, populated):
+    record_stage(populated, "rm", {"rm_checkpoints/uniform/model_000001.pt": "w"}, name="uniform", inputs=(P.PAIRS,))
+    record_stage(populated, "rm", {"rm_checkpoints/density/model_000001.pt": "w"}, name="density", inputs=(P.PAIRS,))
+    states, _ = _states(kat)
+    assert states["rm/density"] == "ok" and states["rm/uniform"] == "ok"
+    assert "rm" not in states
+
+
+def test_forced_run_is_shown(kat, populated):
+    (populated / P.PAIRS).write_text("changed\n", encoding="utf-8")
+    record_stage(populated, "prefixes", {P.PREFIXES: "q\n", P.PREFIX_ID_MAP: "m\n"}, inputs=(P.PAIRS,), force=True)
+    _, data = _states(kat)
+    prefixes = next(r for r in data["stages"] if r["key"] == "prefixes")
+    assert prefixes["last_run"]["forced"] is True
+    assert "(forced)" in kat("status").stdout
+
+
+def test_unrecorded_files_are_modified(kat, ws_dir):
+    (ws_dir / "data").mkdir(parents=True)
+    (ws_dir / P.PAIRS).write_text("{}\n", encoding="utf-8")
+    states, data = _states(kat)
+    assert states["pairs"] == "modified"
+    assert data["stages"][0]["reasons"] == ["data/pairs_all.jsonl is not recorded in the manifest"]
+
+
+def test_corrupt_manifest_is_a_clear_error(kat, ws_dir):
+    ws_dir.mkdir()
+    (ws_dir / P.MANIFEST).write_text("{not json", encoding="utf-8")
+    result = kat("status")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the manifest is unreadable: ")
+    assert f"({ws_dir.resolve() / P.MANIFEST})" in result.stderr
+    assert "Hint: restore it from a backup" in result.stderr
+    assert "Traceback" not in result.output

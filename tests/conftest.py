@@ -1,0 +1,83 @@
+"""Shared fixtures: an isolated workspace, a CliRunner wrapper, and the real-data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+HH_REAL = SHARED / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_isolated(monkeypatch, tmp_path):
+    # Tests never touch the network or the user's real workspace / HF cache.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.delenv("KAT_WORKSPACE", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture
+def ws_dir(tmp_path) -> Path:
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def kat(ws_dir):
+    """`kat(*args)` runs the CLI in-process against the test workspace; returns the Click result."""
+    from katcli.cli.app import app
+
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, workspace: Path | None = ws_dir):
+        argv = (["-w", str(workspace)] if workspace is not None else []) + [str(a) for a in args]
+        return runner.invoke(app, argv, input=input, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def hh_real() -> Path:
+    if not HH_REAL.is_file():
+        pytest.skip(f"real HH-RLHF rows not available ({HH_REAL}); ../shared is absent")
+    return HH_REAL
+
+
+def pytest_report_header(config):
+    return f"kat tests; shared data: {'present' if HH_REAL.is_file() else 'absent'}; cpus={os.cpu_count()}"
+
+
+def record_stage(ws_root: Path, stage: str, outputs: dict[str, str], inputs: tuple[str, ...] = (),
+                 name: str | None = None, force: bool = False, rows: int | None = None) -> None:
+    """Run a fake stage through the real StageRun protocol: check `inputs`, write `outputs` (text)."""
+    from katcli.pipeline.stage import StageRun
+    from katcli.workspace import Workspace
+
+    with StageRun(Workspace(ws_root), stage, name=name, params={"fake": True}, force=force,
+                  command=f"kat test-{stage}") as run:
+        for rel in inputs:
+            run.input(rel)
+        for rel, text in outputs.items():
+            run.output(rel).write_text(text, encoding="utf-8")
+            run.describe(rel, rows=rows if rows is not None else text.count("\n"))
+
+
+@pytest.fixture
+def populated(ws_dir):
+    """pairs → prefixes → embed recorded in order, each reading the previous stage's outputs."""
+    from katcli.workspace import paths as P
+
+    record_stage(ws_dir, "pairs", {P.PAIRS: '{"a": 1}\n{"a": 2}\n'})
+    record_stage(ws_dir, "prefixes", {P.PREFIXES: "p1\n", P.PREFIX_ID_MAP: "a\tp1\n"}, inputs=(P.PAIRS,))
+    record_stage(
+        ws_dir, "embed",
+        {P.EMBEDDINGS: "e", P.DENSITY_WEIGHTS: "w", P.EMBED_IDS: "[]", P.EMBED_METADATA: "{}"},
+        inputs=(P.PREFIXES,),
+    )
+    return ws_dir
