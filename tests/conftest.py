@@ -53,25 +53,12 @@ def pytest_report_header(config):
     return f"kat tests; shared data: {'present' if HH_REAL.is_file() else 'absent'}; cpus={os.cpu_count()}"
 
 
-def record_stage(ws_root: Path, stage: str, outputs: dict[str, str], inputs: tuple[str, ...] = (),
-                 name: str | None = None, force: bool = False, rows: int | None = None) -> None:
-    """Run a fake stage through the real StageRun protocol: check `inputs`, write `outputs` (text)."""
-    from katcli.pipeline.stage import StageRun
-    from katcli.workspace import Workspace
-
-    with StageRun(Workspace(ws_root), stage, name=name, params={"fake": True}, force=force,
-                  command=f"kat test-{stage}") as run:
-        for rel in inputs:
-            run.input(rel)
-        for rel, text in outputs.items():
-            run.output(rel).write_text(text, encoding="utf-8")
-            run.describe(rel, rows=rows if rows is not None else text.count("\n"))
-
 
 @pytest.fixture
 def populated(ws_dir):
     """pairs → prefixes → embed recorded in order, each reading the previous stage's outputs."""
     from katcli.workspace import paths as P
+    from katfixtures import record_stage
 
     record_stage(ws_dir, "pairs", {P.PAIRS: '{"a": 1}\n{"a": 2}\n'})
     record_stage(ws_dir, "prefixes", {P.PREFIXES: "p1\n", P.PREFIX_ID_MAP: "a\tp1\n"}, inputs=(P.PAIRS,))

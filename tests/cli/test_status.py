@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from conftest import record_stage
+from katfixtures import record_stage
 
 from katcli.workspace import paths as P
 

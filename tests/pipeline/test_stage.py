@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import record_stage
+from katfixtures import record_stage
 
 from katcli.errors import UpstreamError
 from katcli.pipeline.stage import StageRun

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import record_stage
+from katfixtures import record_stage
 
 from katcli.errors import KatError
 from katcli.workspace import WorkspaceLock

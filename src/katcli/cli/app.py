@@ -94,7 +94,15 @@ def root(
 def _register() -> None:
     from katcli.cli import status as status_cmd
 
+    from katcli.cli import viz as viz_cmd
+
     app.command("status", rich_help_panel="Workspace")(status_cmd.status)
+    app.command("viz", rich_help_panel="Inspect")(viz_cmd.viz)
+    from katcli.cli import pairs as pairs_cmd
+    from katcli.cli import prefixes as prefixes_cmd
+
+    app.add_typer(pairs_cmd.app, name="pairs", rich_help_panel="Data")
+    app.command("prefixes", rich_help_panel="Data")(prefixes_cmd.prefixes)
 
 
 _register()

@@ -85,12 +85,17 @@ def progress(state: AppState) -> Iterator[ProgressFn]:
     tasks: dict[str, TaskID] = {}
 
     def report(task: str, done: int, total: int | None = None) -> None:
+        if not tasks:
+            bars.start()  # lazily: a run that fails before any progress leaves no empty display behind
         if task not in tasks:
             tasks[task] = bars.add_task(task, total=total)
         bars.update(tasks[task], completed=done, total=total)
 
-    with bars:
+    try:
         yield report
+    finally:
+        if tasks:
+            bars.stop()
 
 
 def human_size(n: int | None) -> str:
