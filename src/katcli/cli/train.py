@@ -1,0 +1,91 @@
+"""`kat train …`: the training command group (tokenizer now; reward models and others join as plain functions).
+
+Each subcommand is a plain function registered at the bottom of this module with `app.command(...)`, so adding
+one (e.g. `rm`) is: write the function, add one registration line. Commands are thin: parse flags, build the
+pipeline's config, run it under a progress bar, print a summary. Pipeline modules are imported inside the commands so
+`kat --help` never imports torch, rustbpe or tiktoken. This module knows nothing about how anything is trained.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from katcli.cli.render import progress
+from katcli.cli.workspace_opt import state_of, workspace_of
+
+app = typer.Typer(
+    name="train",
+    help="Train the tokenizer and the models.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+_PANEL = "Options"
+_UPSTREAM = "Upstream"
+
+
+def tokenizer(
+    ctx: typer.Context,
+    vocab_size: Annotated[
+        int,
+        typer.Option(
+            "--vocab-size",
+            metavar="N",
+            help="Vocabulary size, including nanochat's 9 special tokens (at least 265).",
+            rich_help_panel=_PANEL,
+        ),
+    ] = 32768,
+    max_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-chars",
+            metavar="N",
+            help="Train on at most N characters of pair text (default: all of it).",
+            rich_help_panel=_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Use inputs that are modified or stale (recorded as forced in the manifest).",
+            rich_help_panel=_UPSTREAM,
+        ),
+    ] = False,
+) -> None:
+    """Train a BPE tokenizer (GPT-4-style split, nanochat special tokens) on the pairs' text.
+
+    Reads data/pairs_all.jsonl (prefix messages, chosen and rejected replies) and writes tokenizer/tokenizer.json —
+    plain JSON, never a pickle — whose sha256 is recorded in the manifest.
+
+    Example: kat -w ./exp train tokenizer --vocab-size 8192 --max-chars 20000000
+    """
+    from katcli.pipeline.tokenizer import TokenizerConfig, run_tokenizer
+
+    state = state_of(ctx)
+    cfg = TokenizerConfig(vocab_size=vocab_size, max_chars=max_chars, force=force)
+    with progress(state) as report:
+        result = run_tokenizer(workspace_of(ctx), cfg, progress=report)
+    if state.quiet:
+        return
+    out = state.out
+    for reason in result.forced_over:
+        out.print(f"Forced: {reason}", markup=False)
+    for warning in result.warnings:
+        out.print(f"Note: {warning}", markup=False)
+    out.print(
+        f"Trained on {result.n_chars:,} characters ({result.n_texts:,} texts from {result.n_pairs:,} pairs)",
+        markup=False,
+    )
+    out.print(
+        f"Vocabulary: {result.vocab_size:,} ids ({result.vocab_size - 9:,} merges + 9 special tokens); "
+        f"{result.bytes_per_token:.2f} bytes/token",
+        markup=False,
+    )
+    out.print(f"Wrote {result.path} (sha256 {result.sha256[:16]}…)", markup=False)
+
+
+app.command("tokenizer", rich_help_panel="Tokenizer")(tokenizer)

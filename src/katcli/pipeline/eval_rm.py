@@ -1,0 +1,222 @@
+"""`kat eval rm`: score one or more reward models on the same held-out pairs, side by side.
+
+A checkpoint is a run name under `rm_checkpoints/` (e.g. `uniform`) or a checkpoint directory. The held-out set is
+recomputed from the current pairs with the split seed and ratio recorded in each checkpoint's meta, and all models
+must agree on it; a model trained on another version of the pairs is refused (its "held-out" pairs might have been
+training pairs), unless `--force`. Density quintiles come from the workspace's density weights when they are present
+and fresh. Each model is scored with its own tokenizer (the `tokenizer.json` saved beside it) and its own
+`--max-len`.
+
+Evaluation writes nothing and takes no lock: it is a read-only view of the workspace. This module wires files and
+checks; scoring is `katcli.train.evaluate`. It knows nothing about Typer or Rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from katcli.errors import ConfigError, KatError
+from katcli.pipeline.upstream import load_judge
+from katcli.progress import ProgressFn, no_progress
+from katcli.workspace import Workspace
+from katcli.workspace import paths as P
+
+SCHEMA = "kat.eval.rm/1"
+
+
+@dataclass
+class ModelEval:
+    name: str
+    directory: Path
+    step: int
+    weighting: str
+    report: Any  # katcli.train.metrics.EvalReport
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "path": str(self.directory), "step": self.step, "weighting": self.weighting,
+            **self.report.to_json(),
+        }
+
+
+@dataclass
+class EvalRMResult:
+    heldout: dict[str, Any]
+    models: list[ModelEval]
+    quintile_ranges: list[list[float]] | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "heldout": self.heldout,
+            "quintile_weight_ranges": self.quintile_ranges,
+            "models": [m.to_json() for m in self.models],
+            "notes": self.notes,
+        }
+
+
+def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
+    """(display name, directory) of a run name under rm_checkpoints/ or a path."""
+    if "/" not in arg and "\\" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir():
+        return arg, ws.abs(f"{P.RM_DIR}/{arg}")
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        return path.resolve().name, path.resolve()
+    raise KatError(
+        f"no reward model {arg!r}",
+        hint=f"pass a run name from {P.RM_DIR}/ (e.g. uniform, density) or a checkpoint directory",
+    )
+
+
+def _workspace_rel(ws: Workspace, path: Path) -> str | None:
+    try:
+        return ws.rel(path)
+    except KatError:
+        return None
+
+
+def run_eval_rm(
+    ws: Workspace,
+    checkpoints: Sequence[str],
+    *,
+    device: str = "auto",
+    batch_size: int = 32,
+    threads: int | None = None,
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+) -> EvalRMResult:
+    """Evaluate every checkpoint on the common held-out set."""
+    import numpy as np
+    import torch
+
+    from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.tokenizer import Tokenizer
+    from katcli.train import inputs as I
+    from katcli.train.ddp import resolve_device
+    from katcli.train.evaluate import evaluate
+    from katcli.train.metrics import density_quintiles
+    from katcli.train.rm_checkpoint import TOKENIZER_FILE, load_rm, read_rm_meta
+    from katcli.train.sequences import encode_pairs
+    from katcli.train.split import split_pairs
+
+    if not checkpoints:
+        raise ConfigError("name at least one reward model (e.g. `kat eval rm uniform density`)")
+    if batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if threads is not None and threads < 1:
+        raise ConfigError("--threads must be at least 1")
+    dev = resolve_device(device)
+    notes: list[str] = []
+    judge = load_judge(ws)
+
+    def check(rel: str) -> None:
+        problem = judge.check_input(rel)
+        if problem is not None:
+            if not force or judge.current_sha(rel) is None:
+                raise problem
+            notes.append(f"forced: {problem.message}")
+
+    # -- which models, which held-out set -----------------------------------------------------------------
+    models: list[tuple[str, Path, int, dict[str, Any]]] = []
+    seen: set[Path] = set()
+    for arg in checkpoints:
+        name, directory = resolve_checkpoint(ws, arg)
+        if directory in seen:
+            continue
+        seen.add(directory)
+        step, meta = read_rm_meta(directory)
+        rel = _workspace_rel(ws, checkpoint_paths(directory, step)["model"])
+        if rel is not None:  # a checkpoint inside the workspace must be the one `kat train rm` recorded
+            check(rel)
+        models.append((name, directory, step, meta))
+    specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in models}
+    if len(specs) > 1:
+        desc = ", ".join(f"{m[0]}: --seed {m[3]['heldout']['seed']} --val-ratio {m[3]['heldout']['val_ratio']}" for m in models)
+        raise KatError(
+            f"the models were split with different held-out settings ({desc}), so they share no held-out set",
+            hint="train them with the same --seed and --val-ratio",
+        )
+    seed, val_ratio = next(iter(specs))
+    check(P.PAIRS)
+    pairs_sha = judge.current_sha(P.PAIRS)
+    for name, _, _, meta in models:
+        trained_on = meta.get("inputs", {}).get(P.PAIRS)
+        if trained_on is not None and trained_on != pairs_sha:
+            message = f"{name} was trained on another version of {P.PAIRS}; its held-out pairs are not these"
+            if not force:
+                raise KatError(message, hint=f"retrain it with `kat train rm --name {name}`, or pass --force")
+            notes.append(f"forced: {message}")
+
+    pairs = I.read_pairs(ws.abs(P.PAIRS), progress=progress)
+    prefix_ids = [p.prefix_id for p in pairs]
+    split = split_pairs(prefix_ids, seed=seed, val_ratio=val_ratio)
+    held = [pairs[i] for i in split.heldout]
+    fingerprint = split.fingerprint([p.id for p in pairs])
+    for name, _, _, meta in models:
+        if meta["heldout"].get("fingerprint") not in (None, fingerprint) and not force:
+            raise KatError(
+                f"{name}'s held-out set differs from the one the current pairs give",
+                hint=f"retrain it with `kat train rm --name {name}`, or pass --force",
+            )
+
+    weights = None
+    quintile_ranges = None
+    if ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file():
+        if judge.check_input(P.DENSITY_WEIGHTS) is None and judge.check_input(P.EMBED_IDS) is None:
+            weights = I.read_density_weights(ws.abs(P.DENSITY_WEIGHTS), ws.abs(P.EMBED_IDS))
+            held_pids = [p.prefix_id for p in held]
+            if all(pid in weights for pid in held_pids):
+                quintile_ranges = density_quintiles(held_pids, weights)[1]
+            else:
+                weights = None
+                notes.append("the density weights do not cover every held-out prompt: no density quintiles")
+        else:
+            notes.append("the density weights are stale or unrecorded: no density quintiles")
+    else:
+        notes.append("no density weights in the workspace (run `kat embed`): no density quintiles")
+
+    # -- score ---------------------------------------------------------------------------------------------
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    rows = [(p.messages, p.chosen, p.rejected) for p in held]
+    encoded: dict[tuple[str, int, int], Any] = {}
+    results: list[ModelEval] = []
+    try:
+        for name, directory, step, meta in models:
+            tok_file = directory / TOKENIZER_FILE
+            tokenizer = Tokenizer.load(tok_file if tok_file.is_file() else ws.abs(f"{P.TOKENIZER_DIR}/tokenizer.json"))
+            if tokenizer.sha256() != meta.get("tokenizer_sha256"):
+                raise KatError(
+                    f"{name}: the tokenizer beside it is not the one it was trained with",
+                    file=str(tok_file),
+                    hint="re-run `kat train rm` for it",
+                )
+            cfg = meta.get("config", {})
+            max_len = int(cfg.get("max_len", 512))
+            max_resp = int(cfg.get("max_response_len", max_len // 2))
+            key = (tokenizer.sha256(), max_len, max_resp)
+            if key not in encoded:
+                encoded[key] = encode_pairs(
+                    tokenizer, rows, ids=[p.id for p in held], max_len=max_len, max_response_len=max_resp,
+                    progress=progress,
+                )
+            rm, _ = load_rm(directory, step, device=dev)
+            report = evaluate(
+                rm, encoded[key], np.arange(len(held)), sources=[p.src for p in held],
+                prefix_ids=[p.prefix_id for p in held], weights=weights, batch_size=batch_size,
+                pad_id=tokenizer.bos_token_id, device=dev, progress=progress,
+            )
+            results.append(ModelEval(name, directory, step, str(cfg.get("pair_weighting", "?")), report))
+            del rm
+    finally:
+        torch.set_num_threads(threads_before)
+    heldout = {
+        "seed": seed, "val_ratio": val_ratio, "pairs": len(held), "prompts": len({p.prefix_id for p in held}),
+        "fingerprint": fingerprint,
+    }
+    return EvalRMResult(heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes)

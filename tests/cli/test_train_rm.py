@@ -1,0 +1,74 @@
+"""`kat train rm`: flags → config, the summary it prints, and its errors (exact messages, exit codes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _rmkit():
+    """The training tests' kit (planted pairs, recorded workspace), loaded by path: tests/ is not a package."""
+    if "rmkit" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "train" / "rmkit.py"
+        spec = importlib.util.spec_from_file_location("rmkit", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["rmkit"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["rmkit"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = ["--depth", "1", "--max-steps", "3", "--batch-size", "8", "--max-len", "64", "--val-ratio", "0.2",
+        "--device", "cpu", "--threads", "1"]
+
+
+def test_train_rm_prints_sampling_training_and_heldout_summary(kat, ws_dir):
+    kit = _rmkit()
+    kit.make_workspace(ws_dir, kit.planted_pairs(60))
+    result = kat("train", "rm", *TINY, "--density-aware")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Note: trained from scratch (--depth 1): fine for trying the pipeline, but real reward models start " \
+           "from a pretrained or SFT model (--init DIR, e.g. one from `kat import nanochat`)" in out
+    assert "Sampling: per-prompt over " in out and "effective sample size" in out
+    assert "Trained 3 steps on cpu × 1: " in out and "pad fraction" in out
+    assert "Held-out accuracy, 95% Wilson interval (" in out
+    for row in ("overall", "src-a", "src-b", "Q1 commonest", "Q5 rarest"):
+        assert row in out
+    assert out.rstrip().endswith(f"Wrote {ws_dir.resolve()}/rm_checkpoints/density")
+    assert (ws_dir / "rm_checkpoints" / "density" / "model_000003.pt").is_file()
+    status = kat("status", "--json")
+    assert '"key": "rm/density"' in status.stdout
+
+
+def test_flag_errors_name_the_flag(kat, ws_dir):
+    result = kat("train", "rm", "--pair-weighting", "per-pair")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --pair-weighting only applies with --density-aware\n"
+    result = kat("train", "rm", "--val-ratio", "1")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --val-ratio must be between 0 and 1 (exclusive)\n"
+
+
+def test_missing_upstream_and_nothing_to_resume(kat, ws_dir):
+    result = kat("train", "rm", *TINY)
+    assert result.exit_code == 1
+    assert result.stderr == "Error: data/pairs_all.jsonl is missing\nHint: run `kat pairs download` first\n"
+    kit = _rmkit()
+    kit.make_workspace(ws_dir, kit.planted_pairs(30), with_weights=False)
+    result = kat("train", "rm", *TINY, "--resume")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: nothing to resume: rm_checkpoints/uniform/ has no checkpoint\nHint: drop --resume to start a new run\n"
+    )
