@@ -1,0 +1,154 @@
+"""`kat pairs download|import` through the CLI: summaries, exact error messages, exit codes, nothing
+written on failure."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from datakit import read_jsonl  # noqa: E402
+
+from katcli.data.stats import format_pairs_stats  # noqa: E402
+from katcli.workspace import Manifest  # noqa: E402
+from katcli.workspace import paths as P  # noqa: E402
+
+GOOD = {"prefix": {"messages": [{"role": "user", "content": "Hi"}]}, "chosen": "Hello!", "rejected": "Go away.",
+        "src": "mine"}
+
+
+def good_line(**kw) -> bytes:
+    return (json.dumps({**GOOD, **kw}) + "\n").encode()
+
+
+def test_download_from_sample_prints_the_summary_and_records_the_same_numbers(kat, ws_dir):
+    result = kat("pairs", "download", "--from", "sample")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Pairs: budget 200,000, mix hh=1,uf=1,se=1, seed 0" in out
+    assert "hh-rlhf dropped: empty_reply 2, identical_replies 2, no_shared_prompt 1" in out
+    assert "ultrafeedback-binarized dropped: empty_reply 1, identical_replies 1, no_final_assistant_turn 1, " \
+           "prefix_mismatch 1, tie 8" in out
+    assert "Note: budget 200000 not reached: the chosen sources gave 413 pairs" in out
+    assert f"Wrote {ws_dir / P.PAIRS} (413 pairs) and {ws_dir / P.STATS}" in out
+    run = Manifest.load(ws_dir / P.MANIFEST).runs["pairs"]
+    assert run.params["from"] == "sample" and run.params["budget"] == 200_000
+    assert run.stats["pairs_total"] == 413 == len(read_jsonl(ws_dir / P.PAIRS))
+    assert run.output(P.PAIRS).rows == 413
+    assert (ws_dir / P.STATS).read_text(encoding="utf-8") == format_pairs_stats(run.stats)
+    hh = run.stats["sources"]["hh-rlhf"]
+    assert (hh["rows_read"], hh["pairs_kept"], hh["dropped_total"]) == (241, 234, 7)
+    assert hh["origin"] == "mirror sample"  # not the install path: stats.txt is the same on every machine
+    assert hh["mean_prompt_chars"] > 0 and hh["mean_chosen_chars"] > hh["mean_rejected_chars"]
+
+
+def test_download_is_byte_identical_on_rerun(kat, ws_dir):
+    assert kat("pairs", "download", "--from", "sample", "--budget", "150", "--seed", "7").exit_code == 0
+    first = (ws_dir / P.PAIRS).read_bytes()
+    assert kat("-q", "pairs", "download", "--from", "sample", "--budget", "150", "--seed", "7").exit_code == 0
+    assert (ws_dir / P.PAIRS).read_bytes() == first and first.count(b"\n") == 150
+
+
+def test_hub_unreachable_names_from_and_the_offline_cache_and_writes_nothing(kat, ws_dir):
+    result = kat("pairs", "download", "--source", "hh")  # conftest: HF_HUB_OFFLINE=1, empty HF_HOME
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Error: cannot get Anthropic/hh-rlhf from the Hugging Face hub: ")
+    assert lines[1] == (
+        "Hint: no network? use `--from DIR` with a local copy in the hub's layout (or `--from sample`); or fetch "
+        "once while online so the HF offline cache (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1) serves later runs"
+    )
+    assert "Traceback" not in result.output
+    assert not ws_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "lots"], "Error: --budget must be a number of pairs like 200000, 200k or 1.5M, got 'lots'"),
+        (["--mix", "hh=1"], "Error: --mix gives no weight to the chosen source 'uf' (add uf=1)"),
+        (["--se-pairs-per-question", "0"], "Error: --se-pairs-per-question must be at least 1"),
+        (["--from", "/nonexistent/mirror"], "Error: --from: /nonexistent/mirror is not a directory"),
+    ],
+)
+def test_bad_flags(kat, ws_dir, args, message):
+    result = kat("pairs", "download", *args)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == message
+    assert not (ws_dir / P.PAIRS).exists()
+
+
+def test_unknown_source_is_a_usage_error(kat):
+    result = kat("pairs", "download", "--source", "xx")
+    assert result.exit_code == 2
+    assert "'xx' is not one of 'hh', 'uf', 'se'" in result.stderr
+
+
+# -- import -------------------------------------------------------------------------------------------
+BAD = {
+    "broken JSON": (b'{"prefix": {"messages": [\n', "broken JSON: Expecting value at column 26"),
+    "wrong type": (good_line(chosen=["a"]), "'chosen' must be a string, got an array"),
+    "wrong role order": (
+        good_line(prefix={"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}),
+        "'prefix.messages[1].role' is 'user' but 'assistant' was expected: a prefix alternates user/assistant "
+        "starting with user"),
+    "empty content": (good_line(prefix={"messages": [{"role": "user", "content": ""}]}),
+                      "'prefix.messages[0].content' is empty"),
+    "non-UTF-8": (b'{"prompt": "\xff\xfe", "chosen": "a", "rejected": "b"}\n', "not valid UTF-8 (byte 13 of the line)"),
+    "50 MB line": (b'{"prompt": "' + b"y" * (50 * 1024 * 1024) + b'", "chosen": "a", "rejected": "b"}\n',
+                   "line is longer than 16 MiB"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_import_bad_line_stops_with_location_and_leaves_everything_as_it_was(kat, ws_dir, tmp_path, case):
+    ok = tmp_path / "ok.jsonl"
+    ok.write_bytes(good_line())
+    assert kat("-q", "pairs", "import", str(ok)).exit_code == 0
+    before = ((ws_dir / P.PAIRS).read_bytes(), (ws_dir / P.MANIFEST).read_bytes(), (ws_dir / P.STATS).read_bytes())
+
+    raw, reason = BAD[case]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(good_line(chosen="Fine") + raw + good_line(chosen="Also fine"))
+    result = kat("pairs", "import", str(bad))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {reason} ({bad}:2)", "Hint: fix the line, or pass --skip-invalid to skip bad lines"]
+    assert "Traceback" not in result.output
+    after = ((ws_dir / P.PAIRS).read_bytes(), (ws_dir / P.MANIFEST).read_bytes(), (ws_dir / P.STATS).read_bytes())
+    assert after == before
+    assert not [p for p in (ws_dir / "data").iterdir() if ".tmp-" in p.name]
+
+
+def test_import_skip_invalid_counts_and_reports_the_first_few(kat, ws_dir, tmp_path):
+    f = tmp_path / "mixed.jsonl"
+    f.write_bytes(good_line(chosen="one") + b"".join(raw for raw, _ in BAD.values()) + good_line(chosen="two")
+                  + b'{"prompt": "legacy", "chosen": "c", "rejected": "r"}\n')
+    result = kat("pairs", "import", str(f), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    err = result.stderr.splitlines()
+    err = err[err.index("Skipped 6 invalid line(s); first ones:"):]  # after the progress bar
+    assert err[1] == f"  {f}:2: broken JSON: Expecting value at column 26"
+    assert len([e for e in err if e.startswith(f"  {f}:")]) == 5
+    assert "Imported 3 pairs from 9 lines (import 1, mine 2;" in result.stdout
+    pairs = read_jsonl(ws_dir / P.PAIRS)
+    assert [p["chosen"] for p in pairs] == ["one", "two", "c"]
+    stats = Manifest.load(ws_dir / P.MANIFEST).runs["pairs"].stats
+    assert stats["kind"] == "import" and stats["invalid"] == 6 and stats["pairs_written"] == 3
+    assert "invalid: " in (ws_dir / P.STATS).read_text(encoding="utf-8")
+
+
+def test_import_missing_file(kat, tmp_path):
+    result = kat("pairs", "import", str(tmp_path / "nope.jsonl"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"Error: FILE {tmp_path / 'nope.jsonl'} does not exist or is not a file"
+
+
+def test_help_shows_examples(kat):
+    for args in (["pairs", "download", "--help"], ["pairs", "import", "--help"]):
+        result = kat(*args, workspace=None)
+        assert result.exit_code == 0
+        assert "Example: kat -w ./exp pairs" in result.stdout
