@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+import rmkit
 
 
-def _rmkit():
-    if "rmkit" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "train" / "rmkit.py"
-        spec = importlib.util.spec_from_file_location("rmkit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rmkit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["rmkit"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +16,7 @@ def trained(tmp_path_factory):
     """A workspace with `uniform`, `density` (seed 0) and `other` (seed 1) tiny reward models."""
     from katcli.pipeline.train_rm import run_train_rm, tiny_config
 
-    kit = _rmkit()
+    kit = rmkit
     root = tmp_path_factory.mktemp("evalws")
     ws = kit.make_workspace(root, kit.planted_pairs(100))
     small = dict(max_steps=4, max_len=64, lr=3e-3)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,17 +13,9 @@ from katcli.cli.app import KatGroup, root
 from katcli.cli.import_cmd import app as import_app
 from katcli.workspace import Manifest
 from katcli.workspace import paths as P
+import modelkit
 
 
-def _modelkit():
-    """The model tests' kit (tiny tokenizer/GPT, nanochat layout writer), loaded by path: tests/ is not a package."""
-    if "modelkit" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "model" / "modelkit.py"
-        spec = importlib.util.spec_from_file_location("modelkit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["modelkit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["modelkit"]
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +28,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def source():
-    kit = _modelkit()
+    kit = modelkit
     tok = kit.Tokenizer.train(kit.corpus(), 400)
     model = kit.randomize(kit.GPT(kit.tiny_config(tok.vocab_size)), seed=3).eval()
     return kit, tok, model

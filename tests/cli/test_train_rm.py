@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+import rmkit
 
 
-def _rmkit():
-    """The training tests' kit (planted pairs, recorded workspace), loaded by path: tests/ is not a package."""
-    if "rmkit" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "train" / "rmkit.py"
-        spec = importlib.util.spec_from_file_location("rmkit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rmkit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["rmkit"]
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +23,7 @@ TINY = ["--depth", "1", "--max-steps", "3", "--batch-size", "8", "--max-len", "6
 
 
 def test_train_rm_prints_sampling_training_and_heldout_summary(kat, ws_dir):
-    kit = _rmkit()
+    kit = rmkit
     kit.make_workspace(ws_dir, kit.planted_pairs(60))
     result = kat("train", "rm", *TINY, "--density-aware")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -65,7 +54,7 @@ def test_missing_upstream_and_nothing_to_resume(kat, ws_dir):
     result = kat("train", "rm", *TINY)
     assert result.exit_code == 1
     assert result.stderr == "Error: data/pairs_all.jsonl is missing\nHint: run `kat pairs download` first\n"
-    kit = _rmkit()
+    kit = rmkit
     kit.make_workspace(ws_dir, kit.planted_pairs(30), with_weights=False)
     result = kat("train", "rm", *TINY, "--resume")
     assert result.exit_code == 1

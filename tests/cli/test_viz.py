@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ import pytest
 from katcli.viz.projection import umap_available
 from katcli.workspace import Manifest
 from katcli.workspace import paths as P
+import vizkit
 
 JSON_OUT = "viz/embeddings_3d.json"
 HTML_OUT = "viz/embeddings_3d.html"
@@ -23,20 +21,11 @@ def _err(result) -> str:
     return result.stderr.lstrip("\n")
 
 
-def _vizkit():
-    """The viz tests' kit (synthetic embed files), loaded by path: tests/ is not a package."""
-    if "vizkit" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "viz" / "vizkit.py"
-        spec = importlib.util.spec_from_file_location("vizkit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["vizkit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["vizkit"]
 
 
 @pytest.fixture
 def upstream(ws_dir):
-    return _vizkit().record_upstream(ws_dir, n=80, d=12)
+    return vizkit.record_upstream(ws_dir, n=80, d=12)
 
 
 def test_writes_the_page_and_the_json_and_records_the_run(kat, ws_dir, upstream):

@@ -1,7 +1,7 @@
 """Test kit for the model tests: a small trained tokenizer, tiny random GPTs, a nanochat directory writer.
 
 Deliberately not a conftest.py: several conftest modules on sys.path collide under the name `conftest`
-(tests import `from conftest import record_stage`). Test modules here `from modelkit import ...` the fixtures and
+(a conftest here would shadow the root one). Test modules here `from modelkit import ...` the fixtures and
 helpers they use; tests elsewhere load this file by path.
 """
 

@@ -1,7 +1,7 @@
 """Test kit for the viz tests: synthetic `kat embed` + `kat prefixes` output and a headless-Chromium harness.
 
 Deliberately not a conftest.py: several conftest modules on sys.path collide under the name `conftest`
-(tests import `from conftest import record_stage`). Test modules import what they need from here; the
+(a conftest here would shadow the root one). Test modules import what they need from here; the
 fixtures `embed_files` and `chromium` are imported into the modules that use them.
 """
 

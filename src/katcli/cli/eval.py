@@ -100,8 +100,9 @@ def rm(
     for m in models:
         state.out.print(f"  {m['name']}: {m['weighting']} sampling, step {m['step']:,}, {m['path']}", markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
-    table.add_column("Group", no_wrap=True)
-    table.add_column("Pairs", justify="right")
+    # The group label is the one column allowed to wrap, so narrow terminals never squeeze away the numbers.
+    table.add_column("Group", overflow="fold")
+    table.add_column("Pairs", justify="right", no_wrap=True)
     for m in models:
         table.add_column(m["name"], no_wrap=True)
     two = len(models) == 2

@@ -58,6 +58,8 @@ class _RateColumn(TextColumn):
         from rich.text import Text
 
         speed = task.finished_speed or task.speed
+        if not speed and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed  # short tasks finish before Rich samples a speed
         if not speed:
             return Text("–/s", style="progress.data.speed")
         for unit, scale in (("M", 1e6), ("k", 1e3)):

@@ -16,13 +16,12 @@ _STATE_STYLE = {"ok": "green", "missing": "dim", "modified": "red", "stale": "ye
 
 
 def _rows_or_shape(row: StageStatus) -> str:
-    parts = []
-    for a in row.artifacts:
-        if a.rows is not None:
-            parts.append(f"{a.rows:,} rows")
-        elif a.shape is not None:
-            parts.append("×".join(str(d) for d in a.shape))
-    return ", ".join(parts[:2]) or "–"
+    """The most telling size: a matrix shape if the stage wrote one, else its first row count."""
+    shapes = [a.shape for a in row.artifacts if a.shape is not None and len(a.shape) > 1]
+    if shapes:
+        return "×".join(str(d) for d in shapes[0])
+    rows = [a.rows for a in row.artifacts if a.rows is not None]
+    return f"{rows[0]:,}" if rows else "–"
 
 
 def status(
@@ -40,12 +39,20 @@ def status(
         state.out.print_json(json.dumps(result.to_json()))
         return
     table = Table(title=f"kat workspace {result.workspace}", title_justify="left")
-    for col in ("Stage", "State", "Artifacts", "Rows / shape", "Size", "Last run", "Run next"):
-        table.add_column(col, overflow="fold")
+    table.add_column("Stage", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Files", justify="right", no_wrap=True)
+    table.add_column("Rows", justify="right", no_wrap=True)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Updated", no_wrap=True)
+    todo = any(row.state != "ok" for row in result.stages)
+    if todo:
+        table.add_column("Run next", min_width=12)
     for row in result.stages:
         present = sum(a.exists for a in row.artifacts)
         size = sum(a.size or 0 for a in row.artifacts) if present else None
-        last = row.last_run.finished_at.replace("T", " ").replace("+00:00", "Z") if row.last_run else "never"
+        # Manifest times are UTC ISO-8601; month-day hour:minute is enough to tell runs apart at a glance.
+        last = row.last_run.finished_at[5:16].replace("T", " ") if row.last_run else "never"
         if row.last_run and row.last_run.forced:
             last += " (forced)"
         table.add_row(
@@ -55,7 +62,7 @@ def status(
             _rows_or_shape(row),
             human_size(size),
             last,
-            "" if row.state == "ok" else row.command,
+            *(["" if row.state == "ok" else row.command] if todo else []),
         )
     state.out.print(table)
     for row in result.stages:

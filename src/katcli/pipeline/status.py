@@ -68,8 +68,15 @@ def _artifact(judge: Judge, rec_path: str, recorded_sha: str | None, rows, shape
     return ArtifactStatus(rec_path, True, state, path.stat().st_size, now, rows, shape)
 
 
+def _declared_first(spec: registry.StageSpec, name: str | None, path: str) -> tuple[int, str]:
+    """Sort key: the registry's declared outputs first, in declared order (the primary artifact leads)."""
+    declared = spec.outputs_for(name)
+    return (declared.index(path) if path in declared else len(declared), path)
+
+
 def _from_run(judge: Judge, spec: registry.StageSpec, run: RunRecord, name: str | None) -> StageStatus:
     verdict = judge.verdict(run)
+    outputs = sorted(run.outputs, key=lambda o: _declared_first(spec, name, o.path))
     return StageStatus(
         key=run.key,
         stage=spec.name,
@@ -77,7 +84,7 @@ def _from_run(judge: Judge, spec: registry.StageSpec, run: RunRecord, name: str 
         state=verdict.state,
         command=spec.command_for(name),
         reasons=verdict.reasons,
-        artifacts=[_artifact(judge, o.path, o.sha256, o.rows, o.shape) for o in run.outputs],
+        artifacts=[_artifact(judge, o.path, o.sha256, o.rows, o.shape) for o in outputs],
         last_run=LastRun(run.command, run.started_at, run.finished_at, run.kat_version, run.forced),
     )
 

@@ -431,7 +431,7 @@ def _prepare(ws: Workspace, cfg: TrainRMConfig, run: Any, dist: Any, progress: P
         max_steps=cfg.max_steps, batch_size=cfg.batch_size, micro_batch_size=micro, lr=cfg.resolved_lr,
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, center_coef=cfg.reward_centering,
-        eval_every=cfg.eval_every, save_every=cfg.save_every, eval_batch_size=max(micro, 8),
+        eval_every=cfg.eval_every, save_every=cfg.save_every, eval_batch_size=max(micro, 8), seed=cfg.seed,
     )
     heldout = np.asarray(split.heldout, dtype=np.int64)
     eval_weights = weights if weights is not None and all(prefix_ids[i] in weights for i in heldout) else None

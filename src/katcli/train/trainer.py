@@ -61,6 +61,7 @@ class TrainSettings:
     save_every: int = 0  # 0: save only at the end
     pad_to: int | None = None  # pad every micro-batch to this width instead of its longest row (baseline)
     eval_batch_size: int = 32
+    seed: int = 0  # seeds torch's global RNG on a fresh run, so the saved RNG state is reproducible too
 
 
 @dataclass
@@ -230,6 +231,9 @@ class Trainer:
             resume_step=self.start_step if self.start_step > 0 else None,
         )
         outcome = TrainOutcome(step=self.start_step, start_step=self.start_step, eval=None)
+        if self.start_step == 0:
+            # Whatever ran earlier in this process must not leak into the run (or its checkpointed RNG state).
+            torch.manual_seed(s.seed)
         files: list[Path] = []
         try:
             self.progress("training", self.start_step, s.max_steps)
