@@ -22,8 +22,17 @@ from katcli.errors import KatError
 from katcli.pipeline.stage import invocation
 
 
+# Help lists commands in pipeline order (Typer would put every sub-group after every plain command).
+COMMAND_ORDER = ("pairs", "prefixes", "embed", "train", "eval", "import", "viz", "quickstart", "status")
+
+
 class KatGroup(TyperGroup):
     """Root group whose `invoke` is kat's single error boundary."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
@@ -92,17 +101,27 @@ def root(
 
 
 def _register() -> None:
-    from katcli.cli import status as status_cmd
-
-    from katcli.cli import viz as viz_cmd
-
-    app.command("status", rich_help_panel="Workspace")(status_cmd.status)
-    app.command("viz", rich_help_panel="Inspect")(viz_cmd.viz)
+    # Imported here, in pipeline order, so the help panels read Data → Models → Inspect → Workspace.
+    from katcli.cli import embed as embed_cmd
+    from katcli.cli import eval as eval_cmd
+    from katcli.cli import import_cmd, quickstart as quickstart_cmd
     from katcli.cli import pairs as pairs_cmd
     from katcli.cli import prefixes as prefixes_cmd
+    from katcli.cli import status as status_cmd
+    from katcli.cli import train as train_cmd
+    from katcli.cli import train_rm as train_rm_cmd
+    from katcli.cli import viz as viz_cmd
 
     app.add_typer(pairs_cmd.app, name="pairs", rich_help_panel="Data")
     app.command("prefixes", rich_help_panel="Data")(prefixes_cmd.prefixes)
+    app.command("embed", rich_help_panel="Data")(embed_cmd.embed)
+    train_cmd.app.command("rm", rich_help_panel="Reward model")(train_rm_cmd.train_rm)
+    app.add_typer(train_cmd.app, name="train", rich_help_panel="Models")
+    app.add_typer(eval_cmd.app, name="eval", rich_help_panel="Models")
+    app.add_typer(import_cmd.app, name="import", rich_help_panel="Models")
+    app.command("viz", rich_help_panel="Inspect")(viz_cmd.viz)
+    app.command("quickstart", rich_help_panel="Workspace")(quickstart_cmd.quickstart)
+    app.command("status", rich_help_panel="Workspace")(status_cmd.status)
 
 
 _register()

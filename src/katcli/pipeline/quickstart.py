@@ -1,0 +1,58 @@
+"""The quickstart plan: the whole experiment on the built-in sample, as the kat commands a user would type.
+
+`kat quickstart` runs these steps one after another through the same CLI, so each step checks its inputs,
+shows its progress, records itself in the manifest and prints its summary exactly as if typed by hand, and the
+user can re-run or vary any single step. The sizes are chosen so the whole plan finishes in a few minutes on
+2 CPU cores; they make a smoke test of the experiment, not a result (real runs start from a pretrained model).
+This module only builds the plan; it runs nothing and knows nothing about Typer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from katcli.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    seed: int = 0
+    rm_steps: int = 60  # optimizer steps for each tiny reward model
+    vocab_size: int = 2048
+    threads: int = 1  # one thread per step: on 2 shared cores torch's default oversubscribes and runs slower
+
+    def __post_init__(self) -> None:
+        if self.rm_steps < 1:
+            raise ConfigError(f"--rm-steps must be at least 1, got {self.rm_steps}")
+        if self.vocab_size < 256 + 9:
+            raise ConfigError(f"--vocab-size must be at least 265 (256 bytes + 9 special tokens), got {self.vocab_size}")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    argv: tuple[str, ...]  # arguments after `kat [global options]`
+
+
+def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
+    seed = str(cfg.seed)
+    tiny_rm = (
+        "--depth", "1", "--max-steps", str(cfg.rm_steps), "--batch-size", "16", "--max-len", "256",
+        "--lr", "2e-3", "--val-ratio", "0.2", "--eval-every", "0", "--save-every", "0",
+        "--device", "cpu", "--threads", str(cfg.threads), "--seed", seed,
+    )
+    return [
+        Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample", "--seed", seed)),
+        Step("Unique prompts", ("prefixes",)),
+        Step("Embeddings and density weights", ("embed", "--device", "cpu")),
+        Step("Tokenizer", ("train", "tokenizer", "--vocab-size", str(cfg.vocab_size))),
+        Step("Reward model, uniform sampling", ("train", "rm", "--name", "uniform", *tiny_rm)),
+        Step("Reward model, density-aware sampling",
+             ("train", "rm", "--name", "density", "--density-aware", *tiny_rm)),
+        Step("Uniform vs density-aware on the same held-out prompts",
+             ("eval", "rm", "uniform", "density", "--device", "cpu", "--threads", str(cfg.threads))),
+        Step("The prompt space in 3D", ("viz",)),
+        Step("Workspace status", ("status",)),
+    ]

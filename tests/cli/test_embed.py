@@ -1,0 +1,234 @@
+"""`kat embed`: outputs, metadata, manifest, summary, messages and exit codes, determinism, consistency checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from katfixtures import record_stage
+from typer.testing import CliRunner
+
+from katcli.workspace import Manifest, Workspace
+from katcli.workspace import paths as P
+
+
+def _densitykit():
+    """The density tests' kit, loaded by path: tests/ is not a package."""
+    if "densitykit" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "density" / "densitykit.py"
+        spec = importlib.util.spec_from_file_location("densitykit", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["densitykit"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["densitykit"]
+
+
+kit = _densitykit()
+
+
+def embed_app() -> typer.Typer:
+    """The root app's callback and error boundary with `embed` registered (as cli/app.py does)."""
+    from katcli.cli.app import KatGroup, root
+    from katcli.cli.embed import embed
+
+    app = typer.Typer(cls=KatGroup, pretty_exceptions_enable=False)
+    app.callback()(root)
+    app.command("embed")(embed)
+    return app
+
+
+@pytest.fixture
+def kat_embed(ws_dir):
+    runner = CliRunner()
+    app = embed_app()
+
+    def run(*args: str):
+        return runner.invoke(app, ["-w", str(ws_dir), "embed", *map(str, args)], catch_exceptions=False)
+
+    return run
+
+
+def err(result) -> str:
+    """stderr from the error message on (progress bars drawn before it are not part of the message)."""
+    text = result.stderr
+    return text[text.index("Error: "):] if "Error: " in text else text
+
+
+def record_prefixes(ws_dir: Path, prompts: list[str]) -> list[str]:
+    """pairs → prefixes recorded through the real StageRun, the prefixes file in its real schema."""
+    tmp = ws_dir.parent / "prefixes_src.jsonl"
+    ids = kit.write_prefixes(tmp, prompts)
+    record_stage(ws_dir, "pairs", {P.PAIRS: "{}\n"})
+    record_stage(
+        ws_dir,
+        "prefixes",
+        {P.PREFIXES: tmp.read_text(encoding="utf-8"), P.PREFIX_ID_MAP: "".join(f"x\t{i}\n" for i in ids)},
+        inputs=(P.PAIRS,),
+    )
+    return ids
+
+
+@pytest.fixture
+def planted(ws_dir, tmp_path):
+    """520 prefixes and a planted-cluster embedding file for them (500 near-duplicates, then 20 unrelated)."""
+    prompts = kit.cluster_prompts(500) + kit.RARE_PROMPTS
+    ids = record_prefixes(ws_dir, prompts)
+    npy = tmp_path / "planted.npy"
+    np.save(npy, kit.planted(500, 20, dim=48, seed=0).astype(np.float64) * 3.0)  # not unit length: kat normalises
+    return ids, npy
+
+
+def read_outputs(ws_dir: Path):
+    emb = np.load(ws_dir / P.EMBEDDINGS)
+    w = np.load(ws_dir / P.DENSITY_WEIGHTS)
+    ids = json.loads((ws_dir / P.EMBED_IDS).read_text(encoding="utf-8"))
+    meta = json.loads((ws_dir / P.EMBED_METADATA).read_text(encoding="utf-8"))
+    return emb, w, ids, meta
+
+
+def test_embeddings_from_file_writes_weights_metadata_and_manifest(kat_embed, ws_dir, planted):
+    ids, npy = planted
+    result = kat_embed("--embeddings-from", npy)
+    assert result.exit_code == 0, err(result)
+
+    emb, w, got_ids, meta = read_outputs(ws_dir)
+    assert got_ids == ids
+    assert emb.dtype == np.float32 and emb.shape == (520, 48)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-6)
+    assert w.dtype == np.float32 and w.shape == (520,)
+    assert abs(float(w.astype(np.float64).sum()) - 1.0) < 1e-5
+    assert w[500:].min() > w[:500].max()  # every unrelated prompt outweighs every clustered one
+
+    assert meta["n"] == 520 and meta["dims"] == 48 and meta["text"] == "first-user"
+    assert meta["model"] == {"source": "file", "path": str(npy.resolve()), "normalized": True}
+    assert (meta["k"], meta["eps"], meta["power"], meta["max_ratio"]) == (20, 0.001, 1.0, None)
+    assert (meta["index"], meta["index_requested"], meta["recall"], meta["hnsw"]) == ("exact", "auto", None, None)
+    ws = meta["weights"]
+    assert ws["max_min_ratio"] == pytest.approx(float(w.max()) / float(w.min()), rel=1e-6)
+    assert ws["ess"] == pytest.approx(1 / np.sum(w.astype(np.float64) ** 2), rel=1e-5)
+    assert set(ws["percentiles"]) == {"p1", "p5", "p25", "p50", "p75", "p95", "p99"}
+    assert meta["density_max"] == meta["density"]["max"] <= 1.0
+    assert {"read_s", "exact_s", "density_total_s", "total_s"} <= set(meta["timings"])
+
+    run = Manifest.load(ws_dir / P.MANIFEST).runs["embed"]
+    outs = {o.path: o for o in run.outputs}
+    assert set(outs) == {P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA}
+    assert outs[P.EMBEDDINGS].shape == [520, 48] and outs[P.DENSITY_WEIGHTS].shape == [520]
+    assert outs[P.EMBED_IDS].rows == 520
+    assert [i.path for i in run.inputs] == [P.PREFIXES, str(npy.resolve())]
+    assert run.params["k"] == 20 and run.stats["index"] == "exact"
+
+    out = result.stdout
+    assert "Prompts       520 (first-user)" in out
+    assert f"Embeddings    48 dims, embeddings from {npy.resolve()}" in out
+    assert "Index         exact, k=20" in out
+    assert f"Weight ratio  max/min {ws['max_min_ratio']:.3g}" in out
+    assert f"ESS           {ws['ess']:,.1f} of 520" in out
+    rare = out.split("Rarest prompts (highest weight)")[1].split("Densest prompts")[0]
+    dense = out.split("Densest prompts (lowest weight)")[1]
+    assert sum(p in rare for p in kit.RARE_PROMPTS) == 5 and "chocolate cake" not in rare
+    assert "chocolate cake" in dense and not any(p in dense for p in kit.RARE_PROMPTS)
+    assert out.rstrip().splitlines()[-1] == f"Wrote {ws_dir.resolve() / P.EMBED_DIR}"
+
+
+def test_outputs_are_byte_identical_on_a_rerun(kat_embed, ws_dir, planted):
+    _, npy = planted
+    assert kat_embed("--embeddings-from", npy, "--index", "hnsw", "--k", "10").exit_code == 0
+    first = {rel: (ws_dir / rel).read_bytes() for rel in (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS)}
+    meta1 = json.loads((ws_dir / P.EMBED_METADATA).read_text())
+    assert kat_embed("--embeddings-from", npy, "--index", "hnsw", "--k", "10").exit_code == 0
+    assert first == {rel: (ws_dir / rel).read_bytes() for rel in first}
+    meta2 = json.loads((ws_dir / P.EMBED_METADATA).read_text())
+    assert meta1.pop("timings") != {} and meta2.pop("timings") != {}
+    assert meta1 == meta2  # everything but the timings is deterministic
+    assert meta1["index"] == "hnsw" and 0.95 <= meta1["recall"] <= 1.0
+    assert meta1["hnsw"]["deterministic"] is True and meta1["hnsw"]["recall_queries"] == 520
+
+
+def test_max_ratio_and_power_reach_the_weights(kat_embed, ws_dir, planted):
+    _, npy = planted
+    result = kat_embed("--embeddings-from", npy, "--max-ratio", "5", "--power", "2")
+    assert result.exit_code == 0, err(result)
+    _, w, _, meta = read_outputs(ws_dir)
+    assert float(w.max() / w.min()) == pytest.approx(5.0, rel=1e-5)
+    n_clipped = meta["weights"]["n_clipped"]
+    assert meta["max_ratio"] == 5.0 and meta["power"] == 2.0
+    assert n_clipped == int((w == w.max()).sum()) >= 10  # the clipped ones share the cap
+    assert f"max/min 5, {n_clipped} clipped by --max-ratio" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--k", "0"], "Error: --k must be at least 1 (got 0)"),
+        (["--eps", "0"], "Error: --eps must be a positive number (got 0.0)"),
+        (["--power", "-1"], "Error: --power must be a number ≥ 0 (got -1.0)"),
+        (["--max-ratio", "0.5"], "Error: --max-ratio must be at least 1 (got 0.5)"),
+        (["--batch-size", "0"], "Error: --batch-size must be at least 1 (got 0)"),
+        (["--build-threads", "0"], "Error: --build-threads must be at least 1 (got 0)"),
+    ],
+)
+def test_bad_flags_exit_1_and_name_the_flag(kat_embed, ws_dir, args, message):
+    result = kat_embed(*args)
+    assert result.exit_code == 1
+    assert err(result).splitlines()[0] == message
+    assert not (ws_dir / P.EMBED_DIR).exists()
+
+
+def test_unknown_choice_is_a_usage_error(kat_embed):
+    result = kat_embed("--index", "faiss")
+    assert result.exit_code == 2
+    assert "Invalid value for '--index'" in result.stderr
+
+
+def test_missing_prefixes_names_the_command_that_makes_them(kat_embed):
+    result = kat_embed()
+    assert result.exit_code == 1
+    lines = err(result).splitlines()
+    assert lines[0].startswith("Error: ") and "data/prefixes_all.jsonl" in lines[0]
+    assert "kat prefixes" in err(result)
+
+
+def test_wrong_row_count_in_embeddings_from(kat_embed, ws_dir, planted, tmp_path):
+    bad = tmp_path / "short.npy"
+    np.save(bad, np.ones((10, 4), dtype=np.float32))
+    result = kat_embed("--embeddings-from", bad)
+    assert result.exit_code == 1
+    lines = err(result).splitlines()
+    assert lines[0] == f"Error: embeddings have 10 rows but there are 520 prefixes ({bad.resolve()})"
+    assert lines[1].startswith("Hint: row i must be the embedding of line i of data/prefixes_all.jsonl")
+    assert not (ws_dir / P.EMBEDDINGS).exists()
+    assert "embed" not in Manifest.load(ws_dir / P.MANIFEST).runs
+
+
+def test_changed_prefixes_are_detected_and_named(kat_embed, ws_dir, planted):
+    from katcli.pipeline.embed import check_embeddings_current
+
+    ids, npy = planted
+    assert kat_embed("--embeddings-from", npy).exit_code == 0
+    assert check_embeddings_current(Workspace(ws_dir)) == (520, 48)
+
+    # The prefixes are rebuilt with two rows swapped: same ids, different order.
+    lines = (ws_dir / P.PREFIXES).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[3], lines[4] = lines[4], lines[3]
+    record_stage(ws_dir, "prefixes", {P.PREFIXES: "".join(lines), P.PREFIX_ID_MAP: "x\ty\n"}, inputs=(P.PAIRS,))
+    from katcli.errors import KatError
+
+    with pytest.raises(KatError) as caught:
+        check_embeddings_current(Workspace(ws_dir))
+    assert caught.value.message == (
+        f"ids.json does not match the prefixes: row 3 is {ids[3]!r} in ids.json but {ids[4]!r} in prefixes_all.jsonl"
+    )
+    assert caught.value.line == 4
+
+    # ...and the stage itself sees that its input changed.
+    from katcli.pipeline.upstream import load_judge
+
+    judge = load_judge(Workspace(ws_dir))
+    verdict = judge.verdict(Manifest.load(ws_dir / P.MANIFEST).runs["embed"])
+    assert verdict.state == "stale"

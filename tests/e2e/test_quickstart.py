@@ -1,0 +1,52 @@
+"""The one end-to-end run on CPU: `kat quickstart` on the built-in sample, twice, byte for byte.
+
+It exercises every stage through the real CLI (real MiniLM via the bundled copy, rustbpe tokenizer, two tiny
+reward models, eval, viz) and checks the promise that the same inputs and seed give byte-identical artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from katcli.workspace import Manifest
+from katcli.workspace import paths as P
+
+pytestmark = pytest.mark.slow
+
+
+def _artifact_hashes(root) -> dict[str, str]:
+    m = Manifest.load(root / P.MANIFEST)
+    return {o.path: o.sha256 for run in m.runs.values() for o in run.outputs}
+
+
+def test_quickstart_runs_every_stage_and_is_deterministic(kat, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    result = kat("quickstart", "--workspace", str(first), "--rm-steps", "20", workspace=None)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert f"$ kat -w {first} pairs download --from sample --seed 0" in out
+    assert "9/9 · Workspace status" in out
+    assert "Everything is up to date." in out
+
+    status = json.loads(kat("status", "--json", workspace=first).stdout)
+    assert {r["key"]: r["state"] for r in status["stages"]} == {
+        "pairs": "ok", "prefixes": "ok", "embed": "ok", "tokenizer": "ok",
+        "rm/density": "ok", "rm/uniform": "ok", "viz": "ok",
+    }
+    assert status["next_command"] is None
+    manifest = Manifest.load(first / P.MANIFEST)
+    assert manifest.runs["pairs"].command == f"kat -w {first} pairs download --from sample --seed 0"
+    assert manifest.runs["rm/density"].params["density_aware"] is True
+
+    evaluation = json.loads(kat("eval", "rm", "uniform", "density", "--json", "--threads", "1", workspace=first).stdout)
+    assert [m["name"] for m in evaluation["models"]] == ["uniform", "density"]
+    assert all(0.0 <= m["overall"]["accuracy"] <= 1.0 for m in evaluation["models"])
+
+    again = kat("-q", "quickstart", "--workspace", str(second), "--rm-steps", "20", workspace=None)
+    assert again.exit_code == 0, again.output
+    a, b = _artifact_hashes(first), _artifact_hashes(second)
+    assert a.keys() == b.keys()
+    differing = sorted(p for p in a if a[p] != b[p])
+    assert differing == [], f"not byte-identical across identical runs: {differing}"
