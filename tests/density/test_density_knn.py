@@ -155,3 +155,12 @@ def test_query_rows_exclude_themselves():
     rows = np.arange(500)
     sims = query_hnsw(index, emb, rows, 5, ef=200)
     np.testing.assert_allclose(sims, brute_force(emb, 5), atol=1e-5)
+
+
+def test_threaded_queries_are_byte_identical_to_single_threaded_ones():
+    emb = clustered(4000, dim=32, seed=11)
+    index = build_hnsw(emb, HnswParams(m=8, ef_construction=32), seed=2)
+    rows = np.arange(4000)
+    one = query_hnsw(index, emb, rows, 10, ef=40, threads=1)
+    for threads in (2, 4):
+        assert query_hnsw(index, emb, rows, 10, ef=40, threads=threads).tobytes() == one.tobytes()

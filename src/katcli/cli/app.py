@@ -1,7 +1,7 @@
 """The root `kat` Typer app: global options, command registration and the one error boundary.
 
-The boundary turns `KatError` into `Error: <message> (<file>:<line>)` + `Hint: ...` on stderr with exit 1,
-Ctrl-C into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
+The boundary turns `KatError` (and `OSError`: disk full, permissions) into `Error: <message> (<file>:<line>)` +
+`Hint: ...` on stderr with exit 1, Ctrl-C into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
 Command modules are imported here but must not import torch/datasets/sentence-transformers at module
 level, so `kat --help` and `kat status` stay fast.
 """
@@ -51,6 +51,15 @@ class KatGroup(TyperGroup):
                 state.err.print_exception(show_locals=False)
             print_error(state.err, exc)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # Disk full, permission denied, a vanished file: the user's environment, not a kat bug.
+            state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
+            if state.verbose:
+                state.err.print_exception(show_locals=False)
+            where = exc.filename if isinstance(exc.filename, str) else None
+            print_error(state.err, KatError(exc.strerror or str(exc), file=where,
+                                            hint="nothing was replaced; fix the cause and re-run (--verbose for details)"))
+            ctx.exit(1)
         except KeyboardInterrupt:
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             state.err.print("Interrupted: stopped before finishing; nothing was written.", markup=False)

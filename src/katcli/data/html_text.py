@@ -8,13 +8,20 @@
 
 Malformed HTML never raises: unclosed tags are closed at the end and a stray `<` stays text. Tags are
 found with one regular expression and handled in a tight loop rather than with `html.parser`, which is
-several times slower — and Stack Exchange streams millions of answers. Knows nothing about Stack
-Exchange rows or pairs.
+several times slower — and Stack Exchange streams millions of answers. Most posts have a simple shape —
+paragraphs, flat `<ul>`/`<ol>` lists whose items hold inline text (and `<p>`s), `<pre>` code blocks — and
+a fast path takes those first: one regex pass splits the post at its block tags only, inline tags are
+folded into the text between them with string operations, and Python visits a handful of block tags
+instead of every tag. Anything else (nested lists, quotes, `<br>`, headings, tables, comments, a `<`
+inside a tag ...) takes the general path. The fast path gives exactly what the general path gives, down
+to its quirks; where those depend on context it gives up instead (a randomized test checks both).
+Knows nothing about Stack Exchange rows or pairs.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from html import unescape
 
 _BLOCK = frozenset({
@@ -27,12 +34,37 @@ _INLINE = frozenset({
     "a", "em", "strong", "b", "i", "u", "s", "span", "strike", "del", "ins", "sup", "sub", "kbd", "small", "big",
     "abbr", "cite", "q", "var", "samp", "mark", "font", "tt", "dfn", "time", "bdi", "bdo", "wbr", "nobr",
 })
-# Searched in the lower-cased document: a "<" that does not start a <p>, <code> or inline tag.
-_NOT_SIMPLE = re.compile(
-    r"<(?!/?(?:%s)\b[^<>]*>)" % "|".join(sorted(_INLINE | {"p", "code"}, key=len, reverse=True))
+
+
+def _names(names: Iterable[str]) -> str:
+    """A regex matching any of `names` as a whole tag name in any ASCII case, the way `_TOKEN` reads names.
+
+    Not `re.I`, under which "K" (Kelvin sign) and "ſ" would match k and s. Names that share a first letter
+    are grouped under it, which keeps the per-`<` cost of a long list low.
+    """
+    by_first: dict[str, list[str]] = {}
+    for n in sorted(names, key=len, reverse=True):
+        by_first.setdefault(n[0], []).append(n[1:])
+
+    def ci(text: str) -> str:
+        return "".join(f"[{c}{c.upper()}]" for c in text)
+
+    alts = []
+    for first, rests in sorted(by_first.items()):
+        tails = "|".join(ci(r) for r in rests)
+        alts.append(ci(first) + (f"(?:{tails})" if len(rests) > 1 or rests[0] else ""))
+    return r"(?:%s)\b" % "|".join(alts)
+
+
+# The fast path's tokens: a block tag it handles (end slash, name, attributes), or a "<" that opens neither
+# such a tag nor an inline one (groups None: the document is not simple). Tags with a "<" inside do not
+# count as tags here, so that every tag accepted splits the text exactly where `_TOKEN` would.
+_SIMPLE_TOKEN = re.compile(
+    r"<(?:(/?)(%s)([^<>]*)>|(?!/?%s[^<>]*>))" % (_names({"p", "ul", "ol", "li", "pre"}), _names(_INLINE | {"code"}))
 )
+# Whitespace that the general path drops between list items (other Unicode spaces would be kept as text).
+_GAP_CHARS = " \t\r\n\f\v\xa0"
 _ANY_TAG = re.compile(r"<[^>]*>")
-_P_TAG = re.compile(r"</?[pP]\b[^>]*>")
 _CODE_TAG = re.compile(r"</?[cC][oO][dD][eE]\b[^>]*>")
 _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template"})
 # Whitespace runs that are not already a single space (leaving single spaces alone is much faster).
@@ -95,7 +127,7 @@ class _Builder:
         if self.pre is not None:
             self.pre.append(unescape(raw))
             return
-        t = _WS.sub(" ", unescape(raw))
+        t = _collapse(unescape(raw))
         if self.space:
             t = t.lstrip(" ")
         if t:
@@ -159,7 +191,7 @@ class _Builder:
         elif tag == "img":
             found = _ALT.search(attrs)
             if found:
-                alt = _WS.sub(" ", unescape(next(g for g in found.groups() if g is not None))).strip()
+                alt = _collapse(unescape(next(g for g in found.groups() if g is not None))).strip()
                 if alt:
                     self.put(f"[{alt}]")
 
@@ -195,12 +227,11 @@ class _Builder:
 
     # -- block closers -----------------------------------------------------------------------
     def close_pre(self) -> None:
-        code = "".join(self.pre or ()).strip("\n")
+        block = _code_block(self.pre or ())
         self.pre = None
-        if not code.strip():
+        if block is None:
             return
-        code = "\n".join(line.rstrip() for line in code.split("\n"))
-        self.code_blocks.append(f"```\n{code}\n```")
+        self.code_blocks.append(block)
         self.put(f"\x00{len(self.code_blocks) - 1}\x00")
         self.brk(2)
 
@@ -233,33 +264,126 @@ def _tidy(text: str) -> str:
     return _MANY_NEWLINES.sub("\n\n", text).strip()
 
 
-def _paragraphs_only(html: str) -> str:
-    """The common case — paragraphs of text with inline tags only — with a few C-level regex passes.
+def _code_block(pieces: Iterable[str]) -> str | None:
+    """A fenced block of a <pre>'s decoded text pieces; None when it holds only whitespace."""
+    code = "".join(pieces).strip("\n")
+    if not code.strip():
+        return None
+    code = "\n".join(line.rstrip() for line in code.split("\n"))
+    return f"```\n{code}\n```"
 
-    Gives exactly what the general path gives for such input (a test checks this on random documents).
+
+def _collapse(text: str) -> str:
+    """`_WS.sub(" ", text)`, without the regex pass when there is nothing to collapse.
+
+    Every character `_WS` matches except the plain space is non-printable, so printable text with no
+    double space has no run to collapse.
     """
-    out = []
-    for chunk in _P_TAG.split(html):
-        if "<" in chunk:  # only <code> and inline tags can be left here
+    if text.isprintable() and "  " not in text:
+        return text
+    return _WS.sub(" ", text)
+
+
+def _inline_text(chunk: str) -> str:
+    """Text of inline content (no block tags): `<code>` → backtick, other tags dropped, spaces collapsed.
+
+    Only for fast-path input, where every "<" opens an inline or <code> tag with no "<" inside.
+    """
+    if "<" in chunk:
+        chunk = chunk.replace("<code>", "`").replace("</code>", "`")  # the usual spelling, without a regex
+        if "<" in chunk:
             chunk = _ANY_TAG.sub("", _CODE_TAG.sub("`", chunk))
-        text = _WS.sub(" ", unescape(chunk)).strip(" ")
-        if text:
-            out.append(text)
-    return "\n\n".join(out)
+    return _collapse(unescape(chunk)).strip(" ")
 
 
-def _is_paragraphs_only(html: str) -> bool:
-    """Every "<" opens a <p>, <code> or inline tag (so nothing needs the general path)."""
-    return _NOT_SIMPLE.search(html.lower()) is None
+def _simple_blocks(html: str) -> str | None:
+    """Paragraphs, flat lists and code blocks, visiting only block tags; None when `html` is not that simple.
+
+    What the general path does with these shapes, block by block: at the top level every block tag breaks
+    with a blank line, so each non-empty text between block tags is a paragraph; a list item is its marker
+    and its texts (split by <p>, which breaks with one newline inside a list) on lines of their own; a
+    <pre> is a fenced block of its decoded text, with <code> tags only splitting it. Shapes whose output
+    depends on more context give up (None) instead: an empty list item (its marker swallows the next
+    break), a <p> inside <pre> or between list items, text between list items, a self-closing block tag,
+    a NUL (the general path's code-block placeholder), and any tag or "<" of another kind.
+    """
+    if "\x00" in html:
+        return None
+    parts = _SIMPLE_TOKEN.split(html)  # text, end slash, name, attributes, text, ...
+    out: list[str] = []
+    items: list[str] | None = None  # inside a list: its finished items
+    item: list[str] | None = None  # inside a list item: its texts
+    pre: str | None = None  # inside a <pre>: its raw content
+    ordered = False
+    last = len(parts) - 1
+    for i in range(0, len(parts), 4):
+        chunk = parts[i]
+        if chunk:
+            if pre is not None:
+                pre = chunk  # the only text in a <pre>: any other block tag in it gives up below
+            elif item is not None:
+                t = _inline_text(chunk)
+                if t:
+                    item.append(t)
+            elif items is not None:
+                if chunk.strip(_GAP_CHARS):
+                    return None
+            else:
+                t = _inline_text(chunk)
+                if t:
+                    out.append(t)
+        if i == last:
+            break
+        closing, name = parts[i + 1], parts[i + 2]
+        if name is None:
+            return None  # a "<" that opens no tag this path knows
+        name = name.lower()
+        if name == "p":
+            if pre is not None or (items is not None and item is None):
+                return None
+            continue  # a paragraph break: the texts around it are already separate
+        if not closing and parts[i + 3].endswith("/"):
+            return None
+        if pre is not None:
+            if not (closing and name == "pre"):
+                return None
+            block = _code_block(
+                unescape(_ANY_TAG.sub("", piece) if "<" in piece else piece) for piece in _CODE_TAG.split(pre)
+            )
+            if block is not None:
+                out.append(block)
+            pre = None
+        elif item is not None:
+            if not (closing and name == "li") or not item:
+                return None
+            items.append((f"{len(items) + 1}. " if ordered else "- ") + "\n".join(item))
+            item = None
+        elif items is not None:
+            if name == "li" and not closing:
+                item = []
+            elif closing and name in ("ul", "ol"):
+                if items:
+                    out.append("\n".join(items))
+                items = None
+            else:
+                return None
+        elif closing or name == "li":
+            return None
+        elif name == "pre":
+            pre = ""
+        else:
+            items, ordered = [], name == "ol"
+    if items is not None or pre is not None:
+        return None
+    return "\n\n".join(out).strip()
 
 
 def html_to_text(html: str) -> str:
     """Readable text of an HTML fragment (see the module docstring for what is kept)."""
     if "<" not in html:
-        return _tidy(_WS.sub(" ", unescape(html)))
-    if _is_paragraphs_only(html):
-        return _paragraphs_only(html)
-    return _general(html)
+        return _tidy(_collapse(unescape(html)))
+    text = _simple_blocks(html)
+    return text if text is not None else _general(html)
 
 
 def _general(html: str) -> str:

@@ -10,9 +10,9 @@ each a list of files in the hub's own layout:
 `locate_mirror(root)` finds them under a local directory laid out like the hub (`--from DIR`, or the sample
 shipped in the package). `locate_hub` gets HH-RLHF and UltraFeedback with `snapshot_download` (the HF cache,
 so `HF_HUB_OFFLINE=1` works once they were fetched) and *lists* Stack Exchange's ~22 GB instead of
-downloading it: its files are `hf://` paths streamed row group by row group. Either way `iter_rows` reads
-every file the same way — `datasets.load_dataset(<json|parquet>, data_files=[file], streaming=True)` —
-so the mirror and the hub share one code path.
+downloading it: its files are `hf://` paths streamed row group by row group. Either way `iter_file` reads
+every file the same way — `datasets.load_dataset(<json|parquet>, data_files=[file], streaming=True)`, in
+Arrow batches turned into row dicts — so the mirror and the hub share one code path.
 
 This module knows file layouts and the hub; it knows nothing about row contents, budgets or pairs.
 """
@@ -259,13 +259,11 @@ def iter_file(group: Group, file: str, *, columns: list[str] | None = None,
     shown = file if not file.startswith("hf://") else file.split("@", 1)[-1]
     try:
         ds = datasets.load_dataset(group.builder, data_files=[file], split="train", streaming=True, **kwargs)
-        for batch in ds.iter(batch_size=batch_size):
-            keys = list(batch)
-            if not keys:
-                continue
-            cols = [batch[k] for k in keys]
-            for values in zip(*cols):
-                yield dict(zip(keys, values))
+        # Arrow batches, turned into row dicts in one C++ call each: the default Python format would build
+        # per-row dicts, re-batch them into columns, and leave the rows to rebuild here.
+        for table in ds.with_format("arrow").iter(batch_size=batch_size):
+            if table.num_columns:
+                yield from table.to_pylist()
     except Exception as exc:  # noqa: BLE001 - a corrupt or unreadable file is the user's to fix
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         hint = "re-download it, or remove it from the mirror" if not file.startswith("hf://") else _offline_hint()

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from katcli.data import schema
 from katcli.data.html_text import html_to_text
@@ -28,8 +27,7 @@ FEWER_THAN_TWO_ANSWERS = "fewer_than_two_answers"
 ALL_SCORES_TIED = "all_scores_tied"
 
 
-@dataclass(frozen=True)
-class SEPair:
+class SEPair(NamedTuple):
     pair_key: str  # "<qid>/<chosen answer id>-<rejected answer id>", unique within a site
     messages: list[dict[str, str]]
     chosen: str
@@ -38,6 +36,8 @@ class SEPair:
 
 
 def _score(value: object) -> float | None:
+    if type(value) is int:  # the usual case, checked first (bool is not int here)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
@@ -96,34 +96,32 @@ def parse_question(row: dict[str, Any], site: str, *, pairs_per_question: int = 
         range(len(usable)),
         key=lambda i: (-scores[i], not usable[i].get("selected"), _id_key(usable[i].get("answer_id"))),
     )
-    texts: dict[int, str] = {}
-
-    def text_of(i: int) -> str:
-        if i not in texts:
-            texts[i] = html_to_text(usable[i]["text"])
-        return texts[i]
-
+    texts: list[str | None] = [None] * len(usable)  # converted only when a candidate pair needs them
     messages = [{"role": "user", "content": q_text}]
     out: list[SEPair] = []
     saw_empty = False
     for hi, lo in _candidates(order, scores):
-        c_text, r_text = text_of(hi), text_of(lo)
+        c_text, r_text = texts[hi], texts[lo]
+        if c_text is None:
+            c_text = texts[hi] = html_to_text(usable[hi]["text"])
+        if r_text is None:
+            r_text = texts[lo] = html_to_text(usable[lo]["text"])
         if not c_text or not r_text:
             saw_empty = True
             continue
         if c_text == r_text:
             continue
         ans_c, ans_r = usable[hi], usable[lo]
+        id_c, id_r = ans_c.get("answer_id"), ans_r.get("answer_id")
         meta = {
             "site": site,
             "qid": qid,
-            "answer_id_chosen": ans_c.get("answer_id"),
-            "answer_id_rejected": ans_r.get("answer_id"),
+            "answer_id_chosen": id_c,
+            "answer_id_rejected": id_r,
             "pm_score_chosen": scores[hi],
             "pm_score_rejected": scores[lo],
         }
-        key = f"{qid}/{ans_c.get('answer_id')}-{ans_r.get('answer_id')}"
-        out.append(SEPair(key, messages, c_text, r_text, meta))
+        out.append(SEPair(f"{qid}/{id_c}-{id_r}", messages, c_text, r_text, meta))
         if len(out) >= pairs_per_question:
             break
     if not out:

@@ -170,10 +170,14 @@ def query_hnsw(
     *,
     progress: ProgressFn = no_progress,
     task: str | None = None,
+    threads: int | None = None,
 ) -> np.ndarray:
-    """The k largest similarities (self excluded) of each row in `rows`, as found by the index at width ef."""
+    """The k largest similarities (self excluded) of each row in `rows`, as found by the index at width ef.
+
+    Each query only reads the graph, so the result does not depend on `threads` (default: all cores).
+    """
     index.set_ef(max(ef, k + 1))
-    threads = query_threads()
+    threads = query_threads() if threads is None else threads
     out = np.empty((len(rows), k), dtype=np.float32)
     for start in range(0, len(rows), _QUERY_BLOCK):
         idx = rows[start : start + _QUERY_BLOCK]

@@ -7,7 +7,8 @@ Input (checked against the manifest): `data/prefixes_all.jsonl`, and with `--emb
 - `density_weights.npy` [N] float32, summing to 1 (rare prompts weigh more);
 - `ids.json`, the prefix ids in row order (one per line);
 - `embeddings_metadata.json`: model and which copy, dims, text mode, k, eps, power, max-ratio, index and
-  recall, weight and density statistics, timings.
+  recall, weight and density statistics. Wall-clock timings go to the manifest's run stats instead, so
+  identical runs write identical bytes.
 Encoding resumes from `.kat/partial/embed/` after an interruption; the scratch chunks are removed once the
 stage has committed. `check_embeddings_current` is the check later stages call on these files.
 
@@ -146,9 +147,9 @@ def _round(x: float | None, digits: int = 6) -> float | None:
 
 
 def build_metadata(
-    cfg: EmbedConfig, n: int, dim: int, model: dict[str, Any], res: DensityResult, timings: dict[str, float]
+    cfg: EmbedConfig, n: int, dim: int, model: dict[str, Any], res: DensityResult
 ) -> dict[str, Any]:
-    """The JSON document that says how the weights were made (stable key order; timings last)."""
+    """The JSON document that says how the weights were made: deterministic, so no wall-clock timings."""
     knn = res.knn
     hnsw = None
     if knn.index == "hnsw":
@@ -183,7 +184,7 @@ def build_metadata(
         "density_max": res.density_stats["max"],
         "density": res.density_stats,
         "weights": {**res.stats, "n_clipped": res.n_clipped},
-        "timings": {k: round(v, 3) for k, v in sorted(timings.items())},
+        "timings": "wall-clock timings are in manifest.json (runs.embed.stats.timings)",
     }
 
 
@@ -246,7 +247,7 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
         res = estimate_density(emb, cfg.knn_params(), cfg.weight_params(), progress=progress)
         timings.update(res.timings)
         timings["total_s"] = time.perf_counter() - started
-        metadata = build_metadata(cfg, n, dim, model, res, timings)
+        metadata = build_metadata(cfg, n, dim, model, res)
 
         _save_npy(run.output(P.EMBEDDINGS), emb)
         _save_npy(run.output(P.DENSITY_WEIGHTS), res.weights_f32)
@@ -266,6 +267,7 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
                 "max_min_ratio": res.stats["max_min_ratio"],
                 "ess": res.stats["ess"],
                 "resumed_rows": resumed,
+                "timings": {k: round(v, 3) for k, v in sorted(timings.items())},
             }
         )
         forced_over = list(run.forced_over)

@@ -1,0 +1,117 @@
+"""Workspace guards through real commands: lock contention, stale-lock takeover, --force, failed writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from katcli.workspace import Manifest
+from katcli.workspace import paths as P
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from katcli.workspace import WorkspaceLock
+lock = WorkspaceLock(Path(sys.argv[1]), "kat train rm --name uniform")
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder(ws_dir):
+    procs = []
+
+    def start():
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(ws_dir / P.STATE_DIR / "lock")], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout.readline().strip() == "held"
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_second_writer_exits_1_naming_the_holder(kat, ws_dir, holder):
+    proc = holder()
+    result = kat("pairs", "download", "--from", "sample")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(
+        f"Error: the workspace is locked by pid {proc.pid} (`kat train rm --name uniform`, since "
+    )
+    assert lines[0].endswith(f") ({ws_dir.resolve() / P.STATE_DIR / 'lock'})")
+    assert lines[1] == "Hint: wait for that command to finish; kat allows one writing command per workspace"
+    assert not (ws_dir / P.PAIRS).exists() and not (ws_dir / P.MANIFEST).exists()
+
+
+def test_lock_left_by_a_killed_process_is_taken_over(kat, ws_dir, holder):
+    proc = holder()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    result = kat("pairs", "download", "--from", "sample", "--source", "hh")
+    assert result.exit_code == 0, result.output
+    assert Manifest.load(ws_dir / P.MANIFEST).runs["pairs"].outputs[0].rows > 0
+
+
+def test_status_reads_while_a_writer_holds_the_lock(kat, ws_dir, holder):
+    holder()
+    result = kat("status", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["next_command"] == "kat pairs download"
+
+
+def test_modified_input_stops_the_stage_and_force_is_recorded(kat, ws_dir):
+    assert kat("pairs", "download", "--from", "sample", "--source", "uf").exit_code == 0
+    pairs = ws_dir / P.PAIRS
+    pairs.write_text(pairs.read_text(encoding="utf-8").replace("a", "b", 1), encoding="utf-8")
+    refused = kat("prefixes")
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines()[0].startswith("Error: data/pairs_all.jsonl was modified after `kat -w ")
+    assert refused.stderr.splitlines()[1] == "Hint: re-run `kat pairs download`, or pass --force to use it as it is"
+    assert not (ws_dir / P.PREFIXES).exists()
+
+    forced = kat("prefixes", "--force")
+    assert forced.exit_code == 0, forced.output
+    run = Manifest.load(ws_dir / P.MANIFEST).runs["prefixes"]
+    assert run.forced is True
+    assert run.forced_over[0].startswith("data/pairs_all.jsonl was modified after `kat -w ")
+    status = json.loads(kat("status", "--json").stdout)
+    by_key = {r["key"]: r for r in status["stages"]}
+    assert by_key["pairs"]["state"] == "modified" and by_key["prefixes"]["last_run"]["forced"] is True
+
+
+def test_a_failure_mid_stage_keeps_the_old_outputs_and_manifest(kat, ws_dir, monkeypatch):
+    assert kat("pairs", "download", "--from", "sample", "--source", "hh").exit_code == 0
+    assert kat("prefixes").exit_code == 0
+    manifest_before = (ws_dir / P.MANIFEST).read_bytes()
+    prefixes_before = (ws_dir / P.PREFIXES).read_bytes()
+
+    def disk_full(task, done, total=None):
+        if task == "write prefixes":  # fail while the new prefixes file is being written
+            raise OSError(28, "No space left on device", str(ws_dir / P.PREFIXES))
+
+    @contextlib.contextmanager
+    def fake_progress(state):
+        yield disk_full
+
+    monkeypatch.setattr("katcli.cli.prefixes.progress", fake_progress)
+    result = kat("prefixes")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: No space left on device ({ws_dir / P.PREFIXES})\n"
+        "Hint: nothing was replaced; fix the cause and re-run (--verbose for details)\n"
+    )
+    assert (ws_dir / P.MANIFEST).read_bytes() == manifest_before
+    assert (ws_dir / P.PREFIXES).read_bytes() == prefixes_before
+    assert not [p for p in (ws_dir / "data").iterdir() if ".tmp-" in p.name]
