@@ -114,3 +114,10 @@ def test_fast_path_gives_up_where_the_general_path_depends_on_more_context(html)
 )
 def test_html_to_text_agrees_with_the_general_path_at_the_edges(html, expected):
     assert html_to_text(html) == expected == T._general(html)
+
+
+def test_nul_characters_become_replacement_characters_not_a_crash():
+    from katcli.data.html_text import html_to_text
+
+    assert html_to_text("<pre>x</pre>\x009\x00") == "```\nx\n```\n\n\ufffd9\ufffd"
+    assert html_to_text("<p>a\x00b</p>") == "a\ufffdb"

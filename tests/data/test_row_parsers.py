@@ -145,6 +145,20 @@ def test_se_skips_an_empty_answer_and_uses_the_next_pair():
     assert (p.chosen, p.rejected) == ("ok", "bad")
 
 
+def test_se_converts_only_the_question_and_the_answers_a_pair_uses(monkeypatch):
+    converted = []
+
+    def counting(html):
+        converted.append(html)
+        return html_to_text(html)
+
+    monkeypatch.setattr(SE, "html_to_text", counting)
+    row = se_row([answer(i, i, f"<p>answer {i}</p>") for i in range(6)])
+    (p,) = SE.parse_question(row, "s")
+    assert (p.chosen, p.rejected) == ("answer 5", "answer 0")
+    assert converted == ["<p>How?</p>", "<p>answer 5</p>", "<p>answer 0</p>"]
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [

@@ -56,12 +56,11 @@ def _names(names: Iterable[str]) -> str:
     return r"(?:%s)\b" % "|".join(alts)
 
 
-# The fast path's tokens: a block tag it handles (end slash, name, attributes), or a "<" that opens neither
-# such a tag nor an inline one (groups None: the document is not simple). Tags with a "<" inside do not
-# count as tags here, so that every tag accepted splits the text exactly where `_TOKEN` would.
-_SIMPLE_TOKEN = re.compile(
-    r"<(?:(/?)(%s)([^<>]*)>|(?!/?%s[^<>]*>))" % (_names({"p", "ul", "ol", "li", "pre"}), _names(_INLINE | {"code"}))
-)
+# The fast path splits a post at the block tags it handles (end slash, name, attributes), and requires every
+# other "<" to open an inline or <code> tag. Tags with a "<" inside count as neither: so every tag it
+# accepts is one that `_TOKEN` finds too, at the same place.
+_BLOCK_TAG = re.compile(r"<(/?)(%s)([^<>]*)>" % _names({"p", "ul", "ol", "li", "pre"}))
+_NOT_INLINE = re.compile(r"<(?!/?%s[^<>]*>)" % _names(_INLINE | {"code"}))
 # Whitespace that the general path drops between list items (other Unicode spaces would be kept as text).
 _GAP_CHARS = " \t\r\n\f\v\xa0"
 _ANY_TAG = re.compile(r"<[^>]*>")
@@ -284,15 +283,18 @@ def _collapse(text: str) -> str:
     return _WS.sub(" ", text)
 
 
-def _inline_text(chunk: str) -> str:
-    """Text of inline content (no block tags): `<code>` → backtick, other tags dropped, spaces collapsed.
+def _inline_text(chunk: str) -> str | None:
+    """Text of inline content: `<code>` → backtick, other tags dropped, spaces collapsed.
 
-    Only for fast-path input, where every "<" opens an inline or <code> tag with no "<" inside.
+    None when a "<" in it opens no inline or <code> tag (or one with a "<" inside).
     """
     if "<" in chunk:
-        chunk = chunk.replace("<code>", "`").replace("</code>", "`")  # the usual spelling, without a regex
-        if "<" in chunk:
-            chunk = _ANY_TAG.sub("", _CODE_TAG.sub("`", chunk))
+        text = chunk.replace("<code>", "`").replace("</code>", "`")  # the usual tags, told without a regex
+        if "<" in text:
+            if _NOT_INLINE.search(chunk):
+                return None
+            text = _ANY_TAG.sub("", _CODE_TAG.sub("`", chunk))
+        chunk = text
     return _collapse(unescape(chunk)).strip(" ")
 
 
@@ -309,7 +311,7 @@ def _simple_blocks(html: str) -> str | None:
     """
     if "\x00" in html:
         return None
-    parts = _SIMPLE_TOKEN.split(html)  # text, end slash, name, attributes, text, ...
+    parts = _BLOCK_TAG.split(html)  # text, end slash, name, attributes, text, ...
     out: list[str] = []
     items: list[str] | None = None  # inside a list: its finished items
     item: list[str] | None = None  # inside a list item: its texts
@@ -320,24 +322,21 @@ def _simple_blocks(html: str) -> str | None:
         chunk = parts[i]
         if chunk:
             if pre is not None:
+                if "<" in chunk and _NOT_INLINE.search(chunk):
+                    return None
                 pre = chunk  # the only text in a <pre>: any other block tag in it gives up below
-            elif item is not None:
-                t = _inline_text(chunk)
-                if t:
-                    item.append(t)
-            elif items is not None:
+            elif items is not None and item is None:
                 if chunk.strip(_GAP_CHARS):
                     return None
             else:
                 t = _inline_text(chunk)
+                if t is None:
+                    return None  # a "<" that opens no tag this path knows
                 if t:
-                    out.append(t)
+                    (out if item is None else item).append(t)
         if i == last:
             break
-        closing, name = parts[i + 1], parts[i + 2]
-        if name is None:
-            return None  # a "<" that opens no tag this path knows
-        name = name.lower()
+        closing, name = parts[i + 1], parts[i + 2].lower()
         if name == "p":
             if pre is not None or (items is not None and item is None):
                 return None
@@ -380,6 +379,9 @@ def _simple_blocks(html: str) -> str | None:
 
 def html_to_text(html: str) -> str:
     """Readable text of an HTML fragment (see the module docstring for what is kept)."""
+    if "\x00" in html:
+        # NUL marks code-block placeholders internally; browsers replace it with U+FFFD, and so do we.
+        html = html.replace("\x00", "\ufffd")
     if "<" not in html:
         return _tidy(_collapse(unescape(html)))
     text = _simple_blocks(html)
@@ -387,6 +389,7 @@ def html_to_text(html: str) -> str:
 
 
 def _general(html: str) -> str:
+    html = html.replace("\x00", "\ufffd")  # NUL would collide with the code-block placeholders
     b = _Builder()
     text, start, end, inline = b.text, b.start, b.end, _INLINE  # locals: this loop is the hot path
     parts = _TOKEN.split(html)
