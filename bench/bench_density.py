@@ -2,6 +2,7 @@
 
     python bench/bench_density.py            # full: N = 200k (HNSW vs exact), N = 1M (HNSW), encode throughput
     python bench/bench_density.py --quick    # the same cases, small: 20k, 50k, 256 texts
+    python bench/bench_density.py --cases 1m # only some cases (comma-separated: 200k, 1m, encode)
 
 Cases (each density case runs in its own subprocess, so its peak RSS is its own):
 1. `density_200k`: kat's exact path vs kat's HNSW path (default, deterministic single-threaded build) on the
@@ -37,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
 DIM = 384
+CASES = ("200k", "1m", "encode")  # with --quick: 20k, 50k, 256 texts
 
 
 def clustered_embeddings(n: int, dim: int = DIM, seed: int = 0, local_dim: int = 12) -> np.ndarray:
@@ -64,6 +66,19 @@ def peak_rss_mb() -> float:
 
 
 # -- child processes -------------------------------------------------------------------------------
+def stderr_progress(t0: float):
+    """A ProgressFn printing a line to stderr per task start, every tenth of it, and at its end."""
+    last: dict[str, int] = {}
+
+    def progress(task: str, done: int, total: int | None) -> None:
+        tenth = 10 * done // total if total else 0
+        if last.get(task) != tenth:
+            last[task] = tenth
+            print(f"[{time.perf_counter() - t0:8.1f}s] {task}: {done}/{total}", file=sys.stderr, flush=True)
+
+    return progress
+
+
 def child_density(n: int, index: str, build_threads: int, weights_out: str | None) -> dict:
     from katcli.density.estimate import estimate_density
     from katcli.density.knn import HnswParams, KnnParams
@@ -75,7 +90,7 @@ def child_density(n: int, index: str, build_threads: int, weights_out: str | Non
     rss_data = peak_rss_mb()
     params = KnnParams(k=20, index=index, seed=0, hnsw=HnswParams(build_threads=build_threads))
     t0 = time.perf_counter()
-    res = estimate_density(emb, params, WeightParams())
+    res = estimate_density(emb, params, WeightParams(), progress=stderr_progress(t0))
     seconds = time.perf_counter() - t0
     if weights_out:
         np.save(weights_out, res.weights)
@@ -83,6 +98,8 @@ def child_density(n: int, index: str, build_threads: int, weights_out: str | Non
         "n": n,
         "index": res.knn.index,
         "build_threads": build_threads if index == "hnsw" else None,
+        "hnsw_m": params.hnsw.m if index == "hnsw" else None,
+        "hnsw_ef_construction": params.hnsw.ef_construction if index == "hnsw" else None,
         "seconds": round(seconds, 2),
         "timings": {k: round(v, 2) for k, v in res.timings.items()},
         "recall_at_20": res.knn.recall,
@@ -148,43 +165,19 @@ def child_encode(n_texts: int, batch_size: int) -> dict:
 
 # -- parent ----------------------------------------------------------------------------------------
 def run_child(*args: str) -> dict:
+    # stderr is inherited: a long case's progress lines (and any traceback) show up as it runs
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True, check=False
     )
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        return {"error": f"exit {proc.returncode} (traceback on stderr)"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes (seconds to minutes)")
-    ap.add_argument("--skip-1m", action="store_true", help="leave out the N = 1M case")
-    ap.add_argument("--skip-encode", action="store_true", help="leave out the encode throughput case")
-    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-
-    if args.child:
-        kind = args.child[0]
-        if kind == "density":
-            n, index, threads, out = int(args.child[1]), args.child[2], int(args.child[3]), args.child[4]
-            print(json.dumps(child_density(n, index, threads, None if out == "-" else out)))
-        else:
-            print(json.dumps(child_encode(int(args.child[1]), int(args.child[2]))))
-        return
-
-    from katcli.density.knn import query_threads
+def bench_mid(n_mid: int, cores: int) -> dict:
+    """Exact vs HNSW (single-threaded build) vs HNSW (all-core build) at the middle size, on the same data."""
     from katcli.density.weights import spearman
 
-    n_mid, n_big, n_texts = (20_000, 50_000, 256) if args.quick else (200_000, 1_000_000, 1024)
-    cores = query_threads()
-    report: dict = {
-        "bench": "density",
-        "quick": args.quick,
-        "cpus": cores,
-        "data": f"clustered synthetic {DIM}-d (see the module docstring)",
-    }
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         w_exact, w_hnsw, w_par = (str(Path(tmp) / f"{name}.npy") for name in ("exact", "hnsw", "par"))
         exact = run_child("density", str(n_mid), "exact", "1", w_exact)
@@ -201,16 +194,56 @@ def main() -> None:
                 mid["hnsw_parallel_build"] = par
                 mid["speedup_parallel_build"] = round(exact["seconds"] / par["seconds"], 2)
                 mid["spearman_parallel_build"] = round(spearman(we, np.load(w_par)), 5)
-        report[f"density_{n_mid // 1000}k"] = mid
+    return mid
 
-    if not args.skip_1m:
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (seconds to minutes)")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
+    ap.add_argument("--skip-1m", action="store_true", help="leave out the N = 1M case")
+    ap.add_argument("--skip-encode", action="store_true", help="leave out the encode throughput case")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        kind = args.child[0]
+        if kind == "density":
+            n, index, threads, out = int(args.child[1]), args.child[2], int(args.child[3]), args.child[4]
+            print(json.dumps(child_density(n, index, threads, None if out == "-" else out)))
+        else:
+            print(json.dumps(child_encode(int(args.child[1]), int(args.child[2]))))
+        return
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if not cases <= set(CASES):
+        ap.error(f"--cases: unknown {', '.join(sorted(cases - set(CASES)))} (choose from {', '.join(CASES)})")
+    if args.skip_1m:
+        cases.discard("1m")
+    if args.skip_encode:
+        cases.discard("encode")
+
+    from katcli.density.knn import query_threads
+
+    n_mid, n_big, n_texts = (20_000, 50_000, 256) if args.quick else (200_000, 1_000_000, 1024)
+    cores = query_threads()
+    report: dict = {
+        "bench": "density",
+        "quick": args.quick,
+        "cpus": cores,
+        "data": f"clustered synthetic {DIM}-d (see the module docstring)",
+    }
+    started = time.perf_counter()
+    if "200k" in cases:
+        report[f"density_{n_mid // 1000}k"] = bench_mid(n_mid, cores)
+
+    if "1m" in cases:
         big = run_child("density", str(n_big), "hnsw", "1", "-")
         if "error" not in big:
             big["goal_10min_met"] = big["seconds"] <= 600
             big["goal_recall_0.95_met"] = (big["recall_at_20"] or 0) >= 0.95
         report[f"density_{n_big // 1000}k" if n_big < 1_000_000 else "density_1m"] = big
 
-    if not args.skip_encode:
+    if "encode" in cases:
         enc = run_child("encode", str(n_texts), "64")
         if "error" not in enc:
             enc["goal_0.95x_met"] = enc["ratio"] >= 0.95
