@@ -21,7 +21,6 @@ from katcli.cli.render import AppState, make_console, print_error
 from katcli.errors import KatError
 from katcli.pipeline.stage import invocation
 
-
 # Help lists commands in pipeline order (Typer would put every sub-group after every plain command).
 COMMAND_ORDER = ("pairs", "prefixes", "embed", "train", "eval", "import", "viz", "quickstart", "status")
 
@@ -113,9 +112,10 @@ def _register() -> None:
     # Imported here, in pipeline order, so the help panels read Data → Models → Inspect → Workspace.
     from katcli.cli import embed as embed_cmd
     from katcli.cli import eval as eval_cmd
-    from katcli.cli import import_cmd, quickstart as quickstart_cmd
+    from katcli.cli import import_cmd
     from katcli.cli import pairs as pairs_cmd
     from katcli.cli import prefixes as prefixes_cmd
+    from katcli.cli import quickstart as quickstart_cmd
     from katcli.cli import status as status_cmd
     from katcli.cli import train as train_cmd
     from katcli.cli import train_rm as train_rm_cmd

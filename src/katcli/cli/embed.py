@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
+from katcli.cli.options import ForceUpstream
 from katcli.cli.render import progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -111,14 +112,7 @@ def embed(
             rich_help_panel=_INDEX,
         ),
     ] = 1,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Use inputs that are modified or stale (recorded as forced in the manifest).",
-            rich_help_panel="Upstream",
-        ),
-    ] = False,
+    force: ForceUpstream = False,
 ) -> None:
     """Embed every prompt and weight it by rarity: k-NN density → weight = (density + eps) ** -power.
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from katcli.cli.options import ForceUpstream
 from katcli.cli.render import progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -23,7 +24,6 @@ app = typer.Typer(
 )
 
 _PANEL = "Options"
-_UPSTREAM = "Upstream"
 
 
 def tokenizer(
@@ -47,14 +47,7 @@ def tokenizer(
             show_default=False,
         ),
     ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Use inputs that are modified or stale (recorded as forced in the manifest).",
-            rich_help_panel=_UPSTREAM,
-        ),
-    ] = False,
+    force: ForceUpstream = False,
 ) -> None:
     """Train a BPE tokenizer (GPT-4-style split, nanochat special tokens) on the pairs' text.
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from katcli.cli.options import ForceUpstream
 from katcli.cli.render import AppState
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -23,7 +24,6 @@ _MODEL = "Model"
 _SAMPLING = "Sampling & held-out set"
 _OPTIM = "Optimisation"
 _RUN = "Run"
-_UPSTREAM = "Upstream"
 
 
 def _is_main_rank() -> bool:
@@ -39,7 +39,14 @@ def _live(state: AppState) -> Iterator[tuple[Any, Any]]:
     if state.quiet or not _is_main_rank():
         yield no_progress, None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bars = Progress(
         TextColumn("[bold]{task.description}"),
@@ -174,8 +181,7 @@ def train_rm(
         typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
                      rich_help_panel=_RUN, show_default=False),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Use inputs that are modified or stale (recorded as forced).",
-                                        rich_help_panel=_UPSTREAM)] = False,
+    force: ForceUpstream = False,
 ) -> None:
     """Train a Bradley–Terry reward model on the pairs, sampling uniformly or by prompt density.
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from katcli.cli.options import ForceUpstream
 from katcli.cli.render import human_size, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -45,14 +46,7 @@ def viz(
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the page in the default browser.", rich_help_panel=_PANEL)
     ] = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Use inputs that are modified or stale (recorded as forced in the manifest).",
-            rich_help_panel="Upstream",
-        ),
-    ] = False,
+    force: ForceUpstream = False,
 ) -> None:
     """Draw the prompt space in 3-D as one self-contained HTML page, coloured by density weight.
 
