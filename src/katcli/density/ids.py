@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from katcli.errors import KatError
+from katcli.workspace.jsonl import iter_json_lines
 
 REBUILD = "the prefixes changed after `kat embed`; re-run `kat embed` so rows match prefixes again"
 
@@ -37,30 +38,19 @@ def check_ids_match(ids_path: Path, prefixes_path: Path) -> int:
     ids = read_ids(ids_path)
     n = len(ids)
     count = 0
-    try:
-        handle = prefixes_path.open("r", encoding="utf-8")
-    except FileNotFoundError:
-        raise KatError("prefixes file not found", file=str(prefixes_path), hint="run `kat prefixes` first") from None
-    with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise KatError(
-                    f"invalid JSON ({exc})", file=str(prefixes_path), line=lineno, hint="re-run `kat prefixes`"
-                ) from None
-            pid = row.get("id") if isinstance(row, dict) else None
-            if count < n and pid != ids[count]:
-                raise KatError(
-                    f"ids.json does not match the prefixes: row {count} is {ids[count]!r} in ids.json "
-                    f"but {pid!r} in prefixes_all.jsonl",
-                    file=str(prefixes_path),
-                    line=lineno,
-                    hint=REBUILD,
-                )
-            count += 1
+    rows = iter_json_lines(prefixes_path, hint="re-run `kat prefixes`", name="prefixes file",
+                           missing_hint="run `kat prefixes` first")
+    for lineno, row in rows:
+        pid = row.get("id") if isinstance(row, dict) else None
+        if count < n and pid != ids[count]:
+            raise KatError(
+                f"ids.json does not match the prefixes: row {count} is {ids[count]!r} in ids.json "
+                f"but {pid!r} in prefixes_all.jsonl",
+                file=str(prefixes_path),
+                line=lineno,
+                hint=REBUILD,
+            )
+        count += 1
     if count != n:
         raise KatError(
             f"ids.json lists {n} prefixes but prefixes_all.jsonl has {count}",

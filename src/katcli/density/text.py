@@ -12,7 +12,6 @@ embeddings, the workspace or the manifest.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from katcli.errors import ConfigError, KatError
 from katcli.progress import ProgressFn, no_progress
+from katcli.workspace.jsonl import iter_json_lines
 
 FIRST_USER = "first-user"
 CONVERSATION = "conversation"
@@ -78,24 +78,7 @@ def prefix_text(messages: list[dict[str, str]], mode: str) -> str | None:
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        handle = path.open("rb")  # decoded per line, so a bad byte is reported on its own line
-    except FileNotFoundError:
-        raise KatError("prefixes file not found", file=str(path), hint="run `kat prefixes` first") from None
-    with handle:
-        for lineno, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise KatError(
-                    f"the file is not valid UTF-8 ({exc.reason})", file=str(path), line=lineno, hint=_REBUILD
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise KatError(f"invalid JSON: {exc.msg}", file=str(path), line=lineno, hint=_REBUILD) from None
+    return iter_json_lines(path, hint=_REBUILD, name="prefixes file", missing_hint="run `kat prefixes` first")
 
 
 def read_prefix_texts(path: Path, mode: str = FIRST_USER, *, progress: ProgressFn = no_progress) -> PrefixTexts:

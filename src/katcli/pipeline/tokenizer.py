@@ -9,7 +9,6 @@ wires files, parameters and the manifest. It knows nothing about Typer or Rich.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from katcli.pipeline.stage import StageRun
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
+from katcli.workspace.jsonl import iter_json_lines
 
 STAGE = "tokenizer"
 OUTPUT = f"{P.TOKENIZER_DIR}/tokenizer.json"
@@ -77,39 +77,31 @@ def pair_texts(
 ) -> Iterator[str]:
     """Yield the training texts of a pairs file, validating each line's shape."""
     shown = str(path)
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                messages = row["prefix"]["messages"]
-                texts = [m["content"] for m in messages] + [row["chosen"], row["rejected"]]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise KatError(
-                    f"not a pair record: {exc}",
-                    file=shown,
-                    line=lineno,
-                    hint="each line needs prefix.messages[*].content, chosen and rejected; re-run `kat pairs`",
-                ) from exc
-            if not all(isinstance(t, str) for t in texts):
-                raise KatError("pair texts must be strings", file=shown, line=lineno)
-            counts.pairs += 1
-            for text in texts:
-                if max_chars is not None and counts.chars + len(text) > max_chars:
-                    text = text[: max_chars - counts.chars]
-                if text:
-                    counts.texts += 1
-                    counts.chars += len(text)
-                    if counts.sample_chars < _COMPRESSION_SAMPLE_CHARS:
-                        counts.sample.append(text)
-                        counts.sample_chars += len(text)
-                    yield text
-                if max_chars is not None and counts.chars >= max_chars:
-                    progress("reading pairs", counts.pairs, counts.pairs)
-                    return
-            if counts.pairs % 1000 == 0:
-                progress("reading pairs", counts.pairs, total_lines)
+    hint = "each line needs prefix.messages[*].content, chosen and rejected; re-run `kat pairs`"
+    for lineno, row in iter_json_lines(path, hint=hint):
+        try:
+            messages = row["prefix"]["messages"]
+            texts = [m["content"] for m in messages] + [row["chosen"], row["rejected"]]
+        except (KeyError, TypeError) as exc:
+            raise KatError(f"not a pair record: {exc}", file=shown, line=lineno, hint=hint) from exc
+        if not all(isinstance(t, str) for t in texts):
+            raise KatError("pair texts must be strings", file=shown, line=lineno)
+        counts.pairs += 1
+        for text in texts:
+            if max_chars is not None and counts.chars + len(text) > max_chars:
+                text = text[: max_chars - counts.chars]
+            if text:
+                counts.texts += 1
+                counts.chars += len(text)
+                if counts.sample_chars < _COMPRESSION_SAMPLE_CHARS:
+                    counts.sample.append(text)
+                    counts.sample_chars += len(text)
+                yield text
+            if max_chars is not None and counts.chars >= max_chars:
+                progress("reading pairs", counts.pairs, counts.pairs)
+                return
+        if counts.pairs % 1000 == 0:
+            progress("reading pairs", counts.pairs, total_lines)
     progress("reading pairs", counts.pairs, counts.pairs)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
+from katcli.workspace.jsonl import iter_json_lines
 
 _PAIR_FIELDS = ("id", "prefix", "chosen", "rejected", "src", "prefix_id")
 
@@ -45,31 +46,24 @@ def read_pairs(path: Path, *, progress: ProgressFn = no_progress) -> list[Pair]:
     """Every pair of a `pairs_all.jsonl`, in file order."""
     hint = "re-create it with `kat pairs download` or `kat pairs import`"
     pairs: list[Pair] = []
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise _bad(f"pair line is not valid JSON: {exc}", path, lineno, hint) from None
-            if not isinstance(row, dict):
-                raise _bad("pair line is not a JSON object", path, lineno, hint)
-            missing = [f for f in _PAIR_FIELDS if f not in row]
-            if missing:
-                raise _bad(f"pair has no {', '.join(missing)} field", path, lineno, hint)
-            prefix = row["prefix"]
-            messages = prefix.get("messages") if isinstance(prefix, dict) else None
-            if not isinstance(messages, list) or not messages:
-                raise _bad("pair prefix has no messages", path, lineno, hint)
-            for name in ("id", "chosen", "rejected", "src", "prefix_id"):
-                if not isinstance(row[name], str):
-                    raise _bad(f"pair field {name} must be a string", path, lineno, hint)
-            pairs.append(
-                Pair(row["id"], tuple(messages), row["chosen"], row["rejected"], row["src"], row["prefix_id"])
-            )
-            if len(pairs) % 10000 == 0:
-                progress("reading pairs", len(pairs), None)
+    for lineno, row in iter_json_lines(path, hint=hint):
+        if not isinstance(row, dict):
+            raise _bad("pair line is not a JSON object", path, lineno, hint)
+        missing = [f for f in _PAIR_FIELDS if f not in row]
+        if missing:
+            raise _bad(f"pair has no {', '.join(missing)} field", path, lineno, hint)
+        prefix = row["prefix"]
+        messages = prefix.get("messages") if isinstance(prefix, dict) else None
+        if not isinstance(messages, list) or not messages:
+            raise _bad("pair prefix has no messages", path, lineno, hint)
+        for name in ("id", "chosen", "rejected", "src", "prefix_id"):
+            if not isinstance(row[name], str):
+                raise _bad(f"pair field {name} must be a string", path, lineno, hint)
+        pairs.append(
+            Pair(row["id"], tuple(messages), row["chosen"], row["rejected"], row["src"], row["prefix_id"])
+        )
+        if len(pairs) % 10000 == 0:
+            progress("reading pairs", len(pairs), None)
     progress("reading pairs", len(pairs), len(pairs))
     if not pairs:
         raise KatError("there are no pairs to train on", file=str(path), hint="run `kat pairs download` first")
@@ -80,22 +74,15 @@ def read_prefix_counts(path: Path) -> dict[str, int]:
     """`{prefix_id: n_pairs}` from `prefixes_all.jsonl`."""
     hint = "re-run `kat prefixes`"
     counts: dict[str, int] = {}
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise _bad(f"prefix line is not valid JSON: {exc}", path, lineno, hint) from None
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                raise _bad("prefix line has no string id", path, lineno, hint)
-            n = row.get("n_pairs")
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise _bad("prefix n_pairs must be a positive integer", path, lineno, hint)
-            if row["id"] in counts:
-                raise _bad(f"prefix id {row['id']} appears twice", path, lineno, hint)
-            counts[row["id"]] = n
+    for lineno, row in iter_json_lines(path, hint=hint):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise _bad("prefix line has no string id", path, lineno, hint)
+        n = row.get("n_pairs")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise _bad("prefix n_pairs must be a positive integer", path, lineno, hint)
+        if row["id"] in counts:
+            raise _bad(f"prefix id {row['id']} appears twice", path, lineno, hint)
+        counts[row["id"]] = n
     return counts
 
 

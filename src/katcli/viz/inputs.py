@@ -25,6 +25,7 @@ import numpy as np
 
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
+from katcli.workspace.jsonl import iter_json_lines
 
 #: Characters of prompt text kept per point; the page truncates further for its tooltip.
 TEXT_CHARS = 300
@@ -182,53 +183,42 @@ def read_prompts(
     out: dict[int, Prompt] = {}
     n = len(ids)
     count = 0
-    try:
-        handle = prefixes_path.open("r", encoding="utf-8")
-    except FileNotFoundError:
-        raise KatError("prefixes not found", file=str(prefixes_path), hint="run `kat prefixes` first") from None
-    with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
+    rows = iter_json_lines(prefixes_path, hint="re-run `kat prefixes`", name="prefixes file",
+                           missing_hint="run `kat prefixes` first")
+    for lineno, row in rows:
+        if not isinstance(row, dict) or "id" not in row:
+            raise KatError(
+                "a prefix row must be an object with an \"id\"",
+                file=str(prefixes_path),
+                line=lineno,
+                hint="re-run `kat prefixes`",
+            )
+        i = count
+        count += 1
+        if i >= n:
+            continue  # counted, reported below with the totals
+        if _id_key(row["id"]) != _id_key(ids[i]):
+            raise KatError(
+                f"ids.json does not match prefixes_all.jsonl: row {i} is {ids[i]!r} in ids.json "
+                f"but {row['id']!r} here",
+                file=str(prefixes_path),
+                line=lineno,
+                hint=_REBUILD_EMBED,
+            )
+        if i in wanted:
+            prefix = row.get("prefix")
+            messages = prefix.get("messages") if isinstance(prefix, dict) else None
+            text = prompt_text(messages)
+            if text is None:
                 raise KatError(
-                    f"invalid JSON: {exc.msg}", file=str(prefixes_path), line=lineno, hint="re-run `kat prefixes`"
-                ) from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise KatError(
-                    "a prefix row must be an object with an \"id\"",
+                    "prefix has no message with text",
                     file=str(prefixes_path),
                     line=lineno,
                     hint="re-run `kat prefixes`",
                 )
-            i = count
-            count += 1
-            if i >= n:
-                continue  # counted, reported below with the totals
-            if _id_key(row["id"]) != _id_key(ids[i]):
-                raise KatError(
-                    f"ids.json does not match prefixes_all.jsonl: row {i} is {ids[i]!r} in ids.json "
-                    f"but {row['id']!r} here",
-                    file=str(prefixes_path),
-                    line=lineno,
-                    hint=_REBUILD_EMBED,
-                )
-            if i in wanted:
-                prefix = row.get("prefix")
-                messages = prefix.get("messages") if isinstance(prefix, dict) else None
-                text = prompt_text(messages)
-                if text is None:
-                    raise KatError(
-                        "prefix has no message with text",
-                        file=str(prefixes_path),
-                        line=lineno,
-                        hint="re-run `kat prefixes`",
-                    )
-                out[i] = Prompt(text=truncate(text), src=source_label(row.get("srcs")))
-            if count % 10000 == 0:
-                progress("prompts", count, n)
+            out[i] = Prompt(text=truncate(text), src=source_label(row.get("srcs")))
+        if count % 10000 == 0:
+            progress("prompts", count, n)
     if count != n:
         raise KatError(
             f"prefixes_all.jsonl has {count} prefixes but ids.json lists {n}",
