@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from katcli.cli.options import ForceUpstream
-from katcli.cli.render import progress
+from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 _MODEL = "Model"
@@ -146,8 +146,7 @@ def embed(
         return
 
     out = state.out
-    for reason in result.forced_over:
-        out.print(f"Forced: {reason}", markup=False)
+    print_labelled(out, "Forced", result.forced_over)
     stats = result.weight_stats
     lines = [("Prompts", f"{result.n:,} ({result.text})"), ("Embeddings", f"{result.dim} dims, {result.model}")]
     if result.resumed_rows:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from katcli.cli.render import AppState, progress
+from katcli.cli.render import AppState, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 app = typer.Typer(
@@ -115,8 +115,7 @@ def rm(
             cells.append(diff)
         table.add_row(label, n, *cells)
     state.out.print(table)
-    for note in data["notes"]:
-        state.out.print(f"Note: {note}", markup=False)
+    print_labelled(state.out, "Note", data["notes"])
 
 
 def _quiet(state: AppState) -> AppState:

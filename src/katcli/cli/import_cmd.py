@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from katcli.cli.render import human_size, progress
+from katcli.cli.render import human_size, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 app = typer.Typer(
@@ -77,13 +77,11 @@ def nanochat(
     cfg = ImportConfig(base_dir=base_dir, source=source, tag=tag, step=step, name=name, force=force)
     with progress(state) as report:
         result = run_nanochat_import(workspace_of(ctx), cfg, progress=report)
-    for note in result.notes:  # a security-relevant fact: said even with --quiet
-        state.err.print(f"Note: {note}", markup=False)
+    print_labelled(state.err, "Note", result.notes)  # a security-relevant fact: said even with --quiet
     if state.quiet:
         return
     out = state.out
-    for reason in result.forced_over:
-        out.print(f"Forced: {reason}", markup=False)
+    print_labelled(out, "Forced", result.forced_over)
     c = result.model_config
     out.print(
         f"Imported nanochat {result.source} {result.tag} step {result.step}: {result.n_params:,} parameters "

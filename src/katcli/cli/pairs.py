@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from katcli.cli.render import progress
+from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 app = typer.Typer(
@@ -135,8 +135,7 @@ def _render_download(out: Any, stats: dict[str, Any]) -> None:
         if s["dropped"]:
             reasons = ", ".join(f"{k} {v:,}" for k, v in s["dropped"].items())
             out.print(f"  {name} dropped: {reasons}", markup=False)
-    for note in stats["notes"]:
-        out.print(f"Note: {note}", markup=False)
+    print_labelled(out, "Note", stats["notes"])
 
 
 @app.command("import")

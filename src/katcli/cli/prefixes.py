@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from katcli.cli.render import progress
+from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 
@@ -39,8 +39,7 @@ def prefixes(
     if state.quiet:
         return
     s = result.stats
-    for reason in result.forced_over:
-        state.out.print(f"Forced: {reason}", markup=False)
+    print_labelled(state.out, "Forced", result.forced_over)
     table = Table(title=f"Prefixes: {s['unique_prefixes']:,} unique from {s['pairs']:,} pairs "
                         f"(ratio {s['dedup_ratio']:.3f})", title_justify="left")
     table.add_column("Source")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -46,6 +46,12 @@ def print_error(err: Console, exc: KatError) -> None:
     err.print(f"Error: {exc.located()}", markup=False)
     if exc.hint:
         err.print(f"Hint: {exc.hint}", markup=False)
+
+
+def print_labelled(out: Console, label: str, lines: Iterable[str]) -> None:
+    """One `<label>: <line>` per line (e.g. `Forced:` for overridden upstream checks, `Note:` for caveats)."""
+    for line in lines:
+        out.print(f"{label}: {line}", markup=False)
 
 
 class _RateColumn(TextColumn):

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from katcli.cli.options import ForceUpstream
-from katcli.cli.render import progress
+from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 app = typer.Typer(
@@ -65,10 +65,8 @@ def tokenizer(
     if state.quiet:
         return
     out = state.out
-    for reason in result.forced_over:
-        out.print(f"Forced: {reason}", markup=False)
-    for warning in result.warnings:
-        out.print(f"Note: {warning}", markup=False)
+    print_labelled(out, "Forced", result.forced_over)
+    print_labelled(out, "Note", result.warnings)
     out.print(
         f"Trained on {result.n_chars:,} characters ({result.n_texts:,} texts from {result.n_pairs:,} pairs)",
         markup=False,

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from katcli.cli.options import ForceUpstream
-from katcli.cli.render import AppState
+from katcli.cli.render import AppState, print_labelled
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 _MODEL = "Model"
@@ -207,10 +207,8 @@ def train_rm(
     if state.quiet or not _is_main_rank():
         return
     out = state.out
-    for reason in result.forced_over:
-        out.print(f"Forced: {reason}", markup=False)
-    for note in result.notes:
-        out.print(f"Note: {note}", markup=False)
+    print_labelled(out, "Forced", result.forced_over)
+    print_labelled(out, "Note", result.notes)
     out.print(
         f"Sampling: {result.weighting} over {result.train_pairs:,} training pairs ({result.train_prompts:,} "
         f"prompts); effective sample size {result.ess:,.1f} ({result.ess_fraction:.1%} of the pairs)",

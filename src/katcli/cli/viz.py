@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import typer
 
 from katcli.cli.options import ForceUpstream
-from katcli.cli.render import human_size, progress
+from katcli.cli.render import human_size, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 _PANEL = "Options"
@@ -66,10 +66,8 @@ def viz(
 
     if not state.quiet:
         out = state.out
-        for reason in result.forced_over:
-            out.print(f"Forced: {reason}", markup=False)
-        for warning in result.warnings:
-            out.print(f"Note: {warning}", markup=False)
+        print_labelled(out, "Forced", result.forced_over)
+        print_labelled(out, "Note", result.warnings)
         rare = f"; the {result.n_rare_kept:,} rarest always kept, seed {seed}" if result.n_rare_kept else ""
         out.print(f"Shown: {result.n_shown:,} of {result.n_total:,} prompts{rare}", markup=False)
         if result.explained_variance_ratio is not None:
