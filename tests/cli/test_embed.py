@@ -149,6 +149,32 @@ def test_outputs_are_byte_identical_on_a_rerun(kat_embed, ws_dir, planted):
     assert meta1["hnsw"]["deterministic"] is True and meta1["hnsw"]["recall_queries"] == 520
 
 
+def test_ivf_index_is_described_in_the_summary_and_metadata(kat_embed, ws_dir, planted):
+    _, npy = planted
+    result = kat_embed("--embeddings-from", npy, "--index", "ivf", "--k", "10")
+    assert result.exit_code == 0, err(result)
+    _, w, _, meta = read_outputs(ws_dir)
+    assert w[500:].min() > w[:500].max()
+    ivf = meta["ivf"]
+    assert (meta["index"], meta["index_requested"], meta["hnsw"]) == ("ivf", "ivf", None)
+    assert ivf["cells"] == 91 and ivf["recall_queries"] == 520 and ivf["deterministic"] is True
+    assert meta["recall"] == ivf["recall_by_nprobe"][str(ivf["nprobe"])] >= 0.95
+    line = f"Index         IVF, k=10, recall@10 {meta['recall']:.3f} (91 cells, nprobe {ivf['nprobe']})"
+    assert line in result.stdout.splitlines()
+
+
+def test_auto_choosing_hnsw_on_many_prompts_points_to_ivf(kat_embed, planted, monkeypatch):
+    _, npy = planted
+    monkeypatch.setattr("katcli.density.knn.AUTO_EXACT_MAX", 100)  # 520 prompts count as "many"
+    monkeypatch.setattr("katcli.pipeline.embed.IVF_NOTE_MIN", 500)
+    note = "Note: --index ivf is several times faster at this size on a CPU, at the same measured recall"
+    auto = kat_embed("--embeddings-from", npy, "--k", "10")
+    assert auto.exit_code == 0, err(auto)
+    assert "Index         HNSW, k=10" in auto.stdout and note in auto.stdout.splitlines()
+    chosen = kat_embed("--embeddings-from", npy, "--k", "10", "--index", "hnsw")
+    assert chosen.exit_code == 0 and note not in chosen.stdout  # asked for by name: no advice
+
+
 def test_max_ratio_and_power_reach_the_weights(kat_embed, ws_dir, planted):
     _, npy = planted
     result = kat_embed("--embeddings-from", npy, "--max-ratio", "5", "--power", "2")

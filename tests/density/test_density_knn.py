@@ -82,7 +82,7 @@ def test_k_is_capped_by_the_number_of_prompts_and_two_are_needed():
     ("kwargs", "message"),
     [
         ({"k": 0}, "--k must be at least 1 (got 0)"),
-        ({"index": "faiss"}, "--index must be one of auto, exact, hnsw (got 'faiss')"),
+        ({"index": "faiss"}, "--index must be one of auto, exact, hnsw, ivf (got 'faiss')"),
     ],
 )
 def test_bad_knn_parameters_name_the_flag(kwargs, message):

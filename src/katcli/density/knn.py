@@ -1,4 +1,4 @@
-"""k nearest neighbours by cosine similarity, for every prompt, excluding itself: exact or HNSW.
+"""k nearest neighbours by cosine similarity, for every prompt, excluding itself: exact, HNSW or IVF.
 
 - **exact**: blocks of query rows times the whole matrix (BLAS), a top-k per row (torch.topk, multi-threaded);
   a block is sized to ~256 MB, so memory is O(N·D + block), never an N×N matrix.
@@ -12,7 +12,11 @@
   100 or less the graph links dense clusters poorly, recall per ef drops and grows slowly with ef
   (M = 24 / 64 stalls at 0.948 with ef 1024 at 200k; M = 32 / 100 builds 1M in 592 s instead of 816 s
   but then queries at < 500/s on 2 cores, about twice the query time of the default).
-- **auto**: exact below `AUTO_EXACT_MAX` prompts, HNSW from there on.
+- **ivf**: cells from spherical k-means searched by matrix products (density/ivf.py), recall measured on the
+  same kind of sample and `nprobe` widened like ef. It exists because on a small CPU the HNSW path is bound by
+  its single-threaded reproducible build and its pointer-chasing queries: at 1M (2 cores) HNSW takes ~31 min,
+  IVF ~3.5 min at the same recall, byte-reproducible on any number of threads.
+- **auto**: exact below `AUTO_EXACT_MAX` prompts, HNSW from there on (as specified; IVF is opt-in).
 
 Determinism: hnswlib's parallel insertion hands items to threads dynamically, so a graph built with more than
 one thread depends on scheduling (and so do the neighbours found). kat therefore builds the graph with ONE
@@ -29,14 +33,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from katcli.density.ivf import IvfParams, build_cell_index, search_cells
 from katcli.errors import ConfigError, KatError
 from katcli.progress import ProgressFn, no_progress
 
-INDEXES = ("auto", "exact", "hnsw")
+INDEXES = ("auto", "exact", "hnsw", "ivf")
 AUTO_EXACT_MAX = 50_000
 #: Memory for one block of exact similarities (rows × N float32).
 EXACT_BLOCK_BYTES = 256 << 20
@@ -44,6 +50,7 @@ EXACT_BLOCK_BYTES = 256 << 20
 RECALL_TOLERANCE = 1e-5
 _BUILD_BLOCK = 10_000
 _QUERY_BLOCK = 10_000
+_IVF_FIRST_NPROBE = 8
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class KnnParams:
     index: str = "auto"
     seed: int = 0
     hnsw: HnswParams = field(default_factory=HnswParams)
+    ivf: IvfParams = field(default_factory=IvfParams)
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -94,6 +102,10 @@ class KnnResult:
     recall_queries: int | None = None
     ef_search: int | None = None
     recall_by_ef: dict[int, float] = field(default_factory=dict)
+    cells: int | None = None  # IVF only
+    nprobe: int | None = None
+    recall_by_nprobe: dict[int, float] = field(default_factory=dict)
+    exact_fallback: int = 0  # IVF only: queries answered exactly (their probed cells held fewer than k rows)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -210,17 +222,15 @@ def _hnsw_neighbours(
     t1 = time.perf_counter()
     timings["index_build_s"] = t1 - t0
 
-    rng = np.random.default_rng(params.seed)
-    sample = np.sort(rng.choice(n, size=min(hp.recall_sample, n), replace=False))
-    exact = exact_neighbour_sims(emb, k, rows=sample, progress=progress, task="recall check (exact)")
-    ef = hp.ef_search if hp.ef_search is not None else min(max(64, 2 * (k + 1)), max(hp.max_ef, k + 1))
-    recall_by_ef: dict[int, float] = {}
-    while True:
-        recall = recall_at_k(query_hnsw(index, emb, sample, k, ef), exact)
-        recall_by_ef[ef] = recall
-        if hp.ef_search is not None or recall >= hp.target_recall or ef >= hp.max_ef:
-            break
-        ef = min((3 * ef + 1) // 2, hp.max_ef)  # ×1.5 steps: a doubling would overshoot the width needed
+    sample, exact = _recall_truth(emb, k, hp.recall_sample, params.seed, progress)
+    first = min(max(64, 2 * (k + 1)), max(hp.max_ef, k + 1))
+    ef, recall_by_ef = widen_until(
+        lambda width: recall_at_k(query_hnsw(index, emb, sample, k, width), exact),
+        first=first,
+        fixed=hp.ef_search,
+        widest=hp.max_ef,
+        target=hp.target_recall,
+    )
     t2 = time.perf_counter()
     timings["recall_s"] = t2 - t1
 
@@ -234,6 +244,79 @@ def _hnsw_neighbours(
         recall_queries=len(sample),
         ef_search=ef,
         recall_by_ef=recall_by_ef,
+        timings=timings,
+    )
+
+
+def _recall_truth(
+    emb: np.ndarray, k: int, size: int, seed: int, progress: ProgressFn
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of query rows and their exact neighbour similarities: what recall is measured against."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(emb.shape[0], size=min(size, emb.shape[0]), replace=False))
+    return sample, exact_neighbour_sims(emb, k, rows=sample, progress=progress, task="recall check (exact)")
+
+
+def widen_until(
+    recall_at: Callable[[int], float], *, first: int, fixed: int | None, widest: int, target: float
+) -> tuple[int, dict[int, float]]:
+    """The search width to use and the recall measured at each width tried.
+
+    Only `fixed` when given; else from `first` up in ×1.5 steps (a doubling would overshoot the width needed)
+    until the recall reaches `target` or the width reaches `widest`.
+    """
+    width = fixed if fixed is not None else first
+    recall_by_width: dict[int, float] = {}
+    while True:
+        recall_by_width[width] = recall_at(width)
+        if fixed is not None or recall_by_width[width] >= target or width >= widest:
+            return width, recall_by_width
+        width = min((3 * width + 1) // 2, widest)
+
+
+def _ivf_neighbours(
+    emb: np.ndarray, k: int, params: KnnParams, progress: ProgressFn, timings: dict[str, float]
+) -> KnnResult:
+    import torch
+
+    n = emb.shape[0]
+    ip = params.ivf
+    t0 = time.perf_counter()
+    index = build_cell_index(emb, ip, params.seed, progress=progress)
+    t1 = time.perf_counter()
+    timings["index_build_s"] = t1 - t0
+
+    sample, exact = _recall_truth(emb, k, ip.recall_sample, params.seed, progress)
+    sample_t = torch.from_numpy(sample)
+    searched = {"width": 0, "best": None}
+
+    def recall_at(width: int) -> float:  # searches only the probe columns not searched yet
+        searched["best"] = search_cells(index, sample_t, searched["width"], width, k, searched["best"])
+        searched["width"] = width
+        return recall_at_k(searched["best"].numpy(), exact)  # a query short of k candidates: blanks are misses
+
+    widest = index.probes.shape[1]
+    nprobe, recall_by_nprobe = widen_until(
+        recall_at, first=min(_IVF_FIRST_NPROBE, widest), fixed=ip.nprobe, widest=widest, target=ip.target_recall
+    )
+    t2 = time.perf_counter()
+    timings["recall_s"] = t2 - t1
+
+    sims = search_cells(index, torch.arange(n), 0, nprobe, k, progress=progress, task="search IVF cells").numpy()
+    short = np.nonzero(np.isinf(sims[:, -1]))[0]
+    if len(short):
+        sims[short] = exact_neighbour_sims(emb, k, rows=short)
+    timings["query_s"] = time.perf_counter() - t2
+    return KnnResult(
+        sims=sims,
+        index="ivf",
+        k=k,
+        recall=recall_by_nprobe[nprobe],
+        recall_queries=len(sample),
+        cells=index.cells,
+        nprobe=nprobe,
+        recall_by_nprobe=recall_by_nprobe,
+        exact_fallback=len(short),
         timings=timings,
     )
 
@@ -258,6 +341,8 @@ def neighbour_similarities(
     timings: dict[str, float] = {}
     if index == "hnsw":
         return _hnsw_neighbours(emb, k, params, progress, timings)
+    if index == "ivf":
+        return _ivf_neighbours(emb, k, params, progress, timings)
     t0 = time.perf_counter()
     sims = exact_neighbour_sims(emb, k, progress=progress)
     timings["exact_s"] = time.perf_counter() - t0

@@ -54,6 +54,9 @@ STAGE = "embed"
 OUTPUTS = (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA)
 METADATA_FORMAT = "kat-embeddings/1"
 SHOWN_PROMPTS = 5
+#: From here on, a run whose `--index auto` chose HNSW is told that IVF is faster (bench/bench_density.py:
+#: 5× at 200k and 9× at 1M prompts on 2 cores, at the same measured recall).
+IVF_NOTE_MIN = 100_000
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class EmbedResult:
     index: str
     recall: float | None
     ef_search: int | None
+    cells: int | None
+    nprobe: int | None
     weight_stats: dict[str, Any]
     n_clipped: int
     rarest: list[ShownPrompt]
@@ -122,6 +127,7 @@ class EmbedResult:
     out_dir: Path
     metadata: dict[str, Any]
     forced_over: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _resume_key(source_identity: str, device: str, batch_size: int, chunk_size: int, text: str, digest: str) -> str:
@@ -164,6 +170,20 @@ def build_metadata(
             "build_threads": hp.build_threads,
             "deterministic": hp.build_threads == 1,
         }
+    ivf = None
+    if knn.index == "ivf":
+        ip = cfg.knn_params().ivf
+        ivf = {
+            "cells": knn.cells,
+            "nprobe": knn.nprobe,
+            "target_recall": ip.target_recall,
+            "recall_queries": knn.recall_queries,
+            "recall_by_nprobe": {str(p): _round(r) for p, r in knn.recall_by_nprobe.items()},
+            "train_per_cell": ip.train_per_cell,
+            "kmeans_iterations": ip.iterations,
+            "exact_fallback": knn.exact_fallback,
+            "deterministic": True,
+        }
     return {
         "format": METADATA_FORMAT,
         "kat_version": __version__,
@@ -181,6 +201,7 @@ def build_metadata(
         "seed": cfg.seed,
         "recall": _round(knn.recall),
         "hnsw": hnsw,
+        "ivf": ivf,
         "density_max": res.density_stats["max"],
         "density": res.density_stats,
         "weights": {**res.stats, "n_clipped": res.n_clipped},
@@ -271,6 +292,9 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
             }
         )
         forced_over = list(run.forced_over)
+    notes = []
+    if cfg.index == "auto" and res.knn.index == "hnsw" and n >= IVF_NOTE_MIN:
+        notes.append("--index ivf is several times faster at this size on a CPU, at the same measured recall")
     if scratch is not None:
         clear_chunks(scratch)  # only now: a failure before the commit keeps the chunks for the re-run
     return EmbedResult(
@@ -282,6 +306,8 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
         index=res.knn.index,
         recall=res.knn.recall,
         ef_search=res.knn.ef_search,
+        cells=res.knn.cells,
+        nprobe=res.knn.nprobe,
         weight_stats=res.stats,
         n_clipped=res.n_clipped,
         rarest=_shown(res.rarest(SHOWN_PROMPTS), prefixes.ids, prefixes.texts, res),
@@ -291,6 +317,7 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
         out_dir=ws.abs(P.EMBED_DIR),
         metadata=metadata,
         forced_over=forced_over,
+        notes=notes,
     )
 
 
