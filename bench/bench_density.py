@@ -5,10 +5,11 @@
     python bench/bench_density.py --cases 1m # only some cases (comma-separated: 200k, 1m, 1m-hnsw, encode)
 
 Cases (each density case runs in its own subprocess, so its peak RSS is its own):
-1. `density_200k`: kat's exact path vs kat's HNSW path (default, deterministic single-threaded build) on the
-   same data; speedup = exact seconds / HNSW seconds (goal ≥ 3×); Spearman of the two weight vectors (goal
-   ≥ 0.99); HNSW's own recall estimate. Also HNSW with `--build-threads` = all cores (not byte-reproducible)
-   and kat's IVF path (`--index ivf`), each with its speedup and Spearman against exact.
+1. `density_200k`: kat's exact path vs kat's HNSW path (default: two shard graphs built side by side, one
+   thread each, byte-reproducible) on the same data; speedup = exact seconds / HNSW seconds (goal ≥ 3×);
+   Spearman of the two weight vectors (goal ≥ 0.99); HNSW's own recall estimate. Also HNSW with
+   `--build-threads` = all cores per shard (not byte-reproducible) and kat's IVF path (`--index ivf`), each
+   with its speedup and Spearman against exact.
 2. `density_1m`: kat's IVF path (`--index ivf`; exact search at 1M is hours on a laptop): seconds (goal
    ≤ 600), recall@20 (goal ≥ 0.95), peak RSS. `density_1m_hnsw` (not in the default run: ~30 min on 2 cores)
    is the same for the HNSW path.
@@ -87,7 +88,8 @@ def stderr_progress(t0: float):
 
 def child_density(n: int, index: str, build_threads: int, weights_out: str | None) -> dict:
     from katcli.density.estimate import estimate_density
-    from katcli.density.knn import HnswParams, KnnParams, exact_neighbour_sims, recall_at_k
+    from katcli.density.hnsw import HnswParams
+    from katcli.density.knn import KnnParams, exact_neighbour_sims, recall_at_k
     from katcli.density.weights import WeightParams
 
     import torch  # noqa: F401 - imported before timing, as in `kat embed` (which encodes first)
@@ -107,6 +109,7 @@ def child_density(n: int, index: str, build_threads: int, weights_out: str | Non
             build_threads=build_threads,
             hnsw_m=params.hnsw.m,
             hnsw_ef_construction=params.hnsw.ef_construction,
+            hnsw_shards=params.hnsw.shards,
             ef_search=knn.ef_search,
             recall_by_ef={str(k): round(v, 4) for k, v in knn.recall_by_ef.items()},
         )

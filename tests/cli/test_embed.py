@@ -159,8 +159,15 @@ def test_ivf_index_is_described_in_the_summary_and_metadata(kat_embed, ws_dir, p
     assert (meta["index"], meta["index_requested"], meta["hnsw"]) == ("ivf", "ivf", None)
     assert ivf["cells"] == 91 and ivf["recall_queries"] == 520 and ivf["deterministic"] is True
     assert meta["recall"] == ivf["recall_by_nprobe"][str(ivf["nprobe"])] >= 0.95
+    assert ivf["target_recall"] == 0.95
     line = f"Index         IVF, k=10, recall@10 {meta['recall']:.3f} (91 cells, nprobe {ivf['nprobe']})"
     assert line in result.stdout.splitlines()
+
+    strict = kat_embed("--embeddings-from", npy, "--index", "ivf", "--k", "10", "--target-recall", "0.999")
+    assert strict.exit_code == 0, err(strict)
+    strict_meta = read_outputs(ws_dir)[3]
+    assert strict_meta["ivf"]["target_recall"] == 0.999 and strict_meta["recall"] >= 0.999
+    assert strict_meta["ivf"]["nprobe"] > ivf["nprobe"]  # it had to search wider for it
 
 
 def test_auto_choosing_hnsw_on_many_prompts_points_to_ivf(kat_embed, planted, monkeypatch):
@@ -196,6 +203,8 @@ def test_max_ratio_and_power_reach_the_weights(kat_embed, ws_dir, planted):
         (["--max-ratio", "0.5"], "Error: --max-ratio must be at least 1 (got 0.5)"),
         (["--batch-size", "0"], "Error: --batch-size must be at least 1 (got 0)"),
         (["--build-threads", "0"], "Error: --build-threads must be at least 1 (got 0)"),
+        (["--target-recall", "0"], "Error: --target-recall must be in (0, 1] (got 0.0)"),
+        (["--target-recall", "1.01"], "Error: --target-recall must be in (0, 1] (got 1.01)"),
     ],
 )
 def test_bad_flags_exit_1_and_name_the_flag(kat_embed, ws_dir, args, message):

@@ -142,7 +142,7 @@ def test_default_cells_grow_as_four_root_n_and_never_exceed_n():
     [
         ({"cells": 0}, "IVF cells must be at least 1 (got 0)"),
         ({"nprobe": 0}, "IVF nprobe must be at least 1 (got 0)"),
-        ({"target_recall": 1.5}, "the target recall must be in (0, 1] (got 1.5)"),
+        ({"target_recall": 1.5}, "--target-recall must be in (0, 1] (got 1.5)"),
     ],
 )
 def test_bad_ivf_parameters(kwargs, message):

@@ -7,16 +7,13 @@ import pytest
 from densitykit import clustered, planted, unit
 
 from katcli.density.estimate import estimate_density
+from katcli.density.hnsw import HnswParams, build_hnsw, query_hnsw
 from katcli.density.knn import (
     AUTO_EXACT_MAX,
-    HnswParams,
     KnnParams,
-    _drop_self,
-    build_hnsw,
     choose_index,
     exact_neighbour_sims,
     neighbour_similarities,
-    query_hnsw,
     recall_at_k,
 )
 from katcli.density.weights import WeightParams, spearman
@@ -55,13 +52,6 @@ def test_self_is_excluded_but_a_duplicate_counts():
     sims = exact_neighbour_sims(emb, 1)
     assert sims[0, 0] == pytest.approx(1.0) and sims[1, 0] == pytest.approx(1.0)  # each other's duplicate
     assert sims[2, 0] == pytest.approx(0.8)  # not itself (1.0)
-
-
-def test_drop_self_handles_self_missing_from_the_results():
-    labels = np.array([[0, 5, 6], [7, 8, 9]], dtype=np.uint64)
-    sims = np.array([[1.0, 0.9, 0.8], [0.99, 0.98, 0.97]], dtype=np.float32)
-    out = _drop_self(labels, sims, np.array([0, 1]), 2)
-    np.testing.assert_array_equal(out, np.array([[0.9, 0.8], [0.99, 0.98]], dtype=np.float32))
 
 
 def test_auto_switches_to_hnsw_at_the_threshold():
@@ -134,7 +124,7 @@ def test_ef_is_widened_until_the_target_recall():
     hp = HnswParams(m=4, ef_construction=10, target_recall=0.99, max_ef=512)
     res = neighbour_similarities(emb, KnnParams(k=20, index="hnsw", hnsw=hp))
     efs = list(res.recall_by_ef)
-    assert efs[0] == 64 and all(b == (3 * a + 1) // 2 or b == 512 for a, b in zip(efs, efs[1:]))
+    assert efs[0] == 32 and all(b == (3 * a + 1) // 2 or b == 512 for a, b in zip(efs, efs[1:]))
     assert len(efs) >= 2
     assert res.recall >= 0.99 or res.ef_search == 512
     assert all(r < 0.99 for r in list(res.recall_by_ef.values())[:-1])

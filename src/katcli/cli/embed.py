@@ -116,6 +116,15 @@ def embed(
             rich_help_panel=_INDEX,
         ),
     ] = 1,
+    target_recall: Annotated[
+        float,
+        typer.Option(
+            "--target-recall",
+            metavar="R",
+            help="HNSW and IVF widen their search until recall@k on a seeded sample of 1,000 exact queries reaches R.",
+            rich_help_panel=_INDEX,
+        ),
+    ] = 0.95,
     force: ForceUpstream = False,
 ) -> None:
     """Embed every prompt and weight it by rarity: k-NN density → weight = (density + eps) ** -power.
@@ -141,6 +150,7 @@ def embed(
         embeddings_from=embeddings_from,
         seed=seed,
         build_threads=build_threads,
+        target_recall=target_recall,
         force=force,
     )
     cfg.validate()  # bad flags are reported before any progress display starts

@@ -2,28 +2,17 @@
 
 - **exact**: blocks of query rows times the whole matrix (BLAS), a top-k per row (torch.topk, multi-threaded);
   a block is sized to ~256 MB, so memory is O(N·D + block), never an N×N matrix.
-- **hnsw**: hnswlib with the cosine space. Its recall@k is *measured*, not assumed: a seeded random sample of
-  queries is answered exactly and compared (ties count as hits: a returned neighbour is correct when its
-  similarity reaches the k-th exact one). Unless `ef_search` is fixed, the search width starts at
-  max(64, 2(k+1)) and grows by half until the sample's recall reaches `target_recall` (or `max_ef`); only
-  the sample is re-queried per width, the full pass over all N rows runs once, at the width chosen.
-  Graph defaults M = 16, ef_construction = 200 (bench/bench_density.py, clustered 384-d data, k = 20):
-  recall 0.95 at ef 64 at 200k and at ef 486 at 1M. A cheaper build does not pay: with ef_construction
-  100 or less the graph links dense clusters poorly, recall per ef drops and grows slowly with ef
-  (M = 24 / 64 stalls at 0.948 with ef 1024 at 200k; M = 32 / 100 builds 1M in 592 s instead of 816 s
-  but then queries at < 500/s on 2 cores, about twice the query time of the default).
-- **ivf**: cells from spherical k-means searched by matrix products (density/ivf.py), recall measured on the
-  same kind of sample and `nprobe` widened like ef. It exists because on a small CPU the HNSW path is bound by
-  its single-threaded reproducible build and its pointer-chasing queries: at 1M (2 cores) HNSW takes ~31 min,
-  IVF ~3.5 min at the same recall, byte-reproducible on any number of threads.
+- **hnsw**: hnswlib with the cosine space, as reproducible sharded graphs built side by side (density/hnsw.py).
+- **ivf**: cells from spherical k-means searched by matrix products (density/ivf.py). It exists because on a
+  small CPU an HNSW graph is bound by pointer-chasing distance computations: at 1M rows (2 cores) HNSW took
+  ~31 min, IVF 3.5 min at the same recall.
 - **auto**: exact below `AUTO_EXACT_MAX` prompts, HNSW from there on (as specified; IVF is opt-in).
 
-Determinism: hnswlib's parallel insertion hands items to threads dynamically, so a graph built with more than
-one thread depends on scheduling (and so do the neighbours found). kat therefore builds the graph with ONE
-thread by default (`build_threads=1`) and a fixed `random_seed` (which fixes the level of every node), which
-makes the graph — and every result — byte-identical for the same inputs and seed. Queries are independent
-of each other and only read the graph, so they run on all cores with results byte-identical to one thread
-(tested). `build_threads > 1` trades reproducibility for build speed.
+Approximate indexes measure their recall@k, they do not assume it: a seeded random sample of queries is
+answered exactly and compared (ties count as hits: a returned neighbour is correct when its similarity
+reaches the k-th exact one). Unless the search width (HNSW ef, IVF nprobe) is fixed, it starts small and
+grows by half until the sample's recall reaches `target_recall` (or the widest allowed); only the sample is
+re-searched per width, and the full pass over all N rows runs once, at the width chosen.
 
 Only similarities are returned (which neighbour it was is not needed for density). Inputs must be
 L2-normalised float32 rows. This module knows nothing about texts, models, weights or files.
@@ -38,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from katcli.density.hnsw import HnswParams, build_hnsw, query_all, query_hnsw
 from katcli.density.ivf import IvfParams, build_cell_index, search_cells
 from katcli.errors import ConfigError, KatError
 from katcli.progress import ProgressFn, no_progress
@@ -48,34 +38,7 @@ AUTO_EXACT_MAX = 50_000
 EXACT_BLOCK_BYTES = 256 << 20
 #: A neighbour's similarity may differ from the exact one in the last float32 bits (different dot kernels).
 RECALL_TOLERANCE = 1e-5
-_BUILD_BLOCK = 10_000
-_QUERY_BLOCK = 10_000
 _IVF_FIRST_NPROBE = 8
-
-
-@dataclass(frozen=True)
-class HnswParams:
-    m: int = 16  # links per node; see the module docstring for how the defaults were chosen
-    ef_construction: int = 200
-    ef_search: int | None = None  # None: widen until the sampled recall reaches target_recall
-    target_recall: float = 0.95
-    max_ef: int = 1024
-    build_threads: int = 1  # 1 = byte-reproducible graph (see the module docstring)
-    recall_sample: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.m < 2:
-            raise ConfigError(f"HNSW M must be at least 2 (got {self.m})")
-        if self.ef_construction < 1 or self.max_ef < 1:
-            raise ConfigError("HNSW ef values must be at least 1")
-        if self.ef_search is not None and self.ef_search < 1:
-            raise ConfigError(f"HNSW ef_search must be at least 1 (got {self.ef_search})")
-        if not 0 < self.target_recall <= 1:
-            raise ConfigError(f"the target recall must be in (0, 1] (got {self.target_recall})")
-        if self.build_threads < 1:
-            raise ConfigError(f"--build-threads must be at least 1 (got {self.build_threads})")
-        if self.recall_sample < 1:
-            raise ConfigError(f"the recall sample must hold at least 1 query (got {self.recall_sample})")
 
 
 @dataclass(frozen=True)
@@ -96,9 +59,9 @@ class KnnParams:
 @dataclass
 class KnnResult:
     sims: np.ndarray  # float32 [N, k], each row descending, self excluded
-    index: str  # "exact" | "hnsw"
+    index: str  # "exact" | "hnsw" | "ivf"
     k: int  # neighbours used (the requested k, or N-1 when there are fewer prompts)
-    recall: float | None = None  # HNSW only: measured recall@k on the sample
+    recall: float | None = None  # HNSW and IVF: measured recall@k on the sample
     recall_queries: int | None = None
     ef_search: int | None = None
     recall_by_ef: dict[int, float] = field(default_factory=dict)
@@ -158,64 +121,9 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray, tol: float = RECALL_TOLER
     return float((approx.astype(np.float64) >= threshold).sum() / approx.size)
 
 
-def _drop_self(labels: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """k neighbours per row from k+1 results: without the row itself, or without the last when absent."""
-    keep = labels != rows.astype(labels.dtype)[:, None]
-    keep[keep.all(axis=1), -1] = False  # self not found (e.g. among exact duplicates): drop the farthest
-    return sims[keep].reshape(len(rows), k)
-
-
-def build_hnsw(emb: np.ndarray, params: HnswParams, seed: int, *, progress: ProgressFn = no_progress):
-    """An hnswlib cosine index over all rows (labels = row numbers), built in insertion order."""
-    import hnswlib
-
-    n, dim = emb.shape
-    index = hnswlib.Index(space="cosine", dim=dim)
-    index.init_index(max_elements=n, ef_construction=params.ef_construction, M=params.m, random_seed=seed)
-    # Adding in blocks with one thread inserts in exactly the same order as one call: it only buys progress.
-    for start in range(0, n, _BUILD_BLOCK):
-        stop = min(n, start + _BUILD_BLOCK)
-        index.add_items(emb[start:stop], np.arange(start, stop), num_threads=params.build_threads)
-        progress("build HNSW index", stop, n)
-    return index
-
-
-def query_hnsw(
-    index,
-    emb: np.ndarray,
-    rows: np.ndarray,
-    k: int,
-    ef: int,
-    *,
-    progress: ProgressFn = no_progress,
-    task: str | None = None,
-    threads: int | None = None,
-) -> np.ndarray:
-    """The k largest similarities (self excluded) of each row in `rows`, as found by the index at width ef.
-
-    Each query only reads the graph, so the result does not depend on `threads` (default: all cores).
-    """
-    index.set_ef(max(ef, k + 1))
-    threads = query_threads() if threads is None else threads
-    out = np.empty((len(rows), k), dtype=np.float32)
-    for start in range(0, len(rows), _QUERY_BLOCK):
-        idx = rows[start : start + _QUERY_BLOCK]
-        try:
-            labels, dists = index.knn_query(emb[idx], k=k + 1, num_threads=threads)
-        except RuntimeError as exc:  # hnswlib: fewer than k+1 results reachable in the graph
-            raise KatError(
-                f"the HNSW search found fewer than {k + 1} neighbours ({exc})", hint="use --index exact"
-            ) from None
-        out[start : start + len(idx)] = _drop_self(labels, 1.0 - dists, idx, k)
-        if task is not None:
-            progress(task, start + len(idx), len(rows))
-    return out
-
-
 def _hnsw_neighbours(
     emb: np.ndarray, k: int, params: KnnParams, progress: ProgressFn, timings: dict[str, float]
 ) -> KnnResult:
-    n = emb.shape[0]
     hp = params.hnsw
     t0 = time.perf_counter()
     index = build_hnsw(emb, hp, params.seed, progress=progress)
@@ -223,9 +131,9 @@ def _hnsw_neighbours(
     timings["index_build_s"] = t1 - t0
 
     sample, exact = _recall_truth(emb, k, hp.recall_sample, params.seed, progress)
-    first = min(max(64, 2 * (k + 1)), max(hp.max_ef, k + 1))
+    first = min(max(32, k + 1), max(hp.max_ef, k + 1))
     ef, recall_by_ef = widen_until(
-        lambda width: recall_at_k(query_hnsw(index, emb, sample, k, width), exact),
+        lambda width: recall_at_k(query_hnsw(index, emb, sample, k, width, threads=query_threads()), exact),
         first=first,
         fixed=hp.ef_search,
         widest=hp.max_ef,
@@ -234,7 +142,7 @@ def _hnsw_neighbours(
     t2 = time.perf_counter()
     timings["recall_s"] = t2 - t1
 
-    sims = query_hnsw(index, emb, np.arange(n), k, ef, progress=progress, task="query HNSW index")
+    sims = query_all(index, emb, k, ef, threads=query_threads(), progress=progress)
     timings["query_s"] = time.perf_counter() - t2
     return KnnResult(
         sims=sims,

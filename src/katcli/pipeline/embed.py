@@ -41,7 +41,9 @@ from katcli.density.encoder import (
 )
 from katcli.density.estimate import DensityResult, estimate_density
 from katcli.density.ids import check_embedding_rows, check_ids_match
-from katcli.density.knn import HnswParams, KnnParams
+from katcli.density.hnsw import HnswParams
+from katcli.density.ivf import IvfParams
+from katcli.density.knn import KnnParams
 from katcli.density.text import FIRST_USER, check_text_mode, read_prefix_texts
 from katcli.density.weights import WeightParams
 from katcli.errors import ConfigError
@@ -73,6 +75,7 @@ class EmbedConfig:
     embeddings_from: Path | None = None
     seed: int = 0
     build_threads: int = 1
+    target_recall: float = 0.95
     force: bool = False
 
     def validate(self) -> None:
@@ -87,7 +90,13 @@ class EmbedConfig:
             raise ConfigError(f"--seed must be ≥ 0 (got {self.seed})")
 
     def knn_params(self) -> KnnParams:
-        return KnnParams(k=self.k, index=self.index, seed=self.seed, hnsw=HnswParams(build_threads=self.build_threads))
+        return KnnParams(
+            k=self.k,
+            index=self.index,
+            seed=self.seed,
+            hnsw=HnswParams(build_threads=self.build_threads, target_recall=self.target_recall),
+            ivf=IvfParams(target_recall=self.target_recall),
+        )
 
     def weight_params(self) -> WeightParams:
         return WeightParams(eps=self.eps, power=self.power, max_ratio=self.max_ratio)
@@ -163,6 +172,8 @@ def build_metadata(
         hnsw = {
             "m": hp.m,
             "ef_construction": hp.ef_construction,
+            "shards": hp.shards,
+            "insertion_order": "k-means cells",
             "ef_search": knn.ef_search,
             "target_recall": hp.target_recall,
             "recall_queries": knn.recall_queries,
