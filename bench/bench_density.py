@@ -11,7 +11,7 @@ Cases (each density case runs in its own subprocess, so its peak RSS is its own)
    `--build-threads` = all cores per shard (not byte-reproducible) and kat's IVF path (`--index ivf`), each
    with its speedup and Spearman against exact.
 2. `density_1m`: kat's IVF path (`--index ivf`; exact search at 1M is hours on a laptop): seconds (goal
-   ≤ 600), recall@20 (goal ≥ 0.95), peak RSS. `density_1m_hnsw` (not in the default run: ~30 min on 2 cores)
+   ≤ 600), recall@20 (goal ≥ 0.95), peak RSS. `density_1m_hnsw` (not in the default run: ~15 min on 2 cores)
    is the same for the HNSW path.
 Every approximate case reports two recalls: the one kat measured and stopped widening at (`recall_at_20`,
 on its own seeded sample), and `recall_at_20_independent`, on 1,000 other random queries answered exactly

@@ -147,6 +147,7 @@ def test_outputs_are_byte_identical_on_a_rerun(kat_embed, ws_dir, planted):
     assert first == {rel: (ws_dir / rel).read_bytes() for rel in first}  # metadata included: no timings in it
     assert meta1["index"] == "hnsw" and 0.95 <= meta1["recall"] <= 1.0
     assert meta1["hnsw"]["deterministic"] is True and meta1["hnsw"]["recall_queries"] == 520
+    assert (meta1["hnsw"]["shards"], meta1["hnsw"]["insertion_order"]) == (2, "k-means cells")
 
 
 def test_ivf_index_is_described_in_the_summary_and_metadata(kat_embed, ws_dir, planted):
