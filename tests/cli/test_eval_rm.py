@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 import rmkit
+from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny models run on one thread)
 
 
 
@@ -24,14 +24,6 @@ def trained(tmp_path_factory):
     run_train_rm(ws, tiny_config(density_aware=True, **small))
     run_train_rm(ws, tiny_config(name="other", seed=1, **small))
     return root
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_table_compares_models_side_by_side(kat, trained):

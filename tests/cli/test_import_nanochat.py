@@ -14,16 +14,9 @@ from katcli.cli.import_cmd import app as import_app
 from katcli.workspace import Manifest
 from katcli.workspace import paths as P
 import modelkit
+from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny models run on one thread)
 
 
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 
-import pytest
-import torch
 import rmkit
+from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny models run on one thread)
 
 
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TINY = ["--depth", "1", "--max-steps", "3", "--batch-size", "8", "--max-len", "64", "--val-ratio", "0.2",
