@@ -20,8 +20,11 @@ def brute_force(emb: np.ndarray, k: int) -> np.ndarray:
     return -np.sort(-sims, axis=1)[:, :k]
 
 
-def ivf(emb, k=10, seed=0, **kwargs):
-    return neighbour_similarities(emb, KnnParams(k=k, index="ivf", seed=seed, ivf=IvfParams(**kwargs)))
+def ivf(emb, k=10, seed=0, target_recall=0.95, recall_sample=1000, **kwargs):
+    params = KnnParams(
+        k=k, index="ivf", seed=seed, target_recall=target_recall, recall_sample=recall_sample, ivf=IvfParams(**kwargs)
+    )
+    return neighbour_similarities(emb, params)
 
 
 def test_probing_every_cell_is_exact():
@@ -142,13 +145,18 @@ def test_default_cells_grow_as_four_root_n_and_never_exceed_n():
     [
         ({"cells": 0}, "IVF cells must be at least 1 (got 0)"),
         ({"nprobe": 0}, "IVF nprobe must be at least 1 (got 0)"),
-        ({"target_recall": 1.5}, "--target-recall must be in (0, 1] (got 1.5)"),
     ],
 )
 def test_bad_ivf_parameters(kwargs, message):
     with pytest.raises(ConfigError) as err:
         IvfParams(**kwargs)
     assert err.value.message == message
+
+
+def test_a_target_recall_above_one_is_refused():
+    with pytest.raises(ConfigError) as err:
+        KnnParams(index="ivf", target_recall=1.5)
+    assert err.value.message == "--target-recall must be in (0, 1] (got 1.5)"
 
 
 def test_more_cells_than_rows_is_refused():

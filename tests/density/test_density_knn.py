@@ -111,7 +111,8 @@ def test_hnsw_agrees_with_exact_on_a_clustered_set():
 
 def test_recall_estimate_is_the_measured_recall_of_the_whole_run():
     emb = clustered(3000, dim=32, seed=7)
-    params = KnnParams(k=10, index="hnsw", hnsw=HnswParams(m=4, ef_construction=8, ef_search=11, recall_sample=3000))
+    hp = HnswParams(m=4, ef_construction=8, ef_search=11)
+    params = KnnParams(k=10, index="hnsw", recall_sample=3000, hnsw=hp)
     res = neighbour_similarities(emb, params)
     truth = recall_at_k(res.sims, exact_neighbour_sims(emb, 10))
     assert res.recall == pytest.approx(truth, abs=1e-12)  # sample = all rows: same number
@@ -121,8 +122,8 @@ def test_recall_estimate_is_the_measured_recall_of_the_whole_run():
 
 def test_ef_is_widened_until_the_target_recall():
     emb = clustered(3000, dim=32, seed=8)
-    hp = HnswParams(m=4, ef_construction=10, target_recall=0.99, max_ef=512)
-    res = neighbour_similarities(emb, KnnParams(k=20, index="hnsw", hnsw=hp))
+    hp = HnswParams(m=4, ef_construction=10, max_ef=512)
+    res = neighbour_similarities(emb, KnnParams(k=20, index="hnsw", target_recall=0.99, hnsw=hp))
     efs = list(res.recall_by_ef)
     assert efs[0] == 32 and all(b == (3 * a + 1) // 2 or b == 512 for a, b in zip(efs, efs[1:]))
     assert len(efs) >= 2

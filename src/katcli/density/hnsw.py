@@ -41,12 +41,10 @@ _QUERY_BLOCK = 10_000
 class HnswParams:
     m: int = 16  # links per node; see the module docstring for how the defaults were chosen
     ef_construction: int = 200
-    ef_search: int | None = None  # None: widen until the sampled recall reaches target_recall
-    target_recall: float = 0.95
+    ef_search: int | None = None  # None: widen until the sampled recall reaches the target (KnnParams)
     max_ef: int = 1024
     shards: int = 2  # independent graphs built in parallel, one thread each (reproducible)
     build_threads: int = 1  # hnswlib threads per shard; 1 = byte-reproducible (see the module docstring)
-    recall_sample: int = 1000
 
     def __post_init__(self) -> None:
         if self.m < 2:
@@ -55,14 +53,10 @@ class HnswParams:
             raise ConfigError("HNSW ef values must be at least 1")
         if self.ef_search is not None and self.ef_search < 1:
             raise ConfigError(f"HNSW ef_search must be at least 1 (got {self.ef_search})")
-        if not 0 < self.target_recall <= 1:
-            raise ConfigError(f"--target-recall must be in (0, 1] (got {self.target_recall})")
         if self.shards < 1:
             raise ConfigError(f"HNSW shards must be at least 1 (got {self.shards})")
         if self.build_threads < 1:
             raise ConfigError(f"--build-threads must be at least 1 (got {self.build_threads})")
-        if self.recall_sample < 1:
-            raise ConfigError(f"the recall sample must hold at least 1 query (got {self.recall_sample})")
 
 
 @dataclass

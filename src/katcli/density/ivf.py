@@ -43,12 +43,10 @@ _SEARCH_BYTES = 128 << 20
 @dataclass(frozen=True)
 class IvfParams:
     cells: int | None = None  # None: about 4·√N (see default_cells)
-    nprobe: int | None = None  # None: widen until the sampled recall reaches target_recall
-    target_recall: float = 0.95
+    nprobe: int | None = None  # None: widen until the sampled recall reaches the target (KnnParams)
     max_nprobe: int = 128
     train_per_cell: int = 32
     iterations: int = 10
-    recall_sample: int = 1000
 
     def __post_init__(self) -> None:
         if self.cells is not None and self.cells < 1:
@@ -57,10 +55,6 @@ class IvfParams:
             raise ConfigError(f"IVF nprobe must be at least 1 (got {self.nprobe})")
         if self.max_nprobe < 1 or self.train_per_cell < 1 or self.iterations < 0:
             raise ConfigError("IVF max_nprobe and train_per_cell must be at least 1, iterations at least 0")
-        if not 0 < self.target_recall <= 1:
-            raise ConfigError(f"--target-recall must be in (0, 1] (got {self.target_recall})")
-        if self.recall_sample < 1:
-            raise ConfigError(f"the recall sample must hold at least 1 query (got {self.recall_sample})")
 
 
 def default_cells(n: int) -> int:

@@ -46,6 +46,8 @@ class KnnParams:
     k: int = 20
     index: str = "auto"
     seed: int = 0
+    target_recall: float = 0.95  # HNSW and IVF widen their search until the sampled recall reaches it
+    recall_sample: int = 1000  # queries answered exactly to measure recall
     hnsw: HnswParams = field(default_factory=HnswParams)
     ivf: IvfParams = field(default_factory=IvfParams)
 
@@ -54,6 +56,10 @@ class KnnParams:
             raise ConfigError(f"--k must be at least 1 (got {self.k})")
         if self.index not in INDEXES:
             raise ConfigError(f"--index must be one of {', '.join(INDEXES)} (got {self.index!r})")
+        if not 0 < self.target_recall <= 1:
+            raise ConfigError(f"--target-recall must be in (0, 1] (got {self.target_recall})")
+        if self.recall_sample < 1:
+            raise ConfigError(f"the recall sample must hold at least 1 query (got {self.recall_sample})")
 
 
 @dataclass
@@ -130,14 +136,14 @@ def _hnsw_neighbours(
     t1 = time.perf_counter()
     timings["index_build_s"] = t1 - t0
 
-    sample, exact = _recall_truth(emb, k, hp.recall_sample, params.seed, progress)
+    sample, exact = _recall_truth(emb, k, params.recall_sample, params.seed, progress)
     first = min(max(32, k + 1), max(hp.max_ef, k + 1))
     ef, recall_by_ef = widen_until(
         lambda width: recall_at_k(query_hnsw(index, emb, sample, k, width, threads=query_threads()), exact),
         first=first,
         fixed=hp.ef_search,
         widest=hp.max_ef,
-        target=hp.target_recall,
+        target=params.target_recall,
     )
     t2 = time.perf_counter()
     timings["recall_s"] = t2 - t1
@@ -194,7 +200,7 @@ def _ivf_neighbours(
     t1 = time.perf_counter()
     timings["index_build_s"] = t1 - t0
 
-    sample, exact = _recall_truth(emb, k, ip.recall_sample, params.seed, progress)
+    sample, exact = _recall_truth(emb, k, params.recall_sample, params.seed, progress)
     sample_t = torch.from_numpy(sample)
     searched = {"width": 0, "best": None}
 
@@ -205,7 +211,7 @@ def _ivf_neighbours(
 
     widest = index.probes.shape[1]
     nprobe, recall_by_nprobe = widen_until(
-        recall_at, first=min(_IVF_FIRST_NPROBE, widest), fixed=ip.nprobe, widest=widest, target=ip.target_recall
+        recall_at, first=min(_IVF_FIRST_NPROBE, widest), fixed=ip.nprobe, widest=widest, target=params.target_recall
     )
     t2 = time.perf_counter()
     timings["recall_s"] = t2 - t1

@@ -40,9 +40,8 @@ from katcli.density.encoder import (
     texts_digest,
 )
 from katcli.density.estimate import DensityResult, estimate_density
-from katcli.density.ids import check_embedding_rows, check_ids_match
 from katcli.density.hnsw import HnswParams
-from katcli.density.ivf import IvfParams
+from katcli.density.ids import check_embedding_rows, check_ids_match
 from katcli.density.knn import KnnParams
 from katcli.density.text import FIRST_USER, check_text_mode, read_prefix_texts
 from katcli.density.weights import WeightParams
@@ -94,8 +93,8 @@ class EmbedConfig:
             k=self.k,
             index=self.index,
             seed=self.seed,
-            hnsw=HnswParams(build_threads=self.build_threads, target_recall=self.target_recall),
-            ivf=IvfParams(target_recall=self.target_recall),
+            target_recall=self.target_recall,
+            hnsw=HnswParams(build_threads=self.build_threads),
         )
 
     def weight_params(self) -> WeightParams:
@@ -175,7 +174,7 @@ def build_metadata(
             "shards": hp.shards,
             "insertion_order": "k-means cells",
             "ef_search": knn.ef_search,
-            "target_recall": hp.target_recall,
+            "target_recall": cfg.target_recall,
             "recall_queries": knn.recall_queries,
             "recall_by_ef": {str(ef): _round(r) for ef, r in knn.recall_by_ef.items()},
             "build_threads": hp.build_threads,
@@ -187,7 +186,7 @@ def build_metadata(
         ivf = {
             "cells": knn.cells,
             "nprobe": knn.nprobe,
-            "target_recall": ip.target_recall,
+            "target_recall": cfg.target_recall,
             "recall_queries": knn.recall_queries,
             "recall_by_nprobe": {str(p): _round(r) for p, r in knn.recall_by_nprobe.items()},
             "train_per_cell": ip.train_per_cell,
