@@ -35,6 +35,13 @@ def clustered(n: int, dim: int = 32, seed: int = 0, n_clusters: int = 40, local_
     return unit(centres[labels] + np.einsum("nr,nrd->nd", z, bases[labels]) + noise)
 
 
+def brute_force(emb: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k largest similarities to the other rows, in float64 from the full N×N matrix (small N only)."""
+    sims = emb.astype(np.float64) @ emb.astype(np.float64).T
+    np.fill_diagonal(sims, -np.inf)
+    return -np.sort(-sims, axis=1)[:, :k]
+
+
 def prefix_row(pid: str, messages: list[tuple[str, str]], n_pairs: int = 1, srcs=("hh-rlhf",)) -> dict:
     return {
         "id": pid,

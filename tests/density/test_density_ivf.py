@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from densitykit import clustered, planted, unit
+from densitykit import brute_force, clustered, planted, unit
 
 from katcli.density.estimate import estimate_density
 from katcli.density.ivf import IvfParams, build_cell_index, default_cells, search_cells
 from katcli.density.knn import KnnParams, exact_neighbour_sims, neighbour_similarities, recall_at_k
 from katcli.density.weights import WeightParams, spearman
 from katcli.errors import ConfigError
-
-
-def brute_force(emb: np.ndarray, k: int) -> np.ndarray:
-    sims = emb.astype(np.float64) @ emb.astype(np.float64).T
-    np.fill_diagonal(sims, -np.inf)
-    return -np.sort(-sims, axis=1)[:, :k]
 
 
 def ivf(emb, k=10, seed=0, target_recall=0.95, recall_sample=1000, **kwargs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from densitykit import clustered, planted, unit
+from densitykit import brute_force, clustered, planted, unit
 
 from katcli.density.estimate import estimate_density
 from katcli.density.hnsw import HnswParams, build_hnsw, query_hnsw
@@ -18,12 +18,6 @@ from katcli.density.knn import (
 )
 from katcli.density.weights import WeightParams, spearman
 from katcli.errors import ConfigError, KatError
-
-
-def brute_force(emb: np.ndarray, k: int) -> np.ndarray:
-    sims = emb.astype(np.float64) @ emb.astype(np.float64).T
-    np.fill_diagonal(sims, -np.inf)
-    return -np.sort(-sims, axis=1)[:, :k]
 
 
 def test_exact_matches_brute_force_in_any_block_size():
