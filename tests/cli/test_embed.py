@@ -215,6 +215,15 @@ def test_bad_flags_exit_1_and_name_the_flag(kat_embed, ws_dir, args, message):
     assert not (ws_dir / P.EMBED_DIR).exists()
 
 
+def test_a_bad_target_recall_says_what_the_number_means(kat_embed):
+    result = kat_embed("--index", "ivf", "--target-recall", "1.5")
+    assert result.exit_code == 1
+    assert err(result).splitlines() == [
+        "Error: --target-recall must be in (0, 1] (got 1.5)",
+        "Hint: a share of true neighbours found: 0.95 (the default) or up to 1.0, which searches widest",
+    ]
+
+
 def test_unknown_choice_is_a_usage_error(kat_embed):
     result = kat_embed("--index", "faiss")
     assert result.exit_code == 2

@@ -57,7 +57,10 @@ class KnnParams:
         if self.index not in INDEXES:
             raise ConfigError(f"--index must be one of {', '.join(INDEXES)} (got {self.index!r})")
         if not 0 < self.target_recall <= 1:
-            raise ConfigError(f"--target-recall must be in (0, 1] (got {self.target_recall})")
+            raise ConfigError(
+                f"--target-recall must be in (0, 1] (got {self.target_recall})",
+                hint="a share of true neighbours found: 0.95 (the default) or up to 1.0, which searches widest",
+            )
         if self.recall_sample < 1:
             raise ConfigError(f"the recall sample must hold at least 1 query (got {self.recall_sample})")
 
