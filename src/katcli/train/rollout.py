@@ -12,6 +12,8 @@ sampling log-probs (`logπ_old`), reply lengths and truncation flags (a reply th
 stop token). `reply_logprobs(model, rollout)` is the per-token log-prob of each sampled reply token under a model —
 the policy's (with grad) or the reference's (without) — computing the head only on reply positions.
 
+`left_pad` is that padding, shared with the rollout benchmark.
+
 This module knows token ids, the Engine's `Generation` and the GPT's forward; not rewards, losses or optimizers.
 """
 
@@ -30,7 +32,7 @@ SEED_BITS = 63  # fits torch.manual_seed, numpy's SeedSequence and a signed int6
 
 
 def rollout_seed(seed: int, step: int, prompt_id: str | int, sample: int) -> int:
-    """The sampling seed of reply `sample` to prompt `prompt_id` at (0-based) optimizer `step` of a run seeded `seed`."""
+    """The sampling seed of reply `sample` to prompt `prompt_id` at 0-based optimizer `step` of a run seeded `seed`."""
     for name, value in (("seed", seed), ("step", step), ("sample", sample)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -38,6 +40,18 @@ def rollout_seed(seed: int, step: int, prompt_id: str | int, sample: int) -> int
     # prompt id itself contains colons: no two distinct tuples share a seed by construction of the key.
     key = f"kat-rollout:{seed}:{step}:{prompt_id}:{sample}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> (64 - SEED_BITS)
+
+
+def left_pad(prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(ids, real)` `[n, P]`: prompts right-aligned in P = the longest prompt's columns, as the Engine pads them
+    (every prompt's last token in the last column); pad ids are 0."""
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    real = torch.zeros(len(prompts), width, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        real[i, width - len(p) :] = True
+    return ids, real
 
 
 @dataclass
@@ -65,12 +79,8 @@ class Rollout:
         B, L = gen.tokens.shape
         if B != n * G:
             raise ValueError(f"{B} generated rows do not match {n} prompts × {G} samples")
-        P = max(len(p) for p in prompts)
-        prompt = torch.zeros(n, P, dtype=torch.long)
-        prompt_real = torch.zeros(n, P, dtype=torch.bool)
-        for i, p in enumerate(prompts):
-            prompt[i, P - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-            prompt_real[i, P - len(p) :] = True
+        prompt, prompt_real = left_pad(prompts)
+        P = prompt.size(1)
         index = gen.prompt_index.long()
         mask = gen.mask.bool()
         ids = torch.cat([prompt[index], torch.where(mask, gen.tokens, 0)], dim=1)
