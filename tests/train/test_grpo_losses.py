@@ -90,7 +90,7 @@ MASK = torch.tensor([[1, 1, 1], [1, 0, 0]])
 def test_each_normalisation_by_hand(loss_type, expected, denominator):
     logp = torch.log(torch.tensor([[0.5, 0.4, 0.3], [0.2, -7.0, float("nan")]]).abs())  # pads hold garbage
     out = grpo_loss(logp, None, None, ADV, MASK, cfg(loss_type=loss_type), max_new_tokens=5)
-    assert float(out.loss) == pytest.approx(expected)
+    assert float(out.loss.detach()) == pytest.approx(expected)
     assert out.denominator == denominator
     assert out.tokens == 4.0
     assert loss_denominator(MASK, loss_type, max_new_tokens=5) == denominator
@@ -152,7 +152,7 @@ def test_clipped_tokens_get_no_gradient_and_the_rest_do():
     torch.testing.assert_close(grad[0, 1:], torch.tensor([-1.0, -0.5]) / 6)
     torch.testing.assert_close(grad[1, :2], torch.tensor([1.5, 1.0]) / 6)
     # −(1.2 + 1 + 0.5) for row 0, −(−1.5 − 1 − 0.8) for row 1, over 6 tokens
-    assert float(out.loss) == pytest.approx((-(1.2 + 1.0 + 0.5) + (1.5 + 1.0 + 0.8)) / 6)
+    assert float(out.loss.detach()) == pytest.approx((-(1.2 + 1.0 + 0.5) + (1.5 + 1.0 + 0.8)) / 6)
     assert out.stats() == pytest.approx(
         {"clip_ratio/low_mean": 1 / 6, "clip_ratio/high_mean": 1 / 6, "clip_ratio/region_mean": 2 / 6}
     )
@@ -184,7 +184,7 @@ def test_beta_adds_the_mean_token_kl_and_pulls_toward_the_reference():
     ref = torch.full((1, 2), math.log(0.25))
     out = grpo_loss(logp, None, ref, torch.zeros(1), torch.ones(1, 2), cfg(beta=0.5), max_new_tokens=2)
     kl = 0.5 + math.log(2) - 1
-    assert float(out.loss) == pytest.approx(0.5 * kl)
+    assert float(out.loss.detach()) == pytest.approx(0.5 * kl)
     assert out.stats()["kl"] == pytest.approx(kl)
     out.loss.backward()
     assert (logp.grad > 0).all()  # descending lowers logπ toward the reference's log ¼
@@ -192,7 +192,7 @@ def test_beta_adds_the_mean_token_kl_and_pulls_toward_the_reference():
     same = torch.full((1, 2), math.log(0.5), requires_grad=True)
     at_ref = grpo_loss(same, None, same.detach(), torch.zeros(1), torch.ones(1, 2), cfg(beta=0.5), max_new_tokens=2)
     at_ref.loss.backward()
-    assert float(at_ref.loss) == 0.0 and same.grad.tolist() == [[0.0, 0.0]]
+    assert float(at_ref.loss.detach()) == 0.0 and same.grad.tolist() == [[0.0, 0.0]]
 
 
 def test_beta_needs_reference_logprobs():
@@ -243,7 +243,9 @@ def test_a_gradient_step_raises_good_replies_and_lowers_bad_ones(loss_type, off_
         ),
         (dict(epsilon=0.2, epsilon_high=0.1), "--epsilon-high (0.1) is below --epsilon (0.2)"),
         (dict(beta=-0.01), "--beta must be 0 or positive, got -0.01"),
-        (dict(epsilon=0.0), "--epsilon must be positive, got 0.0"),
+        (dict(epsilon=0.0), "--epsilon must be in (0, 1), got 0.0: the clip keeps ratios in [1 − ε, 1 + ε]"),
+        (dict(epsilon=1.0), "--epsilon must be in (0, 1), got 1.0: the clip keeps ratios in [1 − ε, 1 + ε]"),
+        (dict(epsilon_high=float("nan")), "--epsilon-high (nan) is below --epsilon (0.2)"),
         (dict(loss_type="bnpo"), "unknown --loss-type 'bnpo'"),
         (dict(scale_rewards="rank"), "unknown --scale-rewards 'rank'"),
         (dict(num_iterations=0), "--num-iterations must be at least 1, got 0"),

@@ -92,9 +92,12 @@ class GRPOConfig:
                 f"its group's mean, so a group of one has no variance ({why})",
                 hint="use --group-size 4 or more (GRPO papers use 8 to 64)",
             )
-        if not self.epsilon > 0:
-            raise ConfigError(f"--epsilon must be positive, got {self.epsilon}", hint="PPO's usual value is 0.2")
-        if self.epsilon_high is not None and self.epsilon_high < self.epsilon:
+        if not 0 < self.epsilon < 1:
+            raise ConfigError(
+                f"--epsilon must be in (0, 1), got {self.epsilon}: the clip keeps ratios in [1 − ε, 1 + ε]",
+                hint="PPO's usual value is 0.2",
+            )
+        if self.epsilon_high is not None and not self.epsilon_high >= self.epsilon:
             raise ConfigError(
                 f"--epsilon-high ({self.epsilon_high}) is below --epsilon ({self.epsilon})",
                 hint="--epsilon-high widens the upper clip (DAPO uses 0.28 with --epsilon 0.2); omit it for a "
@@ -120,7 +123,7 @@ class Advantages:
     zero_std: torch.Tensor  # [n] bool: the group's rewards are all equal
     frac_reward_zero_std: float
     reward_mean: float
-    reward_std: float  # mean over groups of the group's std (TRL's `reward_std`)
+    reward_std: float  # mean over groups of the group's std (what TRL logs as `reward_std` under `group`)
 
 
 def _std(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
