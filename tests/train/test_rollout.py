@@ -1,4 +1,5 @@
-"""Rollout bookkeeping: stable, independent per-reply seeds; Engine output laid out so a forward reproduces logπ_old."""
+"""Rollout bookkeeping: stable, independent per-reply seeds; Engine output laid out so a forward reproduces logπ_old;
+and a few GRPO steps (Engine → rollout → advantages → loss) that must move a planted reward the right way."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 
 from katcli.model.engine import Engine, Generation, SamplingConfig
 from katcli.model.gpt import GPT
+from katcli.train.grpo_losses import GRPOConfig, group_advantages, grpo_loss
 from katcli.train.rollout import SEED_BITS, Rollout, reply_logprobs, rollout_seed
 
 from modelkit import one_torch_thread, randomize, tiny_config  # noqa: F401
@@ -107,3 +109,40 @@ def test_rollout_refuses_a_generation_for_other_prompts(model):
     gen = _generate(model)
     with pytest.raises(ValueError, match="9 generated rows do not match 2 prompts × 3 samples"):
         Rollout.from_generation(PROMPTS[:2], gen)
+
+
+# ------------------------------------------------------------------------------------------------ planted GRPO
+
+
+def _grpo_run(sign: float, steps: int = 10) -> tuple[float, float]:
+    """GRPO on a planted reward (the share of reply tokens equal to 20) with the real Engine, layout and loss.
+
+    `sign=-1` negates the reward: the same code must then drive the share down. Returns (first, last) mean reward
+    over three steps each.
+    """
+    torch.manual_seed(0)
+    model = randomize(GPT(tiny_config(vocab_size=40)), seed=5, std=0.3)
+    engine = Engine(model, stop_token_ids=[])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    config = GRPOConfig(group_size=8, loss_type="dapo", scale_rewards="group")
+    history = []
+    for step in range(steps):
+        model.eval()
+        gen = engine.generate(PROMPTS, SamplingConfig(max_new_tokens=6, num_samples=8, seed=step))
+        ro = Rollout.from_generation(PROMPTS, gen)
+        share = ((ro.completion == 20) & ro.mask.bool()).sum(1).float() / ro.lengths
+        history.append(float(share.mean()))
+        adv = group_advantages(sign * share, 8, config.scale_rewards).advantages
+        model.train()
+        out = grpo_loss(reply_logprobs(model, ro), ro.old_logp, None, adv, ro.mask, config, max_new_tokens=6)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    return sum(history[:3]) / 3, sum(history[-3:]) / 3
+
+
+def test_grpo_steps_raise_a_planted_reward_and_lower_its_negation():
+    first, last = _grpo_run(+1.0)
+    assert last > first + 0.3  # 0.07 → about 0.8 in 10 steps
+    first, last = _grpo_run(-1.0)
+    assert last < first
