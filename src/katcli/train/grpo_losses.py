@@ -10,8 +10,9 @@ group's mean reward, optionally divided by a spread (`--scale-rewards`):
 
 The std estimator is the unbiased one (divisor n − 1), and the divisor is `std + 1e-4`: both as TRL, so kat's
 advantages and `reward_std` match TRL's logs for the same rewards. A group whose rewards are all exactly equal
-carries no preference between its replies and gets advantage exactly 0 (also under `batch`, where rounding in the
-mean could otherwise leave ±1 ulp); `frac_reward_zero_std` is the fraction of such groups.
+carries no preference between its replies and gets advantage exactly 0: in float32 the mean of equal rewards can
+miss them by 1 ulp, which `group` would turn into advantages of ±6e-4 (1 ulp / 1e-4). `frac_reward_zero_std` is
+the fraction of such groups.
 
 Loss (`grpo_loss`). Per reply token, with `ratio = exp(logπ − logπ_old)` and advantage A of its reply:
 
@@ -28,10 +29,11 @@ and the per-token losses are reduced by `--loss-type`:
   policy gradient): every token weighs the same, whichever reply it is in.
 
 Why the loss is handed back as (numerator, denominator): under gradient accumulation and DDP a step's batch is
-split into micro-batches over ranks. `grpo` and `dr_grpo` divide by a count of replies, which splits evenly, but
-`dapo`'s denominator is the number of reply tokens of the *whole* step: averaging per-micro-batch token means
-would weigh a token in a micro-batch of short replies more than one in a micro-batch of long replies, which is
-exactly the length bias DAPO removes. So each micro-batch contributes `numerator` (a differentiable sum) and
+split into micro-batches over ranks, and the normaliser belongs to the whole step. `grpo` and `dr_grpo` divide by
+a count of replies, so per-micro-batch means are right only when every micro-batch holds as many replies; `dapo`
+divides by the number of reply tokens of the step, and averaging per-micro-batch token means would weigh a token
+in a micro-batch of short replies more than one in a micro-batch of long replies: exactly the length bias DAPO
+removes. So each micro-batch contributes `numerator` (a differentiable sum) and
 `denominator` (its share of the count, known from the rollout masks before any forward pass); the training loop
 sums the denominators over micro-batches and ranks first (`loss_denominator` on each micro-batch's mask, then an
 all-reduce) and passes the total as `denominator=`. With DDP averaging gradients over `world_size` ranks, that
