@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -19,14 +18,12 @@ from katcli.train.sampler import (
     shard,
 )
 
+from rmkit import chi2_critical
+
 # Prompt a has 1 pair, b has 2, c has 3; weights favour a.
 PIDS = ["a", "b", "b", "c", "c", "c"]
 WEIGHTS = {"a": 0.5, "b": 0.3, "c": 0.2}
 
-
-def _chi2_critical(df: int, z: float = 3.090232) -> float:
-    """Wilson–Hilferty approximation of the chi-square quantile (z = 3.09 ↔ p = 0.001)."""
-    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
 
 
 def test_uniform_probabilities():
@@ -79,7 +76,7 @@ def test_draw_frequencies_match_the_probabilities(mode):
     counts = np.bincount(np.concatenate([sampler.batch(s) for s in range(steps)]), minlength=200)
     expected = probs * counts.sum()
     chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert chi2 < _chi2_critical(len(probs) - 1)
+    assert chi2 < chi2_critical(len(probs) - 1)
     # Prompt-level mass: what density-aware sampling promises.
     by_prompt_obs, by_prompt_exp = Counter(), Counter()
     for i, pid in enumerate(pids):
