@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from katcli.density import encoder
-from katcli.density.encoder import DEFAULT_MODEL, probe_hub, resolve_and_load, resolve_device
-from katcli.errors import ConfigError, KatError
+from katcli.density.encoder import DEFAULT_MODEL, probe_hub, resolve_and_load
+from katcli.errors import KatError
 
 
 class FakeST:
@@ -128,20 +128,6 @@ def test_local_directories(fake_st, tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(KatError, match="--model must be a model directory or a hub name"):
         resolve_and_load(str(tmp_path / "file.txt"), "cpu")
-
-
-def test_devices(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
-    with pytest.raises(ConfigError) as err:
-        resolve_device("cuda")
-    assert err.value.message == "--device cuda: CUDA is not available on this machine"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == "cuda"
-    with pytest.raises(ConfigError, match="--device must be one of auto, cpu, cuda"):
-        resolve_device("tpu")
 
 
 @pytest.mark.slow

@@ -30,16 +30,9 @@ import numpy as np
 from katcli import __version__
 from katcli.density.chunked import clear_chunks, encode_resumable
 from katcli.density.embeddings import load_embeddings
-from katcli.density.encoder import (
-    DEFAULT_MODEL,
-    check_device,
-    default_chunk_size,
-    encode_fn,
-    resolve_and_load,
-    resolve_device,
-    texts_digest,
-)
+from katcli.density.encoder import DEFAULT_MODEL, default_chunk_size, encode_fn, resolve_and_load, texts_digest
 from katcli.density.estimate import DensityResult, estimate_density
+from katcli.devices import check_device, resolve_device
 from katcli.density.hnsw import HnswParams
 from katcli.density.ids import check_embedding_rows, check_ids_match
 from katcli.density.knn import KnnParams
@@ -246,7 +239,7 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
             model_words = f"embeddings from {src}"
             timings["load_embeddings_s"] = time.perf_counter() - t0
         else:
-            device = resolve_device(cfg.device)
+            device = resolve_device(cfg.device).type
             loaded = resolve_and_load(cfg.model, device)
             timings["load_model_s"] = time.perf_counter() - t0
             chunk_size = default_chunk_size(device, cfg.batch_size)

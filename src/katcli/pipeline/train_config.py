@@ -11,10 +11,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from katcli.devices import check_device
 from katcli.errors import ConfigError
 
 DEFAULT_DEPTH = 4
-DEVICES = ("auto", "cpu", "cuda")
 WEIGHTINGS = ("per-prompt", "per-pair")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -89,8 +89,7 @@ class TrainConfig:
             raise ConfigError("--eval-every must be 0 (only at the end) or more")
         if self.save_every < 0:
             raise ConfigError("--save-every must be 0 (only at the end) or more")
-        if self.device not in DEVICES:
-            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}")
+        check_device(self.device)
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
 
