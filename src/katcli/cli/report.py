@@ -1,0 +1,75 @@
+"""`kat report`: build the report from the workspace as it is, print what it wrote, optionally open the page.
+
+Thin by design: the work is `katcli.pipeline.report` (imported inside the command so `kat --help` stays light);
+this module only knows flags, the summary lines and the `webbrowser` call.
+"""
+
+from __future__ import annotations
+
+import webbrowser
+from typing import Annotated
+
+import typer
+
+from katcli.cli.render import human_size, print_labelled, progress
+from katcli.cli.workspace_opt import state_of, workspace_of
+
+_PANEL = "Options"
+_EVAL = "Reward-model evaluation"
+
+
+def report(
+    ctx: typer.Context,
+    out: Annotated[
+        str,
+        typer.Option("--out", metavar="DIR", help="Directory inside the workspace for the report and its figures.",
+                     rich_help_panel=_PANEL),
+    ] = "reports",
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the page in the default browser.", rich_help_panel=_PANEL)
+    ] = False,
+    device: Annotated[
+        str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to score the reward models.",
+                          rich_help_panel=_EVAL),
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", metavar="N", help="Pairs per forward pass.", rich_help_panel=_EVAL)
+    ] = 32,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
+                     show_default=False, rich_help_panel=_EVAL),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Evaluate reward models even if their inputs are modified or stale.",
+                           rich_help_panel=_EVAL),
+    ] = False,
+) -> None:
+    """Write every figure and its numbers: reports/report.html (one offline page), report.md, PNG and PDF figures.
+
+    Sections appear when their inputs exist: provenance (runs, commands, checksums, what is stale), prompt
+    density, reward models (training curves; held-out accuracy per density quintile and source, as
+    `kat eval rm --json` gives it) and policies (SFT/DPO/GRPO curves, `kat eval policy` generations).
+
+    Example: kat -w ./exp report --open
+    """
+    from katcli.pipeline.report import ReportConfig, run_report
+
+    state = state_of(ctx)
+    cfg = ReportConfig(out=out, device=device, batch_size=batch_size, threads=threads, force=force)
+    cfg.validate()
+    with progress(state) as report_progress:
+        result = run_report(workspace_of(ctx), cfg, progress=report_progress)
+
+    if not state.quiet:
+        o = state.out
+        print_labelled(o, "Note", result.notes)
+        o.print(f"Sections: {', '.join(result.sections) or 'none (the workspace holds nothing yet)'}", markup=False)
+        o.print(f"Figures: {result.figures}, each as PNG and PDF in {result.out_dir}", markup=False)
+        if result.removed:
+            o.print(f"Removed {len(result.removed)} figure file(s) the previous report had", markup=False)
+        o.print(f"Wrote {result.html_path} ({human_size(result.html_bytes)})", markup=False)
+        o.print(f"Wrote {result.markdown_path}", markup=False)
+
+    if open_page and not webbrowser.open(result.html_path.as_uri()):
+        state.err.print(f"Could not open a browser; open {result.html_path} yourself.", markup=False)
