@@ -135,7 +135,11 @@ def run_report(ws: Workspace, cfg: ReportConfig = ReportConfig(), *, progress: P
             root=ws.root, record_read=run.read, runs=runs, status=status, kat_version=__version__,
             evaluate_rm=_rm_evaluator(ws, run, cfg, runs, progress), progress=progress,
         )
-        built = render_report(build_report(ctx), progress)
+        report = build_report(ctx)
+        if not report.sections:
+            raise KatError("nothing to report: the workspace records no runs yet",
+                           hint="run `kat pairs download` first, or `kat quickstart` for the whole experiment")
+        built = render_report(report, progress)
         for name, data in built.files.items():
             run.output(f"{out_rel}/{name}").write_bytes(data)
         run.stats.update({"sections": built.section_titles, "figures": len(built.report.figures)})

@@ -108,6 +108,7 @@ def build(ctx: ReportContext) -> Section | None:
     aware = {r.key.split("/", 1)[1]: bool(r.params.get("density_aware")) for r in ctx.runs_of("rm")}
     logs = sorted(read_logs(ctx, P.RM_DIR), key=lambda log: (aware.get(log.name, False), log.name))
     evaluations = ctx.evaluate_rm()
+    ctx.notes.extend(evaluations.notes)
     if not logs and not evaluations.results:
         return None
     section = Section("reward-models", "Reward models")
@@ -126,7 +127,6 @@ def build(ctx: ReportContext) -> Section | None:
             section.add(Paragraph(f"Note: {note}"))
     for note in evaluations.notes:
         section.add(Paragraph(f"Note: {note}"))
-        ctx.notes.append(note)
     return section
 
 
