@@ -5,8 +5,9 @@ records every file it read as an input, so `kat status` marks the report stale o
 Freshness comes from `kat status` (`compute_status`), held-out accuracy from `kat eval rm` (`run_eval_rm`, once
 per set of reward models that share a held-out split), so the report's numbers are those commands' numbers. Files
 are written through `StageRun` (temp files, moved into place together, then the manifest); figure files an
-earlier report wrote and this one no longer has are removed afterwards. The work itself is `katcli.report`; this
-module wires the workspace, the evaluations and the manifest, and knows nothing about Typer or Rich.
+earlier report wrote into the same directory and this one no longer has are removed afterwards. The work itself
+is `katcli.report`; this module wires the workspace, the evaluations and the manifest, and knows nothing about
+Typer or Rich.
 """
 
 from __future__ import annotations
@@ -129,24 +130,23 @@ def run_report(ws: Workspace, cfg: ReportConfig = ReportConfig(), *, progress: P
         manifest = run.judge.manifest
         previous = manifest.runs.get(STAGE)
         runs = {k: r for k, r in manifest.runs.items() if r.stage != STAGE}
+        if not runs:
+            raise KatError("nothing to report: the workspace records no runs yet",
+                           hint="run `kat pairs download` first, or `kat quickstart` for the whole experiment")
         status = compute_status(ws).to_json()
         status["stages"] = [s for s in status["stages"] if s["stage"] != STAGE]
         ctx = ReportContext(
             root=ws.root, record_read=run.read, runs=runs, status=status, kat_version=__version__,
             evaluate_rm=_rm_evaluator(ws, run, cfg, runs, progress), progress=progress,
         )
-        report = build_report(ctx)
-        if not report.sections:
-            raise KatError("nothing to report: the workspace records no runs yet",
-                           hint="run `kat pairs download` first, or `kat quickstart` for the whole experiment")
-        built = render_report(report, progress)
+        built = render_report(build_report(ctx), progress)
         for name, data in built.files.items():
             run.output(f"{out_rel}/{name}").write_bytes(data)
         run.stats.update({"sections": built.section_titles, "figures": len(built.report.figures)})
     written = {f"{out_rel}/{name}" for name in built.files}
     removed = []
     for o in previous.outputs if previous is not None else []:
-        if o.path not in written and ws.abs(o.path).is_file():
+        if o.path.startswith(f"{out_rel}/") and o.path not in written and ws.abs(o.path).is_file():
             ws.abs(o.path).unlink()
             removed.append(o.path)
     return ReportResult(
