@@ -66,7 +66,7 @@ def test_report_page_shows_every_figure_offline(kat, report_rm_ws, tmp_path, chr
     page = report_rm_ws / "r-browser" / "report.html"
     html = page.read_text(encoding="utf-8")
     csp = html_lib.unescape(re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', html).group(1))
-    assert csp.startswith("default-src 'none'; img-src data:; style-src 'sha256-")
+    assert csp.startswith("default-src 'none'; style-src 'sha256-")
     assert "<script" not in html and "http://" not in html and "https://" not in html
 
     run = chromium.dump_dom(page)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
 from katcli.cli.render import AppState, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -57,13 +58,9 @@ def rm(
                        "checkpoint directories.", show_default=False),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.rm/1).")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Pairs per forward pass.")] = 32,
-    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to run the models.")] = "auto",
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
-                     show_default=False),
-    ] = None,
+    batch_size: ScoreBatchSize = 32,
+    device: ScoreDevice = "auto",
+    threads: ScoreThreads = None,
     force: Annotated[
         bool, typer.Option("--force", help="Evaluate even if inputs are modified or stale, or the models were "
                            "trained on other pairs."),

@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 
+from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
 from katcli.cli.render import human_size, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 _PANEL = "Options"
-_EVAL = "Reward-model evaluation"
 
 
 def report(
@@ -28,21 +28,12 @@ def report(
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the page in the default browser.", rich_help_panel=_PANEL)
     ] = False,
-    device: Annotated[
-        str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to score the reward models.",
-                          rich_help_panel=_EVAL),
-    ] = "auto",
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", metavar="N", help="Pairs per forward pass.", rich_help_panel=_EVAL)
-    ] = 32,
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
-                     show_default=False, rich_help_panel=_EVAL),
-    ] = None,
+    device: ScoreDevice = "auto",
+    batch_size: ScoreBatchSize = 32,
+    threads: ScoreThreads = None,
     force: Annotated[
         bool, typer.Option("--force", help="Evaluate reward models even if their inputs are modified or stale.",
-                           rich_help_panel=_EVAL),
+                           rich_help_panel="Scoring"),
     ] = False,
 ) -> None:
     """Write every figure and its numbers: reports/report.html (one offline page), report.md, PNG and PDF figures.

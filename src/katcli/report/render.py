@@ -2,7 +2,8 @@
 
 The page must open anywhere, offline, and never reach the network: figures are inline `data:` PNGs, the one
 stylesheet is inline, there is no script at all, and a Content-Security-Policy forbids everything else
-(`default-src 'none'`; images only from `data:`, the stylesheet only by its sha256). Every text is HTML-escaped.
+(`default-src 'none'`; images only from `data:`, the stylesheet only by its sha256; the viz page's policy
+builder). Every text is HTML-escaped.
 The Markdown file refers to the PNGs written beside it. Output depends only on the report, so equal reports give
 equal bytes. This module knows layout, not what any section computes, and draws nothing itself (it is handed the
 rendered figures).
@@ -11,12 +12,12 @@ rendered figures).
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 from collections.abc import Mapping
 
 from katcli.report.document import Figure, Paragraph, Report, Table
 from katcli.report.plotting import Rendered
+from katcli.viz.page import offline_csp
 
 STYLE = """
   body { margin: 0 auto; max-width: 980px; padding: 24px 28px 64px; color: #1d2330; background: #fff;
@@ -36,15 +37,6 @@ STYLE = """
   code { font-size: 12px; }
   .files { font-size: 12px; }
 """
-
-
-def csp(style: str) -> str:
-    digest = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")
-    return (
-        "default-src 'none'; img-src data:; "
-        f"style-src 'sha256-{digest}'; "
-        "base-uri 'none'; form-action 'none'"
-    )
 
 
 def _esc(text: str) -> str:
@@ -90,7 +82,7 @@ def to_html(report: Report, rendered: Mapping[str, Rendered]) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{_esc(csp(STYLE))}">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_esc(offline_csp(style=STYLE))}">\n'
         '<meta name="generator" content="kat report">\n'
         f"<title>{_esc(report.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         f'<header>\n<h1>{_esc(report.title)}</h1>\n<p class="sub">{_esc(report.subtitle)}</p>\n'
