@@ -64,3 +64,11 @@ def test_help_lists_report_with_an_example(kat):
     assert "report" in kat("--help").stdout
     out = kat("report", "--help").stdout
     assert "Example: kat -w ./exp report --open" in out
+
+
+def test_open_hands_the_page_to_the_browser(kat, ws_dir, monkeypatch):
+    record_stage(ws_dir, "pairs", {P.PAIRS: '{"a": 1}\n'})
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+    assert kat("report", "--open").exit_code == 0
+    assert opened == [(ws_dir.resolve() / "reports" / "report.html").as_uri()]

@@ -15,6 +15,10 @@ ForceUpstream = Annotated[
     ),
 ]
 
+OpenPage = Annotated[
+    bool, typer.Option("--open", help="Open the page in the default browser.", rich_help_panel="Options")
+]
+
 # How reward models are scored: `kat eval rm` and `kat report` (which shows what `kat eval rm` computes).
 _SCORING = "Scoring"
 ScoreDevice = Annotated[

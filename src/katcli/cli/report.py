@@ -1,18 +1,17 @@
 """`kat report`: build the report from the workspace as it is, print what it wrote, optionally open the page.
 
 Thin by design: the work is `katcli.pipeline.report` (imported inside the command so `kat --help` stays light);
-this module only knows flags, the summary lines and the `webbrowser` call.
+this module only knows flags and the summary lines.
 """
 
 from __future__ import annotations
 
-import webbrowser
 from typing import Annotated
 
 import typer
 
-from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
-from katcli.cli.render import human_size, print_labelled, progress
+from katcli.cli.options import OpenPage, ScoreBatchSize, ScoreDevice, ScoreThreads
+from katcli.cli.render import human_size, open_in_browser, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 _PANEL = "Options"
@@ -25,9 +24,7 @@ def report(
         typer.Option("--out", metavar="DIR", help="Directory inside the workspace for the report and its figures.",
                      rich_help_panel=_PANEL),
     ] = "reports",
-    open_page: Annotated[
-        bool, typer.Option("--open", help="Open the page in the default browser.", rich_help_panel=_PANEL)
-    ] = False,
+    open_page: OpenPage = False,
     device: ScoreDevice = "auto",
     batch_size: ScoreBatchSize = 32,
     threads: ScoreThreads = None,
@@ -62,5 +59,5 @@ def report(
         o.print(f"Wrote {result.html_path} ({human_size(result.html_bytes)})", markup=False)
         o.print(f"Wrote {result.markdown_path}", markup=False)
 
-    if open_page and not webbrowser.open(result.html_path.as_uri()):
-        state.err.print(f"Could not open a browser; open {result.html_path} yourself.", markup=False)
+    if open_page:
+        open_in_browser(state, result.html_path)
