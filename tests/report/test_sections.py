@@ -89,7 +89,7 @@ def test_policies_section_from_training_logs_and_generations(tmp_path):
     assert grpo.table.rows[-1] == ("g", "5 (held-out)", "–", "0.9", "–", "–")
     assert gen.table.rows[0][:4] == ("g", "all", "10", "10")
     assert gen.table.rows[0][4].startswith("4.500 ± ")
-    assert [r[1] for r in gen.table.rows[1:]] == ["Q1", "Q2", "Q3", "Q4", "Q5"]
+    assert [r[1] for r in gen.table.rows[1:]] == ["Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"]
     assert [r[4].split(" ")[0] for r in gen.table.rows[1:]] == ["0.500", "2.500", "4.500", "6.500", "8.500"]
     assert "n = 10: intervals are wide." in gen.caption
     assert "eval/policy/g/generations.jsonl" in read and "data/embeddings_offline/density_weights.npy" in read

@@ -42,11 +42,12 @@ def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
         n = next((a["n"] for a in accs if a is not None), 0)
         rows.append((s, f"{n:,}", accs))
     if all(m["by_quintile"] is not None for m in models):
-        last = len(models[0]["by_quintile"]) - 1
-        for q in range(last + 1):
-            label = f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == last else "")
+        from katcli.train.metrics import quintile_label
+
+        n = len(models[0]["by_quintile"])
+        for q in range(n):
             accs = [m["by_quintile"][q] for m in models]
-            rows.append((label, f"{accs[0]['n']:,}", accs))
+            rows.append((quintile_label(q, n), f"{accs[0]['n']:,}", accs))
     return rows
 
 

@@ -231,8 +231,9 @@ def train_rm(
         table.add_row("overall", f"{ev['overall']['n']:,}", _acc_cell(ev["overall"]))
         for src, acc in ev["by_source"].items():
             table.add_row(src, f"{acc['n']:,}", _acc_cell(acc))
+        from katcli.train.metrics import quintile_label
+
         for q, acc in enumerate(ev["by_quintile"] or []):
-            label = f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == 4 else "")
-            table.add_row(label, f"{acc['n']:,}", _acc_cell(acc))
+            table.add_row(quintile_label(q), f"{acc['n']:,}", _acc_cell(acc))
         out.print(table)
     out.print(f"Wrote {result.directory}", markup=False)

@@ -22,7 +22,7 @@ from katcli.report.curves import Metric, curves_figure, read_logs
 from katcli.report.document import Figure, Paragraph, Section, fmt, small_sample_note, table
 from katcli.report.plotting import colour
 from katcli.report.sections import SectionSpec
-from katcli.train.metrics import Z95, density_quintiles
+from katcli.train.metrics import Z95, density_quintiles, quintile_label
 from katcli.workspace import paths as P
 from katcli.workspace.jsonl import iter_json_lines
 
@@ -136,7 +136,7 @@ def _eval_figure(gens: list[Generations], weights: dict[str, float] | None) -> F
         rows.append([g.run, "all", f"{m.n:,}", f"{len({p for p in g.prefix_ids if p}):,}", m.cell(),
                      Mean.of(g.lengths).cell()])
         for q, qm in enumerate(by_q.get(g.run) or []):
-            rows.append([g.run, f"Q{q + 1}", f"{qm.n:,}", "–", qm.cell(), "–"])
+            rows.append([g.run, quintile_label(q), f"{qm.n:,}", "–", qm.cell(), "–"])
     smallest = min((m.n for m in overall), default=0)
     caption = (f"Mean reward of the latest `kat eval policy` generations for {len(gens)} run"
                f"{'s' if len(gens) != 1 else ''} ({', '.join(f'{g.run}: {len(g.rewards):,}' for g in gens)} "

@@ -15,6 +15,7 @@ from katcli.report.curves import Metric, curves_figure, read_logs
 from katcli.report.document import Figure, Paragraph, Section, fmt, small_sample_note, table
 from katcli.report.plotting import colour
 from katcli.report.sections import SectionSpec
+from katcli.train.metrics import quintile_label
 from katcli.workspace import paths as P
 
 METRICS = (
@@ -73,13 +74,12 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     if all(m["by_quintile"] is not None for m in doc["models"]):
         groups, rows = [], []
         ranges = doc.get("quintile_weight_ranges") or []
-        last = len(doc["models"][0]["by_quintile"]) - 1
-        for q in range(last + 1):
-            label = f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == last else "")
+        n = len(doc["models"][0]["by_quintile"])
+        for q in range(n):
             accs = [m["by_quintile"][q] for m in doc["models"]]
             groups.append((f"Q{q + 1}", accs))
             rng = ranges[q] if q < len(ranges) and ranges[q] else None
-            rows.append([label, f"{rng[0]:.3g}–{rng[1]:.3g}" if rng else "–", f"{accs[0]['n']:,}",
+            rows.append([quintile_label(q, n), f"{rng[0]:.3g}–{rng[1]:.3g}" if rng else "–", f"{accs[0]['n']:,}",
                          *(cell(a) for a in accs), *_delta(accs)])
         smallest = min(a["n"] for _, accs in groups for a in accs)
         caption = (f"Held-out accuracy per density quintile (Q1 commonest … Q5 rarest prompts) with Wilson 95% "
