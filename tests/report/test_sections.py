@@ -22,7 +22,7 @@ def _ctx(root: Path) -> tuple[ReportContext, list[str]]:
         read.append(rel)
         return root / rel
 
-    ctx = ReportContext(root=root, record_read=record, runs={}, status={"stages": []}, kat_version="0.0.test",
+    ctx = ReportContext(root=root, read=record, runs={}, status={"stages": []}, kat_version="0.0.test",
                         evaluate_rm=lambda: Evaluations([]))
     return ctx, read
 

@@ -136,7 +136,7 @@ def run_report(ws: Workspace, cfg: ReportConfig = ReportConfig(), *, progress: P
         status = compute_status(ws).to_json()
         status["stages"] = [s for s in status["stages"] if s["stage"] != STAGE]
         ctx = ReportContext(
-            root=ws.root, record_read=run.read, runs=runs, status=status, kat_version=__version__,
+            root=ws.root, read=run.read, runs=runs, status=status, kat_version=__version__,
             evaluate_rm=_rm_evaluator(ws, run, cfg, runs, progress), progress=progress,
         )
         built = render_report(build_report(ctx), progress)

@@ -29,7 +29,7 @@ class Evaluations:
 @dataclass
 class ReportContext:
     root: Path  # the workspace root
-    record_read: Callable[[str], Path]  # records a workspace-relative file as an input, returns its path
+    read: Callable[[str], Path]  # records a workspace-relative file as an input of the report, returns its path
     runs: dict[str, RunRecord]  # the manifest's runs, the report's own excluded
     status: dict[str, Any]  # `kat status --json` (schema kat.status/1), the report's own row excluded
     kat_version: str
@@ -39,9 +39,6 @@ class ReportContext:
 
     def exists(self, rel: str) -> bool:
         return (self.root / rel).is_file()
-
-    def read(self, rel: str) -> Path:
-        return self.record_read(rel)
 
     def run_dirs(self, parent: str, marker: str) -> list[str]:
         """Names of the directories `parent/<name>/` holding `marker`, sorted."""

@@ -55,7 +55,7 @@ def build(ctx: ReportContext) -> Section | None:
     for s in stages:
         last = s["last_run"]
         rows.append([s["key"], s["state"] + (" (forced)" if last["forced"] else ""), last["command"],
-                     last["kat_version"], last["finished_at"]])
+                     last["kat_version"], last["finished_at"][:16].replace("T", " ")])
         if s["state"] != "ok":
             unhealthy.append(f"{s['key']} is {s['state']}: {'; '.join(s['reasons'])} (re-run `{s['command']}`)")
     section.add(Paragraph("Runs: the command of every run recorded in the manifest and its state as `kat status` "

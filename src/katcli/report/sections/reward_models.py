@@ -57,7 +57,7 @@ def _interval_drawing(groups: list[tuple[str, list[dict | None]]], models: list[
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, color=colour(m), label=model)
         ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
         ax.set_xticks(range(len(groups)), [label for label, _ in groups])
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.03)
         ax.set_ylabel("held-out accuracy (95% Wilson)")
         ax.set_xlabel(xlabel)
         ax.legend(fontsize=7)
