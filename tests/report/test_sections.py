@@ -87,6 +87,10 @@ def test_policies_section_from_training_logs_and_generations(tmp_path):
     assert sft.table.columns == ("Run", "Steps", "loss")
     assert grpo.table.columns == ("Run", "Steps", "loss", "reward", "KL", "length")
     assert grpo.table.rows[-1] == ("g", "5 (held-out)", "–", "0.9", "–", "–")
+    assert grpo.caption == ("Loss, reward, KL and length per training step for 1 run (g: 5 steps); thick lines and "
+                            "the table are means over up to 10 equal step windows, squares are held-out evaluations.")
+    assert sft.caption.startswith("Loss per training step for 1 run (s: 5 steps); ")
+    assert "squares" not in sft.caption
     assert gen.table.rows[0][:4] == ("g", "all", "10", "10")
     assert gen.table.rows[0][4].startswith("4.500 ± ")
     assert [r[1] for r in gen.table.rows[1:]] == ["Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"]

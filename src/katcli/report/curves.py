@@ -144,10 +144,13 @@ def curves_figure(
         n_steps = len(log.steps)
         items = log.total(unit) if unit else 0
         parts.append(f"{log.name}: {n_steps:,} steps" + (f", {items:,} {unit} sampled" if items else ""))
+    labels = [m.label for m, _ in shown]
+    what = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+    evaluated = any(log.eval_series(m)[0] for log in logs for m, _ in shown)
     caption = (
-        f"{' and '.join(m.label for m, _ in shown).capitalize()} per training step for {len(logs)} run"
-        f"{'s' if len(logs) != 1 else ''} ({'; '.join(parts)}); thick lines and the table are means over up to "
-        f"{WINDOWS} equal step windows, squares are held-out evaluations."
+        f"{what[0].upper()}{what[1:]} per training step for {len(logs)} run{'s' if len(logs) != 1 else ''} "
+        f"({'; '.join(parts)}); thick lines and the table are means over up to {WINDOWS} equal step windows"
+        f"{', squares are held-out evaluations' if evaluated else ''}."
     )
     columns = ["Run", "Steps", *(m.label for m, _ in shown)]
     return Figure(name, title, caption, draw, table(columns, rows), size=(3.4 * len(shown) + 0.6, 3.4))
