@@ -46,7 +46,8 @@ def test_curves_table_holds_the_window_means_and_the_evaluations(tmp_path):
     _write_jsonl(tmp_path / "rm_checkpoints" / "a" / "metrics.jsonl", rows)
     log = read_log(ctx, "rm_checkpoints/a/metrics.jsonl", "a")
     assert read == ["rm_checkpoints/a/metrics.jsonl"]
-    metrics = [Metric("loss", ("loss",), (("mean_loss",),)), Metric("accuracy", ("accuracy",), (("overall", "accuracy"),))]
+    metrics = [Metric("loss", ("loss",), (("mean_loss",),)),
+               Metric("accuracy", ("accuracy",), (("overall", "accuracy"),))]
     fig = curves_figure("t", "T", [log], metrics, unit="pairs")
     assert fig.table.columns == ("Run", "Steps", "loss")  # nobody logged a step accuracy: no panel
     assert fig.table.rows[:2] == (("a", "1–2", "1.5"), ("a", "3–4", "3.5"))

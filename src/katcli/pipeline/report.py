@@ -99,15 +99,18 @@ def _rm_evaluator(ws: Workspace, run: StageRun, cfg: ReportConfig, runs: dict[st
                 _, meta = read_rm_meta(directory)
                 held = meta["heldout"]
                 groups.setdefault((held["seed"], held["val_ratio"]), []).append(name)
-            except (KatError, KeyError, TypeError) as exc:
-                notes.append(f"reward model {name} not evaluated: {exc}")
+            except KatError as exc:
+                notes.append(f"reward model {name} not evaluated: {exc.located()}")
+            except (KeyError, TypeError):
+                notes.append(f"reward model {name} not evaluated: its meta file records no held-out settings")
         results = []
         for names in groups.values():
             try:
                 result = run_eval_rm(ws, names, device=cfg.device, batch_size=cfg.batch_size, threads=cfg.threads,
                                      force=cfg.force, progress=progress)
             except KatError as exc:
-                notes.append(f"{' '.join(names)} not evaluated: {exc.located()}" + (f" ({exc.hint})" if exc.hint else ""))
+                hint = f" ({exc.hint})" if exc.hint else ""
+                notes.append(f"{' '.join(names)} not evaluated: {exc.located()}{hint}")
                 continue
             for name in names:
                 for o in rm_runs[name].outputs:
@@ -122,7 +125,9 @@ def _rm_evaluator(ws: Workspace, run: StageRun, cfg: ReportConfig, runs: dict[st
     return evaluate
 
 
-def run_report(ws: Workspace, cfg: ReportConfig = ReportConfig(), *, progress: ProgressFn = no_progress) -> ReportResult:
+def run_report(
+    ws: Workspace, cfg: ReportConfig = ReportConfig(), *, progress: ProgressFn = no_progress
+) -> ReportResult:
     """Build the report from the workspace as it is and record it in the manifest."""
     cfg.validate()
     out_rel = out_dir_rel(ws, cfg.out)
