@@ -72,3 +72,11 @@ def test_open_hands_the_page_to_the_browser(kat, ws_dir, monkeypatch):
     monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
     assert kat("report", "--open").exit_code == 0
     assert opened == [(ws_dir.resolve() / "reports" / "report.html").as_uri()]
+
+
+def test_the_quickstart_step_is_a_working_command(kat, ws_dir):
+    from katcli.pipeline.report import QUICKSTART_STEP
+
+    record_stage(ws_dir, "pairs", {P.PAIRS: '{"a": 1}\n'})
+    assert kat(*QUICKSTART_STEP.argv).exit_code == 0
+    assert (ws_dir / "reports" / "report.html").is_file()

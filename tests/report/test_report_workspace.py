@@ -7,9 +7,10 @@ writes its report into a directory of its own inside them, so tests do not depen
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
-from reportkit import html_tables, markdown_tables, report_files
+from reportkit import TINY_RM, html_tables, markdown_tables, report_files
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +91,6 @@ def test_two_runs_give_byte_identical_files(kat, report_rm_ws):
 
 
 def test_report_is_recorded_and_goes_stale_when_a_run_it_shows_changes(kat, report_rm_ws, tmp_path):
-    import shutil
-
     ws = tmp_path / "ws"
     shutil.copytree(report_rm_ws, ws)
     _report(kat, ws, "reports")
@@ -123,3 +122,33 @@ def test_report_is_recorded_and_goes_stale_when_a_run_it_shows_changes(kat, repo
     assert sorted(p.name for p in (ws / "reports").iterdir()) == [
         "density-weights.pdf", "density-weights.png", "report.html", "report.md"
     ]
+
+
+def test_models_with_different_heldout_splits_get_a_figure_pair_each(kat, report_rm_ws, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(report_rm_ws, ws)
+    args = list(TINY_RM)
+    args[args.index("--val-ratio") + 1] = "0.3"
+    kat("-q", "train", "rm", "--name", "other", *args, workspace=ws)
+    result = _report(kat, ws, "reports")
+    assert "Figures: 6" in result.stdout
+    md = (ws / "reports" / "report.md").read_text(encoding="utf-8")
+    assert "![Held-out accuracy by prompt density](rm-quintiles-2.png)" in md
+    assert "the numbers are those of `kat eval rm uniform density --json`" in md
+    assert "the numbers are those of `kat eval rm other --json`" in md
+
+
+def test_models_that_cannot_be_evaluated_leave_a_note_not_an_error(kat, report_rm_ws, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(report_rm_ws, ws)
+    pairs = ws / "data" / "pairs_all.jsonl"
+    pairs.write_bytes(pairs.read_bytes() + pairs.read_bytes().splitlines(keepends=True)[0])
+    result = _report(kat, ws, "reports")
+    assert [line for line in result.stdout.splitlines() if line.startswith("Note: ")] == [
+        "Note: uniform density not evaluated: rm_checkpoints/uniform/model_000006.pt is stale: its input "
+        "data/pairs_all.jsonl changed after this run (run `kat train rm --name uniform` first)"
+    ]
+    md = (ws / "reports" / "report.md").read_text(encoding="utf-8")
+    assert "rm-training.png" in md and "rm-quintiles.png" not in md
+    assert "| pairs | modified |" in md
+    assert "Not up to date: pairs is modified: data/pairs_all.jsonl changed after" in md
