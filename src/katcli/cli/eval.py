@@ -26,13 +26,6 @@ app = typer.Typer(
 )
 
 
-def _cell(acc: dict[str, Any] | None) -> str:
-    if acc is None or not acc["n"]:
-        return "–"
-    lo, hi = acc["ci95"]
-    return f"{acc['accuracy']:.3f} ({lo:.2f}–{hi:.2f})"
-
-
 def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
     """(label, pair count, per-model accuracy dict) rows: overall, each source, each density quintile."""
     rows = [("overall", f"{models[0]['overall']['n']:,}", [m["overall"] for m in models])]
@@ -75,6 +68,7 @@ def rm(
     Example: kat -w ./exp eval rm uniform density
     """
     from katcli.pipeline.eval_rm import run_eval_rm
+    from katcli.train.metrics import accuracy_cell
 
     state = state_of(ctx)
     with progress(state if not as_json else _quiet(state)) as report:
@@ -107,7 +101,7 @@ def rm(
     if two:
         table.add_column("Δ", justify="right", no_wrap=True)
     for label, n, accs in _groups(models):
-        cells = [_cell(a) for a in accs]
+        cells = [accuracy_cell(a) for a in accs]
         if two:
             diff = "–" if None in accs or not accs[0]["n"] else f"{accs[1]['accuracy'] - accs[0]['accuracy']:+.3f}"
             cells.append(diff)

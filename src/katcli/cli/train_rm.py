@@ -84,13 +84,6 @@ def _live(state: AppState) -> Iterator[tuple[Any, Any]]:
             bars.stop()
 
 
-def _acc_cell(acc: dict[str, Any]) -> str:
-    if not acc["n"]:
-        return "–"
-    lo, hi = acc["ci95"]
-    return f"{acc['accuracy']:.3f} ({lo:.2f}–{hi:.2f})"
-
-
 def train_rm(
     ctx: typer.Context,
     name: Annotated[
@@ -220,6 +213,8 @@ def train_rm(
         markup=False,
     )
     if result.eval is not None:
+        from katcli.train.metrics import accuracy_cell, quintile_label
+
         ev = result.eval.to_json()
         table = Table(
             title=f"Held-out accuracy, 95% Wilson interval ({result.heldout_pairs:,} pairs, "
@@ -228,12 +223,10 @@ def train_rm(
         )
         for col in ("Group", "Pairs", "Accuracy"):
             table.add_column(col)
-        table.add_row("overall", f"{ev['overall']['n']:,}", _acc_cell(ev["overall"]))
+        table.add_row("overall", f"{ev['overall']['n']:,}", accuracy_cell(ev["overall"]))
         for src, acc in ev["by_source"].items():
-            table.add_row(src, f"{acc['n']:,}", _acc_cell(acc))
-        from katcli.train.metrics import quintile_label
-
+            table.add_row(src, f"{acc['n']:,}", accuracy_cell(acc))
         for q, acc in enumerate(ev["by_quintile"] or []):
-            table.add_row(quintile_label(q), f"{acc['n']:,}", _acc_cell(acc))
+            table.add_row(quintile_label(q), f"{acc['n']:,}", accuracy_cell(acc))
         out.print(table)
     out.print(f"Wrote {result.directory}", markup=False)

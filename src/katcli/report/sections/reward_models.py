@@ -12,10 +12,10 @@ from typing import Any
 
 from katcli.report.context import ReportContext
 from katcli.report.curves import Metric, curves_figure, read_logs
-from katcli.report.document import Figure, Paragraph, Section, fmt, small_sample_note, table
+from katcli.report.document import Figure, Paragraph, Section, small_sample_note, table
 from katcli.report.plotting import colour
 from katcli.report.sections import SectionSpec
-from katcli.train.metrics import quintile_label
+from katcli.train.metrics import accuracy_cell, quintile_label
 from katcli.workspace import paths as P
 
 METRICS = (
@@ -25,11 +25,8 @@ METRICS = (
 
 
 def cell(acc: dict[str, Any] | None) -> str:
-    """`0.625 (0.473–0.756)`: accuracy and its Wilson 95% interval, as the tables show them."""
-    if acc is None or not acc["n"]:
-        return "–"
-    lo, hi = acc["ci95"]
-    return f"{fmt(acc['accuracy'])} ({fmt(lo)}–{fmt(hi)})"
+    """`0.625 (0.473–0.756)`: accuracy and its Wilson 95% interval, one digit more than the terminal shows."""
+    return accuracy_cell(acc, ci_digits=3)
 
 
 def _delta(accs: list[dict[str, Any] | None]) -> list[str]:
