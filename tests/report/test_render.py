@@ -61,6 +61,7 @@ def test_figures_are_byte_identical_and_carry_no_time_or_version(monkeypatch):
         assert marker not in a.png
     for marker in (b"/CreationDate", b"/Producer", b"/Creator", b"atplotlib"):
         assert marker not in a.pdf
+    assert b"/FontFile2" in a.pdf and b"/Type3" not in a.pdf  # embedded TrueType, as paper venues want
     # Control: matplotlib's own defaults do write them, so the checks above can fail.
     from matplotlib.figure import Figure as MplFigure
 
