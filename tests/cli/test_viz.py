@@ -131,13 +131,13 @@ def test_umap_without_umap_learn(kat, ws_dir, upstream):
 
 def test_open_hands_the_page_to_the_browser(kat, ws_dir, upstream, monkeypatch):
     opened = []
-    monkeypatch.setattr("katcli.cli.viz.webbrowser.open", lambda url: opened.append(url) or True)
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
     assert kat("viz", "--open").exit_code == 0
     assert opened == [(ws_dir.resolve() / HTML_OUT).as_uri()]
 
 
 def test_open_without_a_browser_says_where_the_page_is(kat, ws_dir, upstream, monkeypatch):
-    monkeypatch.setattr("katcli.cli.viz.webbrowser.open", lambda url: False)
+    monkeypatch.setattr("webbrowser.open", lambda url: False)
     result = kat("viz", "--open")
     assert result.exit_code == 0
     assert result.stderr.endswith(f"Could not open a browser; open {ws_dir.resolve() / HTML_OUT} yourself.\n")

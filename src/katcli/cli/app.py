@@ -22,7 +22,7 @@ from katcli.errors import KatError
 from katcli.pipeline.stage import invocation
 
 # Help lists commands in pipeline order (Typer would put every sub-group after every plain command).
-COMMAND_ORDER = ("pairs", "prefixes", "embed", "train", "eval", "import", "viz", "quickstart", "status")
+COMMAND_ORDER = ("pairs", "prefixes", "embed", "train", "eval", "import", "viz", "report", "quickstart", "status")
 
 
 class KatGroup(TyperGroup):
@@ -116,6 +116,7 @@ def _register() -> None:
     from katcli.cli import pairs as pairs_cmd
     from katcli.cli import prefixes as prefixes_cmd
     from katcli.cli import quickstart as quickstart_cmd
+    from katcli.cli import report as report_cmd
     from katcli.cli import status as status_cmd
     from katcli.cli import train as train_cmd
     from katcli.cli import train_rm as train_rm_cmd
@@ -131,6 +132,7 @@ def _register() -> None:
     app.add_typer(eval_cmd.app, name="eval", rich_help_panel="Models")
     app.add_typer(import_cmd.app, name="import", rich_help_panel="Models")
     app.command("viz", rich_help_panel="Inspect")(viz_cmd.viz)
+    app.command("report", rich_help_panel="Inspect")(report_cmd.report)
     app.command("quickstart", rich_help_panel="Workspace")(quickstart_cmd.quickstart)
     app.command("status", rich_help_panel="Workspace")(status_cmd.status)
 

@@ -139,6 +139,11 @@ class StageRun:
         self._inputs[rel] = InputRecord(rel, self.judge.current_sha(rel))
         return self.ws.abs(rel)
 
+    def read(self, rel: str) -> Path:
+        """Record a workspace file as read, as it is, without judging it (a report shows stale runs too)."""
+        self._inputs[rel] = InputRecord(rel, self.judge.current_sha(rel))
+        return self.ws.abs(rel)
+
     def external_input(self, path: Path | str, *, hash_file: bool = True) -> Path:
         """Record an input from outside the workspace (a user's file, a dataset mirror)."""
         p = Path(path).expanduser().resolve()

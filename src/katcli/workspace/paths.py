@@ -28,6 +28,8 @@ DPO_DIR = "dpo_checkpoints"
 GRPO_DIR = "grpo_checkpoints"
 MODELS_DIR = "models"
 VIZ_DIR = "viz"
+EVAL_POLICY_DIR = "eval/policy"
+REPORTS_DIR = "reports"
 MANIFEST = "manifest.json"
 # kat's own bookkeeping (lock, hash cache, resumable partial work); never an artifact.
 STATE_DIR = ".kat"
