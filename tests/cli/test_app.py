@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from katcli import __version__
 from katcli.cli.app import KatGroup
-from katcli.errors import KatError
+from katcli.errors import ConfigError, KatError
 
 HEAVY = ("torch", "datasets", "sentence_transformers", "hnswlib", "transformers", "rustbpe", "tiktoken")
 
@@ -109,7 +109,16 @@ def test_verbose_adds_the_traceback():
     result = CliRunner().invoke(_boundary_app(KatError("bad")), ["--verbose", "boom"])
     assert result.exit_code == 1
     assert "Traceback" in result.stderr
-    assert result.stderr.rstrip().endswith("Error: bad")
+    assert result.stderr.rstrip().splitlines()[-2:] == [
+        "Error: bad",
+        "Hint: `kat boom --help` describes what the command reads; add --verbose for the details of the failure",
+    ]
+
+
+def test_an_error_raised_without_a_hint_gets_one_naming_the_command():
+    result = CliRunner().invoke(_boundary_app(ConfigError("--n must be at least 1 (got 0)")), ["boom"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --n must be at least 1 (got 0)\nHint: `kat boom --help` lists each flag with the values it accepts\n"
 
 
 def test_ctrl_c_exits_130():

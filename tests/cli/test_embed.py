@@ -195,33 +195,17 @@ def test_max_ratio_and_power_reach_the_weights(kat_embed, ws_dir, planted):
     assert f"max/min 5, {n_clipped} clipped by --max-ratio" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--k", "0"], "Error: --k must be at least 1 (got 0)"),
-        (["--eps", "0"], "Error: --eps must be a positive number (got 0.0)"),
-        (["--power", "-1"], "Error: --power must be a number ≥ 0 (got -1.0)"),
-        (["--max-ratio", "0.5"], "Error: --max-ratio must be at least 1 (got 0.5)"),
-        (["--batch-size", "0"], "Error: --batch-size must be at least 1 (got 0)"),
-        (["--build-threads", "0"], "Error: --build-threads must be at least 1 (got 0)"),
-        (["--target-recall", "0"], "Error: --target-recall must be in (0, 1] (got 0.0)"),
-        (["--target-recall", "1.01"], "Error: --target-recall must be in (0, 1] (got 1.01)"),
-    ],
-)
-def test_bad_flags_exit_1_and_name_the_flag(kat_embed, ws_dir, args, message):
-    result = kat_embed(*args)
-    assert result.exit_code == 1
-    assert err(result).splitlines()[0] == message
-    assert not (ws_dir / P.EMBED_DIR).exists()
-
-
-def test_a_bad_target_recall_says_what_the_number_means(kat_embed):
-    result = kat_embed("--index", "ivf", "--target-recall", "1.5")
+def test_k_at_least_the_number_of_prompts_is_refused_naming_both(kat_embed, ws_dir, planted):
+    # bad flags in general: tests/cli/test_flag_errors.py; this one needs the prompts counted first
+    _, npy = planted
+    result = kat_embed("--embeddings-from", npy, "--k", "100000")
     assert result.exit_code == 1
     assert err(result).splitlines() == [
-        "Error: --target-recall must be in (0, 1] (got 1.5)",
-        "Hint: a share of true neighbours found: 0.95 (the default) or up to 1.0, which searches widest",
+        "Error: --k 100000 needs more than 100000 prompts, but there are 520",
+        "Hint: pass --k 519 or less: a prompt's neighbours are the other prompts",
     ]
+    assert not (ws_dir / P.EMBED_DIR).exists()
+    assert kat_embed("--embeddings-from", npy, "--k", "519").exit_code == 0
 
 
 def test_unknown_choice_is_a_usage_error(kat_embed):

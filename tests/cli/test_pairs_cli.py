@@ -141,12 +141,6 @@ def test_import_skip_invalid_counts_and_reports_the_first_few(kat, ws_dir, tmp_p
     assert "invalid: " in (ws_dir / P.STATS).read_text(encoding="utf-8")
 
 
-def test_import_missing_file(kat, tmp_path):
-    result = kat("pairs", "import", str(tmp_path / "nope.jsonl"))
-    assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == f"Error: FILE {tmp_path / 'nope.jsonl'} does not exist or is not a file"
-
-
 def test_help_shows_examples(kat):
     for args in (["pairs", "download", "--help"], ["pairs", "import", "--help"]):
         result = kat(*args, workspace=None)

@@ -69,7 +69,7 @@ class KnnParams:
 class KnnResult:
     sims: np.ndarray  # float32 [N, k], each row descending, self excluded
     index: str  # "exact" | "hnsw" | "ivf"
-    k: int  # neighbours used (the requested k, or N-1 when there are fewer prompts)
+    k: int  # neighbours per prompt (always below N)
     recall: float | None = None  # HNSW and IVF: measured recall@k on the sample
     recall_queries: int | None = None
     ef_search: int | None = None
@@ -252,8 +252,13 @@ def neighbour_similarities(
         )
     import torch  # noqa: F401 - imported before any timer starts: its import is not index time
 
+    if params.k >= n:  # a prompt's neighbours are the other n - 1 prompts; capping k silently hid a typo
+        raise ConfigError(
+            f"--k {params.k} needs more than {params.k} prompts, but there are {n}",
+            hint=f"pass --k {n - 1} or less: a prompt's neighbours are the other prompts",
+        )
     emb = np.ascontiguousarray(emb)
-    k = min(params.k, n - 1)
+    k = params.k
     index = choose_index(params.index, n)
     timings: dict[str, float] = {}
     if index == "hnsw":

@@ -134,8 +134,11 @@ class ImportConfig:
         if not self.files:
             raise ConfigError("pass at least one FILE to import")
         for f in self.files:
+            if Path(f).is_dir():
+                raise ConfigError(f"FILE {f} is a directory", hint=f"pass the JSONL files inside it, e.g. {f}/*.jsonl")
             if not Path(f).is_file():
-                raise ConfigError(f"FILE {f} does not exist or is not a file")
+                raise ConfigError(f"FILE {f} does not exist", hint="check the path (relative paths start at the "
+                                  "current directory, not the workspace)")
 
 
 def run_import(ws: Workspace, cfg: ImportConfig, *, progress: ProgressFn = no_progress) -> PairsResult:
