@@ -171,16 +171,18 @@ def test_ivf_index_is_described_in_the_summary_and_metadata(kat_embed, ws_dir, p
     assert strict_meta["ivf"]["nprobe"] > ivf["nprobe"]  # it had to search wider for it
 
 
-def test_auto_choosing_hnsw_on_many_prompts_points_to_ivf(kat_embed, planted, monkeypatch):
+def test_auto_chooses_ivf_on_many_prompts_and_hnsw_stays_available(kat_embed, ws_dir, planted, monkeypatch):
     _, npy = planted
     monkeypatch.setattr("katcli.density.knn.AUTO_EXACT_MAX", 100)  # 520 prompts count as "many"
-    monkeypatch.setattr("katcli.pipeline.embed.IVF_NOTE_MIN", 500)
-    note = "Note: --index ivf is several times faster at this size on a CPU, at the same measured recall"
     auto = kat_embed("--embeddings-from", npy, "--k", "10")
     assert auto.exit_code == 0, err(auto)
-    assert "Index         HNSW, k=10" in auto.stdout and note in auto.stdout.splitlines()
+    meta = read_outputs(ws_dir)[3]
+    assert (meta["index"], meta["index_requested"]) == ("ivf", "auto")
+    assert any(line.startswith("Index         IVF, k=10, recall@10 ") for line in auto.stdout.splitlines())
+    assert "Note: --index ivf" not in auto.stdout  # the old advice for an auto that chose HNSW
     chosen = kat_embed("--embeddings-from", npy, "--k", "10", "--index", "hnsw")
-    assert chosen.exit_code == 0 and note not in chosen.stdout  # asked for by name: no advice
+    assert chosen.exit_code == 0, err(chosen)
+    assert read_outputs(ws_dir)[3]["index"] == "hnsw" and "Index         HNSW, k=10" in chosen.stdout
 
 
 def test_max_ratio_and_power_reach_the_weights(kat_embed, ws_dir, planted):

@@ -48,10 +48,12 @@ def test_self_is_excluded_but_a_duplicate_counts():
     assert sims[2, 0] == pytest.approx(0.8)  # not itself (1.0)
 
 
-def test_auto_switches_to_hnsw_at_the_threshold():
+def test_auto_switches_to_ivf_at_the_threshold():
+    assert AUTO_EXACT_MAX == 50_000
     assert choose_index("auto", AUTO_EXACT_MAX - 1) == "exact"
-    assert choose_index("auto", AUTO_EXACT_MAX) == "hnsw"
+    assert choose_index("auto", AUTO_EXACT_MAX) == "ivf"  # the fastest on CPUs from here (bench_density)
     assert choose_index("exact", 10**7) == "exact"
+    assert choose_index("hnsw", 10**7) == "hnsw"  # still there by name
 
 
 def test_k_must_be_below_the_number_of_prompts_and_two_are_needed():

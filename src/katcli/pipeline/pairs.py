@@ -55,7 +55,7 @@ class DownloadConfig:
         chosen = [s for s in schema.SOURCES if s in chosen]
         weights = B.parse_mix(self.mix, tuple(schema.SHORT_NAMES))
         mix = {schema.SHORT_NAMES[k]: w for k, w in weights.items()}
-        short = {v: k for k, v in schema.SHORT_NAMES.items()}
+        short = schema.SHORT_OF
         for s in chosen:
             if s not in mix:
                 raise ConfigError(f"--mix gives no weight to the chosen source {short[s]!r} (add {short[s]}=1)")
@@ -73,7 +73,7 @@ class DownloadConfig:
     def params(self, opts) -> dict[str, Any]:
         from katcli.data import schema
 
-        short = {v: k for k, v in schema.SHORT_NAMES.items()}
+        short = schema.SHORT_OF
         return {
             "sources": [s for s in opts.sources],
             "budget": opts.budget,
