@@ -2,75 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
+import densitykit as kit
 import numpy as np
 import pytest
-import typer
+from clikit import err, kat_embed, read_outputs, record_prefixes  # noqa: F401 - kat_embed is a fixture
 from katfixtures import record_stage
-from typer.testing import CliRunner
 
 from katcli.workspace import Manifest, Workspace
 from katcli.workspace import paths as P
-
-
-def _densitykit():
-    """The density tests' kit, loaded by path: tests/ is not a package."""
-    if "densitykit" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "density" / "densitykit.py"
-        spec = importlib.util.spec_from_file_location("densitykit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["densitykit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["densitykit"]
-
-
-kit = _densitykit()
-
-
-def embed_app() -> typer.Typer:
-    """The root app's callback and error boundary with `embed` registered (as cli/app.py does)."""
-    from katcli.cli.app import KatGroup, root
-    from katcli.cli.embed import embed
-
-    app = typer.Typer(cls=KatGroup, pretty_exceptions_enable=False)
-    app.callback()(root)
-    app.command("embed")(embed)
-    return app
-
-
-@pytest.fixture
-def kat_embed(ws_dir):
-    runner = CliRunner()
-    app = embed_app()
-
-    def run(*args: str):
-        return runner.invoke(app, ["-w", str(ws_dir), "embed", *map(str, args)], catch_exceptions=False)
-
-    return run
-
-
-def err(result) -> str:
-    """stderr from the error message on (progress bars drawn before it are not part of the message)."""
-    text = result.stderr
-    return text[text.index("Error: "):] if "Error: " in text else text
-
-
-def record_prefixes(ws_dir: Path, prompts: list[str]) -> list[str]:
-    """pairs → prefixes recorded through the real StageRun, the prefixes file in its real schema."""
-    tmp = ws_dir.parent / "prefixes_src.jsonl"
-    ids = kit.write_prefixes(tmp, prompts)
-    record_stage(ws_dir, "pairs", {P.PAIRS: "{}\n"})
-    record_stage(
-        ws_dir,
-        "prefixes",
-        {P.PREFIXES: tmp.read_text(encoding="utf-8"), P.PREFIX_ID_MAP: "".join(f"x\t{i}\n" for i in ids)},
-        inputs=(P.PAIRS,),
-    )
-    return ids
 
 
 @pytest.fixture
@@ -81,14 +22,6 @@ def planted(ws_dir, tmp_path):
     npy = tmp_path / "planted.npy"
     np.save(npy, kit.planted(500, 20, dim=48, seed=0).astype(np.float64) * 3.0)  # not unit length: kat normalises
     return ids, npy
-
-
-def read_outputs(ws_dir: Path):
-    emb = np.load(ws_dir / P.EMBEDDINGS)
-    w = np.load(ws_dir / P.DENSITY_WEIGHTS)
-    ids = json.loads((ws_dir / P.EMBED_IDS).read_text(encoding="utf-8"))
-    meta = json.loads((ws_dir / P.EMBED_METADATA).read_text(encoding="utf-8"))
-    return emb, w, ids, meta
 
 
 def test_embeddings_from_file_writes_weights_metadata_and_manifest(kat_embed, ws_dir, planted):
