@@ -7,8 +7,8 @@
 Cases (each density case runs in its own subprocess, so its peak RSS is its own):
 1. `density_200k`: kat's exact path vs `--index auto` (what a user gets without choosing; IVF from 50k prompts):
    `speedup_auto` = exact seconds / auto seconds (goal ≥ 3×) and its Spearman. Then kat's HNSW path (default:
-   two shard graphs built side by side, one thread each, byte-reproducible) on the same data; speedup = exact seconds / HNSW seconds (goal ≥ 3×);
-   Spearman of the two weight vectors (goal ≥ 0.99); HNSW's own recall estimate. Also HNSW with
+   two shard graphs built side by side, one thread each, byte-reproducible) on the same data; speedup = exact
+   seconds / HNSW seconds (goal ≥ 3×); Spearman of the two weight vectors (goal ≥ 0.99); HNSW's own recall estimate. Also HNSW with
    `--build-threads` = all cores per shard (not byte-reproducible) and kat's IVF path (`--index ivf`), each
    with its speedup and Spearman against exact.
 2. `density_1m`: kat's IVF path (`--index ivf`; exact search at 1M is hours on a laptop): seconds (goal

@@ -1,7 +1,8 @@
 """The root `kat` Typer app: global options, command registration and the one error boundary.
 
 The boundary turns `KatError` (and `OSError`: disk full, permissions) into `Error: <message> (<file>:<line>)` +
-`Hint: ...` on stderr with exit 1 (an error raised without a hint gets one naming the command's --help), Ctrl-C into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
+`Hint: ...` on stderr with exit 1 (an error raised without a hint gets one naming the command's --help), Ctrl-C
+into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
 Command modules are imported here but must not import torch/datasets/sentence-transformers at module
 level, so `kat --help` and `kat status` stay fast.
 """

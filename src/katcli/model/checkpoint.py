@@ -96,13 +96,15 @@ def meta_bytes(meta: Mapping[str, Any]) -> bytes:
 #: What to do about a checkpoint file that is missing or unreadable: kat wrote it whole or not at all, so it was
 #: damaged or replaced afterwards, or the directory is not a checkpoint.
 _REWRITE_HINT = "re-create the checkpoint (re-run the training or the import that wrote it) or point at another one"
+_NOT_WEIGHTS = "cannot read checkpoint: not a PyTorch weights file"
 
 
 def find_last_step(directory: str | os.PathLike[str]) -> int:
     """The highest step with a `model_<step>.pt` in `directory`."""
     d = Path(directory)
     if not d.is_dir():
-        raise KatError("checkpoint directory not found", file=str(d), hint="train or import a model first, or check the path")
+        raise KatError("checkpoint directory not found", file=str(d),
+                       hint="train or import a model first, or check the path")
     steps = [int(m.group(1)) for p in d.iterdir() if (m := _MODEL_RE.match(p.name))]
     if not steps:
         raise KatError("no model_<step>.pt checkpoint found", file=str(d), hint="train or import a model first")
@@ -162,14 +164,14 @@ def load_weights(path: str | os.PathLike[str], *, device: str | torch.device = "
         return torch.load(p, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # not a refused object: the file is just not readable
-            raise KatError("cannot read checkpoint: not a PyTorch weights file", file=str(p), hint=_REWRITE_HINT) from exc
+            raise KatError(_NOT_WEIGHTS, file=str(p), hint=_REWRITE_HINT) from exc
         raise KatError(
             "refusing to load a checkpoint that contains pickled Python objects beyond tensors",
             file=str(p),
             hint="kat only loads plain state dicts (torch.load weights_only=True); re-save the weights alone",
         ) from exc
     except KeyError as exc:  # the legacy (non-zip) reader on bytes that are no pickle at all, e.g. b"hello"
-        raise KatError("cannot read checkpoint: not a PyTorch weights file", file=str(p), hint=_REWRITE_HINT) from exc
+        raise KatError(_NOT_WEIGHTS, file=str(p), hint=_REWRITE_HINT) from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise KatError(f"cannot read checkpoint: {first}", file=str(p), hint=_REWRITE_HINT) from exc
@@ -182,7 +184,9 @@ def read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         line = getattr(exc, "lineno", None)
-        raise KatError(f"checkpoint meta is not valid JSON: {exc}", file=str(path), line=line, hint=_REWRITE_HINT) from exc
+        raise KatError(
+            f"checkpoint meta is not valid JSON: {exc}", file=str(path), line=line, hint=_REWRITE_HINT
+        ) from exc
     if not isinstance(meta, dict):
         raise KatError("checkpoint meta must be a JSON object", file=str(path), hint=_REWRITE_HINT)
     return meta
