@@ -106,8 +106,9 @@ def rm(
     for m in models:
         state.out.print(f"  {m['name']}: {m['weighting']} sampling, step {m['step']:,}, {m['path']}", markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
-    # Labels are short (sources as hh/uf/se, spelled out below the table), so the rows stay whole at 80 columns.
-    table.add_column("Group", no_wrap=True)
+    # Labels are short (sources as hh/uf/se, spelled out below the table), so rows stay whole at 80 columns; only
+    # an imported source's long name may fold, and then the numbers keep their room.
+    table.add_column("Group", overflow="fold", min_width=len("Q1 commonest"))
     table.add_column("Pairs", justify="right", no_wrap=True)
     for m in models:
         table.add_column(m["name"], no_wrap=True)
