@@ -57,6 +57,11 @@ def test_help_lists_every_registered_command(kat):
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("│ ")]
     listed = {row[1] for row in rows if len(row) > 2}
     assert set(top) <= listed, f"missing from kat --help: {sorted(set(top) - listed)}"
+    for name, group in top.items():  # and each group's help lists its own commands (pairs download, train rm, …)
+        if getattr(group, "commands", None):
+            sub = kat(name, "--help", workspace=None).stdout
+            subs = {row[1] for row in (ln.split() for ln in sub.splitlines() if ln.startswith("│ ")) if len(row) > 2}
+            assert set(group.commands) <= subs, f"missing from kat {name} --help: {sorted(set(group.commands) - subs)}"
 
 
 def test_no_help_text_labels_flags_as_bool(kat):
