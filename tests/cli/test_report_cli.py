@@ -32,12 +32,6 @@ def test_out_must_lie_inside_the_workspace(kat, ws_dir, tmp_path):
     assert result.stderr.startswith("Error: --out . must be a directory of its own inside the workspace\n")
 
 
-def test_bad_batch_size(kat):
-    result = kat("report", "--batch-size", "0")
-    assert result.exit_code == 1
-    assert result.stderr == "Error: --batch-size must be at least 1\n"
-
-
 def test_pairs_alone_give_a_provenance_report_recorded_in_the_manifest(kat, ws_dir):
     record_stage(ws_dir, "pairs", {P.PAIRS: '{"a": 1}\n'})
     result = kat("report")

@@ -109,10 +109,9 @@ def test_ids_that_disagree_with_the_prefixes_are_named_with_file_and_line(kat, w
 
 
 def test_bad_flag_values(kat, upstream):
-    result = kat("viz", "--max-points", "0")
-    assert (result.exit_code, result.stderr) == (1, "Error: --max-points must be at least 1\n")
+    # range errors (with their hint): tests/cli/test_flag_errors.py
     result = kat("viz", "--seed", "-2")
-    assert (result.exit_code, result.stderr) == (1, "Error: --seed must be zero or positive\n")
+    assert (result.exit_code, result.stderr.splitlines()[0]) == (1, "Error: --seed must be zero or positive")
     result = kat("viz", "--method", "tsne")
     assert result.exit_code == 2 and "'tsne' is not one of 'pca', 'umap'" in result.stderr
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
 from katcli.cli.render import AppState, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.data.schema import SHORT_OF, SOURCES
 
 app = typer.Typer(
     name="eval",
@@ -26,14 +27,19 @@ app = typer.Typer(
 )
 
 
+def _sources(models: list[dict[str, Any]]) -> list[str]:
+    """The sources evaluated: the downloadable ones in their usual order (hh, uf, se), then any others sorted."""
+    found = {s for m in models for s in m["by_source"]}
+    return [s for s in SOURCES if s in found] + sorted(found - set(SOURCES))
+
+
 def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
-    """(label, pair count, per-model accuracy dict) rows: overall, each source, each density quintile."""
+    """(label, pair count, per-model accuracy dict) rows: overall, each source (by its short name), each quintile."""
     rows = [("overall", f"{models[0]['overall']['n']:,}", [m["overall"] for m in models])]
-    sources = sorted({s for m in models for s in m["by_source"]})
-    for s in sources:
+    for s in _sources(models):
         accs = [m["by_source"].get(s) for m in models]
         n = next((a["n"] for a in accs if a is not None), 0)
-        rows.append((s, f"{n:,}", accs))
+        rows.append((SHORT_OF.get(s, s), f"{n:,}", accs))
     if all(m["by_quintile"] is not None for m in models):
         from katcli.train.metrics import quintile_label
 
@@ -92,8 +98,9 @@ def rm(
     for m in models:
         state.out.print(f"  {m['name']}: {m['weighting']} sampling, step {m['step']:,}, {m['path']}", markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
-    # The group label is the one column allowed to wrap, so narrow terminals never squeeze away the numbers.
-    table.add_column("Group", overflow="fold")
+    # Labels are short (sources as hh/uf/se, spelled out below the table), so rows stay whole at 80 columns; only
+    # an imported source's long name may fold, and then the numbers keep their room.
+    table.add_column("Group", overflow="fold", min_width=len("Q1 commonest"))
     table.add_column("Pairs", justify="right", no_wrap=True)
     for m in models:
         table.add_column(m["name"], no_wrap=True)
@@ -107,6 +114,9 @@ def rm(
             cells.append(diff)
         table.add_row(label, n, *cells)
     state.out.print(table)
+    legend = [f"{SHORT_OF[s]} = {s}" for s in _sources(models) if s in SHORT_OF]
+    if legend:
+        state.out.print(f"Sources: {', '.join(legend)}", markup=False)
     print_labelled(state.out, "Note", data["notes"])
 
 

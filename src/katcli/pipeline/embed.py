@@ -48,9 +48,6 @@ STAGE = "embed"
 OUTPUTS = (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA)
 METADATA_FORMAT = "kat-embeddings/1"
 SHOWN_PROMPTS = 5
-#: From here on, a run whose `--index auto` chose HNSW is told that IVF is faster (bench/bench_density.py:
-#: 5× at 200k and 9× at 1M prompts on 2 cores, at the same measured recall).
-IVF_NOTE_MIN = 100_000
 
 
 @dataclass(frozen=True)
@@ -296,8 +293,6 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
         )
         forced_over = list(run.forced_over)
     notes = []
-    if cfg.index == "auto" and res.knn.index == "hnsw" and n >= IVF_NOTE_MIN:
-        notes.append("--index ivf is several times faster at this size on a CPU, at the same measured recall")
     if scratch is not None:
         clear_chunks(scratch)  # only now: a failure before the commit keeps the chunks for the re-run
     return EmbedResult(
