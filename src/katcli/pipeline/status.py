@@ -43,7 +43,7 @@ class StageStatus:
     stage: str
     title: str
     state: str
-    command: str  # what (re)produces this row's artifacts
+    command: str  # what (re)produces this row's artifacts: the recorded command line, minus `-w DIR`
     reasons: list[str] = field(default_factory=list)
     artifacts: list[ArtifactStatus] = field(default_factory=list)
     last_run: LastRun | None = None
@@ -82,7 +82,7 @@ def _from_run(judge: Judge, spec: registry.StageSpec, run: RunRecord, name: str 
         stage=spec.name,
         title=spec.title if name is None else f"{spec.title} ({name})",
         state=verdict.state,
-        command=spec.command_for(name),
+        command=registry.rerun_command(run.key, run.command),
         reasons=verdict.reasons,
         artifacts=[_artifact(judge, o.path, o.sha256, o.rows, o.shape) for o in outputs],
         last_run=LastRun(run.command, run.started_at, run.finished_at, run.kat_version, run.forced),

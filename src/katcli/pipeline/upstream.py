@@ -78,11 +78,12 @@ class Judge:
 
     def check_input(self, rel: str) -> UpstreamError | None:
         """Why `rel` must not be used as an input now, or None when it is fine."""
-        fix = registry.fix_command(rel)
         now = self.current_sha(rel)
+        owner = self.manifest.owner_of(rel)
+        # The run that wrote it is re-run as it was recorded (flags kept); otherwise the registry's command.
+        fix = registry.rerun_command(owner.key, owner.command) if owner is not None else registry.fix_command(rel)
         if now is None:
             return UpstreamError(f"{rel} is missing", hint=f"run `{fix}` first")
-        owner = self.manifest.owner_of(rel)
         if owner is None:
             return UpstreamError(
                 f"{rel} is not recorded in the manifest",
@@ -98,7 +99,7 @@ class Judge:
         if v.state == STALE:
             return UpstreamError(
                 f"{rel} is stale: {v.reasons[0]}",
-                hint=f"run `{registry.command_for_key(owner.key)}` first",
+                hint=f"run `{fix}` first",
             )
         return None
 
