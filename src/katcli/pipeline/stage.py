@@ -130,13 +130,18 @@ class StageRun:
         return self._judge
 
     def input(self, rel: str) -> Path:
-        """Check an upstream artifact (unless --force) and record the checksum it was read at."""
+        """Check an upstream artifact (unless --force) and record the checksum it was read at.
+
+        The file is hashed afresh here, not looked up in the (size, mtime) cache: an edit that kept the size
+        and restored the mtime must be caught by the check and recorded with its new checksum.
+        """
+        digest = self.judge.fresh_sha(rel)
         problem = self.judge.check_input(rel)
         if problem is not None:
-            if not self.force or self.judge.current_sha(rel) is None:
+            if not self.force or digest is None:
                 raise problem  # --force cannot conjure a missing file
             self.forced_over.append(f"{problem.message}")
-        self._inputs[rel] = InputRecord(rel, self.judge.current_sha(rel))
+        self._inputs[rel] = InputRecord(rel, digest)
         return self.ws.abs(rel)
 
     def external_input(self, path: Path | str, *, hash_file: bool = True) -> Path:
