@@ -113,10 +113,12 @@ def test_a_command_that_is_not_the_stage_falls_back_to_the_registry(kat, ws_dir,
     assert rows["prefixes"]["command"] == "kat prefixes"
 
 
-def test_real_download_is_offered_with_its_flags(kat, ws_dir):
-    result = kat("pairs", "download", "--from", "sample", "--seed", "3", "--budget", "40")
+def test_a_real_import_is_offered_with_its_flags(kat, ws_dir, tmp_path):
+    src = tmp_path / "mine.jsonl"
+    src.write_text('{"prompt": "hi", "chosen": "a", "rejected": "b"}\n', encoding="utf-8")
+    result = kat("pairs", "import", str(src), "--skip-invalid")
     assert result.exit_code == 0, result.output
     (ws_dir / P.PAIRS).write_text("edited\n", encoding="utf-8")
     data, rows = _status(kat)
-    assert rows["pairs"]["command"] == "kat pairs download --from sample --seed 3 --budget 40"
-    assert data["next_command"] == "kat pairs download --from sample --seed 3 --budget 40"
+    assert rows["pairs"]["command"] == f"kat pairs import {src} --skip-invalid"
+    assert data["next_command"] == f"kat pairs import {src} --skip-invalid"

@@ -68,6 +68,13 @@ def status(
     for row in result.stages:
         if row.state in ("modified", "stale"):
             state.out.print(f"  {row.title}: {'; '.join(row.reasons)}", markup=False)
+    if result.leftovers:
+        size = human_size(sum(f.size for f in result.leftovers))
+        state.out.print(
+            f"Leftovers: {len(result.leftovers)} temp file(s) from killed runs ({size}), e.g. "
+            f"{result.leftovers[0].path}; the next writing command removes them.",
+            markup=False,
+        )
     if result.next_command:
         state.out.print(f"Next: {result.next_command}", markup=False)
     else:

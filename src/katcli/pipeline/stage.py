@@ -9,7 +9,8 @@
 
 On success every output is fsync'ed and `os.replace`d into place, and only then is the manifest
 rewritten (atomically). On any exception, Ctrl-C included, temp files are removed, nothing already
-in place is touched and the manifest is unchanged. The workspace lock is held throughout.
+in place is touched and the manifest is unchanged. The workspace lock is held throughout; once it is
+taken, temp files that killed runs left anywhere in the workspace are removed.
 This module knows the protocol, not what any stage computes.
 """
 
@@ -33,6 +34,7 @@ from katcli.pipeline.upstream import Judge, load_judge
 from katcli.workspace import ArtifactRecord, InputRecord, Manifest, RunRecord, Workspace, WorkspaceLock
 from katcli.workspace.atomic import commit_temp, remove_quietly, temp_name
 from katcli.workspace.hashing import sha256_file
+from katcli.workspace.leftovers import Leftover, remove_leftovers
 
 # The CLI sets this to the command line the user typed, so the manifest records it verbatim.
 invocation: ContextVar[str | None] = ContextVar("kat_invocation", default=None)
@@ -87,6 +89,7 @@ class StageRun:
         self.stats: dict[str, Any] = {}
         self.forced_over: list[str] = []
         self.took_over_lock: dict | None = None
+        self.removed_leftovers: list[Leftover] = []
         self._inputs: dict[str, InputRecord] = {}
         self._outputs: dict[str, Path] = {}  # rel -> temp path (None-like for adopted files)
         self._adopted: set[str] = set()
@@ -102,6 +105,7 @@ class StageRun:
         self._lock.acquire()
         self.took_over_lock = self._lock.took_over
         try:
+            self.removed_leftovers = remove_leftovers(self.ws.root)  # temp files of killed runs
             self._judge = load_judge(self.ws, verify=self.verify)
         except BaseException:
             self._lock.release()

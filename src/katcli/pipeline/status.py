@@ -13,6 +13,7 @@ from typing import Any
 from katcli.pipeline import registry
 from katcli.pipeline.upstream import MISSING, MODIFIED, OK, Judge, load_judge
 from katcli.workspace import RunRecord, Workspace
+from katcli.workspace.leftovers import find_leftovers
 
 STATUS_SCHEMA = "kat.status/1"
 
@@ -50,10 +51,17 @@ class StageStatus:
 
 
 @dataclass
+class LeftoverStatus:
+    path: str  # workspace-relative
+    size: int
+
+
+@dataclass
 class WorkspaceStatus:
     workspace: str
     stages: list[StageStatus]
     next_command: str | None
+    leftovers: list[LeftoverStatus] = field(default_factory=list)  # temp files of killed runs
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": STATUS_SCHEMA, **asdict(self)}
@@ -121,4 +129,5 @@ def compute_status(ws: Workspace, *, verify: bool = False) -> WorkspaceStatus:
     next_command = next(
         (r.command for r in rows if r.state != OK and not registry.spec(r.stage).optional), None
     )
-    return WorkspaceStatus(str(ws.root), rows, next_command)
+    leftovers = [LeftoverStatus(ws.rel(f.path), f.size) for f in find_leftovers(ws.root)]
+    return WorkspaceStatus(str(ws.root), rows, next_command, leftovers)
