@@ -90,9 +90,6 @@ def command_for_key(key: str) -> str:
     return s.command_for(name)
 
 
-_WORKSPACE_LONG = "--workspace"
-
-
 def _without_workspace(argv: list[str]) -> list[str]:
     """`argv` (after `kat`) minus the global `-w/--workspace DIR`: where the workspace is, not how to run."""
     out: list[str] = []
@@ -100,9 +97,9 @@ def _without_workspace(argv: list[str]) -> list[str]:
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
         tok = argv[i]
         i += 1
-        if tok == _WORKSPACE_LONG:
+        if tok == "--workspace":
             i += 1
-        elif tok.startswith(_WORKSPACE_LONG + "="):
+        elif tok.startswith("--workspace="):
             pass
         elif not tok.startswith("--") and "w" in tok:
             flags, _, value = tok[1:].partition("w")  # a short cluster such as -qw DIR or -wDIR

@@ -136,8 +136,8 @@ class StageRun:
     def input(self, rel: str) -> Path:
         """Check an upstream artifact (unless --force) and record the checksum it was read at.
 
-        The file is hashed afresh here, not looked up in the (size, mtime) cache: an edit that kept the size
-        and restored the mtime must be caught by the check and recorded with its new checksum.
+        The file is hashed afresh here, once, not looked up in the hash cache (which serves `kat status`): an
+        edit the cache cannot see must still be caught by the check and recorded with its new checksum.
         """
         digest = self.judge.fresh_sha(rel)
         problem = self.judge.check_input(rel)
