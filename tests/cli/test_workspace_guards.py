@@ -142,7 +142,6 @@ def test_empty_workspace_option_is_an_error(kat, tmp_path, monkeypatch):
         assert result.stdout == ""
         assert result.stderr.splitlines() == [
             "Error: --workspace is empty",
-            "Hint: pass --workspace DIR, or leave it out for the default ($KAT_WORKSPACE, else the per-user "
-            "data dir)",
+            "Hint: pass --workspace DIR, or leave it out for the default ($KAT_WORKSPACE, else the per-user data dir)",
         ]
     assert list(tmp_path.iterdir()) == []

@@ -63,8 +63,8 @@ def test_a_restored_original_is_accepted_whatever_the_cache_says(ws_dir):
 
 
 def test_each_input_is_hashed_once(ws_dir, monkeypatch):
-    import katcli.pipeline.upstream as upstream
-    import katcli.workspace.hashing as hashing
+    from katcli.pipeline import upstream
+    from katcli.workspace import hashing
 
     record_stage(ws_dir, "pairs", {P.PAIRS: ORIGINAL})
     calls: list[str] = []

@@ -96,16 +96,14 @@ def test_a_killed_writer_leaves_a_temp_the_next_run_removes(kat, ws_dir, tmp_pat
     """The real thing: a writer killed with SIGKILL mid-write, then `kat prefixes`."""
     _import_pairs(kat, tmp_path)
     target = ws_dir / P.PREFIXES
-    writer = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\n"
-         "from pathlib import Path\n"
-         "from katcli.workspace import atomic_write\n"
-         "with atomic_write(Path(sys.argv[1])) as fh:\n"
-         "    fh.write(b'half'); fh.flush(); print('writing', flush=True); time.sleep(60)\n",
-         str(target)],
-        stdout=subprocess.PIPE, text=True,
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from katcli.workspace import atomic_write\n"
+        "with atomic_write(Path(sys.argv[1])) as fh:\n"
+        "    fh.write(b'half'); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
     )
+    writer = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "writing"
     writer.kill()
     writer.wait()

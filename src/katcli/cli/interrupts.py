@@ -14,9 +14,8 @@ milliseconds, long enough for a Ctrl-C to land in them). It knows nothing about 
 
 from __future__ import annotations
 
-import os
-
 import _signal
+import os
 
 MESSAGE = "Interrupted: stopped before finishing; nothing was written."
 

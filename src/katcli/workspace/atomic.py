@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
 
 
