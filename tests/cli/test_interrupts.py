@@ -28,6 +28,7 @@ ENTRIES = {
 def _entry(name: str, mark: str = "") -> str:
     return ENTRIES[name].replace("{mark}", mark)
 
+
 # The child pauses, saying so, when it reaches `event` with an argument containing `needle`, so the test can
 # interrupt it at exactly that point instead of guessing a delay.
 _PAUSING = """
