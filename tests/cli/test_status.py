@@ -36,7 +36,7 @@ def test_empty_workspace_lists_every_stage_missing(kat, ws_dir):
 
 def test_json_schema_is_stable(kat, populated):
     _, data = _states(kat)
-    assert set(data) == {"schema", "workspace", "stages", "next_command"}
+    assert set(data) == {"schema", "workspace", "stages", "next_command", "leftovers"}
     assert data["schema"] == "kat.status/1"
     assert data["next_command"] == "kat train tokenizer"
     row = data["stages"][0]
@@ -79,13 +79,30 @@ def test_touch_without_change_stays_ok(kat, populated):
     assert states["pairs"] == "ok" and states["prefixes"] == "ok"
 
 
-def test_same_size_same_mtime_edit_needs_verify(kat, populated):
+def test_same_size_edit_with_mtime_restored_is_modified_and_its_undo_ok(kat, populated):
     _states(kat)
     path = populated / P.PAIRS
+    original = path.read_bytes()
     st = path.stat()
     path.write_text('{"a": 1}\n{"a": 7}\n', encoding="utf-8")
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # disguise the edit from the cache
-    assert _states(kat)[0]["pairs"] == "ok"  # the cache is trusted
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # disguise the edit: size and mtime as before
+    assert _states(kat)[0]["pairs"] == "modified"  # ctime gives it away, no --verify needed
+    path.write_bytes(original)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _states(kat)[0]["pairs"] == "ok"
+
+
+def test_verify_sees_past_a_cache_that_lies(kat, populated):
+    from katcli.workspace.hashing import HashCache
+
+    _states(kat)
+    path = (populated / P.PAIRS).resolve()
+    recorded = HashCache(populated / ".kat" / "hash_cache.json").sha256(path)
+    path.write_text('{"a": 1}\n{"a": 7}\n', encoding="utf-8")
+    lying = HashCache(populated / ".kat" / "hash_cache.json")
+    lying.remember(path, recorded)  # as on a filesystem whose timestamps are too coarse to see the edit
+    lying.save()
+    assert _states(kat)[0]["pairs"] == "ok"  # status trusts the cache
     assert _states(kat, "--verify")[0]["pairs"] == "modified"
 
 

@@ -3,6 +3,7 @@
 The boundary turns `KatError` (and `OSError`: disk full, permissions) into `Error: <message> (<file>:<line>)` +
 `Hint: ...` on stderr with exit 1 (an error raised without a hint gets one naming the command's --help), Ctrl-C
 into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
+Ctrl-C before the boundary is entered (while this module imports, while help is rendered) is `interrupts`'.
 Command modules are imported here but must not import torch/datasets/sentence-transformers at module
 level, so `kat --help` and `kat status` stay fast.
 """
@@ -18,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from katcli import __version__
+from katcli.cli import interrupts
 from katcli.cli.render import AppState, make_console, print_error
 from katcli.errors import ConfigError, KatError
 from katcli.pipeline.stage import invocation
@@ -58,7 +60,8 @@ class KatGroup(TyperGroup):
         # boundary needs them to name the command in a default hint.
         rest = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         try:
-            return super().invoke(ctx)
+            with interrupts.raising():  # from here Ctrl-C is a KeyboardInterrupt, so stages can clean up
+                return super().invoke(ctx)
         except KatError as exc:
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             if state.verbose:
@@ -78,7 +81,7 @@ class KatGroup(TyperGroup):
             ctx.exit(1)
         except KeyboardInterrupt:
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
-            state.err.print("Interrupted: stopped before finishing; nothing was written.", markup=False)
+            state.err.print(interrupts.MESSAGE, markup=False)
             ctx.exit(130)
 
 
@@ -165,4 +168,5 @@ _register()
 
 
 def main() -> None:
+    interrupts.arm()  # the console script enters at `katcli.__main__:main`, which armed this before importing us
     app(prog_name="kat")

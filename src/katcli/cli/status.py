@@ -72,6 +72,13 @@ def status(
         width = max(len(row.command) for row in todo)
         for row in todo:  # soft_wrap: a command is never broken across lines
             state.out.print(f"  {row.command:<{width}}  ({row.title}: {row.state})", markup=False, soft_wrap=True)
+    if result.leftovers:
+        size = human_size(sum(f.size for f in result.leftovers))
+        state.out.print(
+            f"Leftovers: {len(result.leftovers)} temp file(s) from killed runs ({size}), e.g. "
+            f"{result.leftovers[0].path}; the next writing command removes them.",
+            markup=False,
+        )
     if result.next_command:
         state.out.print(f"Next: {result.next_command}", markup=False)
     else:
