@@ -124,3 +124,13 @@ def _quiet(state: AppState) -> AppState:
 
 
 app.command("rm", rich_help_panel="Reward models")(rm)
+
+
+def _register_policy() -> None:
+    # The policy command lives in its own module (cli/eval_policy.py); only its registration is here.
+    from katcli.cli.eval_policy import policy
+
+    app.command("policy", rich_help_panel="Policies")(policy)
+
+
+_register_policy()

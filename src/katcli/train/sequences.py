@@ -62,20 +62,23 @@ def fit_pair(
     resp_c, resp_r = chosen[:max_response_len], rejected[:max_response_len]
     cut = int(len(chosen) > len(resp_c)) + int(len(rejected) > len(resp_r))
     budget = max_len - (max(len(resp_c), len(resp_r)) + 1)
-    trimmed = final_cut = False
-    if len(prefix) > budget:
-        trimmed = True
-        try:
-            start = len(prefix) - 1 - prefix[::-1].index(user_start)
-        except ValueError:  # a prefix always has a user turn; tolerate odd renderings by plain left-trimming
-            start = len(prefix) - 1
-        tail = prefix[start:]
-        if 1 + len(tail) <= budget:
-            prefix = [bos] + prefix[len(prefix) - (budget - 1) :]
-        else:
-            final_cut = True
-            prefix = [bos, user_start] + tail[len(tail) - (budget - 2) :]
+    prefix, trimmed, final_cut = trim_prefix(prefix, budget, bos=bos, user_start=user_start)
     return prefix + resp_c + [end], prefix + resp_r + [end], Trim(trimmed, final_cut, cut)
+
+
+def trim_prefix(prefix: list[int], budget: int, *, bos: int, user_start: int) -> tuple[list[int], bool, bool]:
+    """A rendered prefix cut to at most `budget` tokens from the left, keeping `<|bos|>` and the final user turn
+    (whose text is cut from the left only if it alone does not fit); plus (trimmed, final turn cut)."""
+    if len(prefix) <= budget:
+        return prefix, False, False
+    try:
+        start = len(prefix) - 1 - prefix[::-1].index(user_start)
+    except ValueError:  # a prefix always has a user turn; tolerate odd renderings by plain left-trimming
+        start = len(prefix) - 1
+    tail = prefix[start:]
+    if 1 + len(tail) <= budget:
+        return [bos] + prefix[len(prefix) - (budget - 1) :], True, False
+    return [bos, user_start] + tail[len(tail) - (budget - 2) :], True, True
 
 
 @dataclass
