@@ -15,7 +15,9 @@ import typer
 from rich.table import Table
 
 from katcli.cli.render import print_labelled, progress
+from katcli.cli.options import ForceUpstream
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.workspace import paths as P
 
 
 def _fmt(x: float | None, *, signed: bool = False, short: bool = False) -> str:
@@ -55,10 +57,10 @@ def family_tables(data: dict[str, Any]) -> list[Table]:
     tables = []
     for family, measures in families.items():
         if family.startswith("quality/"):
-            title = f"Quality under reward model {family.split('/', 1)[1]} (win: vs {base})"
+            title = f"Quality under {family.split('/', 1)[1]} (win: vs {base})"
         else:
             title = FAMILY_TITLES[family]
-        table = Table(title=f"{title}; 95% bootstrap interval below each value", title_justify="left")
+        table = Table(title=f"{title}; 95% CI below", title_justify="left")
         table.add_column("Group / policy", overflow="fold", max_width=22)
         for m in measures:
             table.add_column(m["label"], justify="right", no_wrap=True)
@@ -129,10 +131,7 @@ def policy(
         typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
                      show_default=False),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Evaluate even if inputs are modified or stale, or policies were "
-                           "trained on other pairs.", rich_help_panel="Upstream"),
-    ] = False,
+    force: ForceUpstream = False,
 ) -> None:
     """Compare policies on the same held-out prompts: reward, win rate, diversity and style, with intervals.
 
@@ -161,18 +160,24 @@ def policy(
     if state.quiet:
         return
     p, s = data["prompts"], data["sampling"]
-    how = (f"{p['per_quintile']} per density quintile" if p["stratified"] else "drawn uniformly")
+    if p["stratified"]:
+        per = p["per_quintile"]
+        how = f"{per[0]} per density quintile" if len(set(per)) == 1 else "Q1…Q5: " + "/".join(map(str, per))
+    else:
+        how = "drawn uniformly"
+    state.out.print(f"Prompts: {p['n']:,} held-out ({how})", markup=False)
     state.out.print(
-        f"Prompts: {p['n']:,} held-out ({how}), {s['samples']} samples each, temperature {s['temperature']}"
+        f"Sampling: {s['samples']} per prompt, temperature {s['temperature']}"
         + (f", top-p {s['top_p']}" if s["top_p"] is not None else "") + f", --seed {s['seed']}",
         markup=False,
     )
     for pol in data["policies"]:
         mark = " (baseline)" if pol["name"] == data["baseline"] else ""
         state.out.print(
-            f"  {pol['name']}{mark}: step {pol['step']:,}, {pol['tokens_generated']:,} tokens → {pol['generations']}",
+            f"  {pol['name']}{mark}: step {pol['step']:,}, {pol['tokens_generated']:,} tokens",
             markup=False,
         )
+    state.out.print(f"Replies: {P.EVAL_POLICY_DIR}/<kind>-<name>/generations.jsonl", markup=False)
     for t in family_tables(data):
         state.out.print(t)
     print_labelled(state.out, "Note", data["notes"])
