@@ -63,3 +63,20 @@ def test_embedding_diversity_and_vendi_by_hand():
 def test_em_dash_rate_per_thousand_words():
     assert D.em_dash_rate(["well—no", "yes it is"]) == pytest.approx(1000 * 1 / 4)
     assert D.em_dash_rate(["", ""]) is None
+
+
+def test_multiset_forms_equal_the_measures_on_repeated_rows():
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(6, 5))
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    counts = np.array([2, 0, 1, 3, 0, 1])
+    rows = np.repeat(np.arange(6), counts)
+    sim = unit @ unit.T
+    assert D.embedding_diversity_from_similarity(sim, counts) == pytest.approx(D.embedding_diversity(emb[rows]))
+    assert D.vendi_from_similarity(sim, counts) == pytest.approx(D.vendi_score(emb[rows]))
+    texts = ["a b c", "d e", "a b", "f g h i", "", "c d"]
+    for n in (1, 2):
+        ids, owner, size = D.gram_index(texts, n)
+        assert D.distinct_from_counts(ids, owner, size, counts) == pytest.approx(D.distinct_n([texts[i] for i in rows], n))
+    ids, owner, size = D.gram_index(texts, 2)
+    assert D.distinct_from_counts(ids, owner, size, np.array([0, 0, 0, 0, 1, 0])) is None

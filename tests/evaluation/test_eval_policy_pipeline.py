@@ -11,20 +11,13 @@ import shutil
 import evalkit
 import pytest
 import torch
+from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny models run on one thread)
 
 from katcli.errors import KatError
 from katcli.pipeline.eval_policy import EvalPolicyConfig, resolve_policy, run_eval_policy
 from katcli.workspace import Manifest
 
 FAST = dict(prompts=20, samples=4, max_new_tokens=16, device="cpu", threads=1)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +44,7 @@ def test_collapsed_and_diverse_policies_and_the_planted_reward_model_rank_correc
     for key in ("within/distinct-1", "within/distinct-2", "within/emb-div", "across/distinct-1",
                 "across/distinct-2", "across/emb-div", "across/vendi"):
         assert v("random", key) > v("please", key) + 0.3 * abs(v("please", key)), key
-    assert v("please", "within/self-bleu") > 80 > 30 > v("random", "within/self-bleu")
+    assert v("please", "within/self-bleu") > 80 and v("random", "within/self-bleu") < 30
     assert v("please", "within/distinct-1") < 0.4 and v("please", "across/vendi") < 1.5
     # quality: the reward model trained to like "please" ranks the marker policy above the anti-marker one
     assert v("please", "reward/judge") > v("maybe", "reward/judge")

@@ -7,14 +7,12 @@ This module knows nothing about how models are scored.
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from katcli.cli.render import AppState, print_labelled, progress
+from katcli.cli.render import print_labelled, run_reported
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 app = typer.Typer(
@@ -79,16 +77,11 @@ def rm(
     from katcli.pipeline.eval_rm import run_eval_rm
 
     state = state_of(ctx)
-    with progress(state if not as_json else _quiet(state)) as report:
-        result = run_eval_rm(
-            workspace_of(ctx), checkpoints, device=device, batch_size=batch_size, threads=threads, force=force,
-            progress=report,
-        )
-    data = result.to_json()
-    if as_json:
-        state.out.print_json(json.dumps(data))
-        return
-    if state.quiet:
+    data = run_reported(state, as_json, lambda report: run_eval_rm(
+        workspace_of(ctx), checkpoints, device=device, batch_size=batch_size, threads=threads, force=force,
+        progress=report,
+    ))
+    if data is None:
         return
     models = data["models"]
     held = data["heldout"]
@@ -116,11 +109,6 @@ def rm(
         table.add_row(label, n, *cells)
     state.out.print(table)
     print_labelled(state.out, "Note", data["notes"])
-
-
-def _quiet(state: AppState) -> AppState:
-    """JSON output must stay clean: no progress bars."""
-    return replace(state, quiet=True)
 
 
 app.command("rm", rich_help_panel="Reward models")(rm)

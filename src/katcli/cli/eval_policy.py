@@ -8,14 +8,13 @@ stay within 80 columns. This module knows nothing about how replies are generate
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from katcli.cli.render import print_labelled, progress
 from katcli.cli.options import ForceUpstream
+from katcli.cli.render import print_labelled, run_reported
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.workspace import paths as P
 
@@ -143,21 +142,14 @@ def policy(
     """
     from katcli.pipeline.eval_policy import EvalPolicyConfig, run_eval_policy
 
-    from katcli.cli.eval import _quiet
-
     cfg = EvalPolicyConfig(
         policies=tuple(policies), rms=tuple(rm or ()), baseline=baseline, prompts=prompts, samples=samples,
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, device=device,
         threads=threads, batch_size=batch_size, force=force,
     )
     state = state_of(ctx)
-    with progress(state if not as_json else _quiet(state)) as report:
-        result = run_eval_policy(workspace_of(ctx), cfg, progress=report)
-    data = result.to_json()
-    if as_json:
-        state.out.print_json(json.dumps(data))
-        return
-    if state.quiet:
+    data = run_reported(state, as_json, lambda report: run_eval_policy(workspace_of(ctx), cfg, progress=report))
+    if data is None:
         return
     p, s = data["prompts"], data["sampling"]
     if p["stratified"]:

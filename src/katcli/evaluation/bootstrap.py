@@ -7,7 +7,7 @@ on the same prompts), and a policy against itself gets a difference of exactly 0
 - A per-prompt measure (mean reward, distinct-2 of a prompt's samples, …) is summarised by its mean over prompts;
   `mean_interval` is the percentile interval of the resampled means.
 - A set measure (Vendi score, distinct-n over one reply per prompt, …) is a function of the whole set of prompts;
-  `set_interval` recomputes it on every resample. A resample repeats some prompts, which makes any set look less
+  `set_interval` recomputes it on every resample, given as item counts (a resample is a multiset of prompts). A resample repeats some prompts, which makes any set look less
   diverse, so the resampled values sit below the full-set value θ̂. The interval is the percentile interval moved
   by the bootstrap estimate of that bias, `[q₂.₅ − b, q₉₇.₅ − b]` with `b = mean(draws) − θ̂` (Efron & Tibshirani
   1993, §10.2): the spread comes from the resamples, the centre from the full set.
@@ -94,11 +94,23 @@ def paired_mean_interval(values: Sequence[float | None], base: Sequence[float | 
     return mean_interval([None if np.isnan(v) else float(v) for v in d], idx)
 
 
-def set_draws(stat: Callable[[np.ndarray], float | None], n: int, idx: np.ndarray) -> tuple[float | None, np.ndarray]:
-    """`stat` on all `n` prompts and on every resample (NaN where undefined): the raw material of a set interval,
-    kept so that two policies' draws can be subtracted resample by resample."""
-    theta = stat(np.arange(n)) if n else None
-    draws = np.array([np.nan if (v := stat(row)) is None else float(v) for row in idx], dtype=np.float64)
+def resample_counts(members: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
+    """`(b, size)`: how often each of `size` items appears in each resample of the group `members` (`idx` holds
+    positions in `members`, as `resamples` draws them)."""
+    out = np.zeros((len(idx), size), dtype=np.int64)
+    for r, row in enumerate(idx):
+        np.add.at(out[r], members[row], 1)
+    return out
+
+
+def set_draws(
+    stat: Callable[[np.ndarray], float | None], full: np.ndarray, counts: np.ndarray
+) -> tuple[float | None, np.ndarray]:
+    """`stat(item counts)` on the whole group (`full`) and on every resample (rows of `counts`; NaN where
+    undefined): the raw material of a set interval, kept so that two policies' draws can be subtracted resample by
+    resample."""
+    theta = stat(full) if full.sum() else None
+    draws = np.array([np.nan if (v := stat(row)) is None else float(v) for row in counts], dtype=np.float64)
     return theta, draws
 
 
@@ -114,9 +126,9 @@ def set_estimate(theta: float | None, draws: np.ndarray, n: int) -> Estimate:
     return Estimate(float(theta), q_lo - bias, q_hi - bias, n)
 
 
-def set_interval(stat: Callable[[np.ndarray], float | None], n: int, idx: np.ndarray) -> Estimate:
-    """`stat(prompt indices)` on all `n` prompts, with a basic bootstrap interval over the resamples `idx`."""
-    return set_estimate(*set_draws(stat, n, idx), n)
+def set_interval(stat: Callable[[np.ndarray], float | None], full: np.ndarray, counts: np.ndarray) -> Estimate:
+    """`stat` on the whole group with its bias-corrected bootstrap interval over the resampled `counts`."""
+    return set_estimate(*set_draws(stat, full, counts), int(full.sum()))
 
 
 def paired_set_interval(

@@ -43,14 +43,17 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ConfigError("--samples must be at least 1")
-        if self.max_new_tokens < 1:
-            raise ConfigError("--max-new-tokens must be at least 1")
-        if self.temperature < 0:
-            raise ConfigError("--temperature must be 0 (greedy) or positive")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ConfigError("--top-p must be in (0, 1]")
         if self.batch_prompts < 1:
             raise ConfigError("--batch-size must be at least 1")
+        self.sampling()  # the engine's own checks of --max-new-tokens, --temperature, --top-p
+
+    def sampling(self) -> Any:
+        from katcli.model.engine import SamplingConfig
+
+        return SamplingConfig(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+            num_samples=self.samples, seed=self.seed,
+        )
 
 
 def sample_seed(seed: int, prompt_id: str, sample: int) -> int:
@@ -92,16 +95,13 @@ def generate_replies(
     progress: ProgressFn = no_progress,
 ) -> tuple[list[list[Reply]], dict[str, int]]:
     """`cfg.samples` replies per prompt (outer list in prompt order), and counts (tokens generated, trimmed)."""
-    from katcli.model.engine import Engine, SamplingConfig
+    from katcli.model.engine import Engine
 
     rendered, trimmed = render_prompts(
         tokenizer, prompts, context=model.config.sequence_len, max_new_tokens=cfg.max_new_tokens, name=name
     )
     engine = Engine(model, tokenizer)
-    sampling = SamplingConfig(
-        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, num_samples=cfg.samples,
-        seed=cfg.seed,
-    )
+    sampling = cfg.sampling()
     order = sorted(range(len(rendered)), key=lambda i: (len(rendered[i]), i))
     out: list[list[Reply]] = [[] for _ in rendered]
     generated = 0

@@ -100,25 +100,21 @@ def per_prompt_values(
 
 
 def set_stats(out: PolicyOutputs) -> dict[str, Callable[[np.ndarray], float | None]]:
-    """Across-prompt measures as functions of a list of prompt indices (repeats allowed), on sample 0."""
+    """Across-prompt measures on sample 0 of each prompt, as functions of per-prompt counts (a resample repeats
+    prompts; a group is the counts 1 on its members)."""
     first = [rs[0].text for rs in out.replies]
-    grams = {n: [D.ngrams(D.words(t), n) for t in first] for n in (1, 2)}
-
-    def distinct(n: int) -> Callable[[np.ndarray], float | None]:
-        def stat(rows: np.ndarray) -> float | None:
-            total = [g for i in rows for g in grams[n][int(i)]]
-            return len(set(total)) / len(total) if total else None
-
-        return stat
-
-    stats: dict[str, Callable[[np.ndarray], float | None]] = {
-        "across/distinct-1": distinct(1),
-        "across/distinct-2": distinct(2),
-    }
+    stats: dict[str, Callable[[np.ndarray], float | None]] = {}
+    for n in (1, 2):
+        ids, owner, size = D.gram_index(first, n)
+        stats[f"across/distinct-{n}"] = lambda c, ids=ids, owner=owner, size=size: D.distinct_from_counts(
+            ids, owner, size, c
+        )
     if out.embeddings is not None:
-        e0 = out.embeddings[:, 0, :]
-        stats["across/emb-div"] = lambda rows: D.embedding_diversity(e0[rows])
-        stats["across/vendi"] = lambda rows: D.vendi_score(e0[rows])
+        e0 = out.embeddings[:, 0, :].astype(np.float64)
+        e0 = e0 / np.linalg.norm(e0, axis=1, keepdims=True)
+        sim = e0 @ e0.T
+        stats["across/emb-div"] = lambda c: D.embedding_diversity_from_similarity(sim, c)
+        stats["across/vendi"] = lambda c: D.vendi_from_similarity(sim, c)
     return stats
 
 
@@ -164,10 +160,13 @@ def compare(
                 if p != baseline:
                     delta = (B.paired_mean_interval(v, base_v, idx) if n else B.NONE).to_json()
                 results[o.name].setdefault(key, {})[gname] = {**est.to_json(), "delta": delta}
-        base_draws = {k: B.set_draws(lambda rows, f=f: f(members[rows]), n, set_idx) for k, f in stats[baseline].items()}
+        full = np.zeros(len(sources), dtype=np.int64)
+        full[members] = 1
+        counts = B.resample_counts(members, set_idx, len(sources))
+        base_draws = {k: B.set_draws(f, full, counts) for k, f in stats[baseline].items()}
         for p, o in enumerate(outputs):
             for key, f in stats[p].items():
-                draws = base_draws[key] if p == baseline else B.set_draws(lambda rows, f=f: f(members[rows]), n, set_idx)
+                draws = base_draws[key] if p == baseline else B.set_draws(f, full, counts)
                 est = B.set_estimate(draws[0], draws[1], n)
                 delta = None if p == baseline else B.paired_set_interval(draws, base_draws[key], n).to_json()
                 results[o.name].setdefault(key, {})[gname] = {**est.to_json(), "delta": delta}

@@ -18,7 +18,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -292,13 +292,13 @@ def run_eval_policy(
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    timings = {"generate_s": 0.0, "score_s": 0.0, "embed_s": 0.0, "metrics_s": 0.0}
+    timings = {"generate_s": 0.0, "score_s": 0.0, "embed_load_s": 0.0, "embed_s": 0.0, "metrics_s": 0.0}
     outputs: list[PolicyOutputs] = []
     policies_json: list[dict[str, Any]] = []
     try:
         for ref, (step, meta, model_file) in zip(refs, metas):
-            t0 = time.perf_counter()
             loaded = load_policy(ref.directory, device=dev)
+            t0 = time.perf_counter()
             replies, counts = generate_replies(
                 loaded.model, loaded.tokenizer, prompt_msgs, draw.ids, gen_cfg, name=ref.label, progress=progress
             )
@@ -331,6 +331,8 @@ def run_eval_policy(
         embed_info: dict[str, Any] = {"model": "injected"}
         if embedder is None:
             embedder, embed_info = default_embedder("cuda" if dev.type == "cuda" else "cpu")
+        timings["embed_load_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         for k, out in enumerate(outputs):
             texts = [r.text for rs in out.replies for r in rs]
             emb = np.asarray(embedder(texts), dtype=np.float32)
