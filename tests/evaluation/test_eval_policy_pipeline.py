@@ -14,7 +14,8 @@ import torch
 from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny models run on one thread)
 
 from katcli.errors import KatError
-from katcli.pipeline.eval_policy import EvalPolicyConfig, resolve_policy, run_eval_policy
+from katcli.pipeline.eval_policy import EvalPolicyConfig, run_eval_policy
+from katcli.pipeline.policies import resolve_policy
 from katcli.workspace import Manifest
 
 FAST = dict(prompts=20, samples=4, max_new_tokens=16, device="cpu", threads=1)

@@ -1,8 +1,6 @@
 """`kat eval policy`: sample several policies on the same held-out prompts and compare quality and diversity.
 
-A POLICY argument is looked up first as a run name in the workspace — `sft_checkpoints/`, `dpo_checkpoints/`,
-`grpo_checkpoints/`, `models/` (write `dpo/density` when several hold the name) — and only then as a directory
-path. A reward model (`--rm`) is a run name under `rm_checkpoints/` or a directory (as for `kat eval rm`).
+POLICY arguments are resolved by `katcli.pipeline.policies` (run names first, then paths). A reward model (`--rm`) is a run name under `rm_checkpoints/` or a directory (as for `kat eval rm`).
 
 Prompts: the held-out prompts of the shared prompt-level split (`katcli.train.split`; seed and val_ratio from the
 policies' metas when they record one, all of which must agree, else `--seed` and 0.05), drawn stratified by density
@@ -15,7 +13,6 @@ in the manifest as `eval-policy/<kind>-<name>`); nothing else is written. Sampli
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ import numpy as np
 
 from katcli.errors import ConfigError, KatError
 from katcli.pipeline.eval_rm import fresh_density_weights, resolve_checkpoint, rm_lengths, rm_tokenizer, workspace_rel
+from katcli.pipeline.policies import PolicyRef, resolve_policy, unique_labels
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -35,23 +33,8 @@ SCHEMA = "kat.eval.policy/1"
 STAGE = "eval-policy"
 GENERATIONS = "generations.jsonl"
 DEFAULT_VAL_RATIO = 0.05
-POLICY_DIRS = (("sft", P.SFT_DIR), ("dpo", P.DPO_DIR), ("grpo", P.GRPO_DIR), ("models", P.MODELS_DIR))
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 Embedder = Callable[[list[str]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class PolicyRef:
-    label: str  # what the tables call it
-    kind: str  # sft | dpo | grpo | models | dir
-    name: str
-    directory: Path
-
-    @property
-    def run(self) -> str:
-        """The manifest run name and the folder under eval/policy/."""
-        return _UNSAFE.sub("_", f"{self.kind}-{self.name}")
 
 
 @dataclass(frozen=True)
@@ -85,45 +68,6 @@ class EvalPolicyResult:
 
     def to_json(self) -> dict[str, Any]:
         return self.data
-
-
-def resolve_policy(ws: Workspace, arg: str) -> PolicyRef:
-    """A run name under the workspace's policy directories (KIND/NAME to choose), else a directory path."""
-    kind, sep, rest = arg.partition("/")
-    dirs = dict(POLICY_DIRS)
-    if sep and kind in dirs and rest and "/" not in rest and ws.abs(f"{dirs[kind]}/{rest}").is_dir():
-        return PolicyRef(arg, kind, rest, ws.abs(f"{dirs[kind]}/{rest}"))
-    if not sep and "\\" not in arg and arg not in ("", ".", ".."):
-        found = [(k, d) for k, d in POLICY_DIRS if ws.abs(f"{d}/{arg}").is_dir()]
-        if len(found) > 1:
-            raise KatError(
-                f"policy name {arg!r} is ambiguous: it is in " + ", ".join(f"{d}/" for _, d in found),
-                hint="write it as KIND/NAME: " + " or ".join(f"{k}/{arg}" for k, _ in found),
-            )
-        if found:
-            k, d = found[0]
-            return PolicyRef(arg, k, arg, ws.abs(f"{d}/{arg}"))
-    path = Path(arg).expanduser()
-    if path.is_dir():
-        return PolicyRef(path.resolve().name, "dir", path.resolve().name, path.resolve())
-    raise KatError(
-        f"no policy {arg!r}",
-        hint="pass a run name from sft_checkpoints/, dpo_checkpoints/, grpo_checkpoints/ or models/ "
-        "(KIND/NAME, e.g. dpo/density, when several hold it), or a checkpoint directory",
-    )
-
-
-def _unique_labels(refs: list[PolicyRef]) -> list[PolicyRef]:
-    seen: dict[str, int] = {}
-    out = []
-    for r in refs:
-        label = r.label if r.label not in seen else f"{r.kind}/{r.name}"
-        if label in seen:
-            label = f"{label}#{seen[label] + 1}"
-        seen[label] = seen.get(label, 0) + 1
-        seen.setdefault(r.label, 1)
-        out.append(PolicyRef(label, r.kind, r.name, r.directory))
-    return out
 
 
 def default_embedder(device: str) -> tuple[Embedder, dict[str, Any]]:
@@ -192,7 +136,7 @@ def run_eval_policy(
         baseline = next(i for i, r in enumerate(refs) if r.directory == base_ref.directory)
     else:
         baseline = 0
-    refs = _unique_labels(refs)
+    refs = unique_labels(refs)
     metas = []
     for ref in refs:
         step, meta, model_file = policy_meta(ref.directory)
