@@ -60,7 +60,7 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "eval-policy",
-        "Policy generations",
+        "Policy eval",
         "kat eval policy",
         (f"{P.EVAL_POLICY_DIR}/{{name}}/",),
         named=True,
