@@ -104,3 +104,20 @@ def test_minilm_run_ranks_a_collapsed_policy_below_a_diverse_one(kat, cheap):
         assert r["grpo/b"][key]["overall"]["delta"]["ci95"][0] > 0, key  # the paired interval excludes 0
     assert r["same"]["within/emb-div"]["overall"]["value"] < 0.05
     assert r["same"]["across/vendi"]["overall"]["value"] < 1.5
+
+
+def test_without_density_weights_the_draw_is_uniform_and_the_output_says_so(kat, tmp_path, bow):
+    root = tmp_path / "ws"
+    pairs = rmkit.planted_pairs(60)
+    rmkit.make_workspace(root, pairs, with_weights=False)
+    tok = Tokenizer.load(root / "tokenizer" / "tokenizer.json")
+    evalkit.write_policy(root / "elsewhere", evalkit.random_policy(tok), tok, kind=None)  # no split recorded
+    result = kat("eval", "policy", str(root / "elsewhere"), *ARGS, "--seed", "3", "--json", workspace=root)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["prompts"]["stratified"] is False and data["prompts"]["per_quintile"] is None
+    assert data["heldout"]["seed"] == 3 and data["heldout"]["val_ratio"] == 0.05
+    assert "Q1" not in data["groups"] and data["policies"][0]["kind"] == "dir"
+    assert "prompts drawn uniformly (seeded), not stratified by density quintile" in data["notes"]
+    assert any(n.startswith("no density weights in the workspace") for n in data["notes"])
+    assert any(n.startswith("no policy records its training split") for n in data["notes"])

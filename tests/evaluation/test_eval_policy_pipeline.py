@@ -90,6 +90,13 @@ def test_a_policy_against_a_copy_of_itself_has_a_delta_interval_around_zero(plan
 
 
 @pytest.mark.slow
+def test_a_baseline_outside_the_policy_list_is_evaluated_first(planted):
+    data = _run(planted, "please", baseline="maybe", rms=("judge",))
+    assert [p["name"] for p in data["policies"]] == ["maybe", "please"] and data["baseline"] == "maybe"
+    assert _overall(data, "please", "win/judge")["value"] > 0.9
+
+
+@pytest.mark.slow
 def test_run_names_are_looked_up_before_paths_and_ambiguity_is_refused(planted, tmp_path, monkeypatch):
     ws = planted["ws"]
     assert resolve_policy(ws, "please").directory == ws.abs("sft_checkpoints/please")
