@@ -72,6 +72,12 @@ def test_tables_fit_80_columns_and_json_carries_the_schema(kat, cheap, bow, monk
     assert "overall (10)" in out and "Q5 rarest (2)" in out and "Δ grpo/b" in out and "Δ imp" in out
     assert "sft/a (baseline): step 10" in out
     assert "Note: no --rm given: no quality measures" in out
+    # two policies: side by side, with a Δ column
+    two = kat("eval", "policy", "grpo/b", "imp", *ARGS, workspace=cheap).stdout
+    assert not [ln for ln in two.splitlines() if len(ln) > 80 and not ln.startswith("Note: ")]
+    header = next(ln for ln in two.splitlines() if "Measure / group" in ln)
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["Measure / group", "grpo/b", "imp", "Δ imp"]
+    assert "  Q5 rarest (2)" in two and "s-BLEU" in two
     result = kat("eval", "policy", "sft/a", "grpo/b", "imp", *ARGS, "--json", workspace=cheap)
     data = json.loads(result.stdout)
     assert data["schema"] == "kat.eval.policy/1"

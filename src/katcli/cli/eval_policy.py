@@ -1,9 +1,9 @@
 """`kat eval policy`: flags → config, the pipeline call, and the side-by-side tables (or `--json`).
 
 One Rich table per measure family (quality under each reward model, diversity within a prompt, diversity across
-prompts, style). Rows are groups (overall, per source, per density quintile), each with one row per policy and a
-Δ row against the baseline per other policy; a cell shows the value over its 95% bootstrap interval, so tables
-stay within 80 columns. This module knows nothing about how replies are generated or measured.
+prompts, style), with groups overall, per source and per density quintile. Two policies stand side by side with a
+Δ column; more are stacked as rows with a Δ row each. A cell shows the value over its 95% bootstrap interval, so
+tables stay within 80 columns. This module knows nothing about how replies are generated or measured.
 """
 
 from __future__ import annotations
@@ -44,41 +44,73 @@ def _group_label(group: str, n: int) -> str:
     return f"{group}{extra} ({n})"
 
 
+SIDE_BY_SIDE_MAX = 2  # policies as columns plus a Δ column fit 80 columns for two policies
+
+
 def family_tables(data: dict[str, Any]) -> list[Table]:
-    """The Rich tables of a `kat.eval.policy/1` result, one per measure family."""
+    """The Rich tables of a `kat.eval.policy/1` result, one per measure family.
+
+    Up to two policies stand side by side as columns with a Δ column (rows: each measure, then its groups); with
+    more, the measures are the columns and each group lists one row per policy plus a `Δ <policy>` row, so the
+    table still fits 80 columns."""
     from katcli.evaluation.measures import FAMILY_TITLES
 
     families: dict[str, list[dict[str, Any]]] = {}
     for m in data["measures"]:
         families.setdefault(m["family"], []).append(m)
-    names = [p["name"] for p in data["policies"]]
-    base = data["baseline"]
     tables = []
     for family, measures in families.items():
         if family.startswith("quality/"):
-            title = f"Quality under {family.split('/', 1)[1]} (win: vs {base})"
+            title = f"Quality under {family.split('/', 1)[1]} (win: vs {data['baseline']})"
         else:
             title = FAMILY_TITLES[family]
         table = Table(title=f"{title}; 95% CI below", title_justify="left")
-        table.add_column("Group / policy", overflow="fold", max_width=22)
-        for m in measures:
-            table.add_column(m["label"], justify="right", no_wrap=True)
-        for group, n in data["groups"].items():
-            table.add_row(f"[bold]{_group_label(group, n)}[/bold]", *[""] * len(measures), end_section=False)
-            for name in names:
-                res = data["results"][name]
-                table.add_row(f"  {name}", *[_cell(res.get(m["key"], {}).get(group)) for m in measures])
-            for name in names:
-                if name == base:
-                    continue
-                res = data["results"][name]
-                table.add_row(
-                    f"  Δ {name}",
-                    *[_cell((res.get(m["key"], {}).get(group) or {}).get("delta"), signed=True) for m in measures],
-                )
-            table.rows[-1].end_section = True
+        if len(data["policies"]) <= SIDE_BY_SIDE_MAX:
+            _fill_side_by_side(table, data, measures)
+        else:
+            _fill_stacked(table, data, measures)
         tables.append(table)
     return tables
+
+
+def _estimate(data: dict[str, Any], policy: str, key: str, group: str) -> dict[str, Any] | None:
+    return data["results"][policy].get(key, {}).get(group)
+
+
+def _fill_side_by_side(table: Table, data: dict[str, Any], measures: list[dict[str, Any]]) -> None:
+    names = [p["name"] for p in data["policies"]]
+    base = data["baseline"]
+    others = [n for n in names if n != base]
+    table.add_column("Measure / group", overflow="fold", max_width=22)
+    for name in [base, *others]:
+        table.add_column(name, justify="right", no_wrap=True, overflow="ellipsis", max_width=14)
+    for name in others:
+        table.add_column(f"Δ {name}", justify="right", no_wrap=True, overflow="ellipsis", max_width=14)
+    for m in measures:
+        table.add_row(f"[bold]{m['label']}[/bold]", *[""] * (len(names) + len(others)))
+        for group, n in data["groups"].items():
+            cells = [_cell(_estimate(data, name, m["key"], group)) for name in [base, *others]]
+            cells += [_cell((_estimate(data, name, m["key"], group) or {}).get("delta"), signed=True) for name in others]
+            table.add_row(f"  {_group_label(group, n)}", *cells)
+        table.rows[-1].end_section = True
+
+
+def _fill_stacked(table: Table, data: dict[str, Any], measures: list[dict[str, Any]]) -> None:
+    names = [p["name"] for p in data["policies"]]
+    table.add_column("Group / policy", overflow="fold", max_width=22)
+    for m in measures:
+        table.add_column(m["label"], justify="right", no_wrap=True)
+    for group, n in data["groups"].items():
+        table.add_row(f"[bold]{_group_label(group, n)}[/bold]", *[""] * len(measures))
+        for name in names:
+            table.add_row(f"  {name}", *[_cell(_estimate(data, name, m["key"], group)) for m in measures])
+        for name in names:
+            if name != data["baseline"]:
+                table.add_row(
+                    f"  Δ {name}",
+                    *[_cell((_estimate(data, name, m["key"], group) or {}).get("delta"), signed=True) for m in measures],
+                )
+        table.rows[-1].end_section = True
 
 
 def policy(
