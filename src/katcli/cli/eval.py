@@ -7,15 +7,13 @@ This module knows nothing about how models are scored.
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
-from katcli.cli.render import AppState, print_labelled, progress
+from katcli.cli.render import print_labelled, run_reported
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.data.schema import SHORT_OF, SOURCES
 
@@ -77,16 +75,11 @@ def rm(
     from katcli.train.metrics import accuracy_cell
 
     state = state_of(ctx)
-    with progress(state if not as_json else _quiet(state)) as report:
-        result = run_eval_rm(
-            workspace_of(ctx), checkpoints, device=device, batch_size=batch_size, threads=threads, force=force,
-            progress=report,
-        )
-    data = result.to_json()
-    if as_json:
-        state.out.print_json(json.dumps(data))
-        return
-    if state.quiet:
+    data = run_reported(state, as_json, lambda report: run_eval_rm(
+        workspace_of(ctx), checkpoints, device=device, batch_size=batch_size, threads=threads, force=force,
+        progress=report,
+    ))
+    if data is None:
         return
     models = data["models"]
     held = data["heldout"]
@@ -120,9 +113,14 @@ def rm(
     print_labelled(state.out, "Note", data["notes"])
 
 
-def _quiet(state: AppState) -> AppState:
-    """JSON output must stay clean: no progress bars."""
-    return replace(state, quiet=True)
-
-
 app.command("rm", rich_help_panel="Reward models")(rm)
+
+
+def _register_policy() -> None:
+    # The policy command lives in its own module (cli/eval_policy.py); only its registration is here.
+    from katcli.cli.eval_policy import policy
+
+    app.command("policy", rich_help_panel="Policies")(policy)
+
+
+_register_policy()

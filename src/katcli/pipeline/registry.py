@@ -73,6 +73,14 @@ STAGES: tuple[StageSpec, ...] = (
         named=True,
         optional=True,
     ),
+    StageSpec(
+        "eval-policy",
+        "Policy eval",
+        "kat eval policy",
+        (f"{P.EVAL_POLICY_DIR}/{{name}}/",),
+        named=True,
+        optional=True,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in STAGES}
