@@ -38,7 +38,7 @@ import torch
 from bench_sampling import random_weights
 from katcli.model.engine import Engine, SamplingConfig
 from katcli.model.gpt import GPT, GPTConfig
-from katcli.train.rollout import left_pad
+from katcli.model.engine import left_pad
 
 GOAL = 1.5
 
