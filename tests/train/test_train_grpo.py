@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from rmkit import MARKER, planted_rm_and_policy
+from rmkit import MARKER, free_port, planted_rm_and_policy
 
 import katcli.train.objectives.grpo as grpo_mod
 from katcli.errors import ConfigError, InterruptedRun, KatError
@@ -209,12 +208,6 @@ def test_bad_reward_models_and_references_are_refused(planted, tmp_path):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_torchrun_two_processes_write_one_checkpoint_with_the_single_process_batch(planted):
     ws = planted
@@ -222,7 +215,7 @@ def test_torchrun_two_processes_write_one_checkpoint_with_the_single_process_bat
     env["OMP_NUM_THREADS"] = "1"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "grpo", "--name", "ddp",
+        f"--master_port={free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "grpo", "--name", "ddp",
         "--rm", "uniform", "--init", "sft/uniform", "--max-steps", "2", "--prompts-per-step", "4",
         "--group-size", "4", "--max-new-tokens", "8", "--max-len", "64", "--val-ratio", "0.2",
         "--scale-rewards", "batch", "--beta", "0", "--lr", "1e-3", "--eval-prompts", "4", "--device", "cpu",
