@@ -80,6 +80,7 @@ class GRPOObjective:
         ref: GPT | None = None,
         quintiles: Sequence[int] | None = None,
         evaluator: Any = None,
+        stop_token_ids: Sequence[int] | None = None,
         dist: DistContext | None = None,
         progress: ProgressFn = no_progress,
     ) -> None:
@@ -98,6 +99,7 @@ class GRPOObjective:
         self.ref = ref.eval().requires_grad_(False) if ref is not None else None
         self.quintiles = np.asarray(quintiles, dtype=np.int64) if quintiles is not None else None
         self.evaluator = evaluator
+        self.stop_token_ids = stop_token_ids  # None: the tokenizer's (<|assistant_end|>, <|bos|>)
         self.dist = dist or DistContext(device=gpt.device)
         self.progress = progress
         self.passes = config.num_iterations
@@ -116,7 +118,8 @@ class GRPOObjective:
         prompts = [self.prompt_tokens[int(i)] for i in items]
         seeds = [rollout_seed(self.seed, step, self.prompt_ids[int(i)], k) for i in items for k in range(G)]
         t0 = time.perf_counter()
-        gen = Engine(self.gpt, self.tokenizer).generate(prompts, self.sampling, row_seeds=seeds)
+        engine = Engine(self.gpt, self.tokenizer, stop_token_ids=self.stop_token_ids)
+        gen = engine.generate(prompts, self.sampling, row_seeds=seeds)
         t1 = time.perf_counter()
         ro = Rollout.from_generation(prompts, gen)
         texts = [self.tokenizer.decode(gen.completion(r)) for r in range(gen.tokens.size(0))]
