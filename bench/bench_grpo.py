@@ -26,8 +26,8 @@ import random
 
 import numpy as np
 import torch
-
 from bench_sampling import random_weights
+
 from katcli.model.engine import SamplingConfig
 from katcli.model.gpt import GPT, GPTConfig
 from katcli.model.tokenizer import Tokenizer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from modelkit import one_torch_thread, randomize, tiny_config  # noqa: F401
 from rmkit import make_tokenizer, planted_pairs
 
 from katcli.model.gpt import GPT
@@ -13,8 +14,6 @@ from katcli.train.policy_eval import pick_eval_prompts
 from katcli.train.reward_model import RewardModel
 from katcli.train.rm_scoring import RewardScorer
 from katcli.train.sequences import encode_pairs
-
-from modelkit import one_torch_thread, randomize, tiny_config  # noqa: F401
 
 PAIRS = planted_pairs(12, per_prompt=1)
 TOK = make_tokenizer(PAIRS)

@@ -211,8 +211,8 @@ def test_bad_reward_models_and_references_are_refused(planted, tmp_path):
     )
     assert err.value.hint == "retrain it with `kat train rm --name stale_rm` on the current pairs"
     # A reference whose vocabulary is not the policy's.
-    from katcli.model.gpt import GPT, GPTConfig
     from katcli.model.checkpoint import save_checkpoint
+    from katcli.model.gpt import GPT, GPTConfig
 
     other = GPT(GPTConfig.from_depth(1, vocab_size=77, sequence_len=64))
     save_checkpoint(tmp_path / "ref", 1, other.state_dict(), {"kind": "kat-policy", "model_config": other.config.to_dict()}, None)

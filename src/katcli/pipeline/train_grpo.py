@@ -170,6 +170,8 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
 
     cfg: TrainGRPOConfig = prep.cfg
     if cfg.beta == 0:
+        if cfg.ref is not None:
+            prep.notes.append("--ref is not used with --beta 0 (no KL term, so no reference is loaded)")
         return None, None
     if cfg.ref is None:
         return copy.deepcopy(prep.gpt).to(prep.dist.device), {"same_as": "init", **prep.init_info}

@@ -36,7 +36,12 @@ from katcli.model.engine import Engine, SamplingConfig
 from katcli.model.gpt import GPT
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
-from katcli.train.grpo_losses import GRPOConfig, group_advantages, grpo_loss, loss_denominator
+from katcli.train.grpo_losses import (
+    GRPOConfig,
+    group_advantages,
+    grpo_loss,
+    loss_denominator,
+)
 from katcli.train.metrics import N_QUINTILES
 from katcli.train.metrics_log import rounded
 from katcli.train.objective import Stats, ratio
