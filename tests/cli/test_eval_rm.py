@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import rmkit
@@ -37,6 +38,36 @@ def test_table_compares_models_side_by_side(kat, trained):
     assert [c.strip() for c in header.strip("┃").split("┃")] == ["Group", "Pairs", "uniform", "density", "Δ"]
     for row in ("overall", "src-a", "src-b", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"):
         assert any(line.startswith(f"│ {row} ") for line in lines), row
+
+
+@pytest.fixture(scope="module")
+def trained_on_real_sources(tmp_path_factory):
+    """`uniform` and `density` tiny reward models on pairs labelled with the three downloadable sources' names."""
+    from katcli.data.schema import SOURCES
+    from katcli.pipeline.train_rm import run_train_rm, tiny_config
+
+    pairs = rmkit.planted_pairs(90)
+    for i, pair in enumerate(pairs):
+        pair["src"] = SOURCES[(i // 2) % 3]
+    root = tmp_path_factory.mktemp("evalsrc")
+    ws = rmkit.make_workspace(root, pairs)
+    small = dict(max_steps=2, max_len=64, lr=3e-3)
+    run_train_rm(ws, tiny_config(**small))
+    run_train_rm(ws, tiny_config(density_aware=True, **small))
+    return root
+
+
+def test_at_80_columns_rows_stay_whole_and_sources_get_short_labels(kat, trained_on_real_sources, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = kat("eval", "rm", "uniform", "density", "--threads", "1", workspace=trained_on_real_sources)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = [line for line in lines if line.startswith("│ ")]
+    labels = [line.split("│")[1].strip() for line in table]
+    assert labels == ["overall", "hh", "uf", "se", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"]  # one line each
+    assert all(len(line) <= 80 for line in table), table
+    assert all(re.search(r"\d\.\d{3} \(\d\.\d\d–\d\.\d\d\)", line) for line in table)  # numbers whole
+    assert "Sources: hh = hh-rlhf, uf = ultrafeedback-binarized, se = stack-exchange-preferences" in lines
 
 
 def test_json_matches_the_evaluation_recorded_at_the_end_of_training(kat, trained):

@@ -14,8 +14,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
 from katcli.cli.render import AppState, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.data.schema import SHORT_OF, SOURCES
 
 app = typer.Typer(
     name="eval",
@@ -25,27 +27,26 @@ app = typer.Typer(
 )
 
 
-def _cell(acc: dict[str, Any] | None) -> str:
-    if acc is None or not acc["n"]:
-        return "–"
-    lo, hi = acc["ci95"]
-    return f"{acc['accuracy']:.3f} ({lo:.2f}–{hi:.2f})"
+def _sources(models: list[dict[str, Any]]) -> list[str]:
+    """The sources evaluated: the downloadable ones in their usual order (hh, uf, se), then any others sorted."""
+    found = {s for m in models for s in m["by_source"]}
+    return [s for s in SOURCES if s in found] + sorted(found - set(SOURCES))
 
 
 def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
-    """(label, pair count, per-model accuracy dict) rows: overall, each source, each density quintile."""
+    """(label, pair count, per-model accuracy dict) rows: overall, each source (by its short name), each quintile."""
     rows = [("overall", f"{models[0]['overall']['n']:,}", [m["overall"] for m in models])]
-    sources = sorted({s for m in models for s in m["by_source"]})
-    for s in sources:
+    for s in _sources(models):
         accs = [m["by_source"].get(s) for m in models]
         n = next((a["n"] for a in accs if a is not None), 0)
-        rows.append((s, f"{n:,}", accs))
+        rows.append((SHORT_OF.get(s, s), f"{n:,}", accs))
     if all(m["by_quintile"] is not None for m in models):
-        last = len(models[0]["by_quintile"]) - 1
-        for q in range(last + 1):
-            label = f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == last else "")
+        from katcli.train.metrics import quintile_label
+
+        n = len(models[0]["by_quintile"])
+        for q in range(n):
             accs = [m["by_quintile"][q] for m in models]
-            rows.append((label, f"{accs[0]['n']:,}", accs))
+            rows.append((quintile_label(q, n), f"{accs[0]['n']:,}", accs))
     return rows
 
 
@@ -57,13 +58,9 @@ def rm(
                        "checkpoint directories.", show_default=False),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.rm/1).")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Pairs per forward pass.")] = 32,
-    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to run the models.")] = "auto",
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
-                     show_default=False),
-    ] = None,
+    batch_size: ScoreBatchSize = 32,
+    device: ScoreDevice = "auto",
+    threads: ScoreThreads = None,
     force: Annotated[
         bool, typer.Option("--force", help="Evaluate even if inputs are modified or stale, or the models were "
                            "trained on other pairs."),
@@ -77,6 +74,7 @@ def rm(
     Example: kat -w ./exp eval rm uniform density
     """
     from katcli.pipeline.eval_rm import run_eval_rm
+    from katcli.train.metrics import accuracy_cell
 
     state = state_of(ctx)
     with progress(state if not as_json else _quiet(state)) as report:
@@ -100,8 +98,9 @@ def rm(
     for m in models:
         state.out.print(f"  {m['name']}: {m['weighting']} sampling, step {m['step']:,}, {m['path']}", markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
-    # The group label is the one column allowed to wrap, so narrow terminals never squeeze away the numbers.
-    table.add_column("Group", overflow="fold")
+    # Labels are short (sources as hh/uf/se, spelled out below the table), so rows stay whole at 80 columns; only
+    # an imported source's long name may fold, and then the numbers keep their room.
+    table.add_column("Group", overflow="fold", min_width=len("Q1 commonest"))
     table.add_column("Pairs", justify="right", no_wrap=True)
     for m in models:
         table.add_column(m["name"], no_wrap=True)
@@ -109,12 +108,15 @@ def rm(
     if two:
         table.add_column("Δ", justify="right", no_wrap=True)
     for label, n, accs in _groups(models):
-        cells = [_cell(a) for a in accs]
+        cells = [accuracy_cell(a) for a in accs]
         if two:
             diff = "–" if None in accs or not accs[0]["n"] else f"{accs[1]['accuracy'] - accs[0]['accuracy']:+.3f}"
             cells.append(diff)
         table.add_row(label, n, *cells)
     state.out.print(table)
+    legend = [f"{SHORT_OF[s]} = {s}" for s in _sources(models) if s in SHORT_OF]
+    if legend:
+        state.out.print(f"Sources: {', '.join(legend)}", markup=False)
     print_labelled(state.out, "Note", data["notes"])
 
 

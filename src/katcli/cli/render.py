@@ -115,3 +115,11 @@ def human_size(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def open_in_browser(state: AppState, page) -> None:
+    """`--open`: show a written page in the default browser, or say where it is when there is none."""
+    import webbrowser
+
+    if not webbrowser.open(page.as_uri()):
+        state.err.print(f"Could not open a browser; open {page} yourself.", markup=False)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from katcli.cli import train_options as T
 from katcli.cli.options import ForceUpstream
-from katcli.cli.train_live import is_main_rank, live, print_run_summary, quintile_label
+from katcli.cli.train_live import is_main_rank, live, print_run_summary
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 ROLLOUT = "Rollout"
@@ -155,6 +155,8 @@ def train_grpo(
             markup=False,
         )
     if result.eval is not None:
+        from katcli.train.metrics import quintile_label
+
         ev = result.eval.to_json()
         table = Table(title=f"Held-out reward ({ev['overall']['n']:,} prompts)", title_justify="left")
         for col in ("Group", "Prompts", "Greedy", "Sampled", "Length"):

@@ -92,7 +92,3 @@ def print_run_summary(state: AppState, result: Any, *, items: str = "training pa
         f"{result.tokens_per_s:,.0f} tokens/s, pad fraction {result.pad_fraction:.1%}",
         markup=False,
     )
-
-
-def quintile_label(q: int) -> str:
-    return f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == 4 else "")

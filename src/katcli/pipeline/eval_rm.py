@@ -98,7 +98,7 @@ def run_eval_rm(
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.model.tokenizer import Tokenizer
     from katcli.train import inputs as I
-    from katcli.train.ddp import resolve_device
+    from katcli.devices import resolve_device
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
     from katcli.train.rm_checkpoint import load_rm, read_rm_meta

@@ -21,16 +21,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from katcli.errors import ConfigError, KatError
-from katcli.pipeline.training import (
-    Built,
-    Prepared,
-    StepCallback,
-    TrainConfig,
-    TrainingStage,
-    TrainResult,
-    record_input,
-    run_training,
-)
+from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, record_input, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
@@ -45,6 +37,7 @@ class TrainGRPOConfig(TrainConfig):
 
     LR_SCRATCH: ClassVar[float] = 1e-4
     LR_INIT: ClassVar[float] = 1e-6  # TRL's GRPO default: RL moves a pretrained policy in small steps
+    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
 
     rm: str | None = None
     ref: str | None = None

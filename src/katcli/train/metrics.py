@@ -60,6 +60,19 @@ class Accuracy:
         return cls(int(d["n"]), int(d["correct"]))
 
 
+def accuracy_cell(acc: Mapping[str, Any] | None, ci_digits: int = 2) -> str:
+    """`0.625 (0.47–0.76)`: an `Accuracy.to_json()` as tables show it, accuracy and Wilson interval; `–` if empty."""
+    if acc is None or not acc["n"]:
+        return "–"
+    lo, hi = acc["ci95"]
+    return f"{acc['accuracy']:.3f} ({lo:.{ci_digits}f}–{hi:.{ci_digits}f})"
+
+
+def quintile_label(q: int, n: int = N_QUINTILES) -> str:
+    """How tables name density quintile `q` (0-based): `Q1 commonest`, `Q2`, … `Q5 rarest`."""
+    return f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == n - 1 else "")
+
+
 def density_quintiles(prefix_ids: Sequence[str], weights: Mapping[str, float]) -> tuple[list[int], list[list[float]]]:
     """Per pair, its prompt's quintile (0 = lowest weight … 4 = highest); plus each quintile's [min, max] weight."""
     prompts = sorted(set(prefix_ids), key=lambda pid: (weights[pid], pid))
