@@ -138,7 +138,7 @@ def train_grpo(
     state = state_of(ctx)
     fields = {
         "reward": ("reward", "+.3f"), "kl": ("kl", ".4f"), "completions/mean_length": ("len", ".1f"),
-        "rollout_s": ("rollout", ".1f"), "scoring_s": ("score", ".1f"), "update_s": ("update", ".1f"),
+        "rollout_s": ("rollout", ".2f"), "scoring_s": ("score", ".2f"), "update_s": ("update", ".2f"),
     }
     with live(state, fields) as (report, on_step):
         result = run_train_grpo(workspace_of(ctx), cfg, progress=report, on_step=on_step)
