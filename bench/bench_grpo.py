@@ -11,6 +11,10 @@ The first step is a warm-up and is excluded; the remaining `--steps` are summed.
 - logprob: the reference model's no-grad pass (β > 0) and, with `--num-iterations` > 1, the old-policy pass;
 - update: every pass's forward + backward + clip + AdamW step (what the loop spends outside `prepare`).
 
+With random weights the policy samples any id, special tokens included, whose text the reward model's tokenizer
+re-encodes into several tokens: a 64-token random reply is ~118 tokens for the reward model (measured with this
+corpus), so scoring's share is larger than with a trained policy's text replies.
+
 The baseline each phase is compared with is the whole step: the JSON holds each phase's seconds per step and its
 share. Prints one JSON object.
 
