@@ -10,7 +10,8 @@ Engine's business (per-row seeding), not this module's.
 rows for one teacher-forced forward (prompts left-padded exactly as the Engine pads them), the reply mask, the
 sampling log-probs (`logπ_old`), reply lengths and truncation flags (a reply that hit `max_new_tokens` before its
 stop token). `reply_logprobs(model, rollout)` is the per-token log-prob of each sampled reply token under a model —
-the policy's (with grad) or the reference's (without) — computing the head only on reply positions.
+the policy's (with grad) or the reference's (without) — computing the head only on reply positions, in chunks
+(`katcli.model.logprobs.logprobs_from_hidden`), optionally with the policy's entropy there.
 
 This module knows token ids, the Engine's `Generation` and the GPT's forward; not rewards, losses or optimizers.
 """
