@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
-from rmkit import make_workspace, planted_pairs
+from rmkit import free_port, make_workspace, planted_pairs
 
 from katcli.workspace import Manifest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -27,7 +20,7 @@ def test_torchrun_two_processes_write_one_checkpoint(tmp_path):
     env["OMP_NUM_THREADS"] = "1"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "rm", "--name", "ddp",
+        f"--master_port={free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "rm", "--name", "ddp",
         "--density-aware", "--depth", "1", "--max-steps", "4", "--batch-size", "8", "--max-len", "64",
         "--val-ratio", "0.2", "--device", "cpu", "--eval-every", "2", "--save-every", "2",
     ]
