@@ -71,3 +71,12 @@ def test_figures_are_byte_identical_and_carry_no_time_or_version(monkeypatch):
     fig.savefig(png, format="png")
     fig.savefig(pdf, format="pdf")
     assert b"Software" in png.getvalue() and b"/CreationDate" in pdf.getvalue()
+
+
+def test_a_sampling_mode_has_one_colour_in_every_figure():
+    from katcli.report.plotting import run_colour
+
+    assert run_colour("uniform", 3) == run_colour("sft-uniform", 0) == run_colour("grpo/uniform", 1)
+    assert run_colour("density", 0) == run_colour("dpo/density", 2)
+    assert run_colour("uniform", 0) != run_colour("density", 0)
+    assert run_colour("other", 0) not in (run_colour("uniform", 0), run_colour("density", 0))

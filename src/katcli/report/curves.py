@@ -19,7 +19,7 @@ import numpy as np
 from katcli.errors import KatError
 from katcli.report.context import ReportContext
 from katcli.report.document import Figure, fmt_sig, table
-from katcli.report.plotting import colour
+from katcli.report.plotting import run_colour
 from katcli.workspace.jsonl import iter_json_lines
 
 WINDOWS = 10
@@ -108,7 +108,7 @@ def curves_figure(
         axes = fig.subplots(1, len(shown), squeeze=False)[0]
         for ax, (metric, runs) in zip(axes, shown):
             for log, key in runs:
-                c = colour(logs.index(log))
+                c = run_colour(log.name, logs.index(log))
                 x, y = log.series(key)
                 ax.plot(x, y, color=c, alpha=0.3, linewidth=0.8)
                 win = windows(x, y)

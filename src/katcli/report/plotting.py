@@ -37,6 +37,14 @@ def colour(k: int) -> str:
     return PALETTE[k % len(PALETTE)]
 
 
+def run_colour(name: str, k: int) -> str:
+    """One colour per sampling mode in every figure: uniform runs in the first, density-aware in the second (by the
+    default run names, also as the tail of `sft-uniform`, `grpo/density`, …); other runs by position after them."""
+    tail = name.replace("/", "-").rsplit("-", 1)[-1]
+    fixed = {"uniform": 0, "density": 1}
+    return colour(fixed[tail]) if tail in fixed else colour(2 + k)
+
+
 def render(figure: Figure) -> Rendered:
     """Draw `figure` once and save it as PNG and PDF."""
     import matplotlib.style

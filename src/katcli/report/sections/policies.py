@@ -20,7 +20,7 @@ from katcli.errors import KatError
 from katcli.report.context import ReportContext
 from katcli.report.curves import Metric, curves_figure, read_logs
 from katcli.report.document import Figure, Paragraph, Section, fmt, small_sample_note, table
-from katcli.report.plotting import colour
+from katcli.report.plotting import run_colour
 from katcli.report.sections import SectionSpec
 from katcli.train.metrics import Z95, density_quintiles, quintile_label
 from katcli.workspace import paths as P
@@ -117,7 +117,7 @@ def _eval_figure(gens: list[Generations], weights: dict[str, float] | None) -> F
         ax = axes[0]
         for k, (g, m) in enumerate(zip(gens, overall)):
             ax.errorbar([k], [m.mean], yerr=[[0 if math.isnan(m.half_width) else m.half_width]] * 2, fmt="o",
-                        capsize=3, color=colour(k))
+                        capsize=3, color=run_colour(g.run, k))
         ax.set_xticks(range(len(gens)), [g.run for g in gens])
         ax.set_ylabel("mean reward (95% interval)")
         ax.set_title("all prompts")
@@ -126,7 +126,7 @@ def _eval_figure(gens: list[Generations], weights: dict[str, float] | None) -> F
             for g in with_q:
                 ms = by_q[g.run]
                 k = gens.index(g)
-                ax.errorbar(range(1, 6), [m.mean for m in ms], color=colour(k), marker="o", capsize=3, label=g.run,
+                ax.errorbar(range(1, 6), [m.mean for m in ms], color=run_colour(g.run, k), marker="o", capsize=3, label=g.run,
                             yerr=[0 if math.isnan(m.half_width) else m.half_width for m in ms])
             ax.set_xticks(range(1, 6), ["Q1", "Q2", "Q3", "Q4", "Q5"])
             ax.set_xlabel("density quintile (Q1 commonest … Q5 rarest)")

@@ -13,7 +13,7 @@ from typing import Any
 from katcli.report.context import ReportContext
 from katcli.report.curves import Metric, curves_figure, read_logs
 from katcli.report.document import Figure, Paragraph, Section, small_sample_note, table
-from katcli.report.plotting import colour
+from katcli.report.plotting import run_colour
 from katcli.report.sections import SectionSpec
 from katcli.train.metrics import accuracy_cell, quintile_label
 from katcli.workspace import paths as P
@@ -51,7 +51,7 @@ def _interval_drawing(groups: list[tuple[str, list[dict | None]]], models: list[
                 ys.append(acc["accuracy"])
                 lo.append(acc["accuracy"] - acc["ci95"][0])
                 hi.append(acc["ci95"][1] - acc["accuracy"])
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, color=colour(m), label=model)
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, color=run_colour(model, m), label=model)
         ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
         ax.set_xticks(range(len(groups)), [label for label, _ in groups])
         ax.set_ylim(0, 1.03)
