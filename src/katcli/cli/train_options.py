@@ -22,9 +22,23 @@ Name = Annotated[
 ]
 Init = Annotated[
     str | None,
-    typer.Option("--init", metavar="RUN|DIR", help="Start from this model: a run name (models/, sft_checkpoints/, …; "
-                 "STAGE/NAME when several stages have it) or a checkpoint directory. What real runs use.",
+    typer.Option("--init", metavar="RUN|DIR|hf:NAME", help="Start from this model: a run name (models/, "
+                 "sft_checkpoints/, …; STAGE/NAME when several stages have it), a checkpoint directory, or a Hugging "
+                 "Face model (hf:Qwen/Qwen2.5-0.5B-Instruct from the hub cache, hf:DIR a save_pretrained directory).",
                  rich_help_panel=MODEL, show_default=False),
+]
+ChatTemplate = Annotated[
+    str | None,
+    typer.Option("--chat-template", metavar="FILE", help="Jinja chat template for an hf: model whose tokenizer has "
+                 "none.", rich_help_panel=MODEL, show_default=False),
+]
+TrustRemoteCode = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Allow an hf: model that runs its own Python code (recorded).",
+                       rich_help_panel=MODEL),
+]
+GradientCheckpointing = Annotated[
+    bool, typer.Option("--gradient-checkpointing", help="hf: models: recompute activations in the backward pass "
+                       "(less memory, more time).", rich_help_panel=MODEL),
 ]
 Depth = Annotated[
     int | None,
@@ -102,7 +116,8 @@ Threads = Annotated[
 _COMMON = (
     "name", "density_aware", "pair_weighting", "init", "depth", "max_steps", "batch_size", "micro_batch_size", "lr",
     "weight_decay", "warmup_steps", "grad_clip", "max_len", "max_response_len", "val_ratio", "eval_every",
-    "save_every", "resume", "seed", "device", "threads", "force",
+    "save_every", "resume", "seed", "device", "threads", "force", "chat_template", "trust_remote_code",
+    "gradient_checkpointing",
 )
 
 

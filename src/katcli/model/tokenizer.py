@@ -193,6 +193,11 @@ class Tokenizer:
     def bos_token_id(self) -> int:
         return self._ids["<|bos|>"]
 
+    @property
+    def pad_token_id(self) -> int:
+        """What batches are right-padded with: `<|bos|>` (a pad after the end token changes no reward or log-prob)."""
+        return self._ids["<|bos|>"]
+
     def encode_special(self, name: str) -> int:
         try:
             return self._specials[name]

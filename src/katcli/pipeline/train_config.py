@@ -7,6 +7,7 @@ manifest and checkpoint metas record, and what `--resume` compares. This module 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from katcli.errors import ConfigError
 
 DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
+_HF_FLAGS = ("chat_template", "trust_remote_code", "gradient_checkpointing")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -50,6 +52,10 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     force: bool = False
+    # Hugging Face backbones (`--init hf:…`); recorded only when set, so kat-GPT runs' records are unchanged.
+    chat_template: str | None = None
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,6 +99,8 @@ class TrainConfig:
         check_device(self.device)
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
+        if self.chat_template is not None and not os.path.isfile(self.chat_template):
+            raise ConfigError(f"--chat-template {self.chat_template}: no such file")
 
     # ---------------------------------------------------------------------------------------------- resolved values
 
@@ -123,6 +131,11 @@ class TrainConfig:
         out["pair_weighting"] = self.weighting
         out["lr"] = self.resolved_lr
         out["max_response_len"] = self.resolved_max_response_len
+        for key in _HF_FLAGS:
+            if not out[key]:
+                del out[key]
+        if self.chat_template is not None:
+            out["chat_template"] = os.path.abspath(self.chat_template)
         if self.init is None:
             out["depth"] = self.depth if self.depth is not None else DEFAULT_DEPTH
         return out

@@ -63,8 +63,9 @@ def _build(prep: Prepared) -> Built:
             f"({enc.final_turn_cut:,} into the final user turn) and {enc.responses_cut:,} responses were cut "
             f"to fit --max-len {cfg.max_len}"
         )
+    rm = prep.gpt if getattr(prep.gpt, "is_reward_model", False) else RewardModel(prep.gpt)  # HF: already one
     objective = RewardModelObjective(
-        RewardModel(prep.gpt), enc, pad_id=prep.tokenizer.bos_token_id, center_coef=cfg.reward_centering,
+        rm, enc, pad_id=prep.tokenizer.pad_token_id, center_coef=cfg.reward_centering,
         heldout=prep.heldout(), eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist,
         progress=prep.progress,
     )

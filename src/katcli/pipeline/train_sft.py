@@ -56,7 +56,7 @@ def _build(prep: Prepared) -> Built:
             f"user turn) and {enc.responses_cut:,} replies were cut to fit --max-len {cfg.max_len}"
         )
     objective = SFTObjective(
-        prep.gpt, enc, pad_id=prep.tokenizer.bos_token_id, heldout=prep.heldout(),
+        prep.gpt, enc, pad_id=prep.tokenizer.pad_token_id, heldout=prep.heldout(),
         eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
     train_index = np.asarray(prep.split.train, dtype=np.int64)

@@ -293,12 +293,62 @@ def _starting_model(
     return gpt, {"path": recorded_path(ws, init_dir), "step": step}
 
 
+def _hf_start(
+    ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, init_dir: Path | None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(tokenizer, model, init record) of a Hugging Face backbone: `--init hf:NAME|DIR`, or a kat run made from one."""
+    from katcli.model import hf as H
+    from katcli.pipeline.hf_source import resolve as resolve_hf
+    from katcli.pipeline.runs import recorded_path
+    from katcli.train.run_dir import RM_KIND
+
+    if init_dir is None:
+        d, source = resolve_hf(cfg.init or "", trust_remote_code=cfg.trust_remote_code)
+    else:
+        d = init_dir
+        source = H.HFSource(cfg.init or "", "run", recorded_path(ws, d), trust_remote_code=cfg.trust_remote_code)
+    config = H.check_model_dir(d, trust_remote_code=cfg.trust_remote_code)
+    for name in ("config.json", *H.WEIGHTS, "tokenizer.json"):
+        if (d / name).is_file():
+            record_input(ws, run, (d / name).resolve())
+    from transformers import AutoConfig
+
+    encoder = H.is_encoder(AutoConfig.from_pretrained(str(d), trust_remote_code=cfg.trust_remote_code))
+    reward = stage.kind == RM_KIND
+
+    def tokenizer_of() -> Any:
+        return H.load_tokenizer(
+            d, encoder=encoder and reward, chat_template=cfg.chat_template, trust_remote_code=cfg.trust_remote_code
+        )
+
+    if reward:
+        tokenizer = tokenizer_of()  # first: the model's config takes its pad id
+        model: Any = H.load_reward_model(
+            d, source, tokenizer, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing,
+            fresh_head=not H.is_reward_dir(d),
+        )
+    else:  # first: an encoder is refused as a policy before its missing chat template is mentioned
+        model = H.load_policy(d, source, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
+        tokenizer = tokenizer_of()
+    n_emb = model.hf.get_input_embeddings().num_embeddings
+    if n_emb < tokenizer.vocab_size:
+        raise KatError(
+            f"--init model has {n_emb} token embeddings but its tokenizer has {tokenizer.vocab_size} tokens",
+            file=str(d / "config.json"), hint="save the tokenizer the model was trained with beside it",
+        )
+    if cfg.max_len > model.rotary_seq_len:
+        raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({model.rotary_seq_len})")
+    info = {"hf": source.to_json(), "model_type": config.get("model_type"), "encoder": encoder}
+    return tokenizer, model, info
+
+
 def _prepare(
     ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, progress: ProgressFn
 ) -> _Job:
     import numpy as np
 
     from katcli.model.checkpoint import load_checkpoint
+    from katcli.model.hf import is_hf_dir, is_hf_ref
     from katcli.model.tokenizer import Tokenizer
     from katcli.pipeline.runs import POLICY_STAGES, resolve_run
     from katcli.train import inputs as I
@@ -329,10 +379,13 @@ def _prepare(
     pairs_path = run.input(P.PAIRS)
     prefixes_path = run.input(P.PREFIXES)
     init_dir = None
-    if cfg.init is not None:
+    if cfg.init is not None and not is_hf_ref(cfg.init):
         init_dir = resolve_run(ws, cfg.init, (*POLICY_STAGES, "rm"), flag="--init")[1]
-    tok_path = run_tokenizer_path(init_dir) if init_dir is not None else None
-    if tok_path is None:
+    hf_init = cfg.init is not None and (is_hf_ref(cfg.init) or is_hf_dir(init_dir))
+    tok_path = run_tokenizer_path(init_dir) if init_dir is not None and not hf_init else None
+    if hf_init:
+        pass  # the tokenizer ships with the model (`_hf_start`)
+    elif tok_path is None:
         tok_path = run.input(TOKENIZER)
     else:
         record_input(ws, run, tok_path)
@@ -345,8 +398,11 @@ def _prepare(
     train_pids = [prefix_ids[i] for i in split.train]
 
     # -- tokenizer, model, objective ----------------------------------------------------------------------
-    tokenizer = Tokenizer.load(tok_path)
-    gpt, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
+    if hf_init:
+        tokenizer, gpt, init_info = _hf_start(ws, cfg, stage, run, init_dir)
+    else:
+        tokenizer = Tokenizer.load(tok_path)
+        gpt, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
     heldout = np.asarray(split.heldout, dtype=np.int64)
     eval_weights = weights if weights is not None and all(prefix_ids[i] in weights for i in heldout) else None
     if weights is not None and eval_weights is None:
@@ -485,7 +541,8 @@ def _train(
         if job.resume_step is None:
             clear_run(job.out_dir)
         job.out_dir.mkdir(parents=True, exist_ok=True)
-        prep.tokenizer.save(job.out_dir / TOKENIZER_FILE)
+    saved = prep.tokenizer.save(job.out_dir / TOKENIZER_FILE) if dist.is_main else None
+    tok_files = saved if isinstance(saved, list) else [job.out_dir / TOKENIZER_FILE]  # an HF tokenizer: several
     dist.barrier()
 
     def meta_fn(step: int, report: Any) -> dict[str, Any]:
@@ -510,7 +567,7 @@ def _train(
     extra = getattr(obj, "run_stats", None)
     run_stats = extra(update_seconds=outcome.train_seconds - outcome.prepare_seconds) if extra is not None else {}
     if dist.is_main:
-        files = [*outcome.files, job.out_dir / METRICS_FILE, job.out_dir / TOKENIZER_FILE]
+        files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files]
         for path in files:
             run.adopt(ws.rel(path))
         metrics_rel = f"{job.out_rel}/{METRICS_FILE}"
@@ -535,6 +592,8 @@ def _train(
                 "device": str(dist.device),
             }
         )
+        if "hf" in prep.init_info:  # the base model a Hugging Face backbone started from (kat status shows it)
+            run.stats["base_model"] = _base_model(prep.init_info["hf"])
     return TrainResult(
         name=cfg.run_name, directory=job.out_dir, step=outcome.step, resumed_from=job.resume_step,
         eval=outcome.eval, train_pairs=n_train, train_prompts=job.train_prompts, heldout_pairs=n_held,
@@ -546,6 +605,14 @@ def _train(
         forced_over=list(run.forced_over), files=files, train_items=n_items, item_noun=job.built.item_noun,
         run_stats=run_stats,
     )
+
+
+def _base_model(src: dict[str, Any]) -> str:
+    """`NAME@revision`, or the directory with a short checksum of its weights."""
+    if src.get("revision"):
+        return f"{src['location']}@{src['revision']}"
+    weights = src.get("files_sha256", {}).get("model.safetensors")
+    return src["location"] + (f" (model.safetensors sha256 {weights[:12]})" if weights else "")
 
 
 def _headline_key(report: Any) -> str:

@@ -155,6 +155,9 @@ class TrainingLoop:
         if self.out_dir is not None:
             meta = {"kind": self.obj.kind, **self.meta_fn(step, report)}
             files = save_step(self.out_dir, step, self.obj.checkpoint_state(), meta, self._optim_state(step))
+            export = getattr(self.obj.module, "export_pretrained", None)  # HF backbones: save_pretrained too
+            if export is not None:
+                files = [*files, *export(self.out_dir)]
         self.dist.barrier()
         return files
 

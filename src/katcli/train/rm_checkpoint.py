@@ -15,7 +15,8 @@ from katcli.errors import KatError
 from katcli.model.checkpoint import Checkpoint, checkpoint_paths, load_checkpoint
 from katcli.model.gpt import GPT, GPTConfig
 from katcli.train.reward_model import HEAD_KEY, RewardModel, split_state
-from katcli.train.run_dir import RM_KIND, read_run_meta
+from katcli.model.hf import is_hf_dir
+from katcli.train.run_dir import RM_KIND, load_hf_reward_model, read_run_meta
 
 KIND = RM_KIND
 _HINT = "pass a directory written by `kat train rm` (e.g. rm_checkpoints/uniform)"
@@ -32,6 +33,8 @@ def load_rm(
     """Rebuild the reward model of a checkpoint directory, weights loaded strictly."""
     ckpt_step, meta = read_rm_meta(directory, step)
     ckpt = load_checkpoint(directory, ckpt_step, device="cpu", load_optim=load_optim)
+    if is_hf_dir(directory):
+        return load_hf_reward_model(directory, ckpt.model_state).to(device), ckpt
     config = GPTConfig.from_dict(meta["model_config"])
     body, head = split_state(ckpt.model_state)
     source = str(checkpoint_paths(directory, ckpt_step)["model"])

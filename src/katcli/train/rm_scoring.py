@@ -71,7 +71,7 @@ class RewardScorer:
         )
         device = next(self.rm.parameters()).device
         for chunk, mb in eval_batches(enc, np.arange(len(replies)), batch_size=self.batch_size,
-                                      pad_id=self.tokenizer.bos_token_id):
+                                      pad_id=self.tokenizer.pad_token_id):
             ids = torch.from_numpy(mb.ids).to(device)
             lengths = torch.from_numpy(mb.lengths).to(device)
             out[chunk] = self.rm(ids, lengths).double().cpu().numpy()

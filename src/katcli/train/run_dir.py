@@ -21,15 +21,25 @@ from typing import Any
 import torch
 
 from katcli.errors import KatError
-from katcli.model.checkpoint import Checkpoint, checkpoint_paths, find_last_step, load_checkpoint, read_meta, save_checkpoint
+from katcli.model.checkpoint import (
+    Checkpoint,
+    checkpoint_paths,
+    find_last_step,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
 from katcli.model.gpt import GPT, GPTConfig
+from katcli.model.hf import EXPORT_FILES, TOKENIZER_FILES
 from katcli.train.metrics_log import METRICS_FILE
 
 TOKENIZER_FILE = "tokenizer.json"
 RM_KIND = "kat-reward-model"
 POLICY_KIND = "kat-policy"
 _STEP_FILE = re.compile(r"^(model|meta|optim)_(\d+)\.(pt|json)$")
-_HEAD_KEY = "reward_head.weight"  # a reward model's state is a GPT's plus this key (katcli.train.reward_model)
+_HEAD_KEY = "reward_head.weight"
+# Besides the step files: the metrics log, the tokenizer and, for a Hugging Face backbone, its save_pretrained files.
+_RUN_FILES = frozenset({METRICS_FILE, TOKENIZER_FILE, *EXPORT_FILES, *TOKENIZER_FILES})  # a reward model's state is a GPT's plus this key (katcli.train.reward_model)
 
 
 def has_checkpoint(directory: Path) -> bool:
@@ -57,7 +67,7 @@ def clear_run(directory: Path) -> None:
     if not directory.is_dir():
         return
     for p in directory.iterdir():
-        if _STEP_FILE.match(p.name) or p.name in (METRICS_FILE, TOKENIZER_FILE):
+        if _STEP_FILE.match(p.name) or p.name in _RUN_FILES:
             p.unlink(missing_ok=True)
 
 
@@ -103,3 +113,59 @@ def run_tokenizer_path(directory: Path) -> Path | None:
         if cand.is_file():
             return cand
     return None
+
+
+# ---------------------------------------------------------------------------------------------------- HF backbones
+
+
+def _hf_meta_flags(directory: Path) -> dict[str, Any]:
+    try:
+        step = find_last_step(directory)
+        return read_meta(checkpoint_paths(directory, step)["meta"]).get("config", {})
+    except KatError:
+        return {}
+
+
+def load_run_tokenizer(directory: Path) -> Any:
+    """The tokenizer a run was trained with: kat's own, or (an HF backbone's run) the adapter over its saved one."""
+    from katcli.model import hf as H
+    from katcli.model.tokenizer import Tokenizer
+
+    if not H.is_hf_dir(directory):
+        path = run_tokenizer_path(directory)
+        if path is None:
+            raise KatError("no tokenizer.json in the run directory", file=str(directory), hint="re-run the stage")
+        return Tokenizer.load(path)
+    from transformers import AutoConfig
+
+    trust = bool(_hf_meta_flags(directory).get("trust_remote_code", False))
+    encoder = H.is_reward_dir(directory) and H.is_encoder(AutoConfig.from_pretrained(str(directory), trust_remote_code=trust))
+    return H.load_tokenizer(directory, encoder=encoder, chat_template=None, trust_remote_code=trust)
+
+
+def _run_source(directory: Path) -> Any:
+    from katcli.model.hf import HFSource
+
+    return HFSource(str(directory), "run", str(directory), trust_remote_code=bool(_hf_meta_flags(directory).get("trust_remote_code")))
+
+
+def load_policy(directory: Path, *, step: int | None = None) -> tuple[Any, Any]:
+    """(policy module, tokenizer) of a policy run: kat's GPT, or an HF causal LM with the step's weights."""
+    from katcli.model import hf as H
+
+    tokenizer = load_run_tokenizer(directory)
+    if not H.is_hf_dir(directory):
+        return load_gpt(directory, step=step)[0], tokenizer
+    policy = H.load_policy(directory, _run_source(directory), seed=0)
+    ckpt = load_checkpoint(directory, step, device="cpu")
+    policy.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
+    return policy, tokenizer
+
+
+def load_hf_reward_model(directory: Path, state: dict[str, torch.Tensor]) -> Any:
+    """An HF-backbone reward model of a run directory, with the given step's weights."""
+    from katcli.model import hf as H
+
+    rm = H.load_reward_model(directory, _run_source(directory), load_run_tokenizer(directory), seed=0, fresh_head=False)
+    rm.load_checkpoint_state({k: v.float() for k, v in state.items()})
+    return rm

