@@ -64,10 +64,18 @@ def policy_tokenizer_file(directory: Path) -> Path:
 def load_policy(directory: Path, *, device: Any = "cpu") -> LoadedPolicy:
     """The GPT and tokenizer of a policy directory; the tokenizer must be the one the meta records."""
     from katcli.model.checkpoint import load_model
+    from katcli.model.hf import is_hf_dir
     from katcli.model.tokenizer import Tokenizer
+    from katcli.train import run_dir
 
     step, meta, model_file = policy_meta(directory)
     tok_file = policy_tokenizer_file(directory)
+    if is_hf_dir(directory):  # a Hugging Face backbone's run
+        model, tokenizer = run_dir.load_policy(directory, step=step)
+        if tokenizer.sha256() != meta.get("tokenizer_sha256"):
+            raise KatError("the tokenizer beside the policy is not the one it was trained with", file=str(tok_file),
+                           hint="restore the run's tokenizer, or re-create the run")
+        return LoadedPolicy(model.to(device).eval(), tokenizer, step, meta, model_file)
     tokenizer = Tokenizer.load(tok_file)
     recorded = meta.get("tokenizer_sha256")
     if recorded is not None and tokenizer.sha256() != recorded:

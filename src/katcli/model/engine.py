@@ -155,7 +155,9 @@ class Engine:
         if stop_token_ids is None:
             if tokenizer is None:
                 raise ValueError("Engine needs a tokenizer or explicit stop_token_ids")
-            stop_token_ids = [tokenizer.encode_special("<|assistant_end|>"), tokenizer.bos_token_id]
+            stop_token_ids = getattr(tokenizer, "stop_token_ids", None) or [  # an HF adapter names its own
+                tokenizer.encode_special("<|assistant_end|>"), tokenizer.bos_token_id
+            ]
         self.model = model
         self.tokenizer = tokenizer
         self.stop_token_ids = sorted({int(t) for t in stop_token_ids})
@@ -220,7 +222,12 @@ class Engine:
             return model.logits_from_hidden(hidden[:, -1, :])
 
         cache: KVCache | None = None
-        if use_kv_cache:
+        hf_state = None
+        if use_kv_cache and hasattr(model, "start_generation"):  # an HF backbone: transformers' own KV cache
+            hidden, hf_state = model.start_generation(idx, real)
+            logits = last_logits(hidden)
+            hf_state.repeat_rows(G)
+        elif use_kv_cache:
             prefill = KVCache.for_model(model.config, batch_size=n, max_len=P, device=device)
             logits = last_logits(model(idx, kv_cache=prefill, pad_mask=pad_mask, return_hidden=True))
             cache = prefill.repeat_rows(G, max_len=total)
@@ -254,7 +261,9 @@ class Engine:
             if bool(done.all()) or t + 1 == cfg.max_new_tokens:
                 break
             step = tokens[:, t : t + 1]
-            if cache is not None:
+            if hf_state is not None:
+                logits = last_logits(hf_state.step(step))
+            elif cache is not None:
                 logits = last_logits(model(step, kv_cache=cache, return_hidden=True))
             else:
                 seq = torch.cat([seq, step], dim=1)

@@ -168,6 +168,12 @@ class _HFTokenizerBase:
 class HFChatTokenizer(_HFTokenizerBase):
     """A decoder's tokenizer with a chat template, as the sequences layer sees a tokenizer."""
 
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """Where sampling stops: the end-of-turn token and the model's EOS."""
+        eos = self.tok.eos_token_id
+        return sorted({self.end_id, *([int(eos)] if eos is not None else [])})
+
     def render_for_completion(self, prefix: Any) -> list[int]:
         from katcli.model.tokenizer import normalize_messages
 
@@ -242,6 +248,10 @@ class HFConfigView:
     def __init__(self, config: Any) -> None:
         self._c = config
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self._c.vocab_size)
+
     def to_dict(self) -> dict[str, Any]:
         c = self._c
         keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "n_embd", "n_layer")
@@ -304,17 +314,72 @@ class _HFModule(_nn_module()):  # type: ignore[misc]
         return atomic_save_pretrained(self.hf, directory)
 
 
+def _positions(real: Any) -> Any:
+    """Left padding as kat's GPT does it: pads get no position, each row's first real token is position 0."""
+    return (real.long().cumsum(1) - 1).clamp(min=0)
+
+
 class HFPolicy(_HFModule):
-    """An `AutoModelForCausalLM` with kat's GPT interface: hidden states, then the output head."""
+    """An `AutoModelForCausalLM` with kat's GPT interface: hidden states, then the output head.
+
+    `pad_mask` (real tokens True) is for left-padded rows (rollouts): it becomes the attention mask and the
+    positions, exactly as `start_generation` feeds them, so a sampled reply's training log-probs are the ones it
+    was sampled with.
+    """
 
     def forward(self, ids: Any, pad_mask: Any = None, return_hidden: bool = False) -> Any:
+        kw: dict[str, Any] = {}
+        if pad_mask is not None:
+            kw = {"attention_mask": pad_mask.long(), "position_ids": _positions(pad_mask)}
         with _autocast(ids.device):
-            hidden = self.hf.base_model(input_ids=ids, attention_mask=pad_mask, use_cache=False).last_hidden_state
+            hidden = self.hf.base_model(input_ids=ids, use_cache=False, **kw).last_hidden_state
         return hidden if return_hidden else self.logits_from_hidden(hidden)
 
     def logits_from_hidden(self, hidden: Any) -> Any:
         with _autocast(hidden.device):
             return self.hf.get_output_embeddings()(hidden)
+
+    def start_generation(self, ids: Any, real: Any) -> tuple[Any, HFGeneration]:
+        """Prefill left-padded prompts through transformers' KV cache: (hidden states, the decoding state)."""
+        state = HFGeneration(self, real.long())
+        return state.run(ids, _positions(real)), state
+
+
+class HFGeneration:
+    """transformers' own KV cache (`DynamicCache`) driven one token at a time by kat's Engine.
+
+    The Engine keeps its sampler (per-row seeds, untempered log-probs, stop tokens), which `generate()` cannot give;
+    the model, its cache and its attention are transformers'.
+    """
+
+    def __init__(self, policy: HFPolicy, attn: Any) -> None:
+        from transformers import DynamicCache
+
+        self.policy = policy
+        self.cache = DynamicCache(config=policy.hf.config)
+        self.attn = attn
+        self.next_pos = attn.sum(1, keepdim=True)
+
+    def run(self, ids: Any, positions: Any) -> Any:
+        with _autocast(ids.device):
+            out = self.policy.hf.base_model(
+                input_ids=ids, attention_mask=self.attn, position_ids=positions, cache=self.cache, use_cache=True,
+            )
+        return out.last_hidden_state  # the cache grew in place
+
+    def repeat_rows(self, times: int) -> None:
+        self.cache.batch_repeat_interleave(times)
+        self.attn = self.attn.repeat_interleave(times, dim=0)
+        self.next_pos = self.next_pos.repeat_interleave(times, dim=0)
+
+    def step(self, tokens: Any) -> Any:
+        """Hidden states `[B, 1, D]` after appending one token per row."""
+        import torch
+
+        self.attn = torch.cat([self.attn, self.attn.new_ones(self.attn.size(0), 1)], dim=1)
+        hidden = self.run(tokens, self.next_pos)
+        self.next_pos = self.next_pos + 1
+        return hidden
 
 
 class HFRewardModel(_HFModule):

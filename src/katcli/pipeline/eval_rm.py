@@ -76,11 +76,15 @@ def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
 
 def rm_tokenizer(ws: Workspace, name: str, directory: Path, meta: dict[str, Any]) -> Any:
     """The tokenizer a reward model was trained with: the copy beside it (else the workspace's), sha256-checked."""
+    from katcli.model.hf import is_hf_dir
     from katcli.model.tokenizer import Tokenizer
-    from katcli.train.run_dir import TOKENIZER_FILE
+    from katcli.train.run_dir import TOKENIZER_FILE, load_run_tokenizer
 
     tok_file = directory / TOKENIZER_FILE
-    tokenizer = Tokenizer.load(tok_file if tok_file.is_file() else ws.abs(f"{P.TOKENIZER_DIR}/tokenizer.json"))
+    if is_hf_dir(directory):  # a Hugging Face backbone: its own tokenizer files, through kat's adapter
+        tokenizer = load_run_tokenizer(directory)
+    else:
+        tokenizer = Tokenizer.load(tok_file if tok_file.is_file() else ws.abs(f"{P.TOKENIZER_DIR}/tokenizer.json"))
     if tokenizer.sha256() != meta.get("tokenizer_sha256"):
         raise KatError(
             f"{name}: the tokenizer beside it is not the one it was trained with",

@@ -114,10 +114,9 @@ def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
 def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """(reward model, its tokenizer, what this run records of it, its meta) for --rm; refused when stale."""
     from katcli.model.checkpoint import checkpoint_paths
-    from katcli.model.tokenizer import Tokenizer
     from katcli.pipeline.runs import recorded_path, resolve_run
     from katcli.train.rm_checkpoint import load_rm, read_rm_meta
-    from katcli.train.run_dir import TOKENIZER_FILE
+    from katcli.train.run_dir import TOKENIZER_FILE, load_run_tokenizer
 
     cfg: TrainGRPOConfig = prep.cfg
     name, directory = resolve_run(prep.ws, str(cfg.rm), ("rm",), flag="--rm")
@@ -141,7 +140,7 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
             file=str(files["meta"]),
             hint=f"retrain it with `kat train rm --name {name}` on the current pairs",
         )
-    rm_tok = Tokenizer.load(tok_path)
+    rm_tok = load_run_tokenizer(directory)
     if rm_tok.sha256() != meta.get("tokenizer_sha256"):
         raise KatError(f"--rm {cfg.rm}: the tokenizer beside it is not the one it was trained with",
                        file=str(tok_path), hint="re-run `kat train rm` for it")
@@ -158,8 +157,9 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
 def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
     """The frozen KL reference: --ref, else a copy of the starting model; none with --beta 0."""
     from katcli.model.checkpoint import checkpoint_paths, find_last_step
+    from katcli.model.hf import is_hf_dir
     from katcli.pipeline.runs import POLICY_STAGES, recorded_path, resolve_run
-    from katcli.train.run_dir import load_gpt
+    from katcli.train.run_dir import load_gpt, load_policy, load_run_tokenizer
 
     cfg: TrainGRPOConfig = prep.cfg
     if cfg.beta == 0:
@@ -173,6 +173,16 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
     files = checkpoint_paths(directory, step)
     for key in ("model", "meta"):
         record_input(prep.ws, prep.run, files[key])
+    info = {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
+    if is_hf_dir(directory) or getattr(prep.gpt, "is_hf", False):  # HF on either side: the tokenizers must agree
+        ref_tok = load_run_tokenizer(directory) if is_hf_dir(directory) else None
+        if ref_tok is None or not getattr(prep.gpt, "is_hf", False) or ref_tok.sha256() != prep.tokenizer.sha256():
+            raise KatError(
+                f"--ref {cfg.ref} has another tokenizer or vocabulary than the policy's: the KL term compares "
+                "their log-probs token by token",
+                file=str(files["meta"]), hint="use a reference with the policy's tokenizer (e.g. the --init model)",
+            )
+        return load_policy(directory, step=step)[0].to(prep.dist.device), info
     ref, ckpt = load_gpt(directory, step=step)
     if ref.config.vocab_size != prep.gpt.config.vocab_size:
         raise KatError(
@@ -187,7 +197,7 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
             f"--ref {cfg.ref} was trained with another tokenizer than the policy's",
             file=str(files["meta"]), hint="use a reference with the policy's tokenizer (e.g. the --init model)",
         )
-    return ref.to(prep.dist.device), {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
+    return ref.to(prep.dist.device), info
 
 
 def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[list[int], bool]:
