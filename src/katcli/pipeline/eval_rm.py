@@ -90,13 +90,6 @@ def rm_tokenizer(ws: Workspace, name: str, directory: Path, meta: dict[str, Any]
     return tokenizer
 
 
-def rm_lengths(meta: dict[str, Any]) -> tuple[int, int]:
-    """(max_len, max_response_len) a reward model was trained with."""
-    cfg = meta.get("config", {})
-    max_len = int(cfg.get("max_len", 512))
-    return max_len, int(cfg.get("max_response_len", max_len // 2))
-
-
 def fresh_density_weights(ws: Workspace, judge: Any, prefix_ids: Sequence[str], notes: list[str]) -> dict | None:
     """The workspace's density weights when present, fresh and covering every prompt in `prefix_ids`; else None
     and a note saying why there are no density quintiles."""
@@ -141,7 +134,7 @@ def run_eval_rm(
     from katcli.devices import resolve_device
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
-    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
+    from katcli.train.rm_checkpoint import load_rm, read_rm_meta, rm_lengths
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
 
