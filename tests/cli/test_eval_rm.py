@@ -37,6 +37,12 @@ def test_table_compares_models_side_by_side(kat, trained):
     assert [c.strip() for c in header.strip("┃").split("┃")] == ["Group", "Pairs", "uniform", "density", "Δ"]
     for row in ("overall", "src-a", "src-b", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"):
         assert any(line.startswith(f"│ {row} ") for line in lines), row
+    data = json.loads(kat("eval", "rm", "uniform", "density", "--json", "--threads", "1", workspace=trained).stdout)
+    overall = data["comparisons"][0]["overall"]
+    lo, hi = overall["ci95"]
+    cell = f"{overall['delta']:+.3f} ({lo:+.2f}…{hi:+.2f}) p={overall['mcnemar_p']:.2g}"
+    assert next(line for line in lines if line.startswith("│ overall ")).rstrip("│ ").endswith(cell)
+    assert "Δ: density − uniform; McNemar exact test; 95% percentile bootstrap over held-out prompts" in lines
 
 
 def test_json_matches_the_evaluation_recorded_at_the_end_of_training(kat, trained):
@@ -51,6 +57,15 @@ def test_json_matches_the_evaluation_recorded_at_the_end_of_training(kat, traine
         assert m["by_quintile"] == meta["eval"]["by_quintile"]
         assert data["heldout"]["fingerprint"] == meta["heldout"]["fingerprint"]
         assert sum(q["n"] for q in m["by_quintile"]) == data["heldout"]["pairs"]
+    (cmp,) = data["comparisons"]
+    assert (cmp["a"], cmp["b"]) == ("uniform", "density")
+    a, b = data["models"][0]["overall"], data["models"][1]["overall"]
+    assert cmp["overall"]["n"] == a["n"] and cmp["overall"]["delta"] == pytest.approx(b["accuracy"] - a["accuracy"])
+    assert cmp["overall"]["b_only_correct"] - cmp["overall"]["a_only_correct"] == b["correct"] - a["correct"]
+    assert 0.0 <= cmp["overall"]["mcnemar_p"] <= 1.0
+    assert cmp["overall"]["ci95"][0] <= cmp["overall"]["delta"] <= cmp["overall"]["ci95"][1]
+    assert sorted(cmp["by_source"]) == ["src-a", "src-b"] and len(cmp["by_quintile"]) == 5
+    assert [q["n"] for q in cmp["by_quintile"]] == [q["n"] for q in data["models"][0]["by_quintile"]]
 
 
 def test_models_with_different_heldout_sets_are_refused(kat, trained):

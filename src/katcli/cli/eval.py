@@ -1,7 +1,8 @@
 """`kat eval …`: the evaluation command group; `kat eval rm` compares reward models on one held-out set.
 
 Commands are thin: they call `katcli.pipeline.eval_rm` and render its result as a side-by-side Rich table (overall,
-per source, per density quintile, each with a Wilson 95% interval) or as JSON (`--json`, schema `kat.eval.rm/1`).
+per source, per density quintile, each with a Wilson 95% interval; for two models a Δ column with a paired interval
+and McNemar's p-value) or as JSON (`--json`, schema `kat.eval.rm/1`).
 This module knows nothing about how models are scored.
 """
 
@@ -30,6 +31,19 @@ def _cell(acc: dict[str, Any] | None) -> str:
         return "–"
     lo, hi = acc["ci95"]
     return f"{acc['accuracy']:.3f} ({lo:.2f}–{hi:.2f})"
+
+
+def _delta_cell(paired: dict[str, Any] | None) -> str:
+    """Δ = B − A with its paired 95% bootstrap interval and McNemar's exact p-value."""
+    if paired is None or not paired["n"]:
+        return "–"
+    lo, hi = paired["ci95"]
+    return f"{paired['delta']:+.3f} ({lo:+.2f}…{hi:+.2f}) p={paired['mcnemar_p']:.2g}"
+
+
+def _paired_rows(cmp: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """The paired statistics in `_groups`' row order: overall, each source, each density quintile."""
+    return [cmp["overall"], *(cmp["by_source"][s] for s in sorted(cmp["by_source"])), *(cmp["by_quintile"] or [])]
 
 
 def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
@@ -108,13 +122,15 @@ def rm(
     two = len(models) == 2
     if two:
         table.add_column("Δ", justify="right", no_wrap=True)
-    for label, n, accs in _groups(models):
+    paired = _paired_rows(data["comparisons"][0]) if two else []
+    for row, (label, n, accs) in enumerate(_groups(models)):
         cells = [_cell(a) for a in accs]
         if two:
-            diff = "–" if None in accs or not accs[0]["n"] else f"{accs[1]['accuracy'] - accs[0]['accuracy']:+.3f}"
-            cells.append(diff)
+            cells.append(_delta_cell(paired[row] if row < len(paired) else None))
         table.add_row(label, n, *cells)
     state.out.print(table)
+    if two:
+        state.out.print(f"Δ: {models[1]['name']} − {models[0]['name']}; {data['comparisons'][0]['method']}", markup=False)
     print_labelled(state.out, "Note", data["notes"])
 
 

@@ -5,7 +5,8 @@ recomputed from the current pairs with the split seed and ratio recorded in each
 must agree on it; a model trained on another version of the pairs is refused (its "held-out" pairs might have been
 training pairs), unless `--force`. Density quintiles come from the workspace's density weights when they are present
 and fresh. Each model is scored with its own tokenizer (the `tokenizer.json` saved beside it) and its own
-`--max-len`.
+`--max-len`. Every model after the first is compared with the first on the same pairs (`comparisons`: Δ accuracy
+with a paired bootstrap interval over held-out prompts and McNemar's exact p-value, see `katcli.train.paired`).
 
 Evaluation writes nothing and takes no lock: it is a read-only view of the workspace. This module wires files and
 checks; scoring is `katcli.train.evaluate`. It knows nothing about Typer or Rich.
@@ -48,6 +49,7 @@ class EvalRMResult:
     models: list[ModelEval]
     quintile_ranges: list[list[float]] | None
     notes: list[str] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # every model against the first, paired
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class EvalRMResult:
             "heldout": self.heldout,
             "quintile_weight_ranges": self.quintile_ranges,
             "models": [m.to_json() for m in self.models],
+            "comparisons": self.comparisons,
             "notes": self.notes,
         }
 
@@ -99,6 +102,7 @@ def run_eval_rm(
     from katcli.train.ddp import resolve_device
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
+    from katcli.train.paired import compare
     from katcli.train.rm_checkpoint import TOKENIZER_FILE, load_rm, read_rm_meta
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
@@ -165,12 +169,13 @@ def run_eval_rm(
 
     weights = None
     quintile_ranges = None
+    quintile_of: list[int] | None = None
     if ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file():
         if judge.check_input(P.DENSITY_WEIGHTS) is None and judge.check_input(P.EMBED_IDS) is None:
             weights = I.read_density_weights(ws.abs(P.DENSITY_WEIGHTS), ws.abs(P.EMBED_IDS))
             held_pids = [p.prefix_id for p in held]
             if all(pid in weights for pid in held_pids):
-                quintile_ranges = density_quintiles(held_pids, weights)[1]
+                quintile_of, quintile_ranges = density_quintiles(held_pids, weights)
             else:
                 weights = None
                 notes.append("the density weights do not cover every held-out prompt: no density quintiles")
@@ -215,8 +220,21 @@ def run_eval_rm(
             del rm
     finally:
         torch.set_num_threads(threads_before)
+    comparisons = [
+        {
+            "a": results[0].name,
+            "b": other.name,
+            **compare(
+                results[0].report.margins, other.report.margins, sources=[p.src for p in held],
+                prefix_ids=[p.prefix_id for p in held], quintiles=quintile_of,
+            ),
+        }
+        for other in results[1:]
+    ]
     heldout = {
         "seed": seed, "val_ratio": val_ratio, "pairs": len(held), "prompts": len({p.prefix_id for p in held}),
         "fingerprint": fingerprint,
     }
-    return EvalRMResult(heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes)
+    return EvalRMResult(
+        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons
+    )
