@@ -19,7 +19,7 @@ from katcli.model.engine import Engine, SamplingConfig
 from katcli.model.gpt import GPT, GPTConfig
 
 
-def _random_weights(model: GPT, seed: int) -> None:
+def random_weights(model: GPT, seed: int) -> None:
     # nanochat's init has a zero lm_head (uniform logits); informative weights make the sampled tokens vary.
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -57,7 +57,7 @@ def main() -> None:
 
     cfg_model = GPTConfig.from_depth(args.depth, vocab_size=args.vocab_size, sequence_len=1024)
     model = GPT(cfg_model, seed=0).eval()
-    _random_weights(model, 0)
+    random_weights(model, 0)
     gen = torch.Generator().manual_seed(1)
     # Different prompt lengths exercise the left-padded prefill the trainers use.
     prompts = [

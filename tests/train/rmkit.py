@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 from collections import OrderedDict
 from pathlib import Path
@@ -62,6 +63,11 @@ def planted_pairs(
                 }
             )
     return pairs
+
+
+def chi2_critical(df: int, z: float = 3.090232) -> float:
+    """Wilson–Hilferty approximation of the chi-square quantile (z = 3.09 ↔ p = 0.001), for sampling tests."""
+    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
 
 
 def pairs_bytes(pairs: list[dict]) -> bytes:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from rmkit import make_tokenizer, make_workspace, planted_pairs
 
-import katcli.train.trainer as trainer_mod
+import katcli.train.objectives.rm as trainer_mod
 from katcli.errors import ConfigError, InterruptedRun, KatError, UpstreamError
 from katcli.pipeline.train_rm import TrainRMConfig, run_train_rm, tiny_config
 from katcli.train.split import split_pairs
@@ -103,9 +103,16 @@ def test_resume_after_an_interruption_gives_identical_weights(tmp_path):
     oa = torch.load(a / "optim_000008.pt", weights_only=True)["optimizer"]["state"]
     ob = torch.load(b / "optim_000008.pt", weights_only=True)["optimizer"]["state"]
     assert all(torch.equal(oa[i][k], ob[i][k]) for i in oa for k in oa[i])
+    # Every file of the run, byte for byte (the optimizer file's pickle included).
+    assert {p.name: p.read_bytes() for p in a.iterdir()} == {p.name: p.read_bytes() for p in b.iterdir()}
     assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
     assert (a / "meta_000008.json").read_bytes() == (b / "meta_000008.json").read_bytes()
     assert Manifest.load(broken.manifest_path).runs["rm/uniform"].stats["resumed_from"] == 3
+
+    # Resuming a finished run re-saves its last step: the same bytes again.
+    before = {p.name: p.read_bytes() for p in a.iterdir()}
+    run_train_rm(straight, TrainRMConfig(**{**cfg.__dict__, "resume": True}))
+    assert {p.name: p.read_bytes() for p in a.iterdir()} == before
 
 
 def test_resume_refuses_other_flags_and_missing_checkpoints(tmp_path):

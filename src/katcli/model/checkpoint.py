@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,12 +75,31 @@ def save_checkpoint(
         write_state(state, f)
     if optim_state is not None:
         with atomic_write(paths["optim"]) as f:
-            torch.save(dict(optim_state), f)
+            torch.save(canonical(dict(optim_state)), f)
         written["optim"] = paths["optim"]
     with atomic_write(paths["meta"]) as f:
         f.write(meta_bytes(meta))
     written["meta"] = paths["meta"]
     return written
+
+
+def canonical(obj: Any) -> Any:
+    """The same structure with every string interned, so equal states pickle to equal bytes.
+
+    Pickle writes a string once and then refers back to it only when it is the *same object*: the optimizer state
+    of a resumed run holds strings freshly unpickled from its checkpoint, whose identities differ from those of an
+    uninterrupted run, so the same tensors gave different `optim_<step>.pt` bytes. Interning makes identity follow
+    equality.
+    """
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {canonical(k): canonical(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(canonical(v) for v in obj)
+    return obj
 
 
 def write_state(state: Mapping[str, torch.Tensor], f: IO[bytes]) -> None:

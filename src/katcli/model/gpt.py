@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from katcli.errors import ConfigError, KatError
+from katcli.model.attention_mask import positions_and_mask
 
 if TYPE_CHECKING:
     from katcli.model.kv_cache import KVCache
@@ -340,18 +341,11 @@ class GPT(nn.Module):
         self, idx: torch.Tensor, pad_mask: torch.Tensor | None, kv_cache: KVCache | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Per-row rotary positions and a boolean attention mask, or (None, None) on the nanochat fast path."""
-        T = idx.size(1)
-        if kv_cache is None:
-            if pad_mask is None or bool(pad_mask.all()):
-                return None, None
-            real = pad_mask.bool()
-            positions = (real.long().cumsum(1) - 1).clamp(min=0)
-            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-            # A padded query still attends to itself so its softmax row is never empty (no NaNs).
-            eye = torch.eye(T, dtype=torch.bool, device=idx.device)
-            mask = (causal & real[:, None, :]) | eye
-            return positions, mask[:, None, :, :]
-        return kv_cache.positions_and_mask(idx, pad_mask)
+        if kv_cache is not None:
+            return kv_cache.positions_and_mask(idx, pad_mask)
+        if pad_mask is None:
+            return None, None
+        return positions_and_mask(pad_mask)
 
 
 def check_state_keys(config: GPTConfig, state: Mapping[str, torch.Tensor], *, source: str | None = None) -> None:

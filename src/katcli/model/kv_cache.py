@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from katcli.errors import KatError
+from katcli.model.attention_mask import positions_and_mask
 
 if TYPE_CHECKING:
     from katcli.model.gpt import GPTConfig
@@ -69,18 +70,7 @@ class KVCache:
         if start + T > self.max_len:
             raise KatError(f"KV cache overflow: {start + T} tokens for a cache of {self.max_len}")
         real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if pad_mask is None else pad_mask.bool()
-        past_valid = self.valid[:, :start]
-        aligned = bool(real.all()) and bool(past_valid.all())
-        if aligned and (T == 1 or start == 0):
-            return None, None
-        positions = self.next_pos[:, None] + (real.long().cumsum(1) - 1).clamp(min=0)
-        key_valid = torch.cat([past_valid, real], dim=1)  # (B, start+T)
-        q_abs = start + torch.arange(T, device=idx.device)
-        k_abs = torch.arange(start + T, device=idx.device)
-        causal = k_abs[None, :] <= q_abs[:, None]  # (T, start+T)
-        itself = k_abs[None, :] == q_abs[:, None]  # a padded query sees itself: no empty softmax rows
-        mask = (causal[None] & key_valid[:, None, :]) | itself[None]
-        return positions, mask[:, None, :, :]
+        return positions_and_mask(real, past_valid=self.valid[:, :start], next_pos=self.next_pos)
 
     def insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this forward's keys/values at `pos` and return all keys/values so far for `layer`."""

@@ -63,16 +63,18 @@ class EvalRMResult:
 
 
 def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
-    """(display name, directory) of a run name under rm_checkpoints/ or a path."""
-    if "/" not in arg and "\\" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir():
-        return arg, ws.abs(f"{P.RM_DIR}/{arg}")
-    path = Path(arg).expanduser()
-    if path.is_dir():
-        return path.resolve().name, path.resolve()
-    raise KatError(
-        f"no reward model {arg!r}",
-        hint=f"pass a run name from {P.RM_DIR}/ (e.g. uniform, density) or a checkpoint directory",
-    )
+    """(display name, directory) of a run name under rm_checkpoints/ or a path (`katcli.pipeline.runs`' rule)."""
+    from katcli.pipeline.runs import resolve_run
+
+    try:
+        return resolve_run(ws, arg, ("rm",), flag="CHECKPOINT")
+    except KatError as exc:
+        if "several runs" in exc.message:
+            raise
+        raise KatError(
+            f"no reward model {arg!r}",
+            hint=f"pass a run name from {P.RM_DIR}/ (e.g. uniform, density) or a checkpoint directory",
+        ) from None
 
 
 def _workspace_rel(ws: Workspace, path: Path) -> str | None:
@@ -103,7 +105,8 @@ def run_eval_rm(
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
     from katcli.train.paired import compare
-    from katcli.train.rm_checkpoint import TOKENIZER_FILE, load_rm, read_rm_meta
+    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
+    from katcli.train.run_dir import TOKENIZER_FILE
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
 

@@ -1,9 +1,10 @@
-"""The reward-model objective: Bradley–Terry on reward differences, plus an optional reward-centering term.
+"""Pure losses: the reward model's Bradley–Terry on reward differences, plus an optional reward-centering term.
 
 `bradley_terry(r_c, r_r) = −log σ(r_c − r_r)` per pair: the negative log-likelihood that the chosen reply is
 preferred under the Bradley–Terry model. It only sees the difference, so rewards can drift by any constant;
 `centering = (r_c + r_r)²` (Eisenstein et al., 2023) pulls each pair's mean reward toward zero when its
 coefficient is positive, which keeps rewards comparable across prompts without changing the preference fit.
+`token_nll_sum` is SFT's: the summed negative log-likelihood of the reply tokens only.
 
 Pure functions of tensors: nothing here knows models, batches, ranks or optimizers.
 """
@@ -44,3 +45,8 @@ def pair_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, *, center_coef: 
     total = bt + center_coef * cen if center_coef else bt
     margin = (r_chosen - r_rejected).detach()
     return PairLoss(total=total, bradley_terry=bt, centering=cen, margin=margin, correct=(margin > 0).float())
+
+
+def token_nll_sum(token_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`−Σ log p(token)` over the masked (reply) tokens: SFT's loss before averaging over the batch's reply tokens."""
+    return -(token_logprobs * mask.to(token_logprobs.dtype)).sum()

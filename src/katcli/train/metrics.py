@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -151,4 +151,71 @@ def summarize(
         mean_margin=float(np.mean(margins)) if len(margins) else float("nan"),
         ties=int((margins == 0).sum()),
         margins=margins,
+    )
+
+
+@dataclass
+class NLL:
+    """Summed reply negative log-likelihood of some held-out rows, and over how many rows and tokens."""
+
+    rows: int
+    tokens: int
+    nll_sum: float
+
+    @property
+    def mean(self) -> float:
+        return self.nll_sum / self.tokens if self.tokens else float("nan")
+
+    def to_json(self) -> dict[str, Any]:
+        mean = self.mean
+        return {
+            "n": self.rows, "tokens": self.tokens, "nll": _round(mean),
+            "perplexity": _round(math.exp(mean)) if math.isfinite(mean) and mean < 700 else None,
+        }
+
+
+@dataclass
+class NLLReport:
+    """Held-out reply NLL (mean per reply token) and perplexity, overall / per source / per density quintile."""
+
+    headline: ClassVar[str] = "nll"
+    overall: NLL
+    by_source: dict[str, NLL]
+    by_quintile: list[NLL] | None = None
+    quintile_ranges: list[list[float]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "overall": self.overall.to_json(),
+            "by_source": {k: v.to_json() for k, v in sorted(self.by_source.items())},
+            "by_quintile": [q.to_json() for q in self.by_quintile] if self.by_quintile is not None else None,
+            "quintile_weight_ranges": self.quintile_ranges,
+        }
+
+
+def summarize_nll(
+    nll_sums: np.ndarray,
+    token_counts: np.ndarray,
+    sources: Sequence[str],
+    prefix_ids: Sequence[str],
+    weights: Mapping[str, float] | None = None,
+) -> NLLReport:
+    """Token-weighted mean NLL per group, given each held-out row's summed reply NLL and reply token count."""
+    nll = np.asarray(nll_sums, dtype=np.float64)
+    toks = np.asarray(token_counts, dtype=np.int64)
+
+    def group(mask: np.ndarray) -> NLL:
+        return NLL(int(mask.sum()), int(toks[mask].sum()), float(nll[mask].sum()))
+
+    src = np.asarray(sources, dtype=object)
+    by_quintile = ranges = None
+    if weights is not None and all(pid in weights for pid in prefix_ids):
+        quint, ranges = density_quintiles(prefix_ids, weights)
+        q = np.asarray(quint)
+        by_quintile = [group(q == k) for k in range(N_QUINTILES)]
+    return NLLReport(
+        overall=group(np.ones(len(nll), dtype=bool)),
+        by_source={s: group(src == s) for s in sorted(set(sources))},
+        by_quintile=by_quintile,
+        quintile_ranges=ranges,
     )

@@ -1,6 +1,7 @@
-"""Which training pairs each step sees: one weighted, seeded, with-replacement sample stream.
+"""Which training items each step sees: one weighted, seeded, with-replacement sample stream.
 
-Uniform and density-aware training use the same sampler; only the per-pair probabilities differ:
+Items are pairs (reward models, DPO), replies (SFT) or prompts (GRPO): anything that belongs to a prompt. Uniform and
+density-aware training use the same sampler; only the per-item probabilities differ:
 
 - `uniform`: every training pair has probability 1/N.
 - `per-prompt` (density-aware default): a pair's probability is ∝ `w(prefix) / n_pairs(prefix)`, so the pairs of
@@ -27,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from katcli.density.weights import effective_sample_size
 from katcli.errors import KatError
+
+__all__ = ["MODES", "WeightedSampler", "effective_sample_size", "item_probabilities", "shard"]
 
 UNIFORM = "uniform"
 PER_PROMPT = "per-prompt"
@@ -35,13 +39,16 @@ PER_PAIR = "per-pair"
 MODES = (UNIFORM, PER_PROMPT, PER_PAIR)
 
 
-def pair_probabilities(
-    prefix_ids: Sequence[str], weights: Mapping[str, float] | None = None, *, mode: str = UNIFORM
+def item_probabilities(
+    prefix_ids: Sequence[str], weights: Mapping[str, float] | None = None, *, mode: str = UNIFORM, noun: str = "pairs"
 ) -> np.ndarray:
-    """Sampling probabilities (float64, sum 1) for the training pairs whose prefix ids are given."""
+    """Sampling probabilities (float64, sum 1) for the training items whose prompts' prefix ids are given.
+
+    When every item is its own prompt (GRPO samples prompts), `per-prompt` and `per-pair` coincide.
+    """
     n = len(prefix_ids)
     if n == 0:
-        raise KatError("there are no training pairs to sample from")
+        raise KatError(f"there are no training {noun} to sample from")
     if mode == UNIFORM:
         return np.full(n, 1.0 / n, dtype=np.float64)
     if mode not in MODES:
@@ -52,7 +59,7 @@ def pair_probabilities(
     if missing:
         prompts = set(prefix_ids)
         raise KatError(
-            f"{len(missing)} of {n} training pairs ({len(set(missing))} of {len(prompts)} prompts) have no density "
+            f"{len(missing)} of {n} training {noun} ({len(set(missing))} of {len(prompts)} prompts) have no density "
             f"weight (e.g. prefix {missing[0]}); the weights cover {len(weights)} prompts",
             hint="the density weights are out of step with the pairs: re-run `kat prefixes` and `kat embed`",
         )
@@ -68,14 +75,8 @@ def pair_probabilities(
     return w / total
 
 
-def effective_sample_size(probs: np.ndarray) -> float:
-    """Kish's effective sample size `1 / Σ p²` of a normalised distribution (N for uniform)."""
-    p = np.asarray(probs, dtype=np.float64)
-    return float(1.0 / np.square(p / p.sum()).sum())
-
-
-class PairSampler:
-    """Global batches of training-pair indices, step by step, for any number of ranks."""
+class WeightedSampler:
+    """Global batches of training-item indices, step by step, for any number of ranks."""
 
     def __init__(
         self,
@@ -103,7 +104,7 @@ class PairSampler:
         self._pool: list[np.ndarray] = []
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """`size` indices drawn with replacement from the pair distribution (inverse-CDF sampling)."""
+        """`size` indices drawn with replacement from the item distribution (inverse-CDF sampling)."""
         u = rng.random(size)
         idx = np.searchsorted(self._cdf, u, side="right")
         return np.minimum(idx, len(self._cdf) - 1)
@@ -118,7 +119,7 @@ class PairSampler:
         return [batches[k] for k in order]
 
     def batch(self, step: int) -> np.ndarray:
-        """The global batch (indices into the training pairs) for a 0-based step."""
+        """The global batch (indices into the training items) for a 0-based step."""
         pool, k = divmod(int(step), self.pool_batches)
         if pool != self._pool_index:
             self._pool = self._make_pool(pool)
@@ -146,5 +147,5 @@ class PairSampler:
 
 
 def shard(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
-    """This rank's share of a global batch: every `world_size`-th pair, so ranks get similar lengths."""
+    """This rank's share of a global batch: every `world_size`-th item, so ranks get similar lengths."""
     return batch[rank::world_size]

@@ -1,14 +1,18 @@
-"""Turning preference pairs into the token sequences a reward model scores.
+"""Turning conversations and their replies into the token sequences every objective trains or scores on.
 
 A sequence is `render_for_completion(prefix)` + response tokens + `<|assistant_end|>`: the reward is read at that
-final token, which has seen the whole conversation. A pair whose longer sequence exceeds `max_len`:
+final token, which has seen the whole conversation, and a policy is trained on the response and that token. A row
+holds one response (SFT) or two (chosen and rejected, for reward models and DPO); a row whose longest sequence
+exceeds `max_len`:
 
 1. keeps each response up to `max_response_len` tokens (longer responses are cut at the end and counted);
 2. trims the prefix from the left, keeping `<|bos|>` and the whole final user turn;
 3. only if the final user turn alone does not fit, cuts that turn's text from the left too (counted separately).
 
-Chosen and rejected always share the same (trimmed) prefix tokens, so the two rewards differ only through the
-responses. All pairs are stored in one flat int32 array with offsets, which keeps 100k+ pairs compact.
+This rule (`fit_responses`) is the only truncation in kat. The responses of a row always share the same (trimmed)
+prefix tokens, so chosen and rejected differ only through their own tokens, and each row records where its
+responses start (`prompt_len`), from which collation builds loss masks. All rows are stored in one flat int32 array
+with offsets, which keeps 100k+ pairs compact.
 
 This module knows the tokenizer's chat rendering (through a duck-typed tokenizer) and nothing about models,
 sampling or files.
@@ -40,11 +44,44 @@ class ChatTokenizer(Protocol):
 
 @dataclass(frozen=True)
 class Trim:
-    """How one pair was fitted into `max_len` (all False when it fitted as is)."""
+    """How one row was fitted into `max_len` (all False / 0 when it fitted as is)."""
 
     prefix_trimmed: bool
     final_turn_cut: bool
-    responses_cut: int  # 0, 1 or 2
+    responses_cut: int  # how many of the row's responses were cut at the end
+
+
+def fit_responses(
+    prefix: list[int],
+    responses: Sequence[list[int]],
+    *,
+    bos: int,
+    user_start: int,
+    max_len: int,
+    max_response_len: int,
+) -> tuple[list[int], list[list[int]], Trim]:
+    """The one truncation rule: (fitted prefix, responses cut to `max_response_len`, what was done).
+
+    Every `prefix + response + <|assistant_end|>` then has at most `max_len` tokens; all responses of the row share
+    the fitted prefix, so they differ only in their own tokens.
+    """
+    cut_responses = [r[:max_response_len] for r in responses]
+    cut = sum(int(len(r) > len(c)) for r, c in zip(responses, cut_responses))
+    budget = max_len - (max(len(r) for r in cut_responses) + 1)
+    trimmed = final_cut = False
+    if len(prefix) > budget:
+        trimmed = True
+        try:
+            start = len(prefix) - 1 - prefix[::-1].index(user_start)
+        except ValueError:  # a prefix always has a user turn; tolerate odd renderings by plain left-trimming
+            start = len(prefix) - 1
+        tail = prefix[start:]
+        if 1 + len(tail) <= budget:
+            prefix = [bos] + prefix[len(prefix) - (budget - 1) :]
+        else:
+            final_cut = True
+            prefix = [bos, user_start] + tail[len(tail) - (budget - 2) :]
+    return prefix, cut_responses, Trim(trimmed, final_cut, cut)
 
 
 def fit_pair(
@@ -59,55 +96,133 @@ def fit_pair(
     max_response_len: int,
 ) -> tuple[list[int], list[int], Trim]:
     """The chosen and rejected sequences of one pair, each at most `max_len` tokens."""
-    resp_c, resp_r = chosen[:max_response_len], rejected[:max_response_len]
-    cut = int(len(chosen) > len(resp_c)) + int(len(rejected) > len(resp_r))
-    budget = max_len - (max(len(resp_c), len(resp_r)) + 1)
-    trimmed = final_cut = False
-    if len(prefix) > budget:
-        trimmed = True
-        try:
-            start = len(prefix) - 1 - prefix[::-1].index(user_start)
-        except ValueError:  # a prefix always has a user turn; tolerate odd renderings by plain left-trimming
-            start = len(prefix) - 1
-        tail = prefix[start:]
-        if 1 + len(tail) <= budget:
-            prefix = [bos] + prefix[len(prefix) - (budget - 1) :]
-        else:
-            final_cut = True
-            prefix = [bos, user_start] + tail[len(tail) - (budget - 2) :]
-    return prefix + resp_c + [end], prefix + resp_r + [end], Trim(trimmed, final_cut, cut)
+    fitted, (resp_c, resp_r), trim = fit_responses(
+        prefix, [chosen, rejected], bos=bos, user_start=user_start, max_len=max_len, max_response_len=max_response_len
+    )
+    return fitted + resp_c + [end], fitted + resp_r + [end], trim
 
 
 @dataclass
-class EncodedPairs:
-    """Token sequences of many pairs: `tokens[off:off+len]` per chosen / rejected sequence."""
+class EncodedSequences:
+    """`k` token sequences per row sharing the row's prompt: `tokens[off[i, j] : off[i, j] + length[i, j]]`.
+
+    `prompt_len[i]` is where the responses of row `i` start (the response and its `<|assistant_end|>` are the
+    tokens a policy is trained or scored on).
+    """
 
     tokens: np.ndarray
-    chosen_off: np.ndarray
-    chosen_len: np.ndarray
-    rejected_off: np.ndarray
-    rejected_len: np.ndarray
+    off: np.ndarray  # int64 [n, k]
+    length: np.ndarray  # int64 [n, k]
+    prompt_len: np.ndarray  # int64 [n]
     prefix_trimmed: int = 0
     final_turn_cut: int = 0
     responses_cut: int = 0
     stats: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.chosen_len)
+        return len(self.prompt_len)
+
+    def sequence(self, i: int, j: int = 0) -> np.ndarray:
+        return self.tokens[self.off[i, j] : self.off[i, j] + self.length[i, j]]
+
+    @property
+    def row_lengths(self) -> np.ndarray:
+        """The longest sequence of each row (what a batch holding the row is padded to)."""
+        return self.length.max(axis=1)
+
+
+class EncodedPairs(EncodedSequences):
+    """Two sequences per row: column 0 the chosen reply, column 1 the rejected one."""
+
+    @property
+    def chosen_off(self) -> np.ndarray:
+        return self.off[:, 0]
+
+    @property
+    def chosen_len(self) -> np.ndarray:
+        return self.length[:, 0]
+
+    @property
+    def rejected_off(self) -> np.ndarray:
+        return self.off[:, 1]
+
+    @property
+    def rejected_len(self) -> np.ndarray:
+        return self.length[:, 1]
 
     @property
     def pair_lengths(self) -> np.ndarray:
-        """The longer of each pair's two sequences (what a batch is padded to)."""
-        return np.maximum(self.chosen_len, self.rejected_len)
+        return self.row_lengths
 
     def chosen(self, i: int) -> np.ndarray:
-        return self.tokens[self.chosen_off[i] : self.chosen_off[i] + self.chosen_len[i]]
+        return self.sequence(i, 0)
 
     def rejected(self, i: int) -> np.ndarray:
-        return self.tokens[self.rejected_off[i] : self.rejected_off[i] + self.rejected_len[i]]
+        return self.sequence(i, 1)
 
-    def total_tokens(self) -> int:
-        return int(self.chosen_len.sum() + self.rejected_len.sum())
+
+def encode_sequences(
+    tokenizer: ChatTokenizer,
+    rows: Sequence[tuple[Sequence[Mapping[str, Any]], Sequence[str]]],
+    *,
+    max_len: int,
+    max_response_len: int,
+    ids: Sequence[str] | None = None,
+    progress: ProgressFn = no_progress,
+    task: str = "tokenizing",
+    chunk: int = 2048,
+    cls: type[EncodedSequences] = EncodedSequences,
+) -> EncodedSequences:
+    """Encode `(prefix messages, [response, ...])` rows (the same number of responses in every row).
+
+    Prefixes shared by several rows are rendered once; `ids` (one per row) only serve to name a row whose prefix
+    cannot be rendered.
+    """
+    bos, user_start, end = tokenizer.bos_token_id, tokenizer.encode_special(USER_START), tokenizer.encode_special(END)
+    n = len(rows)
+    k = len(rows[0][1]) if n else 1
+    parts: list[np.ndarray] = []
+    off = np.zeros((n, k), dtype=np.int64)
+    length = np.zeros((n, k), dtype=np.int64)
+    prompt_len = np.zeros(n, dtype=np.int64)
+    prefix_cache: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    trimmed = final_cut = cut = 0
+    pos = 0
+    for lo in range(0, n, chunk):
+        block = rows[lo : lo + chunk]
+        if any(len(resp) != k for _, resp in block):
+            raise ValueError(f"every row must have {k} responses")
+        responses = tokenizer.encode_batch([t for _, resp in block for t in resp])
+        for j, (messages, _) in enumerate(block):
+            key = tuple((str(m["role"]), str(m["content"])) for m in messages)
+            prefix = prefix_cache.get(key)
+            if prefix is None:
+                try:
+                    prefix = prefix_cache[key] = tokenizer.render_for_completion(list(messages))
+                except KatError as exc:
+                    name = ids[lo + j] if ids is not None else str(lo + j)
+                    raise KatError(f"pair {name}: {exc.message}", hint=exc.hint) from None
+            fitted, resp, trim = fit_responses(
+                prefix, responses[k * j : k * j + k],
+                bos=bos, user_start=user_start, max_len=max_len, max_response_len=max_response_len,
+            )
+            trimmed += trim.prefix_trimmed
+            final_cut += trim.final_turn_cut
+            cut += trim.responses_cut
+            i = lo + j
+            prompt_len[i] = len(fitted)
+            for c, r in enumerate(resp):
+                seq = fitted + r + [end]
+                off[i, c], length[i, c] = pos, len(seq)
+                pos += len(seq)
+                parts.append(np.asarray(seq, dtype=np.int32))
+        progress(task, min(lo + chunk, n), n)
+    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    return cls(
+        tokens, off, length, prompt_len,
+        prefix_trimmed=trimmed, final_turn_cut=final_cut, responses_cut=cut,
+        stats={"rows": n, "prefix_trimmed": trimmed, "final_turn_cut": final_cut, "responses_cut": cut},
+    )
 
 
 def encode_pairs(
@@ -120,48 +235,11 @@ def encode_pairs(
     progress: ProgressFn = no_progress,
     chunk: int = 2048,
 ) -> EncodedPairs:
-    """Encode `(prefix messages, chosen, rejected)` rows; prefixes shared by several rows are rendered once.
-
-    `ids` (one per row) only serve to name a pair whose prefix cannot be rendered.
-    """
-    bos, user_start, end = tokenizer.bos_token_id, tokenizer.encode_special(USER_START), tokenizer.encode_special(END)
-    n = len(rows)
-    parts: list[np.ndarray] = []
-    c_off = np.zeros(n, dtype=np.int64)
-    c_len = np.zeros(n, dtype=np.int64)
-    r_off = np.zeros(n, dtype=np.int64)
-    r_len = np.zeros(n, dtype=np.int64)
-    prefix_cache: dict[tuple[tuple[str, str], ...], list[int]] = {}
-    trimmed = final_cut = cut = 0
-    pos = 0
-    for lo in range(0, n, chunk):
-        block = rows[lo : lo + chunk]
-        responses = tokenizer.encode_batch([t for _, c, r in block for t in (c, r)])
-        for j, (messages, _, _) in enumerate(block):
-            key = tuple((str(m["role"]), str(m["content"])) for m in messages)
-            prefix = prefix_cache.get(key)
-            if prefix is None:
-                try:
-                    prefix = prefix_cache[key] = tokenizer.render_for_completion(list(messages))
-                except KatError as exc:
-                    name = ids[lo + j] if ids is not None else str(lo + j)
-                    raise KatError(f"pair {name}: {exc.message}", hint=exc.hint) from None
-            seq_c, seq_r, trim = fit_pair(
-                prefix, responses[2 * j], responses[2 * j + 1],
-                bos=bos, user_start=user_start, end=end, max_len=max_len, max_response_len=max_response_len,
-            )
-            trimmed += trim.prefix_trimmed
-            final_cut += trim.final_turn_cut
-            cut += trim.responses_cut
-            i = lo + j
-            c_off[i], c_len[i] = pos, len(seq_c)
-            r_off[i], r_len[i] = pos + len(seq_c), len(seq_r)
-            pos += len(seq_c) + len(seq_r)
-            parts.append(np.asarray(seq_c + seq_r, dtype=np.int32))
-        progress("tokenizing pairs", min(lo + chunk, n), n)
-    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-    return EncodedPairs(
-        tokens, c_off, c_len, r_off, r_len,
-        prefix_trimmed=trimmed, final_turn_cut=final_cut, responses_cut=cut,
-        stats={"pairs": n, "prefix_trimmed": trimmed, "final_turn_cut": final_cut, "responses_cut": cut},
+    """Encode `(prefix messages, chosen, rejected)` rows into chosen/rejected sequences."""
+    enc = encode_sequences(
+        tokenizer, [(m, (c, r)) for m, c, r in rows], max_len=max_len, max_response_len=max_response_len,
+        ids=ids, progress=progress, task="tokenizing pairs", chunk=chunk, cls=EncodedPairs,
     )
+    enc.stats = {"pairs": enc.stats.pop("rows"), **enc.stats}
+    assert isinstance(enc, EncodedPairs)
+    return enc

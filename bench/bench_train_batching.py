@@ -1,10 +1,11 @@
-"""Reward-model training throughput: length bucketing vs. padding every batch to --max-len; prints ONE JSON object.
+"""Training throughput of the reward-model and SFT objectives: length bucketing vs. padding every batch to
+--max-len; prints ONE JSON object.
 
-    python bench/bench_rm_batching.py            # depth 2, --max-len 512, 24 steps of 16 pairs per mode
-    python bench/bench_rm_batching.py --quick    # depth 1, --max-len 256, 8 steps
+    python bench/bench_train_batching.py            # depth 2, --max-len 512, 24 steps of 16 pairs per mode
+    python bench/bench_train_batching.py --quick    # depth 1, --max-len 256, 8 steps
 
-Baseline (issue 6): the same trainer, data, model init and sample stream, with every micro-batch padded to
---max-len and no bucketing. Also reported: no bucketing but padding each batch only to its own longest sequence.
+Both objectives run through the one training loop (`katcli.train.loop`). Baseline (issues 6 and 11): the same
+loop, data, model init and sample stream, with every micro-batch padded to --max-len and no bucketing. Also reported: no bucketing but padding each batch only to its own longest sequence.
 Per mode: real (non-pad) tokens per second of training-step time, pad fraction, seconds per step. Ratios compare
 bucketing against the baseline. Each mode trains a fresh model from the same seed, so the work differs only in
 padding.
@@ -63,23 +64,27 @@ def synthetic_rows(n: int, seed: int = 0) -> list[tuple[list[dict], str, str]]:
     return rows
 
 
-def run_mode(name, enc, tok, probs, train_index, args, *, bucketing: bool, pad_to: int | None) -> dict:
+def run_mode(objective, name, enc, tok, probs, train_index, args, *, bucketing: bool, pad_to: int | None) -> dict:
     from katcli.model.gpt import GPT, GPTConfig
     from katcli.train.ddp import DistContext
+    from katcli.train.loop import LoopSettings, TrainingLoop
+    from katcli.train.objectives.rm import RewardModelObjective
+    from katcli.train.objectives.sft import SFTObjective
     from katcli.train.reward_model import RewardModel
-    from katcli.train.sampler import PairSampler
-    from katcli.train.trainer import Trainer, TrainSettings
+    from katcli.train.sampler import WeightedSampler
 
     config = GPTConfig.from_depth(args.depth, vocab_size=tok.vocab_size, sequence_len=args.max_len)
-    rm = RewardModel(GPT(config, seed=0))
-    sampler = PairSampler(probs, enc.pair_lengths[train_index], seed=0, batch_size=args.batch_size,
-                          pool_batches=32, bucketing=bucketing)
-    settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, micro_batch_size=args.batch_size,
-                             lr=1e-3, warmup_steps=1, pad_to=pad_to)
-    trainer = Trainer(rm, enc, train_index, sampler, settings, eval_set=None, dist=DistContext(),
-                      pad_id=tok.bos_token_id, out_dir=None)
-    out = trainer.train()
+    gpt = GPT(config, seed=0)
+    if objective == "rm":
+        obj = RewardModelObjective(RewardModel(gpt), enc, pad_id=tok.bos_token_id, pad_to=pad_to)
+    else:
+        obj = SFTObjective(gpt, enc, pad_id=tok.bos_token_id, pad_to=pad_to)
+    sampler = WeightedSampler(probs, enc.row_lengths[train_index], seed=0, batch_size=args.batch_size,
+                              pool_batches=32, bucketing=bucketing)
+    settings = LoopSettings(max_steps=args.steps, micro_batch_size=args.batch_size, lr=1e-3, warmup_steps=1)
+    out = TrainingLoop(obj, train_index, sampler, settings, dist=DistContext(), out_dir=None).train()
     return {
+        "objective": objective,
         "mode": name,
         "tokens_per_s": round(out.tokens_per_s, 1),
         "pad_fraction": round(out.pad_fraction, 4),
@@ -106,44 +111,53 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from katcli.model.tokenizer import Tokenizer
-    from katcli.train.sampler import pair_probabilities
-    from katcli.train.sequences import encode_pairs
+    from katcli.train.sampler import item_probabilities
+    from katcli.train.sequences import encode_pairs, encode_sequences
 
     source = "hh-rlhf harmless-base test (first 1000 rows)" if HH.is_file() else "synthetic"
     rows = real_rows() if HH.is_file() else synthetic_rows(1000)
     texts = [t for m, c, r in rows for t in [x["content"] for x in m] + [c, r]]
     tok = Tokenizer.train(texts, 2048)
-    enc = encode_pairs(tok, rows, max_len=args.max_len, max_response_len=args.max_len // 2)
+    encoded = {
+        "rm": encode_pairs(tok, rows, max_len=args.max_len, max_response_len=args.max_len // 2),
+        "sft": encode_sequences(tok, [(m, (c,)) for m, c, _ in rows], max_len=args.max_len,
+                                max_response_len=args.max_len // 2),
+    }
     train_index = np.arange(len(rows))
-    probs = pair_probabilities(["x"] * len(rows))
-    lengths = enc.pair_lengths
-
-    results = [
-        run_mode("bucketed", enc, tok, probs, train_index, args, bucketing=True, pad_to=None),
-        run_mode("unbucketed_dynamic_padding", enc, tok, probs, train_index, args, bucketing=False, pad_to=None),
-        run_mode("pad_to_max_len", enc, tok, probs, train_index, args, bucketing=False, pad_to=args.max_len),
-    ]
-    by = {r["mode"]: r for r in results}
-    base = by["pad_to_max_len"]
-    print(json.dumps({
-        "bench": "rm_batching",
+    probs = item_probabilities(["x"] * len(rows))
+    report: dict = {
+        "bench": "train_batching",
         "quick": args.quick,
-        "data": {"source": source, "pairs": len(rows), "tokenizer_vocab": tok.vocab_size,
-                 "pair_length_mean": round(float(lengths.mean()), 1), "pair_length_p50": int(np.median(lengths)),
-                 "pair_length_p95": int(np.percentile(lengths, 95)), "pair_length_max": int(lengths.max()),
-                 "prefix_trimmed": enc.prefix_trimmed, "responses_cut": enc.responses_cut},
+        "data": {"source": source, "pairs": len(rows), "tokenizer_vocab": tok.vocab_size},
         "config": {"depth": args.depth, "max_len": args.max_len, "batch_size": args.batch_size,
                    "steps": args.steps, "threads": torch.get_num_threads()},
-        "results": results,
         "baseline": "pad_to_max_len",
-        "tokens_per_s_ratio_bucketed_vs_baseline": round(by["bucketed"]["tokens_per_s"] / base["tokens_per_s"], 2),
-        "tokens_per_s_ratio_unbucketed_vs_baseline": round(
-            by["unbucketed_dynamic_padding"]["tokens_per_s"] / base["tokens_per_s"], 2),
-        "pad_fraction_bucketed": by["bucketed"]["pad_fraction"],
-        "pad_fraction_baseline": base["pad_fraction"],
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": len(
-            __import__("os").sched_getaffinity(0)) if hasattr(__import__("os"), "sched_getaffinity") else None},
-    }, indent=2))
+    }
+    for objective, enc in encoded.items():
+        lengths = enc.row_lengths
+        results = [
+            run_mode(objective, "bucketed", enc, tok, probs, train_index, args, bucketing=True, pad_to=None),
+            run_mode(objective, "unbucketed_dynamic_padding", enc, tok, probs, train_index, args, bucketing=False,
+                     pad_to=None),
+            run_mode(objective, "pad_to_max_len", enc, tok, probs, train_index, args, bucketing=False,
+                     pad_to=args.max_len),
+        ]
+        by = {r["mode"]: r for r in results}
+        base = by["pad_to_max_len"]
+        report[objective] = {
+            "length_mean": round(float(lengths.mean()), 1), "length_p50": int(np.median(lengths)),
+            "length_p95": int(np.percentile(lengths, 95)), "length_max": int(lengths.max()),
+            "prefix_trimmed": enc.prefix_trimmed, "responses_cut": enc.responses_cut,
+            "results": results,
+            "tokens_per_s_ratio_bucketed_vs_baseline": round(by["bucketed"]["tokens_per_s"] / base["tokens_per_s"], 2),
+            "tokens_per_s_ratio_unbucketed_vs_baseline": round(
+                by["unbucketed_dynamic_padding"]["tokens_per_s"] / base["tokens_per_s"], 2),
+            "pad_fraction_bucketed": by["bucketed"]["pad_fraction"],
+            "pad_fraction_baseline": base["pad_fraction"],
+        }
+    report["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "cpus": len(
+        __import__("os").sched_getaffinity(0)) if hasattr(__import__("os"), "sched_getaffinity") else None}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,637 @@
+"""What every `kat train …` stage shares: flags, ranks, inputs, the model to start from, the split, resume, records.
+
+A training stage (`train_rm`, `train_sft`, …) declares a `TrainingStage`: its stage key, run directory, default
+learning rates and one `build` hook that turns the prepared common parts into an objective (its model, encoded data
+and evaluation). Everything else is here, once:
+
+- **Ranks.** Under torchrun only rank 0 takes the workspace lock, checks upstream, writes and records (`StageRun`);
+  the other ranks read the same inputs through `_ReadOnlyRun`. A setup error on any rank is heard by every rank
+  before anyone enters a collective.
+- **Inputs.** Pairs and prefixes (checked against each other), the tokenizer (the workspace's, or the one shipped
+  beside an `--init` model), and the density weights: an input with `--density-aware`; otherwise read only when
+  present and fresh, for per-quintile evaluation, and then not recorded as an input.
+- **Starting model.** `--init` (a run name or a directory, see `resolve_model_dir`) or `--depth N` from scratch.
+- **Held-out split.** By a seeded hash of the prefix id (`katcli.train.split`): every objective with the same
+  `--seed` and `--val-ratio` holds out the same prompts, and no prompt is in both sets.
+- **Sampling.** One weighted sampler over the objective's training items; its effective sample size is recorded.
+- **Resume.** Same flags (apart from `_RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
+  stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same name.
+- **Records.** At the end the final files are adopted into the manifest with the run's statistics.
+
+This module wires files, flags, the manifest and ranks; the training itself is `katcli.train`. It knows nothing
+about Typer or Rich.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from katcli.errors import ConfigError, InterruptedRun, KatError
+from katcli.pipeline.stage import StageRun
+from katcli.progress import ProgressFn, no_progress
+from katcli.workspace import Workspace
+from katcli.workspace import paths as P
+
+TOKENIZER = f"{P.TOKENIZER_DIR}/tokenizer.json"
+DEFAULT_DEPTH = 4
+DEVICES = ("auto", "cpu", "cuda")
+WEIGHTINGS = ("per-prompt", "per-pair")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Flags that may change between an interrupted run and its --resume without changing what is computed.
+_RESUME_FREE = {"eval_every", "save_every", "device", "threads"}
+
+StepCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The flags every `kat train` objective takes; field names match the flags (`max_steps` ↔ `--max-steps`)."""
+
+    LR_SCRATCH: ClassVar[float] = 1e-3
+    LR_INIT: ClassVar[float] = 2e-5
+
+    name: str | None = None
+    density_aware: bool = False
+    pair_weighting: str | None = None
+    init: str | None = None
+    depth: int | None = None
+    max_steps: int = 1000
+    batch_size: int = 32
+    micro_batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 0.0
+    warmup_steps: int | None = None
+    grad_clip: float = 1.0
+    max_len: int = 512
+    max_response_len: int | None = None
+    val_ratio: float = 0.05
+    eval_every: int = 250
+    save_every: int = 250
+    bucketing: bool = True
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.name is not None and not _NAME_RE.match(self.name):
+            raise ConfigError("--name must be letters, digits, '.', '_' or '-' (no slashes), starting alphanumeric")
+        if self.init is not None and self.depth is not None:
+            raise ConfigError("--init and --depth exclude each other: --init starts from a model, --depth from scratch")
+        if self.depth is not None and self.depth < 1:
+            raise ConfigError("--depth must be at least 1")
+        if self.pair_weighting is not None:
+            if self.pair_weighting not in WEIGHTINGS:
+                raise ConfigError(f"--pair-weighting must be one of {', '.join(WEIGHTINGS)}")
+            if not self.density_aware:
+                raise ConfigError("--pair-weighting only applies with --density-aware")
+        if self.max_steps < 1:
+            raise ConfigError("--max-steps must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ConfigError("--micro-batch-size must be at least 1")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError("--lr must be positive")
+        if self.weight_decay < 0:
+            raise ConfigError("--weight-decay must be 0 or more")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError("--warmup-steps must be 0 or more")
+        if self.grad_clip < 0:
+            raise ConfigError("--grad-clip must be 0 (off) or more")
+        if self.max_len < 16:
+            raise ConfigError("--max-len must be at least 16")
+        if self.max_response_len is not None and not 1 <= self.max_response_len <= self.max_len - 8:
+            raise ConfigError(f"--max-response-len must be between 1 and --max-len − 8 ({self.max_len - 8})")
+        if not 0.0 < self.val_ratio < 1.0:
+            raise ConfigError("--val-ratio must be between 0 and 1 (exclusive)")
+        if self.eval_every < 0:
+            raise ConfigError("--eval-every must be 0 (only at the end) or more")
+        if self.save_every < 0:
+            raise ConfigError("--save-every must be 0 (only at the end) or more")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("--threads must be at least 1")
+
+    # ---------------------------------------------------------------------------------------------- resolved values
+
+    @property
+    def run_name(self) -> str:
+        return self.name or ("density" if self.density_aware else "uniform")
+
+    @property
+    def weighting(self) -> str:
+        if not self.density_aware:
+            return "uniform"
+        return self.pair_weighting or "per-prompt"
+
+    @property
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return self.LR_INIT if self.init is not None else self.LR_SCRATCH
+
+    @property
+    def resolved_max_response_len(self) -> int:
+        return self.max_response_len if self.max_response_len is not None else self.max_len // 2
+
+    def params(self) -> dict[str, Any]:
+        """The recorded parameters: every flag that shapes the model (not --force / --resume)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume")}
+        out["name"] = self.run_name
+        out["pair_weighting"] = self.weighting
+        out["lr"] = self.resolved_lr
+        out["max_response_len"] = self.resolved_max_response_len
+        if self.init is None:
+            out["depth"] = self.depth if self.depth is not None else DEFAULT_DEPTH
+        return out
+
+
+@dataclass
+class Prepared:
+    """The common parts a stage's `build` hook turns into an objective."""
+
+    cfg: Any
+    ws: Workspace
+    run: Any
+    dist: Any
+    progress: ProgressFn
+    pairs: list[Any]
+    prefix_ids: list[str]
+    split: Any
+    tokenizer: Any
+    gpt: Any  # the starting GPT (from --init, or fresh)
+    init_info: dict[str, Any]
+    weights: dict[str, float] | None  # density weights when read (sampling or eval quintiles)
+    eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
+    micro_batch_size: int
+    notes: list[str]
+
+    def heldout(self) -> Any:
+        """The held-out rows (same indices as `split.heldout`) with their sources, prompts and weights."""
+        from katcli.train.objective import HeldOut
+
+        idx = self.split.heldout
+        return HeldOut(idx, [self.pairs[i].src for i in idx], [self.prefix_ids[i] for i in idx], self.eval_weights)
+
+
+@dataclass
+class Built:
+    """What a stage's `build` returns: the objective, its training items' lengths and its meta additions."""
+
+    objective: Any
+    item_lengths: Any  # numpy int64 [len(split.train)]: the length each training item is bucketed by
+    meta: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingStage:
+    """One `kat train …` objective, as the shared stage logic sees it."""
+
+    stage: str  # registry stage key ("rm", "sft", …)
+    run_root: str  # workspace directory of its runs (rm_checkpoints, sft_checkpoints, …)
+    kind: str  # checkpoint kind
+    build: Callable[[Prepared], Built]
+    what: str = "model"  # for the from-scratch note ("reward models", "policies")
+
+
+@dataclass
+class TrainResult:
+    name: str
+    directory: Path
+    step: int
+    resumed_from: int | None
+    eval: Any  # the objective's report (EvalReport, NLLReport, …); untyped so this module imports no torch
+    train_pairs: int
+    train_prompts: int
+    heldout_pairs: int
+    heldout_prompts: int
+    heldout_fingerprint: str
+    weighting: str
+    ess: float
+    ess_fraction: float
+    n_params: int
+    model_config: dict[str, int]
+    device: str
+    world_size: int
+    tokens_per_s: float
+    pad_fraction: float
+    sequences: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    forced_over: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+class _ReadOnlyRun:
+    """What ranks other than 0 use instead of a `StageRun`: same paths, no lock, no checks, no records."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.stats: dict[str, Any] = {}
+        self.forced_over: list[str] = []
+        self.judge = None
+
+    def input(self, rel: str) -> Path:
+        return self.ws.abs(rel)
+
+    def external_input(self, path: Path | str, *, hash_file: bool = True) -> Path:
+        return Path(path).expanduser().resolve()
+
+    def adopt(self, rel: str) -> Path:
+        return self.ws.abs(rel)
+
+    def describe(self, rel: str, **kw: Any) -> None:
+        return None
+
+
+def run_training(
+    ws: Workspace,
+    cfg: TrainConfig,
+    stage: TrainingStage,
+    *,
+    progress: ProgressFn = no_progress,
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train (or resume) one run of `stage` and record it as `<stage>/<name>`; works alone or under torchrun."""
+    import torch
+
+    from katcli.train.ddp import init_distributed
+
+    cfg.validate()
+    threads_before = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    dist = None
+    try:
+        dist = init_distributed(cfg.device)
+        if not dist.is_main:
+            progress = no_progress
+            on_step = None
+        with contextlib.ExitStack() as stack:
+            error: BaseException | None = None
+            try:
+                if dist.is_main:
+                    run: Any = stack.enter_context(
+                        StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
+                    )
+                else:
+                    run = _ReadOnlyRun(ws)
+                job = _prepare(ws, cfg, stage, run, dist, progress)
+            except Exception as exc:  # every rank must hear about a failure before anyone enters a collective
+                error = exc
+            if not dist.agree(error is None):
+                if error is not None:
+                    raise error
+                raise KatError("another training process failed during setup; see its error above")
+            return _train(ws, cfg, stage, run, dist, job, progress, on_step)
+    finally:
+        if dist is not None:
+            dist.shutdown()
+        torch.set_num_threads(threads_before)
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+
+
+@dataclass
+class _Job:
+    """Everything `_prepare` resolved, ready for the loop."""
+
+    prepared: Prepared
+    built: Built
+    sampler: Any
+    settings: Any
+    out_dir: Path
+    out_rel: str
+    meta_base: dict[str, Any]
+    resume_step: int | None
+    resume_optim: dict[str, Any] | None
+    ess: float
+    train_prompts: int
+    heldout_prompts: int
+    fingerprint: str
+
+
+def record_input(ws: Workspace, run: Any, path: Path) -> None:
+    """A file inside the workspace is checked against the manifest; one outside is recorded as external."""
+    try:
+        rel = ws.rel(path)
+    except KatError:
+        run.external_input(path)
+        return
+    run.input(rel)
+
+
+def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, str | None]:
+    """The density weights: an input when sampling by them; else read for eval quintiles when present and fresh."""
+    from katcli.train import inputs as I
+
+    if cfg.density_aware:
+        weights_path, ids_path = run.input(P.DENSITY_WEIGHTS), run.input(P.EMBED_IDS)
+        return I.read_density_weights(weights_path, ids_path), "sampling"
+    if ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file():
+        judge = getattr(run, "judge", None)
+        fresh = judge is None or (
+            judge.check_input(P.DENSITY_WEIGHTS) is None and judge.check_input(P.EMBED_IDS) is None
+        )
+        if fresh:
+            return I.read_density_weights(ws.abs(P.DENSITY_WEIGHTS), ws.abs(P.EMBED_IDS)), "eval quintiles"
+        notes.append("the density weights are stale or unrecorded: held-out results have no density quintiles")
+        return None, None
+    notes.append("no density weights in the workspace (run `kat embed`): held-out results have no density quintiles")
+    return None, None
+
+
+def _starting_model(
+    ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, tokenizer: Any, tok_path: Path,
+    init_dir: Path | None, notes: list[str],
+) -> tuple[Any, dict[str, Any]]:
+    from katcli.model.checkpoint import checkpoint_paths, find_last_step
+    from katcli.model.gpt import GPT, GPTConfig
+    from katcli.train.run_dir import load_gpt
+
+    if init_dir is None:
+        depth = cfg.depth if cfg.depth is not None else DEFAULT_DEPTH
+        config = GPTConfig.from_depth(depth, vocab_size=tokenizer.vocab_size, sequence_len=cfg.max_len)
+        notes.append(
+            f"trained from scratch (--depth {depth}): fine for trying the pipeline, but real {stage.what} start "
+            "from a pretrained or SFT model (--init DIR, e.g. one from `kat import nanochat`)"
+        )
+        return GPT(config, seed=cfg.seed), {"depth": depth, "seed": cfg.seed}
+    step = find_last_step(init_dir)
+    files = checkpoint_paths(init_dir, step)
+    for key in ("model", "meta"):
+        record_input(ws, run, files[key])
+    gpt, ckpt = load_gpt(init_dir, step=step)
+    recorded = ckpt.meta.get("tokenizer_sha256")
+    if recorded is not None and recorded != tokenizer.sha256():
+        raise KatError(
+            f"--init model was trained with another tokenizer (sha256 {recorded[:12]}…, "
+            f"this one is {tokenizer.sha256()[:12]}…)",
+            file=str(tok_path),
+            hint="put the model's tokenizer.json beside it, or train with the workspace's own tokenizer",
+        )
+    if gpt.config.vocab_size < tokenizer.vocab_size:
+        raise KatError(
+            f"--init model has {gpt.config.vocab_size} token ids but the tokenizer has {tokenizer.vocab_size}",
+            file=str(files["meta"]),
+            hint="use the tokenizer the model was trained with",
+        )
+    if cfg.max_len > gpt.rotary_seq_len:
+        raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({gpt.rotary_seq_len})")
+    return gpt, {"path": str(init_dir), "step": step}
+
+
+def _prepare(
+    ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, progress: ProgressFn
+) -> _Job:
+    import numpy as np
+
+    from katcli.model.checkpoint import load_checkpoint
+    from katcli.model.tokenizer import Tokenizer
+    from katcli.pipeline.runs import POLICY_STAGES, resolve_run
+    from katcli.train import inputs as I
+    from katcli.train.loop import LoopSettings
+    from katcli.train.run_dir import has_checkpoint, read_run_meta, run_tokenizer_path
+    from katcli.train.sampler import WeightedSampler, effective_sample_size, item_probabilities
+    from katcli.train.schedule import default_warmup
+    from katcli.train.split import split_pairs
+
+    notes: list[str] = []
+    if cfg.batch_size % dist.world_size:
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} must be divisible by the number of processes ({dist.world_size})"
+        )
+    out_rel = f"{stage.run_root}/{cfg.run_name}"
+    out_dir = ws.abs(out_rel)
+    resume_hint = f"pass a directory written by `kat train {stage.stage}`"
+    if cfg.resume:
+        if not has_checkpoint(out_dir):
+            raise KatError(f"nothing to resume: {out_rel}/ has no checkpoint", hint="drop --resume to start a new run")
+        _check_same_flags(cfg, read_run_meta(out_dir, (stage.kind,), hint=resume_hint)[1], out_rel)
+
+    # -- inputs ------------------------------------------------------------------------------------------
+    pairs_path = run.input(P.PAIRS)
+    prefixes_path = run.input(P.PREFIXES)
+    init_dir = None
+    if cfg.init is not None:
+        init_dir = resolve_run(ws, cfg.init, (*POLICY_STAGES, "rm"), flag="--init")[1]
+    tok_path = run_tokenizer_path(init_dir) if init_dir is not None else None
+    if tok_path is None:
+        tok_path = run.input(TOKENIZER)
+    else:
+        record_input(ws, run, tok_path)
+    weights, weights_used_for = _density_weights(ws, cfg, run, notes)
+
+    pairs = I.read_pairs(pairs_path, progress=progress)
+    I.check_consistency(pairs, I.read_prefix_counts(prefixes_path), prefixes_file=str(prefixes_path))
+    prefix_ids = [p.prefix_id for p in pairs]
+    split = split_pairs(prefix_ids, seed=cfg.seed, val_ratio=cfg.val_ratio)
+    train_pids = [prefix_ids[i] for i in split.train]
+    probs = item_probabilities(train_pids, weights if cfg.density_aware else None, mode=cfg.weighting)
+    ess = effective_sample_size(probs)
+
+    # -- tokenizer, model, objective ----------------------------------------------------------------------
+    tokenizer = Tokenizer.load(tok_path)
+    gpt, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
+    heldout = np.asarray(split.heldout, dtype=np.int64)
+    eval_weights = weights if weights is not None and all(prefix_ids[i] in weights for i in heldout) else None
+    if weights is not None and eval_weights is None:
+        notes.append("the density weights do not cover every held-out prompt: no density quintiles")
+    micro = cfg.micro_batch_size or cfg.batch_size // dist.world_size
+    prepared = Prepared(
+        cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=split,
+        tokenizer=tokenizer, gpt=gpt, init_info=init_info, weights=weights, eval_weights=eval_weights,
+        micro_batch_size=micro, notes=notes,
+    )
+    built = stage.build(prepared)
+
+    # -- sampler, settings, meta --------------------------------------------------------------------------
+    train_index = np.asarray(split.train, dtype=np.int64)
+    sampler = WeightedSampler(
+        probs, np.asarray(built.item_lengths), seed=cfg.seed, batch_size=cfg.batch_size, bucketing=cfg.bucketing
+    )
+    settings = LoopSettings(
+        max_steps=cfg.max_steps, micro_batch_size=micro, lr=cfg.resolved_lr,
+        warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
+        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, eval_every=cfg.eval_every,
+        save_every=cfg.save_every, seed=cfg.seed,
+    )
+    fingerprint = split.fingerprint([p.id for p in pairs])
+    train_prompts = len(set(train_pids))
+    heldout_prompts = len({prefix_ids[i] for i in heldout})
+    judge = getattr(run, "judge", None)
+    input_shas = {}
+    if judge is not None:
+        for rel in (P.PAIRS, P.PREFIXES) + ((P.DENSITY_WEIGHTS, P.EMBED_IDS) if cfg.density_aware else ()):
+            input_shas[rel] = judge.current_sha(rel)
+    meta_base: dict[str, Any] = {
+        "format": 1,
+        "model_config": gpt.config.to_dict(),
+        "tokenizer_sha256": tokenizer.sha256(),
+        "config": cfg.params(),
+        "training": {"warmup_steps": settings.warmup_steps, "micro_batch_size": micro, "world_size": dist.world_size},
+        "init": init_info,
+        "inputs": input_shas,
+        "heldout": {
+            "seed": cfg.seed, "val_ratio": cfg.val_ratio, "pairs": len(heldout), "prompts": heldout_prompts,
+            "fingerprint": fingerprint,
+        },
+        "sampling": {
+            "weighting": cfg.weighting, "train_pairs": len(train_index), "train_prompts": train_prompts,
+            "ess": round(ess, 3), "ess_fraction": round(ess / len(train_index), 6),
+        },
+        "eval_weights": weights_used_for if eval_weights is not None else None,
+        **built.meta,
+    }
+
+    # -- resume -------------------------------------------------------------------------------------------
+    resume_step = resume_optim = None
+    if cfg.resume:
+        step, meta = read_run_meta(out_dir, (stage.kind,), hint=resume_hint)
+        _check_same_inputs(meta, input_shas, tokenizer.sha256(), out_rel)
+        ckpt = load_checkpoint(out_dir, step, device="cpu", load_optim=True)
+        built.objective.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
+        resume_step, resume_optim = step, ckpt.optim_state
+        notes.append(f"resumed from step {step} of {out_rel}/")
+    built.objective.module.to(dist.device)
+    return _Job(
+        prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
+        meta_base=meta_base, resume_step=resume_step, resume_optim=resume_optim, ess=ess,
+        train_prompts=train_prompts, heldout_prompts=heldout_prompts, fingerprint=fingerprint,
+    )
+
+
+def _interrupted_message(out_dir: Path, out_rel: str) -> str:
+    """What survives a Ctrl-C: the latest checkpoint, which `--resume` continues exactly."""
+    from katcli.model.checkpoint import find_last_step
+    from katcli.train.run_dir import has_checkpoint
+
+    if not has_checkpoint(out_dir):
+        return f"interrupted before the first checkpoint; nothing was recorded and {out_rel}/ holds no checkpoint"
+    step = find_last_step(out_dir)
+    return (
+        f"interrupted; nothing was recorded, but {out_rel}/ holds the checkpoint of step {step}: "
+        "re-run the same command with --resume to continue exactly from there"
+    )
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
+    """Refuse to resume a checkpoint trained with other flags: it would not continue the same run."""
+    saved = meta.get("config", {})
+    now = cfg.params()
+    for key in sorted(set(saved) | set(now)):
+        if key in _RESUME_FREE or saved.get(key) == now.get(key):
+            continue
+        if key == "density_aware":
+            raise ConfigError(f"{rel}/ was trained {'with' if saved.get(key) else 'without'} --density-aware; resume with the same flags")
+        raise ConfigError(
+            f"{_flag(key)} is {now.get(key)!r} but {rel}/ was trained with {saved.get(key)!r}; "
+            "resume with the same flags (or drop --resume to start over)"
+        )
+
+
+def _check_same_inputs(meta: dict[str, Any], shas: dict[str, str | None], tok_sha: str, rel: str) -> None:
+    """Refuse to resume a checkpoint trained on other inputs: the sample stream would differ."""
+    for path, sha in shas.items():
+        if meta.get("inputs", {}).get(path) != sha:
+            raise KatError(
+                f"{path} changed since {rel}/ was checkpointed, so a resumed run would not continue the same run",
+                hint="drop --resume to start over on the new inputs",
+            )
+    if meta.get("tokenizer_sha256") != tok_sha:
+        raise KatError(f"the tokenizer changed since {rel}/ was checkpointed", hint="drop --resume to start over")
+
+
+# ---------------------------------------------------------------------------------------------------- loop
+
+
+def _train(
+    ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, job: _Job, progress: ProgressFn,
+    on_step: StepCallback | None,
+) -> TrainResult:
+    from katcli.train.loop import TrainingLoop
+    from katcli.train.metrics_log import METRICS_FILE
+    from katcli.train.run_dir import TOKENIZER_FILE, clear_run
+
+    prep, obj = job.prepared, job.built.objective
+    if dist.is_main:
+        if job.resume_step is None:
+            clear_run(job.out_dir)
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        prep.tokenizer.save(job.out_dir / TOKENIZER_FILE)
+    dist.barrier()
+
+    def meta_fn(step: int, report: Any) -> dict[str, Any]:
+        meta = dict(job.meta_base)
+        meta["step"] = step
+        meta["eval"] = report.to_json() if report is not None else None
+        return meta
+
+    loop = TrainingLoop(
+        obj, prep.split.train, job.sampler, job.settings, dist=dist, out_dir=job.out_dir, meta_fn=meta_fn,
+        progress=progress, on_step=on_step,
+    )
+    if job.resume_step is not None:
+        loop.restore(job.resume_step, job.resume_optim or {})
+    try:
+        outcome = loop.train()
+    except KeyboardInterrupt:
+        raise InterruptedRun(_interrupted_message(job.out_dir, job.out_rel)) from None
+    files: list[Path] = []
+    n_train, n_held = len(prep.split.train), len(prep.split.heldout)
+    if dist.is_main:
+        files = [*outcome.files, job.out_dir / METRICS_FILE, job.out_dir / TOKENIZER_FILE]
+        for path in files:
+            run.adopt(ws.rel(path))
+        metrics_rel = f"{job.out_rel}/{METRICS_FILE}"
+        run.describe(metrics_rel, rows=sum(1 for _ in open(ws.abs(metrics_rel), encoding="utf-8")))
+        report = outcome.eval
+        run.stats.update(
+            {
+                "step": outcome.step,
+                "resumed_from": job.resume_step,
+                "weighting": cfg.weighting,
+                "train_pairs": n_train,
+                "heldout_pairs": n_held,
+                "heldout_fingerprint": job.fingerprint,
+                "ess": round(job.ess, 3),
+                "ess_fraction": round(job.ess / n_train, 6),
+                **job.built.stats,
+                "heldout_" + _headline_key(report): report.to_json()["overall"] if report is not None else None,
+                "pad_fraction": round(outcome.pad_fraction, 6),
+                "tokens_per_s": round(outcome.tokens_per_s, 1),
+                "world_size": dist.world_size,
+                "device": str(dist.device),
+            }
+        )
+    return TrainResult(
+        name=cfg.run_name, directory=job.out_dir, step=outcome.step, resumed_from=job.resume_step,
+        eval=outcome.eval, train_pairs=n_train, train_prompts=job.train_prompts, heldout_pairs=n_held,
+        heldout_prompts=job.heldout_prompts, heldout_fingerprint=job.fingerprint, weighting=cfg.weighting,
+        ess=job.ess, ess_fraction=job.ess / n_train, n_params=sum(p.numel() for p in obj.module.parameters()),
+        model_config=prep.gpt.config.to_dict(), device=str(dist.device), world_size=dist.world_size,
+        tokens_per_s=outcome.tokens_per_s, pad_fraction=outcome.pad_fraction,
+        sequences=dict(job.built.meta.get("sequences", {})), notes=list(prep.notes),
+        forced_over=list(run.forced_over), files=files,
+    )
+
+
+def _headline_key(report: Any) -> str:
+    """The manifest stat holding a run's overall held-out result: accuracy for reward models, nll for policies."""
+    return getattr(report, "headline", "accuracy")

@@ -1,0 +1,85 @@
+"""What a training objective plugs into the one training loop (`katcli.train.loop`).
+
+The loop owns everything objectives share: the optimizer and schedule, gradient accumulation and clipping, DDP, the
+sample stream and its sharding over ranks, the eval/save cadence, `metrics.jsonl`, checkpoints and bit-exact
+`--resume`. An objective owns what differs between reward models, SFT, DPO and GRPO:
+
+- `prepare(step, items)`: this rank's micro-batches for one step, from its share of the step's sampled items
+  (indices into the objective's own data). GRPO does its rollouts here.
+- `loss_denominator(micros)`: this rank's share of what the step's loss is averaged over (pairs, reply tokens, …).
+  The loop sums it over ranks, so the gradient is exactly the mean over the *global* batch for any world size and
+  any micro-batch split.
+- `loss(model, micro)`: the micro-batch's *summed* loss (a tensor to back-propagate) and its named statistics as
+  sums (`Stats`); the loop adds the sums over micro-batches and ranks, then `summarize` turns them into the step's
+  metrics line. Names, not positions: a statistic is never identified by where it sits in a tensor.
+- `evaluate(step)`: a report with `to_json()` (or None), written as an `eval` line and into checkpoint metas.
+- `checkpoint_state()` / `load_checkpoint_state()`: the tensors of the model file; `kind` names the checkpoint.
+
+Statistics must include `tokens` and `pad_tokens` (the loop reports throughput and the pad fraction from them).
+This module is only the contract; it knows no model, loss or data format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+Stats = dict[str, "torch.Tensor | float | int"]
+
+
+class EvalResult(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Objective(Protocol):
+    kind: str  # checkpoint kind written into every meta ("kat-reward-model", "kat-policy", …)
+    module: torch.nn.Module  # what is trained (the loop wraps it in DDP)
+    passes: int  # optimizer updates per sampled batch (GRPO's --num-iterations; 1 elsewhere)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def prepare(self, step: int, items: np.ndarray, *, micro_batch_size: int) -> Sequence[Any]: ...
+
+    def loss_denominator(self, micros: Sequence[Any]) -> float: ...
+
+    def loss(self, model: torch.nn.Module, micro: Any, *, pass_index: int) -> tuple[torch.Tensor, Stats]: ...
+
+    def summarize(self, sums: Mapping[str, float]) -> dict[str, Any]: ...
+
+    def evaluate(self, step: int) -> EvalResult | None: ...
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]: ...
+
+    def load_checkpoint_state(self, state: Mapping[str, torch.Tensor]) -> None: ...
+
+
+def add_stats(total: dict[str, torch.Tensor], stats: Mapping[str, Any], device: torch.device) -> None:
+    """Accumulate named statistics as float64 tensors (detached: statistics never carry gradients)."""
+    for key, value in stats.items():
+        v = value.detach().double().sum() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+        v = v.to(device=device, dtype=torch.float64)
+        total[key] = total[key] + v if key in total else v
+
+
+def ratio(num: float, den: float) -> float:
+    """`num / den`, or NaN when nothing was counted (written as null in metrics)."""
+    return num / den if den else float("nan")
+
+
+class HeldOut:
+    """Held-out rows: indices into the objective's encoded data plus what the breakdowns need per index."""
+
+    def __init__(
+        self,
+        indices: np.ndarray,
+        sources: Sequence[str],
+        prefix_ids: Sequence[str],
+        weights: Mapping[str, float] | None = None,
+    ) -> None:
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.sources = list(sources)
+        self.prefix_ids = list(prefix_ids)
+        self.weights = weights

@@ -1,0 +1,108 @@
+"""The supervised fine-tuning objective: next-token NLL on the chosen replies, never on prompt tokens.
+
+"SFT on preferred completions" (Rafailov et al., 2023, §5): items are training pairs, and each is used through its
+chosen reply only. A sequence is `render_for_completion(prefix)` + chosen + `<|assistant_end|>`; the loss is the mean
+token NLL over the reply tokens of the global batch (`response_mask`), so a long reply weighs by its length, as in
+nanochat's SFT. Statistics: loss (= mean reply-token NLL), perplexity, replies, reply tokens. Evaluation: held-out
+reply NLL and perplexity overall, per source and per density quintile.
+
+This module knows the policy and its loss; not files, flags or the loop's mechanics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from katcli.model.gpt import GPT
+from katcli.model.logprobs import token_logprobs
+from katcli.progress import ProgressFn, no_progress
+from katcli.train.batching import MicroBatch, collate, split_micro
+from katcli.train.losses import token_nll_sum
+from katcli.train.metrics import NLLReport, summarize_nll
+from katcli.train.metrics_log import rounded
+from katcli.train.objective import HeldOut, Stats, ratio
+from katcli.train.run_dir import POLICY_KIND
+from katcli.train.seq_scoring import reply_logprobs
+from katcli.train.sequences import EncodedSequences
+
+
+class SFTObjective:
+    kind = POLICY_KIND
+    passes = 1
+
+    def __init__(
+        self,
+        gpt: GPT,
+        enc: EncodedSequences,
+        *,
+        pad_id: int,
+        pad_to: int | None = None,
+        heldout: HeldOut | None = None,
+        eval_batch_size: int = 32,
+        dist: Any = None,
+        progress: ProgressFn = no_progress,
+    ) -> None:
+        self.gpt = gpt
+        self.module = gpt
+        self.enc = enc
+        self.pad_id = pad_id
+        self.pad_to = pad_to
+        self.heldout = heldout
+        self.eval_batch_size = eval_batch_size
+        self.dist = dist
+        self.progress = progress
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.gpt.parameters() if p.requires_grad]
+
+    def prepare(self, step: int, items: np.ndarray, *, micro_batch_size: int) -> Sequence[MicroBatch]:
+        return [collate(self.enc, idx, pad_id=self.pad_id, pad_to=self.pad_to) for idx in split_micro(items, micro_batch_size)]
+
+    def loss_denominator(self, micros: Sequence[MicroBatch]) -> float:
+        return float(sum(mb.response_tokens for mb in micros))
+
+    def loss(self, model: torch.nn.Module, mb: MicroBatch, *, pass_index: int) -> tuple[torch.Tensor, Stats]:
+        device = self.gpt.device
+        ids = torch.from_numpy(mb.ids).to(device, non_blocking=True)
+        mask = torch.from_numpy(mb.response_mask()).to(device, non_blocking=True)
+        logp = token_logprobs(model, ids)
+        assert isinstance(logp, torch.Tensor)
+        total = token_nll_sum(logp, mask)
+        stats: Stats = {
+            "nll": total, "reply_tokens": mb.response_tokens, "replies": mb.n_pairs,
+            "tokens": mb.real_tokens, "pad_tokens": mb.pad_tokens,
+        }
+        return total, stats
+
+    def summarize(self, sums: Mapping[str, float]) -> dict[str, Any]:
+        nll = ratio(sums["nll"], sums["reply_tokens"])
+        return {
+            "loss": rounded(nll),
+            "perplexity": rounded(math.exp(nll)) if math.isfinite(nll) and nll < 700 else None,
+            "replies": int(sums["replies"]),
+            "reply_tokens": int(sums["reply_tokens"]),
+        }
+
+    def evaluate(self, step: int) -> NLLReport | None:
+        if self.heldout is None:
+            return None
+        h = self.heldout
+        sums, counts = reply_logprobs(
+            self.gpt, self.enc, h.indices, batch_size=self.eval_batch_size, pad_id=self.pad_id,
+            device=self.gpt.device, dist=self.dist, progress=self.progress, task="evaluating",
+        )
+        return summarize_nll(-sums[:, 0], counts[:, 0], h.sources, h.prefix_ids, h.weights)
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.gpt.state_dict().items()}
+
+    def load_checkpoint_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.gpt.load_state_dict(dict(state), strict=True)
+
+
+

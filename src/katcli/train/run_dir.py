@@ -1,0 +1,105 @@
+"""Training run directories of any objective: which files a step has, saving, pruning, clearing, reading metas.
+
+A run directory (`rm_checkpoints/<name>/`, `sft_checkpoints/<name>/`, …) holds, for the latest saved step only,
+nanochat's trio `model_{step:06d}.pt`, `meta_{step:06d}.json` and `optim_{step:06d}.pt` (optimizer state, the sample
+stream's position and the torch RNG state: everything `--resume` needs), plus `tokenizer.json` (so the directory is
+self-contained) and `metrics.jsonl`. Older steps are removed once a newer one is safely on disk. The files are
+written atomically by `katcli.model.checkpoint`. Every meta names its `kind`, so a reward model is never mistaken
+for a policy or the other way round.
+
+Policy runs (SFT, DPO, GRPO) save a plain GPT state dict: the same format `kat import nanochat` writes, so any of
+them is an `--init` for any later stage. This module knows file names and kinds; not the workspace or the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from katcli.errors import KatError
+from katcli.model.checkpoint import Checkpoint, checkpoint_paths, find_last_step, load_checkpoint, read_meta, save_checkpoint
+from katcli.model.gpt import GPT, GPTConfig
+from katcli.train.metrics_log import METRICS_FILE
+
+TOKENIZER_FILE = "tokenizer.json"
+RM_KIND = "kat-reward-model"
+POLICY_KIND = "kat-policy"
+_STEP_FILE = re.compile(r"^(model|meta|optim)_(\d+)\.(pt|json)$")
+_HEAD_KEY = "reward_head.weight"  # a reward model's state is a GPT's plus this key (katcli.train.reward_model)
+
+
+def has_checkpoint(directory: Path) -> bool:
+    return directory.is_dir() and any(_STEP_FILE.match(p.name) for p in directory.iterdir())
+
+
+def step_files(directory: Path, step: int) -> list[Path]:
+    return [p for p in checkpoint_paths(directory, step).values() if p.is_file()]
+
+
+def save_step(
+    directory: Path, step: int, state: dict[str, torch.Tensor], meta: dict[str, Any], optim_state: dict[str, Any]
+) -> list[Path]:
+    """Write one step atomically, then delete every other step's files; returns the files of this step."""
+    save_checkpoint(directory, step, state, meta, optim_state)
+    keep = {p.name for p in checkpoint_paths(directory, step).values()}
+    for p in directory.iterdir():
+        if _STEP_FILE.match(p.name) and p.name not in keep:
+            p.unlink(missing_ok=True)
+    return step_files(directory, step)
+
+
+def clear_run(directory: Path) -> None:
+    """Remove a previous run's checkpoints and logs before a fresh (non-resumed) run writes its own."""
+    if not directory.is_dir():
+        return
+    for p in directory.iterdir():
+        if _STEP_FILE.match(p.name) or p.name in (METRICS_FILE, TOKENIZER_FILE):
+            p.unlink(missing_ok=True)
+
+
+def read_run_meta(
+    directory: Path, kinds: Sequence[str], *, step: int | None = None, hint: str
+) -> tuple[int, dict[str, Any]]:
+    """The step and meta of a run's checkpoint (the latest step by default), refusing other kinds."""
+    ckpt_step = find_last_step(directory) if step is None else step
+    path = checkpoint_paths(directory, ckpt_step)["meta"]
+    meta = read_meta(path)
+    if meta.get("kind") not in kinds:
+        what = " or ".join(_KIND_NAMES.get(k, k) for k in kinds)
+        found = meta.get("kind")
+        raise KatError(
+            f"not a {what} checkpoint" + (f" (it is a {_KIND_NAMES.get(found, found)})" if found else ""),
+            file=str(path),
+            hint=hint,
+        )
+    return ckpt_step, meta
+
+
+_KIND_NAMES = {RM_KIND: "kat reward-model", POLICY_KIND: "kat policy"}
+
+
+def load_gpt(directory: Path, *, step: int | None = None) -> tuple[GPT, Checkpoint]:
+    """The GPT of a kat policy / imported-nanochat / reward-model checkpoint (a reward head is dropped)."""
+    ckpt = load_checkpoint(directory, step, device="cpu")
+    meta_path = checkpoint_paths(directory, ckpt.step)["meta"]
+    if "model_config" not in ckpt.meta:
+        raise KatError(
+            "checkpoint meta has no model_config", file=str(meta_path),
+            hint="pass a GPT checkpoint directory (model_<step>.pt + meta_<step>.json written by kat)",
+        )
+    config = GPTConfig.from_dict(ckpt.meta["model_config"])
+    body = {k: v.float() for k, v in ckpt.model_state.items() if k != _HEAD_KEY}
+    source = str(checkpoint_paths(directory, ckpt.step)["model"])
+    return GPT.from_state_dict(config, body, source=source), ckpt
+
+
+def run_tokenizer_path(directory: Path) -> Path | None:
+    """The tokenizer shipped with a run or an imported model (`tokenizer.json` or `tokenizer/tokenizer.json`)."""
+    for cand in (directory / TOKENIZER_FILE, directory / "tokenizer" / TOKENIZER_FILE):
+        if cand.is_file():
+            return cand
+    return None
