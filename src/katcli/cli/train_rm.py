@@ -8,22 +8,14 @@ nothing about how a reward model is trained.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from katcli.cli import train_options as T
 from katcli.cli.options import ForceUpstream
-from katcli.cli.train_live import is_main_rank, live, print_run_summary, quintile_label
+from katcli.cli.train_live import accuracy_table, is_main_rank, live, print_run_summary
 from katcli.cli.workspace_opt import state_of, workspace_of
-
-
-def _acc_cell(acc: dict[str, Any]) -> str:
-    if not acc["n"]:
-        return "–"
-    lo, hi = acc["ci95"]
-    return f"{acc['accuracy']:.3f} ({lo:.2f}–{hi:.2f})"
 
 
 def train_rm(
@@ -76,18 +68,9 @@ def train_rm(
     out = state.out
     print_run_summary(state, result)
     if result.eval is not None:
-        ev = result.eval.to_json()
-        table = Table(
-            title=f"Held-out accuracy, 95% Wilson interval ({result.heldout_pairs:,} pairs, "
+        out.print(accuracy_table(
+            f"Held-out accuracy, 95% Wilson interval ({result.heldout_pairs:,} pairs, "
             f"{result.heldout_prompts:,} prompts)",
-            title_justify="left",
-        )
-        for col in ("Group", "Pairs", "Accuracy"):
-            table.add_column(col)
-        table.add_row("overall", f"{ev['overall']['n']:,}", _acc_cell(ev["overall"]))
-        for src, acc in ev["by_source"].items():
-            table.add_row(src, f"{acc['n']:,}", _acc_cell(acc))
-        for q, acc in enumerate(ev["by_quintile"] or []):
-            table.add_row(quintile_label(q), f"{acc['n']:,}", _acc_cell(acc))
-        out.print(table)
+            result.eval.to_json(),
+        ))
     out.print(f"Wrote {result.directory}", markup=False)

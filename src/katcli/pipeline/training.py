@@ -172,6 +172,7 @@ class Prepared:
     tokenizer: Any
     gpt: Any  # the starting GPT (from --init, or fresh)
     init_info: dict[str, Any]
+    init_dir: Path | None  # the --init checkpoint directory (None: a fresh --depth model)
     weights: dict[str, float] | None  # density weights when read (sampling or eval quintiles)
     eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
     micro_batch_size: int
@@ -193,6 +194,7 @@ class Built:
     item_lengths: Any  # numpy int64 [len(split.train)]: the length each training item is bucketed by
     meta: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)  # files the build wrote into the run directory (DPO's cache)
 
 
 @dataclass(frozen=True)
@@ -390,7 +392,15 @@ def _starting_model(
         )
     if cfg.max_len > gpt.rotary_seq_len:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({gpt.rotary_seq_len})")
-    return gpt, {"path": str(init_dir), "step": step}
+    # Workspace-relative when inside it, so a run's meta does not depend on where the workspace lives.
+    return gpt, {"path": _display_path(ws, init_dir), "step": step}
+
+
+def _display_path(ws: Workspace, path: Path) -> str:
+    try:
+        return ws.rel(path)
+    except KatError:
+        return str(path)
 
 
 def _prepare(
@@ -452,7 +462,7 @@ def _prepare(
     micro = cfg.micro_batch_size or cfg.batch_size // dist.world_size
     prepared = Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=split,
-        tokenizer=tokenizer, gpt=gpt, init_info=init_info, weights=weights, eval_weights=eval_weights,
+        tokenizer=tokenizer, gpt=gpt, init_info=init_info, init_dir=init_dir, weights=weights, eval_weights=eval_weights,
         micro_batch_size=micro, notes=notes,
     )
     built = stage.build(prepared)
@@ -596,7 +606,7 @@ def _train(
     files: list[Path] = []
     n_train, n_held = len(prep.split.train), len(prep.split.heldout)
     if dist.is_main:
-        files = [*outcome.files, job.out_dir / METRICS_FILE, job.out_dir / TOKENIZER_FILE]
+        files = [*outcome.files, job.out_dir / METRICS_FILE, job.out_dir / TOKENIZER_FILE, *job.built.outputs]
         for path in files:
             run.adopt(ws.rel(path))
         metrics_rel = f"{job.out_rel}/{METRICS_FILE}"

@@ -37,6 +37,7 @@ import torch
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
+from katcli.train.seq_scoring import LogprobFn, score_batches
 from katcli.workspace.atomic import atomic_write, remove_quietly, write_text_atomic
 from katcli.workspace.hashing import sha256_file
 
@@ -48,8 +49,6 @@ TASK = "reference log-probs"
 DTYPE = np.dtype(
     [("chosen_logp", "<f8"), ("rejected_logp", "<f8"), ("chosen_tokens", "<i8"), ("rejected_tokens", "<i8")]
 )
-
-LogprobFn = Callable[[Any], tuple[Any, Any]]
 
 # What each key field means to a user, for "recomputing: …" notes.
 _KEY_WORDS = {
@@ -130,7 +129,6 @@ class CacheLookup:
 # ---------------------------------------------------------------------------------------------------- compute
 
 
-@torch.no_grad()
 def compute_ref_logps(
     n_pairs: int,
     batches: Iterable[tuple[np.ndarray, Any]],
@@ -142,36 +140,16 @@ def compute_ref_logps(
     """Reference log-probs of pairs `0 … n_pairs−1` from `(pair indices, micro-batch)` batches covering each once.
 
     `logprob_fn(micro_batch)` returns `(sum_logps, n_tokens)` for the batch's `2m` rows, chosen rows first. Under
-    torchrun each rank computes every `world_size`-th batch and the results are summed across ranks (a pair's
-    value plus zeros from the others, which is exact), so every rank ends with the same full arrays.
+    torchrun each rank computes every `world_size`-th batch and every rank ends with the same full arrays
+    (`katcli.train.seq_scoring.score_batches`, the loop every reply scoring in kat runs).
     """
     dist = dist or DistContext()
-    values = torch.zeros(n_pairs, 4, dtype=torch.float64, device=dist.device)
-    seen = np.zeros(n_pairs, dtype=np.int64)
-    done = 0
-    progress(TASK, 0, n_pairs)
-    for b, (chunk, mb) in enumerate(batches):
-        idx = np.asarray(chunk, dtype=np.int64)
-        seen[idx] += 1
-        m = len(idx)
-        if b % dist.world_size == dist.rank:
-            logps, counts = logprob_fn(mb)
-            logps = torch.as_tensor(logps).to(dist.device, torch.float64).reshape(-1)
-            counts = torch.as_tensor(counts).to(dist.device, torch.float64).reshape(-1)
-            if logps.numel() != 2 * m or counts.numel() != 2 * m:
-                raise ValueError(f"logprob_fn returned {logps.numel()} values for a batch of {m} pairs ({2 * m} rows)")
-            rows = torch.from_numpy(idx).to(dist.device)
-            values[rows] = torch.stack([logps[:m], logps[m:], counts[:m], counts[m:]], dim=1)
-        done += m
-        progress(TASK, done, n_pairs)
-    if not (seen == 1).all():
-        raise ValueError("the batches must cover every pair exactly once")
-    dist.all_reduce_sum(values)
-    out = values.cpu().numpy()
-    tokens = out[:, 2:].astype(np.int64)
-    if n_pairs and tokens.min() < 1:
+    sums, counts = score_batches(
+        n_pairs, 2, batches, logprob_fn, device=dist.device, dist=dist, progress=progress, task=TASK
+    )
+    if n_pairs and counts.min() < 1:
         raise ValueError("every reply needs at least one token")
-    return RefLogps(out[:, 0].copy(), out[:, 1].copy(), tokens[:, 0].copy(), tokens[:, 1].copy())
+    return RefLogps(sums[:, 0].copy(), sums[:, 1].copy(), counts[:, 0].copy(), counts[:, 1].copy())
 
 
 # ---------------------------------------------------------------------------------------------------- files
