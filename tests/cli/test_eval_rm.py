@@ -82,6 +82,7 @@ def test_unknown_model(kat, trained):
     result = kat("eval", "rm", "nope", workspace=trained)
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: no reward model 'nope'\n"
-        "Hint: pass a run name from rm_checkpoints/ (e.g. uniform, density) or a checkpoint directory\n"
+        "Error: no reward model or DPO policy 'nope'\n"
+        "Hint: pass a run name from rm_checkpoints/ or dpo_checkpoints/ (e.g. uniform, density; dpo/uniform when "
+        "both have it) or a checkpoint directory\n"
     )

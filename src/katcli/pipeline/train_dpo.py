@@ -305,6 +305,56 @@ def _build(prep: Prepared) -> Built:
     return Built(objective, enc.pair_lengths[train_index], meta=meta, stats=stats, outputs=[array_file, key_file])
 
 
+def heldout_reference_logps(
+    ws: Workspace,
+    name: str,
+    directory: Path,
+    meta: dict[str, Any],
+    *,
+    pairs_sha256: str | None,
+    heldout_index: Any,
+    enc: Any,
+    batch_size: int,
+    pad_id: int,
+    device: Any,
+    progress: ProgressFn,
+    notes: list[str],
+) -> Any:
+    """A DPO run's reference log-probs of the held-out pairs (`enc` = those pairs, in `heldout_index` order).
+
+    From the run's cache when its key still holds for the current pairs; otherwise recomputed from the recorded
+    reference, without writing (evaluation is read-only), and a note says so.
+    """
+    from katcli.train.ref_cache import RefCacheKey, compute_ref_logps, load_ref_logps
+    from katcli.train.run_dir import load_gpt
+    from katcli.train.batching import eval_batches
+    from katcli.train.seq_scoring import model_logprob_fn
+    import numpy as np
+
+    key = RefCacheKey(**meta["ref_cache"]["key"])
+    if key.pairs_sha256 == pairs_sha256:
+        found = load_ref_logps(directory, key)
+        if found.logps is not None:
+            return found.logps.subset(heldout_index)
+        reason = found.reason
+    else:
+        reason = "the pairs file changed since the run"
+    ref_path = meta["reference"].get("path")
+    if ref_path is None:
+        raise KatError(
+            f"{name}: its cached reference log-probs cannot be used ({reason}) and its reference was a fresh "
+            "--depth model that was never saved",
+            file=str(directory / "ref_logps.json"),
+            hint=f"re-run `kat train dpo --name {name}`",
+        )
+    ref_dir = Path(ref_path) if Path(ref_path).is_absolute() else ws.abs(ref_path)
+    model, _ = load_gpt(ref_dir, step=meta["reference"].get("step"))
+    model.to(device).eval()
+    notes.append(f"{name}: recomputed the held-out reference log-probs from {ref_path} ({reason})")
+    batches = eval_batches(enc, np.arange(len(enc)), batch_size=batch_size, pad_id=pad_id)
+    return compute_ref_logps(len(enc), batches, model_logprob_fn(model, device), progress=progress)
+
+
 DPO_STAGE = TrainingStage(stage=STAGE, run_root=P.DPO_DIR, kind="kat-policy", build=_build, what="policies")
 
 

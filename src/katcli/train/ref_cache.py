@@ -101,6 +101,11 @@ class RefLogps:
             torch.from_numpy(self.rejected[idx]).to(device),
         )
 
+    def subset(self, indices: Any) -> RefLogps:
+        """These pairs only, in this order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return RefLogps(self.chosen[idx], self.rejected[idx], self.chosen_tokens[idx], self.rejected_tokens[idx])
+
     def to_records(self) -> np.ndarray:
         rec = np.zeros(len(self), dtype=DTYPE)
         rec["chosen_logp"], rec["rejected_logp"] = self.chosen, self.rejected

@@ -46,26 +46,42 @@ class PairBatch:
     pairs: np.ndarray  # indices into the encoded pairs
 
 
-def implicit_reward_report(
-    policy: np.ndarray, ref: RefLogps, pairs: np.ndarray, counts: np.ndarray, cfg: DPOLossConfig, heldout: HeldOut
+def implicit_reward_eval(
+    gpt: torch.nn.Module,
+    enc: EncodedSequences,
+    ref: RefLogps,
+    cfg: DPOLossConfig,
+    heldout: HeldOut,
+    *,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    dist: Any = None,
+    progress: ProgressFn = no_progress,
 ) -> EvalReport:
-    """Held-out accuracy of the implicit reward `β(π − ref)` from the policy's summed reply log-probs `[n, 2]`."""
+    """Held-out accuracy of the implicit reward `β(π − ref)`: `heldout.indices` index both `enc` and `ref`."""
+    idx = heldout.indices
+    policy, counts = reply_logprobs(
+        gpt, enc, idx, batch_size=batch_size, pad_id=pad_id, device=device, dist=dist, progress=progress,
+        task="evaluating",
+    )
     pc, pr = (torch.from_numpy(policy[:, j]) for j in (0, 1))
-    rc, rr = ref.take(pairs)
+    rc, rr = ref.take(idx)
     out = dpo_loss(
         pc, pr, rc, rr, chosen_tokens=torch.from_numpy(counts[:, 0]), rejected_tokens=torch.from_numpy(counts[:, 1]),
         cfg=cfg,
     )
-    h = (pc - rc) - (pr - rr)
-    # summarize() counts a pair right when its margin is > 0: the margin is βh, and β > 0, so that is h > 0.
+    # summarize() counts a pair right when its margin is > 0: the margin is βh with β > 0, so that is h > 0.
     report = summarize(out.margins.numpy(), out.loss.numpy(), heldout.sources, heldout.prefix_ids, heldout.weights)
+    n = len(idx)
     report.extra.update(
         {
             "implicit_reward": True,
             "beta": cfg.beta,
-            "mean_logratio": rounded(float(h.mean())) if len(h) else None,
-            "rewards/chosen": rounded(float(out.rewards_chosen.mean())) if len(h) else None,
-            "rewards/rejected": rounded(float(out.rewards_rejected.mean())) if len(h) else None,
+            "rewards/chosen": rounded(float(out.rewards_chosen.mean())) if n else None,
+            "rewards/rejected": rounded(float(out.rewards_rejected.mean())) if n else None,
+            "logps/chosen": rounded(float(pc.mean())) if n else None,
+            "logps/rejected": rounded(float(pr.mean())) if n else None,
         }
     )
     return report
@@ -144,12 +160,10 @@ class DPOObjective:
     def evaluate(self, step: int) -> EvalReport | None:
         if self.heldout is None:
             return None
-        h = self.heldout
-        sums, counts = reply_logprobs(
-            self.gpt, self.enc, h.indices, batch_size=self.eval_batch_size, pad_id=self.pad_id,
-            device=self.gpt.device, dist=self.dist, progress=self.progress, task="evaluating",
+        return implicit_reward_eval(
+            self.gpt, self.enc, self.ref, self.cfg, self.heldout, batch_size=self.eval_batch_size,
+            pad_id=self.pad_id, device=self.gpt.device, dist=self.dist, progress=self.progress,
         )
-        return implicit_reward_report(sums, self.ref, h.indices, counts, self.cfg, h)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.gpt.state_dict().items()}
