@@ -13,7 +13,11 @@ subprocess of this script (`--trl-worker SPEC.json`), which needs nothing from k
 
 Throughput is training pairs per second after one warm-up step, times the mean real tokens per pair (prompt +
 chosen + prompt + rejected) of the training pairs, so padding is not counted as work on either side. Both use the
-same batch size, steps, learning rate, β and thread count. Prints one JSON object.
+same batch size, steps, learning rate, β and thread count. kat's runs: cached reference log-probs (what `kat train
+dpo` does; the one-off reference pass is timed separately), a reference forward in every micro-batch (what the cache
+saves), and the cached run without length bucketing (random-length batches, as TRL draws them: this isolates the
+share of the speed-up that comes from bucketing). TRL runs with its default (a reference forward every step) and
+with `precompute_ref_log_probs=True`. Prints one JSON object; the ratios compare runs of the same invocation.
 
     python bench/bench_dpo.py [--quick] [--depth 2] [--steps 8] [--batch 8] [--max-len 256] [--threads 1]
 """
@@ -38,10 +42,10 @@ DEFAULT_TRL_PYTHON = "/work/benchenv/bin/python"
 
 def sample_sequences(root: Path, *, vocab_size: int, max_len: int, max_response_len: int, n_pairs: int) -> dict:
     """kat's sample pairs as (prompt ids, chosen reply ids, rejected reply ids), truncated exactly as kat does."""
+    from katcli.model.tokenizer import Tokenizer
     from katcli.pipeline.pairs import DownloadConfig, run_download
     from katcli.pipeline.prefixes import PrefixesConfig, run_prefixes
     from katcli.pipeline.tokenizer import TokenizerConfig, run_tokenizer
-    from katcli.model.tokenizer import Tokenizer
     from katcli.train.inputs import read_pairs
     from katcli.train.sequences import END, USER_START, fit_pair
     from katcli.workspace import Workspace
@@ -67,6 +71,74 @@ def sample_sequences(root: Path, *, vocab_size: int, max_len: int, max_response_
 
 def mean_tokens_per_pair(rows: list[dict]) -> float:
     return sum(2 * len(r["prompt"]) + len(r["chosen"]) + len(r["rejected"]) for r in rows) / len(rows)
+
+
+# ---------------------------------------------------------------------------------------------------- kat (kat env)
+
+
+def kat_runs(data: dict, *, depth: int, max_len: int, batch: int, steps: int, lr: float, beta: float) -> dict:
+    """kat's DPO loop, timed over `steps` steps after one warm-up: cached reference log-probs, then a reference
+    forward in every micro-batch (what kat avoids), on the same model size, pairs, sample stream and settings."""
+    import numpy as np
+    import torch
+
+    from katcli.model.gpt import GPT, GPTConfig
+    from katcli.train.batching import eval_batches
+    from katcli.train.ddp import DistContext
+    from katcli.train.dpo_losses import DPOLossConfig
+    from katcli.train.loop import LoopSettings, TrainingLoop
+    from katcli.train.objectives.dpo import DPOObjective
+    from katcli.train.ref_cache import compute_ref_logps
+    from katcli.train.sampler import WeightedSampler
+    from katcli.train.seq_scoring import model_logprob_fn
+    from katcli.train.sequences import EncodedPairs
+
+    rows = data["rows"]
+    seqs = [[r["prompt"] + r["chosen"], r["prompt"] + r["rejected"]] for r in rows]
+    length = np.array([[len(a), len(b)] for a, b in seqs], dtype=np.int64)
+    off = np.cumsum(np.r_[0, length.reshape(-1)])[:-1].reshape(-1, 2)
+    tokens = np.concatenate([np.asarray(s, dtype=np.int32) for pair in seqs for s in pair])
+    enc = EncodedPairs(tokens, off, length, np.array([len(r["prompt"]) for r in rows], dtype=np.int64))
+    config = GPTConfig.from_depth(depth, vocab_size=data["vocab_size"], sequence_len=max_len)
+    device = torch.device("cpu")
+    dist = DistContext(device=device)
+    n = len(enc)
+
+    reference = GPT(config, seed=0).eval()
+    t0 = time.perf_counter()
+    ref = compute_ref_logps(
+        n, eval_batches(enc, np.arange(n), batch_size=batch, pad_id=data["pad_id"]),
+        model_logprob_fn(reference, device),
+    )
+    ref_seconds = time.perf_counter() - t0
+
+    class ForwardEveryStep(DPOObjective):
+        """The same objective, but the reference's log-probs come from a forward pass in every micro-batch."""
+
+        def reference_logps(self, b, dev):
+            with torch.no_grad():
+                sums, _ = model_logprob_fn(reference, dev)(b.mb)
+            m = b.mb.n_pairs
+            return sums[:m].double(), sums[m:].double()
+
+    out: dict = {"params": sum(p.numel() for p in reference.parameters()), "ref_pass_seconds": round(ref_seconds, 3)}
+    variants = (
+        ("kat_cached_ref", DPOObjective, True),
+        ("kat_ref_forward_every_step", ForwardEveryStep, True),
+        ("kat_cached_ref_no_bucketing", DPOObjective, False),  # batches of random lengths, as TRL draws them
+    )
+    for label, cls, bucketing in variants:
+        policy = GPT(config, seed=0)  # the policy starts as the reference, as with --init and no --ref
+        objective = cls(policy, enc, ref, loss_cfg=DPOLossConfig(beta=beta), pad_id=data["pad_id"])
+        sampler = WeightedSampler(np.full(n, 1.0 / n), enc.pair_lengths, seed=0, batch_size=batch, bucketing=bucketing)
+        settings = LoopSettings(max_steps=steps + 1, micro_batch_size=batch, lr=lr, warmup_steps=0)
+        marks: list[float] = []
+        loop = TrainingLoop(objective, np.arange(n), sampler, settings, dist=dist, out_dir=None,
+                            on_step=lambda record, marks=marks: marks.append(time.perf_counter()))
+        loop.train()
+        seconds = marks[-1] - marks[0]
+        out[label] = {"pairs_per_s": batch * steps / seconds, "seconds": seconds}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- TRL (peer env)
@@ -158,7 +230,9 @@ def run_trl(python: str, spec: dict, tmp: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                HF_HOME=str(tmp / "hf_home"), WANDB_DISABLED="true", OMP_NUM_THREADS=str(spec["threads"]))
-    proc = subprocess.run([python, __file__, "--trl-worker", str(spec_path)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [python, __file__, "--trl-worker", str(spec_path)], capture_output=True, text=True, env=env, check=False
+    )
     if proc.returncode != 0:
         raise SystemExit(f"TRL worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -203,12 +277,23 @@ def main() -> None:
             "depth": args.depth, "max_len": args.max_len, "batch": args.batch, "steps": args.steps, "lr": args.lr,
             "beta": args.beta, "threads": args.threads,
         }
-        results: dict = {}
+        results: dict = kat_runs(data, depth=args.depth, max_len=args.max_len, batch=args.batch, steps=args.steps,
+                                 lr=args.lr, beta=args.beta)
+        for label in ("kat_cached_ref", "kat_ref_forward_every_step", "kat_cached_ref_no_bucketing"):
+            results[label]["tokens_per_s"] = round(results[label]["pairs_per_s"] * per_pair, 1)
         if not args.no_trl:
             for precompute in (False, True):
                 r = run_trl(args.trl_python, {**spec, "precompute_ref": precompute}, tmp)
                 r["tokens_per_s"] = round(r["pairs_per_s"] * per_pair, 1)
                 results["trl_precomputed_ref" if precompute else "trl"] = r
+    cached = results["kat_cached_ref"]["tokens_per_s"]
+    ratios = {"kat_cached_vs_ref_forward_every_step": round(cached / results["kat_ref_forward_every_step"]["tokens_per_s"], 3)}
+    if "trl" in results:
+        ratios["kat_cached_vs_trl"] = round(cached / results["trl"]["tokens_per_s"], 3)
+        ratios["kat_cached_vs_trl_precomputed_ref"] = round(cached / results["trl_precomputed_ref"]["tokens_per_s"], 3)
+        ratios["kat_no_bucketing_vs_trl_precomputed_ref"] = round(
+            results["kat_cached_ref_no_bucketing"]["tokens_per_s"] / results["trl_precomputed_ref"]["tokens_per_s"], 3
+        )
     print(json.dumps({
         "bench": "dpo",
         "quick": args.quick,
@@ -221,6 +306,8 @@ def main() -> None:
         "mean_tokens_per_pair": round(per_pair, 1),
         "threads": args.threads,
         "results": results,
+        "ratios": ratios,
+        "goal": "kat_cached_vs_trl >= 1.5",
         "cpu": platform.processor() or platform.machine(),
         "python": sys.version.split()[0],
     }, sort_keys=True))

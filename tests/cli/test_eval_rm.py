@@ -83,6 +83,6 @@ def test_unknown_model(kat, trained):
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: no reward model or DPO policy 'nope'\n"
-        "Hint: pass a run name from rm_checkpoints/ or dpo_checkpoints/ (e.g. uniform, density; dpo/uniform when "
-        "both have it) or a checkpoint directory\n"
+        "Hint: pass a run name from rm_checkpoints/ or dpo_checkpoints/ (e.g. uniform, dpo/density) or a checkpoint "
+        "directory\n"
     )

@@ -70,17 +70,18 @@ def test_training_from_the_only_sft_run_prints_the_implicit_reward_table(trained
 
 def test_eval_rm_puts_a_dpo_policy_beside_a_reward_model(kat, trained):
     root, _ = trained
-    result = kat("eval", "rm", "rm/uniform", "dpo/uniform", "--json", "--threads", "1", workspace=root)
+    result = kat("eval", "rm", "uniform", "dpo/uniform", "--json", "--threads", "1", workspace=root)
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     rm, dpo = data["models"]
-    assert (rm["name"], dpo["name"]) == ("rm/uniform", "dpo/uniform")
+    assert (rm["name"], dpo["name"]) == ("uniform", "dpo/uniform")  # a bare name is the reward model's
     assert dpo["implicit_reward"] is True and dpo["beta"] == 0.5
     meta = json.loads((root / "dpo_checkpoints" / "uniform" / "meta_000012.json").read_text())
     assert dpo["overall"] == meta["eval"]["overall"]  # the same numbers training reported
     assert dpo["by_quintile"] == meta["eval"]["by_quintile"]
     assert data["comparisons"][0]["b"] == "dpo/uniform"
     table = kat("eval", "rm", "rm/uniform", "dpo/uniform", "--threads", "1", workspace=root)
+    assert table.exit_code == 0, table.stderr
     assert "dpo/uniform" in table.stdout and "Δ" in table.stdout
 
 

@@ -117,6 +117,9 @@ def test_save_then_load_round_trips_exactly_and_writes_identical_bytes(tmp_path)
     )
     c, r = found.logps.take([3, 1])
     assert c.dtype == torch.float64 and c.tolist() == [logps.chosen[3], logps.chosen[1]]
+    assert r.tolist() == [logps.rejected[3], logps.rejected[1]]
+    sub = found.logps.subset([3, 1])
+    assert sub.chosen_tokens.tolist() == [logps.chosen_tokens[3], logps.chosen_tokens[1]]
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from rmkit import make_tokenizer, make_workspace, planted_pairs, write_pairs
 from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny models run on one thread)
+from rmkit import make_tokenizer, make_workspace, planted_pairs, write_pairs
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.pipeline.train_dpo import TrainDPOConfig, run_train_dpo, tiny_dpo_config
@@ -72,7 +72,7 @@ def test_random_labels_stay_near_chance(tmp_path):
 def test_the_run_is_a_policy_checkpoint_recorded_with_its_reference_and_cache(planted):
     from katcli.train.run_dir import load_gpt
 
-    ws, result = planted
+    ws, _ = planted
     run_dir = ws.abs(f"{P.DPO_DIR}/uniform")
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == ["meta_000040.json", "metrics.jsonl", "model_000040.pt", "optim_000040.pt", KEY_FILE, ARRAY_FILE,
@@ -94,12 +94,12 @@ def test_the_run_is_a_policy_checkpoint_recorded_with_its_reference_and_cache(pl
 
 @pytest.mark.slow
 def test_cached_reference_equals_a_fresh_reference_forward_bit_for_bit(planted):
+    from katcli.model.tokenizer import Tokenizer
+    from katcli.train.inputs import read_pairs
     from katcli.train.ref_cache import load_ref_logps
     from katcli.train.run_dir import load_gpt
     from katcli.train.seq_scoring import reply_logprobs
     from katcli.train.sequences import encode_pairs
-    from katcli.train.inputs import read_pairs
-    from katcli.model.tokenizer import Tokenizer
 
     ws, _ = planted
     run_dir = ws.abs(f"{P.DPO_DIR}/uniform")
@@ -120,9 +120,11 @@ def test_cached_reference_equals_a_fresh_reference_forward_bit_for_bit(planted):
 @pytest.mark.slow
 def test_a_second_run_reuses_the_cache_and_a_new_reference_recomputes_it(planted):
     ws, _ = planted
-    again = run_train_dpo(ws, tiny_dpo_config(name="again", init="sft/uniform", **{**DPO, "max_steps": 2}))
+    run_train_dpo(ws, tiny_dpo_config(name="again", init="sft/uniform", **{**DPO, "max_steps": 2}))
     runs = Manifest.load(ws.manifest_path).runs
     assert runs["dpo/again"].stats["ref_cache"] == "reused"
+    assert runs["dpo/again"].stats["reused_from"] == "dpo_checkpoints/uniform"
+    assert f"dpo_checkpoints/uniform/{ARRAY_FILE}" in {i.path for i in runs["dpo/again"].inputs}
     assert ws.abs(f"{P.DPO_DIR}/again/{ARRAY_FILE}").read_bytes() == ws.abs(f"{P.DPO_DIR}/uniform/{ARRAY_FILE}").read_bytes()
     # Same name again: its own cache is hit.
     run_train_dpo(ws, tiny_dpo_config(name="again", init="sft/uniform", **{**DPO, "max_steps": 2}))
@@ -147,6 +149,15 @@ def test_changed_pairs_recompute_the_cache(tmp_path):
     for p in more[-8:]:
         p["id"] = "new-" + p["id"]
     write_pairs(ws, more)
+    # Evaluating the old run on the new pairs (forced) recomputes its held-out reference log-probs, writing nothing.
+    from katcli.pipeline.eval_rm import run_eval_rm
+
+    before = ws.abs(f"{P.DPO_DIR}/uniform/{ARRAY_FILE}").read_bytes()
+    ev = run_eval_rm(ws, ["dpo/uniform"], device="cpu", force=True)
+    assert any(n.startswith("dpo/uniform: recomputed the held-out reference log-probs from sft_checkpoints/uniform "
+                            "(the pairs file changed since the run)") for n in ev.notes)
+    assert ev.models[0].report.overall.n == ev.heldout["pairs"]
+    assert ws.abs(f"{P.DPO_DIR}/uniform/{ARRAY_FILE}").read_bytes() == before
     result = run_train_dpo(ws, replace(cfg, force=True))  # the SFT init is now stale: forced
     assert any(n.startswith("recomputed the reference log-probs: the pairs file changed") for n in result.notes)
 
@@ -188,6 +199,16 @@ def test_a_modified_cache_stops_the_run_naming_the_file(planted):
         run_train_dpo(ws, tiny_dpo_config(name="tampered", init="sft/uniform", **{**DPO, "max_steps": 1}))
     assert err.value.file == str(dst / ARRAY_FILE)
     assert "modified" in err.value.message and "re-run the same command" in err.value.hint
+
+
+@pytest.mark.slow
+def test_from_scratch_the_fresh_model_is_its_own_reference(tmp_path):
+    ws = make_workspace(tmp_path, planted_pairs(40))
+    result = run_train_dpo(ws, tiny_dpo_config(depth=1, **{**DPO, "max_steps": 3}))
+    meta = json.loads(ws.abs(f"{P.DPO_DIR}/uniform/meta_000003.json").read_text())
+    assert meta["reference"]["path"] is None and meta["reference"]["is_init"]
+    assert meta["init"] == {"depth": 1, "seed": 0}
+    assert any("trained from scratch (--depth 1)" in n for n in result.notes)
 
 
 def test_init_must_be_named_unless_there_is_one_sft_run(tmp_path):

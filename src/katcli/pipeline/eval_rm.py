@@ -66,18 +66,23 @@ class EvalRMResult:
 
 
 def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
-    """(display name, directory) of a run under rm_checkpoints/ or dpo_checkpoints/, or a path (`runs`' rule)."""
+    """(display name, directory) of a run under rm_checkpoints/ or dpo_checkpoints/, or a path (`runs`' rule).
+
+    A bare name is the reward model's when rm_checkpoints/ has one of that name; `dpo/NAME` names the DPO run.
+    """
     from katcli.pipeline.runs import resolve_run
 
+    # `kat eval rm uniform density` keeps meaning the reward models when DPO runs share those names.
+    bare_rm = "/" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir()
     try:
-        return resolve_run(ws, arg, ("rm", "dpo"), flag="CHECKPOINT")
+        return resolve_run(ws, arg, ("rm",) if bare_rm else ("rm", "dpo"), flag="CHECKPOINT")
     except KatError as exc:
         if "several runs" in exc.message:
             raise
         raise KatError(
             f"no reward model or DPO policy {arg!r}",
-            hint=f"pass a run name from {P.RM_DIR}/ or {P.DPO_DIR}/ (e.g. uniform, density; dpo/uniform when both "
-            "have it) or a checkpoint directory",
+            hint=f"pass a run name from {P.RM_DIR}/ or {P.DPO_DIR}/ (e.g. uniform, dpo/density) or a checkpoint "
+            "directory",
         ) from None
 
 

@@ -200,6 +200,7 @@ def _reference_logps(prep: Prepared, enc: Any, ref: _Reference, out_dir: Path) -
     from katcli.train.batching import eval_batches
     from katcli.train.ref_cache import (
         RefCacheKey,
+        cache_files,
         cached_or_computed,
         compute_ref_logps,
         load_ref_logps,
@@ -229,6 +230,8 @@ def _reference_logps(prep: Prepared, enc: Any, ref: _Reference, out_dir: Path) -
             except KatError:  # another run's broken cache is that run's problem
                 continue
             if found.logps is not None:
+                for path in cache_files(other):  # the copied numbers are an input of this run
+                    record_input(prep.ws, prep.run, path)
                 if dist.is_main:
                     save_ref_logps(out_dir, key, found.logps)
                 info.update(state="reused", reused_from=prep.ws.rel(other))
@@ -325,11 +328,12 @@ def heldout_reference_logps(
     From the run's cache when its key still holds for the current pairs; otherwise recomputed from the recorded
     reference, without writing (evaluation is read-only), and a note says so.
     """
+    import numpy as np
+
+    from katcli.train.batching import eval_batches
     from katcli.train.ref_cache import RefCacheKey, compute_ref_logps, load_ref_logps
     from katcli.train.run_dir import load_gpt
-    from katcli.train.batching import eval_batches
     from katcli.train.seq_scoring import model_logprob_fn
-    import numpy as np
 
     key = RefCacheKey(**meta["ref_cache"]["key"])
     if key.pairs_sha256 == pairs_sha256:

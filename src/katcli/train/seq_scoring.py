@@ -26,7 +26,6 @@ from katcli.train.batching import MicroBatch, eval_batches
 from katcli.train.ddp import DistContext
 from katcli.train.sequences import EncodedSequences
 
-
 LogprobFn = Callable[[Any], tuple[Any, Any]]
 
 

@@ -142,13 +142,17 @@ class DPOObjective:
         sums, counts = masked_sums(token_logprobs(model, ids), mask)  # type: ignore[arg-type]
         sums, counts = sums.double(), counts.double()  # the reference sums are float64: subtract in float64
         m = mb.n_pairs
-        ref_c, ref_r = self.ref.take(batch.pairs, device)
+        ref_c, ref_r = self.reference_logps(batch, device)
         out = dpo_loss(
             sums[:m], sums[m:], ref_c, ref_r, chosen_tokens=counts[:m], rejected_tokens=counts[m:], cfg=self.cfg
         )
         stats: Stats = dict(out.metric_sums())
         stats.update({"nll": out.nll.sum(), "pairs": m, "tokens": mb.real_tokens, "pad_tokens": mb.pad_tokens})
         return out.loss.sum(), stats
+
+    def reference_logps(self, batch: PairBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference's summed (chosen, rejected) reply log-probs of a micro-batch's pairs: a cache lookup."""
+        return self.ref.take(batch.pairs, device)
 
     def summarize(self, sums: Mapping[str, float]) -> dict[str, Any]:
         n = sums["pairs"]
