@@ -254,6 +254,23 @@ def test_a_reference_with_another_tokenizer_is_refused(tmp_path):
     assert err.value.file == str(other.abs("sft_checkpoints/uniform/meta_000030.json"))
 
 
+@pytest.mark.slow
+def test_a_reference_with_another_vocabulary_is_refused(planted, tmp_path):
+    ws, _ = planted
+    other = tmp_path / "bigger"
+    shutil.copytree(ws.abs("sft_checkpoints/uniform"), other)
+    meta_path = other / "meta_000030.json"
+    meta = json.loads(meta_path.read_text())
+    vocab = meta["model_config"]["vocab_size"]
+    meta["model_config"]["vocab_size"] = vocab + 8
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(KatError) as err:
+        run_train_dpo(ws, tiny_dpo_config(name="bigger", init="sft/uniform", ref=str(other), **DPO))
+    assert err.value.message == f"--ref has {vocab + 8} token ids but the policy has {vocab}"
+    assert err.value.file == str(meta_path)
+    assert err.value.hint == "DPO compares log-probs of the same tokens: pass a --ref with the policy's vocabulary"
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [
