@@ -68,3 +68,19 @@ def populated(ws_dir):
         inputs=(P.PREFIXES,),
     )
     return ws_dir
+
+
+@pytest.fixture(scope="session")
+def report_density_ws(tmp_path_factory) -> Path:
+    """A workspace with only pairs (the built-in sample), prefixes and embeddings; shared by the report tests."""
+    from reportkit import build_density_workspace
+
+    return build_density_workspace(tmp_path_factory.mktemp("report") / "density")
+
+
+@pytest.fixture(scope="session")
+def report_rm_ws(tmp_path_factory, report_density_ws) -> Path:
+    """`report_density_ws` plus a tokenizer and two tiny reward models (uniform, density-aware)."""
+    from reportkit import build_rm_workspace
+
+    return build_rm_workspace(tmp_path_factory.mktemp("report") / "rm", report_density_ws)

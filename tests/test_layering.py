@@ -1,4 +1,4 @@
-"""Import layering: cli → pipeline → domain (data, density, model, train, viz) → workspace.
+"""Import layering: cli → pipeline → domain (data, density, evaluation, model, train, viz, report) → workspace.
 
 A module may import katcli modules of its own layer or of layers to its right; `katcli.errors` and
 `katcli.progress` are leaves everyone may use. Domain packages never import Typer or Rich.
@@ -11,12 +11,17 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "katcli"
-RANK = {"cli": 0, "pipeline": 1, "data": 2, "density": 2, "model": 2, "train": 2, "viz": 2, "workspace": 3}
-LEAVES = {"errors", "progress", "__init__"}
+RANK = {
+    "cli": 0, "pipeline": 1, "data": 2, "density": 2, "evaluation": 2, "model": 2, "train": 2, "viz": 2, "report": 2,
+    "workspace": 3,
+}
+LEAVES = {"errors", "progress", "devices", "__init__"}
 # Domain packages may use each other only in these directions (train builds on model, data and density).
 DOMAIN_ALLOWED = {
     "train": {"model", "data", "density"},
-    "viz": set(),
+    "evaluation": {"model", "train", "density"},  # samples with model's Engine, scores with train's reward-model code
+    "viz": {"density"},  # viz reads what density wrote, through its one reader
+    "report": {"density", "viz", "train"},  # reads their files with their loaders; draws what they computed
     "density": set(),
     "model": set(),
     "data": set(),

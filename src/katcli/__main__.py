@@ -1,6 +1,21 @@
-"""`python -m katcli` — the same app as the `kat` console script (also what `torchrun -m katcli` runs)."""
+"""The `kat` console script and `python -m katcli` (also what `torchrun -m katcli` runs): one light entry point.
 
-from katcli.cli.app import main
+Only the interrupt handling is imported before it is armed, here on import (the console script imports this
+module, then calls `main`); the app (click, typer, rich, the command modules) is imported after, inside
+`main`, so Ctrl-C at any moment of start-up exits 130 with one line.
+"""
+
+from katcli.cli import interrupts
+
+interrupts.arm()
+
+
+def main() -> None:
+    interrupts.arm()
+    from katcli.cli.app import main as app_main
+
+    app_main()
+
 
 if __name__ == "__main__":
     main()

@@ -2,75 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
+import densitykit as kit
 import numpy as np
 import pytest
-import typer
+from clikit import err, kat_embed, read_outputs, record_prefixes  # noqa: F401 - kat_embed is a fixture
 from katfixtures import record_stage
-from typer.testing import CliRunner
 
 from katcli.workspace import Manifest, Workspace
 from katcli.workspace import paths as P
-
-
-def _densitykit():
-    """The density tests' kit, loaded by path: tests/ is not a package."""
-    if "densitykit" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "density" / "densitykit.py"
-        spec = importlib.util.spec_from_file_location("densitykit", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["densitykit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["densitykit"]
-
-
-kit = _densitykit()
-
-
-def embed_app() -> typer.Typer:
-    """The root app's callback and error boundary with `embed` registered (as cli/app.py does)."""
-    from katcli.cli.app import KatGroup, root
-    from katcli.cli.embed import embed
-
-    app = typer.Typer(cls=KatGroup, pretty_exceptions_enable=False)
-    app.callback()(root)
-    app.command("embed")(embed)
-    return app
-
-
-@pytest.fixture
-def kat_embed(ws_dir):
-    runner = CliRunner()
-    app = embed_app()
-
-    def run(*args: str):
-        return runner.invoke(app, ["-w", str(ws_dir), "embed", *map(str, args)], catch_exceptions=False)
-
-    return run
-
-
-def err(result) -> str:
-    """stderr from the error message on (progress bars drawn before it are not part of the message)."""
-    text = result.stderr
-    return text[text.index("Error: "):] if "Error: " in text else text
-
-
-def record_prefixes(ws_dir: Path, prompts: list[str]) -> list[str]:
-    """pairs → prefixes recorded through the real StageRun, the prefixes file in its real schema."""
-    tmp = ws_dir.parent / "prefixes_src.jsonl"
-    ids = kit.write_prefixes(tmp, prompts)
-    record_stage(ws_dir, "pairs", {P.PAIRS: "{}\n"})
-    record_stage(
-        ws_dir,
-        "prefixes",
-        {P.PREFIXES: tmp.read_text(encoding="utf-8"), P.PREFIX_ID_MAP: "".join(f"x\t{i}\n" for i in ids)},
-        inputs=(P.PAIRS,),
-    )
-    return ids
 
 
 @pytest.fixture
@@ -81,14 +22,6 @@ def planted(ws_dir, tmp_path):
     npy = tmp_path / "planted.npy"
     np.save(npy, kit.planted(500, 20, dim=48, seed=0).astype(np.float64) * 3.0)  # not unit length: kat normalises
     return ids, npy
-
-
-def read_outputs(ws_dir: Path):
-    emb = np.load(ws_dir / P.EMBEDDINGS)
-    w = np.load(ws_dir / P.DENSITY_WEIGHTS)
-    ids = json.loads((ws_dir / P.EMBED_IDS).read_text(encoding="utf-8"))
-    meta = json.loads((ws_dir / P.EMBED_METADATA).read_text(encoding="utf-8"))
-    return emb, w, ids, meta
 
 
 def test_embeddings_from_file_writes_weights_metadata_and_manifest(kat_embed, ws_dir, planted):
@@ -171,16 +104,18 @@ def test_ivf_index_is_described_in_the_summary_and_metadata(kat_embed, ws_dir, p
     assert strict_meta["ivf"]["nprobe"] > ivf["nprobe"]  # it had to search wider for it
 
 
-def test_auto_choosing_hnsw_on_many_prompts_points_to_ivf(kat_embed, planted, monkeypatch):
+def test_auto_chooses_ivf_on_many_prompts_and_hnsw_stays_available(kat_embed, ws_dir, planted, monkeypatch):
     _, npy = planted
     monkeypatch.setattr("katcli.density.knn.AUTO_EXACT_MAX", 100)  # 520 prompts count as "many"
-    monkeypatch.setattr("katcli.pipeline.embed.IVF_NOTE_MIN", 500)
-    note = "Note: --index ivf is several times faster at this size on a CPU, at the same measured recall"
     auto = kat_embed("--embeddings-from", npy, "--k", "10")
     assert auto.exit_code == 0, err(auto)
-    assert "Index         HNSW, k=10" in auto.stdout and note in auto.stdout.splitlines()
+    meta = read_outputs(ws_dir)[3]
+    assert (meta["index"], meta["index_requested"]) == ("ivf", "auto")
+    assert any(line.startswith("Index         IVF, k=10, recall@10 ") for line in auto.stdout.splitlines())
+    assert "Note: --index ivf" not in auto.stdout  # the old advice for an auto that chose HNSW
     chosen = kat_embed("--embeddings-from", npy, "--k", "10", "--index", "hnsw")
-    assert chosen.exit_code == 0 and note not in chosen.stdout  # asked for by name: no advice
+    assert chosen.exit_code == 0, err(chosen)
+    assert read_outputs(ws_dir)[3]["index"] == "hnsw" and "Index         HNSW, k=10" in chosen.stdout
 
 
 def test_max_ratio_and_power_reach_the_weights(kat_embed, ws_dir, planted):
@@ -195,33 +130,17 @@ def test_max_ratio_and_power_reach_the_weights(kat_embed, ws_dir, planted):
     assert f"max/min 5, {n_clipped} clipped by --max-ratio" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--k", "0"], "Error: --k must be at least 1 (got 0)"),
-        (["--eps", "0"], "Error: --eps must be a positive number (got 0.0)"),
-        (["--power", "-1"], "Error: --power must be a number ≥ 0 (got -1.0)"),
-        (["--max-ratio", "0.5"], "Error: --max-ratio must be at least 1 (got 0.5)"),
-        (["--batch-size", "0"], "Error: --batch-size must be at least 1 (got 0)"),
-        (["--build-threads", "0"], "Error: --build-threads must be at least 1 (got 0)"),
-        (["--target-recall", "0"], "Error: --target-recall must be in (0, 1] (got 0.0)"),
-        (["--target-recall", "1.01"], "Error: --target-recall must be in (0, 1] (got 1.01)"),
-    ],
-)
-def test_bad_flags_exit_1_and_name_the_flag(kat_embed, ws_dir, args, message):
-    result = kat_embed(*args)
-    assert result.exit_code == 1
-    assert err(result).splitlines()[0] == message
-    assert not (ws_dir / P.EMBED_DIR).exists()
-
-
-def test_a_bad_target_recall_says_what_the_number_means(kat_embed):
-    result = kat_embed("--index", "ivf", "--target-recall", "1.5")
+def test_k_at_least_the_number_of_prompts_is_refused_naming_both(kat_embed, ws_dir, planted):
+    # bad flags in general: tests/cli/test_flag_errors.py; this one needs the prompts counted first
+    _, npy = planted
+    result = kat_embed("--embeddings-from", npy, "--k", "100000")
     assert result.exit_code == 1
     assert err(result).splitlines() == [
-        "Error: --target-recall must be in (0, 1] (got 1.5)",
-        "Hint: a share of true neighbours found: 0.95 (the default) or up to 1.0, which searches widest",
+        "Error: --k 100000 needs more than 100000 prompts, but there are 520",
+        "Hint: pass --k 519 or less: a prompt's neighbours are the other prompts",
     ]
+    assert not (ws_dir / P.EMBED_DIR).exists()
+    assert kat_embed("--embeddings-from", npy, "--k", "519").exit_code == 0
 
 
 def test_unknown_choice_is_a_usage_error(kat_embed):

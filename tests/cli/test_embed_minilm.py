@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from test_embed import err, kat_embed, kit, read_outputs, record_prefixes  # noqa: F401 - kat_embed is a fixture
+import densitykit as kit
+from clikit import err, kat_embed, read_outputs, record_prefixes  # noqa: F401 - kat_embed is a fixture
 
 from katcli.density.encoder import BUNDLED_SHA256
 from katcli.workspace import Workspace

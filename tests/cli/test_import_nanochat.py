@@ -143,4 +143,7 @@ def test_bad_flags(kat_import, tmp_path, source, args, code, message) -> None:
 def test_missing_base_dir(kat_import, tmp_path) -> None:
     result = kat_import("nanochat", tmp_path / "nope")
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: nanochat base directory not found ({(tmp_path / 'nope').resolve()})"
+    assert result.stderr.splitlines() == [
+        f"Error: nanochat base directory not found ({(tmp_path / 'nope').resolve()})",
+        "Hint: pass nanochat's base directory, the one holding tokenizer/ and base_checkpoints/ (or mid_, sft_)",
+    ]

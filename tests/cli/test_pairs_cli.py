@@ -123,6 +123,23 @@ def test_import_bad_line_stops_with_location_and_leaves_everything_as_it_was(kat
     assert not [p for p in (ws_dir / "data").iterdir() if ".tmp-" in p.name]
 
 
+def test_import_legacy_prompt_opening_with_assistant_is_refused_or_skipped(kat, ws_dir, tmp_path):
+    f = tmp_path / "legacy.jsonl"
+    f.write_bytes(b'{"prompt": "\\n\\nHuman: q", "chosen": "c", "rejected": "r"}\n'
+                  b'{"prompt": "\\n\\nAssistant: hi", "chosen": "c", "rejected": "r"}\n'
+                  b'{"prompt": "Assistant: hi\\n\\nHuman: q", "chosen": "c2", "rejected": "r"}\n')
+    result = kat("pairs", "import", str(f))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: 'prompt' transcript must start with a Human turn ({f}:2)",
+        "Hint: fix the line, or pass --skip-invalid to skip bad lines"]
+    result = kat("pairs", "import", str(f), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert f"  {f}:3: 'prompt' transcript must start with a Human turn" in result.stderr.splitlines()
+    pairs = read_jsonl(ws_dir / P.PAIRS)
+    assert [p["prefix"]["messages"] for p in pairs] == [[{"role": "user", "content": "q"}]]
+
+
 def test_import_skip_invalid_counts_and_reports_the_first_few(kat, ws_dir, tmp_path):
     f = tmp_path / "mixed.jsonl"
     f.write_bytes(good_line(chosen="one") + b"".join(raw for raw, _ in BAD.values()) + good_line(chosen="two")
@@ -139,12 +156,6 @@ def test_import_skip_invalid_counts_and_reports_the_first_few(kat, ws_dir, tmp_p
     stats = Manifest.load(ws_dir / P.MANIFEST).runs["pairs"].stats
     assert stats["kind"] == "import" and stats["invalid"] == 6 and stats["pairs_written"] == 3
     assert "invalid: " in (ws_dir / P.STATS).read_text(encoding="utf-8")
-
-
-def test_import_missing_file(kat, tmp_path):
-    result = kat("pairs", "import", str(tmp_path / "nope.jsonl"))
-    assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == f"Error: FILE {tmp_path / 'nope.jsonl'} does not exist or is not a file"
 
 
 def test_help_shows_examples(kat):

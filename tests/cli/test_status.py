@@ -26,7 +26,8 @@ def test_empty_workspace_lists_every_stage_missing(kat, ws_dir):
               "DPO policy", "3D view")
     for title in titles:
         assert title in result.stdout
-    assert result.stdout.count("missing") == len(titles)
+    table = [line for line in result.stdout.splitlines() if line.startswith("│ ")]
+    assert sum(" missing " in line for line in table) == len(titles)
     assert result.stdout.rstrip().endswith("Next: kat pairs download")
     states, _ = _states(kat)
     assert states == {k: "missing" for k in STAGE_KEYS}
@@ -35,7 +36,7 @@ def test_empty_workspace_lists_every_stage_missing(kat, ws_dir):
 
 def test_json_schema_is_stable(kat, populated):
     _, data = _states(kat)
-    assert set(data) == {"schema", "workspace", "stages", "next_command"}
+    assert set(data) == {"schema", "workspace", "stages", "next_command", "leftovers"}
     assert data["schema"] == "kat.status/1"
     assert data["next_command"] == "kat train tokenizer"
     row = data["stages"][0]
@@ -78,13 +79,30 @@ def test_touch_without_change_stays_ok(kat, populated):
     assert states["pairs"] == "ok" and states["prefixes"] == "ok"
 
 
-def test_same_size_same_mtime_edit_needs_verify(kat, populated):
+def test_same_size_edit_with_mtime_restored_is_modified_and_its_undo_ok(kat, populated):
     _states(kat)
     path = populated / P.PAIRS
+    original = path.read_bytes()
     st = path.stat()
     path.write_text('{"a": 1}\n{"a": 7}\n', encoding="utf-8")
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # disguise the edit from the cache
-    assert _states(kat)[0]["pairs"] == "ok"  # the cache is trusted
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # disguise the edit: size and mtime as before
+    assert _states(kat)[0]["pairs"] == "modified"  # ctime gives it away, no --verify needed
+    path.write_bytes(original)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _states(kat)[0]["pairs"] == "ok"
+
+
+def test_verify_sees_past_a_cache_that_lies(kat, populated):
+    from katcli.workspace.hashing import HashCache
+
+    _states(kat)
+    path = (populated / P.PAIRS).resolve()
+    recorded = HashCache(populated / ".kat" / "hash_cache.json").sha256(path)
+    path.write_text('{"a": 1}\n{"a": 7}\n', encoding="utf-8")
+    lying = HashCache(populated / ".kat" / "hash_cache.json")
+    lying.remember(path, recorded)  # as on a filesystem whose timestamps are too coarse to see the edit
+    lying.save()
+    assert _states(kat)[0]["pairs"] == "ok"  # status trusts the cache
     assert _states(kat, "--verify")[0]["pairs"] == "modified"
 
 
@@ -122,7 +140,7 @@ def test_forced_run_is_shown(kat, populated):
     _, data = _states(kat)
     prefixes = next(r for r in data["stages"] if r["key"] == "prefixes")
     assert prefixes["last_run"]["forced"] is True
-    assert "(forced)" in kat("status").stdout
+    assert "Forced: Unique prefixes ran with --force over modified or stale inputs" in kat("status").stdout.splitlines()
 
 
 def test_unrecorded_files_are_modified(kat, ws_dir):
@@ -142,3 +160,26 @@ def test_corrupt_manifest_is_a_clear_error(kat, ws_dir):
     assert f"({ws_dir.resolve() / P.MANIFEST})" in result.stderr
     assert "Hint: restore it from a backup" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_at_80_columns_something_stale_still_shows_every_command_whole(kat, populated, monkeypatch):
+    record_stage(populated, "pairs", {P.PAIRS: '{"a": 1}\n{"a": 2}\n{"a": 3}\n'})  # prefixes, embed now stale
+    record_stage(populated, "rm", {"rm_checkpoints/density/model_000001.pt": "w"}, name="density",
+                 inputs=(P.PREFIXES,), force=True)  # over a stale input: a forced run
+    monkeypatch.setenv("COLUMNS", "80")
+    result = kat("status")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    _, data = _states(kat)
+    todo = [row for row in data["stages"] if row["state"] != "ok"]
+    assert {row["state"] for row in todo} >= {"stale", "missing"}
+    assert "Forced: Reward model (density) ran with --force over modified or stale inputs" in lines
+    start = lines.index("Run next:")
+    listed = lines[start + 1 : start + 1 + len(todo)]
+    for row, line in zip(todo, listed):
+        assert line.split("  (")[0].strip() == row["command"], line  # the whole command, on one line
+        assert line.endswith(f"({row['title']}: {row['state']})")
+    table = [line for line in lines if line.startswith("│ ")]
+    assert all(len(line) <= 80 for line in table) and "…" not in "".join(table)  # nothing cut short
+    for row in data["stages"]:  # each title and state whole within its row
+        assert any(line.startswith(f"│ {row['title']} ") and f" {row['state']} " in line for line in table), row

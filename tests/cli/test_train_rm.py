@@ -32,13 +32,16 @@ def test_train_rm_prints_sampling_training_and_heldout_summary(kat, ws_dir):
     assert '"key": "rm/density"' in status.stdout
 
 
+HELP_HINT = "Hint: `kat train rm --help` lists each flag with the values it accepts"
+
+
 def test_flag_errors_name_the_flag(kat, ws_dir):
     result = kat("train", "rm", "--pair-weighting", "per-pair")
     assert result.exit_code == 1
-    assert result.stderr == "Error: --pair-weighting only applies with --density-aware\n"
+    assert result.stderr.splitlines() == ["Error: --pair-weighting only applies with --density-aware", HELP_HINT]
     result = kat("train", "rm", "--val-ratio", "1")
     assert result.exit_code == 1
-    assert result.stderr == "Error: --val-ratio must be between 0 and 1 (exclusive)\n"
+    assert result.stderr.splitlines() == ["Error: --val-ratio must be between 0 and 1 (exclusive)", HELP_HINT]
 
 
 def test_missing_upstream_and_nothing_to_resume(kat, ws_dir):

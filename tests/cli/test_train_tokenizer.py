@@ -126,7 +126,8 @@ def test_bad_flags(kat_train, ws_dir, args, message) -> None:
     _record_pairs(ws_dir)
     result = kat_train("tokenizer", *args)
     assert result.exit_code == 1
-    assert result.stderr.strip() == message
+    assert result.stderr.splitlines() == [
+        message, "Hint: `kat train tokenizer --help` lists each flag with the values it accepts"]
 
 
 def test_a_bad_pairs_line_names_file_and_line_and_writes_nothing(kat_train, ws_dir) -> None:

@@ -109,10 +109,9 @@ def test_ids_that_disagree_with_the_prefixes_are_named_with_file_and_line(kat, w
 
 
 def test_bad_flag_values(kat, upstream):
-    result = kat("viz", "--max-points", "0")
-    assert (result.exit_code, result.stderr) == (1, "Error: --max-points must be at least 1\n")
+    # range errors (with their hint): tests/cli/test_flag_errors.py
     result = kat("viz", "--seed", "-2")
-    assert (result.exit_code, result.stderr) == (1, "Error: --seed must be zero or positive\n")
+    assert (result.exit_code, result.stderr.splitlines()[0]) == (1, "Error: --seed must be zero or positive")
     result = kat("viz", "--method", "tsne")
     assert result.exit_code == 2 and "'tsne' is not one of 'pca', 'umap'" in result.stderr
 
@@ -131,13 +130,13 @@ def test_umap_without_umap_learn(kat, ws_dir, upstream):
 
 def test_open_hands_the_page_to_the_browser(kat, ws_dir, upstream, monkeypatch):
     opened = []
-    monkeypatch.setattr("katcli.cli.viz.webbrowser.open", lambda url: opened.append(url) or True)
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
     assert kat("viz", "--open").exit_code == 0
     assert opened == [(ws_dir.resolve() / HTML_OUT).as_uri()]
 
 
 def test_open_without_a_browser_says_where_the_page_is(kat, ws_dir, upstream, monkeypatch):
-    monkeypatch.setattr("katcli.cli.viz.webbrowser.open", lambda url: False)
+    monkeypatch.setattr("webbrowser.open", lambda url: False)
     result = kat("viz", "--open")
     assert result.exit_code == 0
     assert result.stderr.endswith(f"Could not open a browser; open {ws_dir.resolve() / HTML_OUT} yourself.\n")

@@ -78,7 +78,9 @@ def test_modified_input_stops_the_stage_and_force_is_recorded(kat, ws_dir):
     refused = kat("prefixes")
     assert refused.exit_code == 1
     assert refused.stderr.splitlines()[0].startswith("Error: data/pairs_all.jsonl was modified after `kat -w ")
-    assert refused.stderr.splitlines()[1] == "Hint: re-run `kat pairs download`, or pass --force to use it as it is"
+    assert refused.stderr.splitlines()[1] == (
+        "Hint: re-run `kat pairs download --from sample --source uf`, or pass --force to use it as it is"
+    )
     assert not (ws_dir / P.PREFIXES).exists()
 
     forced = kat("prefixes", "--force")
@@ -115,3 +117,31 @@ def test_a_failure_mid_stage_keeps_the_old_outputs_and_manifest(kat, ws_dir, mon
     assert (ws_dir / P.MANIFEST).read_bytes() == manifest_before
     assert (ws_dir / P.PREFIXES).read_bytes() == prefixes_before
     assert not [p for p in (ws_dir / "data").iterdir() if ".tmp-" in p.name]
+
+
+def test_workspace_inside_a_file_is_an_error(kat, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory", encoding="utf-8")
+    for args in (("status",), ("status", "--json"), ("prefixes",)):
+        result = kat(*args, workspace=afile / "sub")
+        assert result.exit_code == 1, result.output
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"Error: workspace {afile.resolve() / 'sub'} is not a directory: {afile.resolve()} is a file",
+            "Hint: pass --workspace DIR with a directory (it is created if missing)",
+        ]
+
+
+def test_empty_workspace_option_is_an_error(kat, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KAT_WORKSPACE", str(tmp_path / "from-env"))  # an empty -w must not fall back to it
+    for args in (("-w", "", "status"), ("--workspace=", "status"), ("-w", "", "prefixes"),
+                 ("quickstart", "--workspace", "")):
+        result = kat(*args, workspace=None)
+        assert result.exit_code == 1, result.output
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            "Error: --workspace is empty",
+            "Hint: pass --workspace DIR, or leave it out for the default ($KAT_WORKSPACE, else the per-user data dir)",
+        ]
+    assert list(tmp_path.iterdir()) == []

@@ -60,6 +60,18 @@ def test_legacy_plain_prompt_and_transcript_prompt():
     assert (pair["chosen"], pair["rejected"]) == ("A joke.", "No.")
 
 
+def test_legacy_transcript_prompt_follows_the_hh_rules():
+    """The HH parser's repairs, as for downloaded HH rows: empty turns dropped, same-role turns merged."""
+    prompt = "\n\nHuman: Hi\n\nHuman: there\n\nAssistant: \n\nAssistant: Hello!\n\nHuman: Joke?\n\nAssistant:"
+    pair = I.parse_line(line({"prompt": prompt, "chosen": "A joke.", "rejected": "No."}))
+    assert pair["prefix"]["messages"] == [
+        {"role": "user", "content": "Hi\n\nthere"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Joke?"},
+    ]
+    inline = I.parse_line(line({"prompt": "What do Human: and Assistant: mean?", "chosen": "a", "rejected": "b"}))
+    assert inline["prefix"]["messages"] == [{"role": "user", "content": "What do Human: and Assistant: mean?"}]
+
+
 BAD_LINES = [
     (b'{"prefix": {"messages": [}\n', "broken JSON: Expecting value at column 26"),
     (b"[1, 2]\n", "a line must be a JSON object, got an array"),
@@ -93,6 +105,17 @@ BAD_LINES = [
     (b'{"prompt": "hi", "chosen": "a\\ud800", "rejected": "b"}\n',
      "'chosen' holds an unpaired surrogate escape (\\ud800-\\udfff)"),
     (b'{"chosen": "caf\xe9"}\n', "not valid UTF-8 (byte 16 of the line)"),
+    # legacy prompts with transcript markers: turns by the HH rules, which must start and end with Human
+    (line({"prompt": "\n\nAssistant: hi", "chosen": "a", "rejected": "b"}),
+     "'prompt' transcript must start with a Human turn"),
+    (line({"prompt": "Assistant: hi\n\nHuman: q", "chosen": "a", "rejected": "b"}),
+     "'prompt' transcript must start with a Human turn"),
+    (line({"prompt": "Some intro\n\nHuman: q", "chosen": "a", "rejected": "b"}),
+     "'prompt' transcript must start with a Human turn"),
+    (line({"prompt": "\n\nHuman: q\n\nAssistant: an answer", "chosen": "a", "rejected": "b"}),
+     "'prompt' transcript must end with a Human turn (the replies answer it)"),
+    (line({"prompt": "\n\nHuman: \n\nAssistant:", "chosen": "a", "rejected": "b"}),
+     "'prompt' transcript has no non-empty turn"),
 ]
 
 

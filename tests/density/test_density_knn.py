@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 from densitykit import brute_force, clustered, planted, unit
 
 from katcli.density.estimate import estimate_density
@@ -16,7 +17,7 @@ from katcli.density.knn import (
     neighbour_similarities,
     recall_at_k,
 )
-from katcli.density.weights import WeightParams, spearman
+from katcli.density.weights import WeightParams
 from katcli.errors import ConfigError, KatError
 
 
@@ -48,16 +49,23 @@ def test_self_is_excluded_but_a_duplicate_counts():
     assert sims[2, 0] == pytest.approx(0.8)  # not itself (1.0)
 
 
-def test_auto_switches_to_hnsw_at_the_threshold():
+def test_auto_switches_to_ivf_at_the_threshold():
+    assert AUTO_EXACT_MAX == 50_000
     assert choose_index("auto", AUTO_EXACT_MAX - 1) == "exact"
-    assert choose_index("auto", AUTO_EXACT_MAX) == "hnsw"
+    assert choose_index("auto", AUTO_EXACT_MAX) == "ivf"  # the fastest on CPUs from here (bench_density)
     assert choose_index("exact", 10**7) == "exact"
+    assert choose_index("hnsw", 10**7) == "hnsw"  # still there by name
 
 
-def test_k_is_capped_by_the_number_of_prompts_and_two_are_needed():
+def test_k_must_be_below_the_number_of_prompts_and_two_are_needed():
     emb = clustered(6, dim=8)
-    res = neighbour_similarities(emb, KnnParams(k=20, index="exact"))
+    res = neighbour_similarities(emb, KnnParams(k=5, index="exact"))
     assert res.k == 5 and res.sims.shape == (6, 5)
+    for k in (6, 20):
+        with pytest.raises(ConfigError) as caught:
+            neighbour_similarities(emb, KnnParams(k=k, index="exact"))
+        assert caught.value.message == f"--k {k} needs more than {k} prompts, but there are 6"
+        assert caught.value.hint == "pass --k 5 or less: a prompt's neighbours are the other prompts"
     with pytest.raises(KatError, match="density needs at least 2 prompts, found 1"):
         neighbour_similarities(emb[:1], KnnParams(k=3))
 
@@ -96,7 +104,7 @@ def test_hnsw_agrees_with_exact_on_a_clustered_set():
     weights = WeightParams()
     exact = estimate_density(emb, KnnParams(k=20, index="exact"), weights)
     approx = estimate_density(emb, KnnParams(k=20, index="hnsw", seed=1), weights)
-    rho = spearman(exact.weights, approx.weights)
+    rho = spearmanr(exact.weights, approx.weights).statistic
     assert rho >= 0.99, rho
     assert approx.knn.index == "hnsw" and approx.knn.recall_queries == 1000
     assert approx.knn.recall >= 0.95  # the default target recall, reached by widening ef

@@ -9,11 +9,9 @@ import pytest
 
 from katcli.density.weights import (
     WeightParams,
-    average_ranks,
     density_from_similarities,
     density_weights,
     effective_sample_size,
-    spearman,
     weight_statistics,
 )
 from katcli.errors import ConfigError
@@ -102,12 +100,3 @@ def test_ess_and_statistics():
     assert stats["max_min_ratio"] == pytest.approx(4.0)
     assert stats["percentiles"]["p50"] == pytest.approx(0.25)
     assert list(stats["percentiles"]) == ["p1", "p5", "p25", "p50", "p75", "p95", "p99"]
-
-
-def test_spearman_against_known_values():
-    assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)  # scipy's value
-    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    x = np.random.default_rng(0).normal(size=200)
-    assert spearman(x, np.exp(x)) == pytest.approx(1.0)  # monotone transform
-    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
-    np.testing.assert_allclose(average_ranks([10, 20, 20, 5]), [1, 2.5, 2.5, 0])

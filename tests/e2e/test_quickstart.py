@@ -42,7 +42,11 @@ def test_quickstart_runs_every_stage_and_is_deterministic(kat, tmp_path):
 
     evaluation = json.loads(kat("eval", "rm", "uniform", "density", "--json", "--threads", "1", workspace=first).stdout)
     assert [m["name"] for m in evaluation["models"]] == ["uniform", "density"]
-    assert all(0.0 <= m["overall"]["accuracy"] <= 1.0 for m in evaluation["models"])
+    # The sample's preferences are learnable: with --rm-steps 20 both tiny models beat chance (0.5) well clear of
+    # their 95% interval (measured: uniform 0.898 [0.817, 0.945], density 0.955 [0.889, 0.982] on 88 pairs).
+    assert evaluation["heldout"]["pairs"] >= 60
+    for m in evaluation["models"]:
+        assert m["overall"]["accuracy"] >= 0.8 and m["overall"]["ci95"][0] > 0.5, m["overall"]
 
     again = kat("-q", "quickstart", "--workspace", str(second), "--rm-steps", "20", workspace=None)
     assert again.exit_code == 0, again.output

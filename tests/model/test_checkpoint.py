@@ -125,3 +125,27 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tiny_model: GPT, tm
     assert (tmp_path / "model_000005.pt").read_bytes() == before
     assert json.loads((tmp_path / "meta_000005.json").read_text()) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta_000005.json", "model_000005.pt"]
+
+
+def test_every_refusal_says_what_to_do(tmp_path: Path) -> None:
+    """Missing files, a meta that is not there or not JSON, bytes that are not a weights file: each has a hint."""
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    with pytest.raises(KatError) as info:
+        load_checkpoint(tmp_path / "missing")
+    assert info.value.message == "checkpoint directory not found" and info.value.hint
+    for junk in (b"not a zip", b"hello"):  # the second raised a bare KeyError from torch's legacy reader
+        (d / "model_000001.pt").write_bytes(junk)
+        with pytest.raises(KatError) as info:
+            load_checkpoint(d)
+        assert info.value.message == "cannot read checkpoint: not a PyTorch weights file"
+        assert info.value.hint.startswith("re-create the checkpoint")
+    torch.save({"w": torch.zeros(1)}, d / "model_000001.pt")
+    with pytest.raises(KatError) as info:
+        load_checkpoint(d)
+    assert (info.value.message, info.value.file) == ("checkpoint meta not found", str(d / "meta_000001.json"))
+    assert info.value.hint.startswith("re-create the checkpoint")
+    (d / "meta_000001.json").write_text("{broken")
+    with pytest.raises(KatError) as info:
+        load_checkpoint(d)
+    assert info.value.message.startswith("checkpoint meta is not valid JSON") and info.value.hint

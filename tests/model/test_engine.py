@@ -150,3 +150,20 @@ def test_sample_tokens_follows_the_distribution() -> None:
     hot = sample_tokens(logits, torch.Generator().manual_seed(1), temperature=0.5)
     sharpened = (probs[:3] ** 2) / (probs[:3] ** 2).sum()
     assert torch.allclose(torch.bincount(hot, minlength=4)[:3].float() / 20000, sharpened, atol=0.015)
+
+
+def test_row_seeds_make_a_rows_sample_independent_of_its_batch(tiny_model: GPT, tokenizer: Tokenizer) -> None:
+    engine = Engine(tiny_model, tokenizer)
+    cfg = SamplingConfig(max_new_tokens=10, temperature=1.3, num_samples=2, seed=0)
+    seeds = [11, 12, 21, 22, 31, 32]
+    together = engine.generate(PROMPTS, cfg, row_seeds=seeds)
+    alone = engine.generate([PROMPTS[1]], cfg, row_seeds=seeds[2:4])
+    assert together.completion(2) == alone.completion(0) and together.completion(3) == alone.completion(1)
+    # the batch seed no longer matters; the row seeds do
+    assert torch.equal(engine.generate(PROMPTS, cfg, row_seeds=seeds, seed=5).tokens, together.tokens)
+    other = engine.generate(PROMPTS, cfg, row_seeds=[s + 100 for s in seeds])
+    assert not torch.equal(other.tokens, together.tokens)
+    # the recomputation path consumes the row streams identically
+    assert torch.equal(engine.generate(PROMPTS, cfg, row_seeds=seeds, use_kv_cache=False).tokens, together.tokens)
+    with pytest.raises(ValueError, match="row_seeds has 2 seeds for 6 rows"):
+        engine.generate(PROMPTS, cfg, row_seeds=[1, 2])

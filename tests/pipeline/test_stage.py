@@ -98,3 +98,17 @@ def test_manifest_is_valid_json_with_schema_version(populated):
     assert sorted(data["runs"]) == ["embed", "pairs", "prefixes"]
     out = data["runs"]["pairs"]["outputs"][0]
     assert set(out) == {"path", "sha256", "size", "rows"}
+
+
+def test_read_records_a_stale_input_as_it_is_without_refusing_it(populated):
+    from katcli.workspace.hashing import sha256_file
+
+    (populated / P.PAIRS).write_text('{"a": 3}\n', encoding="utf-8")  # prefixes and embed are now stale
+    with StageRun(Workspace(populated), "report", command="kat report") as run:
+        with pytest.raises(UpstreamError):
+            run.input(P.PREFIXES)
+        run.read(P.PREFIXES)
+        run.output("reports/report.md").write_text("# r\n", encoding="utf-8")
+    rec = Manifest.load(populated / P.MANIFEST).runs["report"]
+    assert [(i.path, i.sha256) for i in rec.inputs] == [(P.PREFIXES, sha256_file(populated / P.PREFIXES))]
+    assert rec.forced is False

@@ -153,3 +153,16 @@ def make_workspace(
             inputs=(P.PREFIXES,),
         )
     return ws
+
+
+TEMPLATE = "sure thing : please"
+
+
+def templated_pairs(n_prompts: int = 200, per_prompt: int = 1, *, seed: int = 0) -> list[dict]:
+    """Planted SFT data: every chosen reply is the fixed `TEMPLATE`; rejected replies are random words."""
+    pairs = planted_pairs(n_prompts, per_prompt, seed=seed, multi_turn=True)
+    rng = random.Random(seed + 1)
+    for p in pairs:
+        p["chosen"] = TEMPLATE
+        p["rejected"] = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5)))
+    return pairs

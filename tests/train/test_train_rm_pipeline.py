@@ -148,7 +148,7 @@ def test_density_aware_needs_the_density_weights(tmp_path):
         ({"val_ratio": 0.0}, "--val-ratio must be between 0 and 1 (exclusive)"),
         ({"name": "a/b"}, "--name must be letters, digits, '.', '_' or '-' (no slashes), starting alphanumeric"),
         ({"max_len": 64, "max_response_len": 60}, "--max-response-len must be between 1 and --max-len − 8 (56)"),
-        ({"device": "tpu"}, "--device must be one of auto, cpu, cuda"),
+        ({"device": "tpu"}, "--device must be one of auto, cpu, cuda (got 'tpu')"),
     ],
 )
 def test_config_errors_name_the_flag(kwargs, message):

@@ -1,7 +1,9 @@
 """The root `kat` Typer app: global options, command registration and the one error boundary.
 
 The boundary turns `KatError` (and `OSError`: disk full, permissions) into `Error: <message> (<file>:<line>)` +
-`Hint: ...` on stderr with exit 1, Ctrl-C into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
+`Hint: ...` on stderr with exit 1 (an error raised without a hint gets one naming the command's --help), Ctrl-C
+into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
+Ctrl-C before the boundary is entered (while this module imports, while help is rendered) is `interrupts`'.
 Command modules are imported here but must not import torch/datasets/sentence-transformers at module
 level, so `kat --help` and `kat status` stay fast.
 """
@@ -17,12 +19,13 @@ import typer
 from typer.core import TyperGroup
 
 from katcli import __version__
+from katcli.cli import interrupts
 from katcli.cli.render import AppState, make_console, print_error
-from katcli.errors import KatError
+from katcli.errors import ConfigError, KatError
 from katcli.pipeline.stage import invocation
 
 # Help lists commands in pipeline order (Typer would put every sub-group after every plain command).
-COMMAND_ORDER = ("pairs", "prefixes", "embed", "train", "eval", "import", "viz", "quickstart", "status")
+COMMAND_ORDER = ("pairs", "prefixes", "embed", "train", "eval", "import", "viz", "report", "quickstart", "status")
 
 
 class KatGroup(TyperGroup):
@@ -33,6 +36,17 @@ class KatGroup(TyperGroup):
         rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
         return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
+    def command_path(self, ctx: click.Context, tokens: list[str]) -> str:
+        """`kat train rm` for tokens ["train", "rm", "--lr", "-1"]: the subcommand names, down to a command."""
+        path, cmd = ["kat"], self
+        for token in tokens:
+            sub = cmd.get_command(ctx, token) if isinstance(getattr(cmd, "commands", None), dict) else None
+            if sub is None:
+                break
+            path.append(token)
+            cmd = sub
+        return " ".join(path)
+
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         token = invocation.set(shlex.join(["kat", *argv]))
@@ -42,12 +56,18 @@ class KatGroup(TyperGroup):
             invocation.reset(token)
 
     def invoke(self, ctx: click.Context) -> Any:
+        # The tokens after the root's own options; the group clears them before the subcommand runs, and the
+        # boundary needs them to name the command in a default hint.
+        rest = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         try:
-            return super().invoke(ctx)
+            with interrupts.raising():  # from here Ctrl-C is a KeyboardInterrupt, so stages can clean up
+                return super().invoke(ctx)
         except KatError as exc:
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             if state.verbose:
                 state.err.print_exception(show_locals=False)
+            if exc.hint is None:
+                exc.hint = default_hint(exc, self.command_path(ctx, rest))
             print_error(state.err, exc)
             ctx.exit(exc.exit_code)
         except OSError as exc:
@@ -61,8 +81,15 @@ class KatGroup(TyperGroup):
             ctx.exit(1)
         except KeyboardInterrupt:
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
-            state.err.print("Interrupted: stopped before finishing; nothing was written.", markup=False)
+            state.err.print(interrupts.MESSAGE, markup=False)
             ctx.exit(130)
+
+
+def default_hint(exc: KatError, command: str) -> str:
+    """The hint for an error raised without one: every error tells the user where to look next."""
+    if isinstance(exc, ConfigError):
+        return f"`{command} --help` lists each flag with the values it accepts"
+    return f"`{command} --help` describes what the command reads; add --verbose for the details of the failure"
 
 
 app = typer.Typer(
@@ -116,6 +143,7 @@ def _register() -> None:
     from katcli.cli import pairs as pairs_cmd
     from katcli.cli import prefixes as prefixes_cmd
     from katcli.cli import quickstart as quickstart_cmd
+    from katcli.cli import report as report_cmd
     from katcli.cli import status as status_cmd
     from katcli.cli import train as train_cmd
     from katcli.cli import train_rm as train_rm_cmd
@@ -133,6 +161,7 @@ def _register() -> None:
     app.add_typer(eval_cmd.app, name="eval", rich_help_panel="Models")
     app.add_typer(import_cmd.app, name="import", rich_help_panel="Models")
     app.command("viz", rich_help_panel="Inspect")(viz_cmd.viz)
+    app.command("report", rich_help_panel="Inspect")(report_cmd.report)
     app.command("quickstart", rich_help_panel="Workspace")(quickstart_cmd.quickstart)
     app.command("status", rich_help_panel="Workspace")(status_cmd.status)
 
@@ -141,4 +170,5 @@ _register()
 
 
 def main() -> None:
+    interrupts.arm()  # the console script enters at `katcli.__main__:main`, which armed this before importing us
     app(prog_name="kat")

@@ -97,7 +97,7 @@ def embed(
         Literal["auto", "exact", "hnsw", "ivf"],
         typer.Option(
             help="Neighbour search: exact (chunked), HNSW or IVF (cells searched by matrix products; the fastest "
-            "on CPUs at 100k+ prompts), both with measured recall. auto = exact below 50k prompts, else HNSW.",
+            "on CPUs at 50k+ prompts), both with measured recall. auto = exact below 50k prompts, else IVF.",
             rich_help_panel=_INDEX,
         ),
     ] = "auto",

@@ -1,22 +1,22 @@
 """`kat eval …`: the evaluation command group; `kat eval rm` compares reward models on one held-out set.
 
 Commands are thin: they call `katcli.pipeline.eval_rm` and render its result as a side-by-side Rich table (overall,
-per source, per density quintile, each with a Wilson 95% interval; for two models a Δ column with a paired interval
-and McNemar's p-value) or as JSON (`--json`, schema `kat.eval.rm/1`).
+per source, per density quintile, each with a Wilson 95% interval; for two models a Δ column with McNemar's
+p-value and, under the table, the overall paired interval) or as JSON (`--json`, schema `kat.eval.rm/1`).
 This module knows nothing about how models are scored.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from katcli.cli.render import AppState, print_labelled, progress
+from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
+from katcli.cli.render import print_labelled, run_reported
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.data.schema import SHORT_OF, SOURCES
 
 app = typer.Typer(
     name="eval",
@@ -26,40 +26,49 @@ app = typer.Typer(
 )
 
 
-def _cell(acc: dict[str, Any] | None) -> str:
-    if acc is None or not acc["n"]:
-        return "–"
-    lo, hi = acc["ci95"]
-    return f"{acc['accuracy']:.3f} ({lo:.2f}–{hi:.2f})"
+def _sources(models: list[dict[str, Any]]) -> list[str]:
+    """The sources evaluated: the downloadable ones in their usual order (hh, uf, se), then any others sorted."""
+    found = {s for m in models for s in m["by_source"]}
+    return [s for s in SOURCES if s in found] + sorted(found - set(SOURCES))
+
+
+def _p_text(p: float) -> str:
+    """McNemar's p in at most 5 characters, so a Δ cell stays within 80 columns."""
+    if p >= 0.995:
+        return "1"
+    if p >= 0.01:
+        return f"{p:.2f}".lstrip("0")
+    return f"{p:.3f}".lstrip("0") if p >= 0.001 else "<.001"
 
 
 def _delta_cell(paired: dict[str, Any] | None) -> str:
-    """Δ = B − A with its paired 95% bootstrap interval and McNemar's exact p-value."""
+    """Δ = B − A on the same pairs and McNemar's exact p-value (the paired interval is printed under the table)."""
     if paired is None or not paired["n"]:
         return "–"
-    lo, hi = paired["ci95"]
-    return f"{paired['delta']:+.3f} ({lo:+.2f}…{hi:+.2f}) p={paired['mcnemar_p']:.2g}"
+    p = _p_text(paired["mcnemar_p"])
+    return f"{paired['delta']:+.3f} p{'' if p.startswith('<') else '='}{p}"
 
 
-def _paired_rows(cmp: dict[str, Any]) -> list[dict[str, Any] | None]:
+def _paired_rows(cmp: dict[str, Any], models: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
     """The paired statistics in `_groups`' row order: overall, each source, each density quintile."""
-    return [cmp["overall"], *(cmp["by_source"][s] for s in sorted(cmp["by_source"])), *(cmp["by_quintile"] or [])]
+    by_source = [cmp["by_source"].get(s) for s in _sources(models)]
+    return [cmp["overall"], *by_source, *(cmp["by_quintile"] or [])]
 
 
 def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
-    """(label, pair count, per-model accuracy dict) rows: overall, each source, each density quintile."""
+    """(label, pair count, per-model accuracy dict) rows: overall, each source (by its short name), each quintile."""
     rows = [("overall", f"{models[0]['overall']['n']:,}", [m["overall"] for m in models])]
-    sources = sorted({s for m in models for s in m["by_source"]})
-    for s in sources:
+    for s in _sources(models):
         accs = [m["by_source"].get(s) for m in models]
         n = next((a["n"] for a in accs if a is not None), 0)
-        rows.append((s, f"{n:,}", accs))
+        rows.append((SHORT_OF.get(s, s), f"{n:,}", accs))
     if all(m["by_quintile"] is not None for m in models):
-        last = len(models[0]["by_quintile"]) - 1
-        for q in range(last + 1):
-            label = f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == last else "")
+        from katcli.train.metrics import quintile_label
+
+        n = len(models[0]["by_quintile"])
+        for q in range(n):
             accs = [m["by_quintile"][q] for m in models]
-            rows.append((label, f"{accs[0]['n']:,}", accs))
+            rows.append((quintile_label(q, n), f"{accs[0]['n']:,}", accs))
     return rows
 
 
@@ -71,13 +80,9 @@ def rm(
                        "checkpoint directories.", show_default=False),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.rm/1).")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Pairs per forward pass.")] = 32,
-    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to run the models.")] = "auto",
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
-                     show_default=False),
-    ] = None,
+    batch_size: ScoreBatchSize = 32,
+    device: ScoreDevice = "auto",
+    threads: ScoreThreads = None,
     force: Annotated[
         bool, typer.Option("--force", help="Evaluate even if inputs are modified or stale, or the models were "
                            "trained on other pairs."),
@@ -91,18 +96,14 @@ def rm(
     Example: kat -w ./exp eval rm uniform density
     """
     from katcli.pipeline.eval_rm import run_eval_rm
+    from katcli.train.metrics import accuracy_cell
 
     state = state_of(ctx)
-    with progress(state if not as_json else _quiet(state)) as report:
-        result = run_eval_rm(
-            workspace_of(ctx), checkpoints, device=device, batch_size=batch_size, threads=threads, force=force,
-            progress=report,
-        )
-    data = result.to_json()
-    if as_json:
-        state.out.print_json(json.dumps(data))
-        return
-    if state.quiet:
+    data = run_reported(state, as_json, lambda report: run_eval_rm(
+        workspace_of(ctx), checkpoints, device=device, batch_size=batch_size, threads=threads, force=force,
+        progress=report,
+    ))
+    if data is None:
         return
     models = data["models"]
     held = data["heldout"]
@@ -114,29 +115,44 @@ def rm(
     for m in models:
         state.out.print(f"  {m['name']}: {m['weighting']} sampling, step {m['step']:,}, {m['path']}", markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
-    # The group label is the one column allowed to wrap, so narrow terminals never squeeze away the numbers.
-    table.add_column("Group", overflow="fold")
+    # Labels are short (sources as hh/uf/se, spelled out below the table), so rows stay whole at 80 columns; only
+    # an imported source's long name may fold, and then the numbers keep their room.
+    table.add_column("Group", overflow="fold", min_width=len("Q1 commonest"))
     table.add_column("Pairs", justify="right", no_wrap=True)
     for m in models:
         table.add_column(m["name"], no_wrap=True)
     two = len(models) == 2
     if two:
         table.add_column("Δ", justify="right", no_wrap=True)
-    paired = _paired_rows(data["comparisons"][0]) if two else []
+    paired = _paired_rows(data["comparisons"][0], models) if two else []
     for row, (label, n, accs) in enumerate(_groups(models)):
-        cells = [_cell(a) for a in accs]
+        cells = [accuracy_cell(a) for a in accs]
         if two:
             cells.append(_delta_cell(paired[row] if row < len(paired) else None))
         table.add_row(label, n, *cells)
     state.out.print(table)
+    legend = [f"{SHORT_OF[s]} = {s}" for s in _sources(models) if s in SHORT_OF]
+    if legend:
+        state.out.print(f"Sources: {', '.join(legend)}", markup=False)
     if two:
-        state.out.print(f"Δ: {models[1]['name']} − {models[0]['name']}; {data['comparisons'][0]['method']}", markup=False)
+        lo, hi = data["comparisons"][0]["overall"]["ci95"]
+        state.out.print(
+            f"Δ = {models[1]['name']} − {models[0]['name']} on the same pairs; overall 95% paired interval "
+            f"{lo:+.3f}…{hi:+.3f} (bootstrap over held-out prompts), p from McNemar's exact test; every group's "
+            "interval is in --json",
+            markup=False,
+        )
     print_labelled(state.out, "Note", data["notes"])
 
 
-def _quiet(state: AppState) -> AppState:
-    """JSON output must stay clean: no progress bars."""
-    return replace(state, quiet=True)
-
-
 app.command("rm", rich_help_panel="Reward models")(rm)
+
+
+def _register_policy() -> None:
+    # The policy command lives in its own module (cli/eval_policy.py); only its registration is here.
+    from katcli.cli.eval_policy import policy
+
+    app.command("policy", rich_help_panel="Policies")(policy)
+
+
+_register_policy()

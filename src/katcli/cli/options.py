@@ -14,3 +14,21 @@ ForceUpstream = Annotated[
         rich_help_panel="Upstream",
     ),
 ]
+
+OpenPage = Annotated[
+    bool, typer.Option("--open", help="Open the page in the default browser.", rich_help_panel="Options")
+]
+
+# How reward models are scored: `kat eval rm` and `kat report` (which shows what `kat eval rm` computes).
+_SCORING = "Scoring"
+ScoreDevice = Annotated[
+    str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to run the models.", rich_help_panel=_SCORING)
+]
+ScoreBatchSize = Annotated[
+    int, typer.Option("--batch-size", metavar="N", help="Pairs per forward pass.", rich_help_panel=_SCORING)
+]
+ScoreThreads = Annotated[
+    int | None,
+    typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
+                 show_default=False, rich_help_panel=_SCORING),
+]

@@ -35,7 +35,7 @@ def quickstart(
     from katcli.pipeline.quickstart import QuickstartConfig, quickstart_plan
 
     state = state_of(ctx)
-    if workspace:
+    if workspace is not None:
         state.workspace = workspace
     ws = workspace_of(ctx)
     plan = quickstart_plan(QuickstartConfig(seed=seed, rm_steps=rm_steps))

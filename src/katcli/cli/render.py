@@ -7,9 +7,11 @@ those calls into Rich progress bars with counts and rates. It knows nothing abou
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -106,6 +108,17 @@ def progress(state: AppState) -> Iterator[ProgressFn]:
             bars.stop()
 
 
+def run_reported(state: AppState, as_json: bool, run: Callable[[ProgressFn], Any]) -> dict[str, Any] | None:
+    """Run `run(progress)` and print its result's JSON (`--json`: no progress bars, so the output stays clean);
+    returns the data for the caller to render as tables, or None when there is nothing more to show."""
+    with progress(replace(state, quiet=True) if as_json else state) as report:
+        data = run(report).to_json()
+    if as_json:
+        state.out.print_json(json.dumps(data))
+        return None
+    return None if state.quiet else data
+
+
 def human_size(n: int | None) -> str:
     if n is None:
         return "–"
@@ -115,3 +128,11 @@ def human_size(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def open_in_browser(state: AppState, page) -> None:
+    """`--open`: show a written page in the default browser, or say where it is when there is none."""
+    import webbrowser
+
+    if not webbrowser.open(page.as_uri()):
+        state.err.print(f"Could not open a browser; open {page} yourself.", markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from katcli.cli.render import human_size
+from katcli.cli.render import human_size, print_labelled
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.pipeline.status import StageStatus, compute_status
 
@@ -45,16 +45,11 @@ def status(
     table.add_column("Rows", justify="right", no_wrap=True)
     table.add_column("Size", justify="right", no_wrap=True)
     table.add_column("Updated", no_wrap=True)
-    todo = any(row.state != "ok" for row in result.stages)
-    if todo:
-        table.add_column("Run next", min_width=12)
     for row in result.stages:
         present = sum(a.exists for a in row.artifacts)
         size = sum(a.size or 0 for a in row.artifacts) if present else None
         # Manifest times are UTC ISO-8601; month-day hour:minute is enough to tell runs apart at a glance.
         last = row.last_run.finished_at[5:16].replace("T", " ") if row.last_run else "never"
-        if row.last_run and row.last_run.forced:
-            last += " (forced)"
         table.add_row(
             row.title,
             f"[{_STATE_STYLE.get(row.state, '')}]{row.state}[/]",
@@ -62,12 +57,28 @@ def status(
             _rows_or_shape(row),
             human_size(size),
             last,
-            *(["" if row.state == "ok" else row.command] if todo else []),
         )
     state.out.print(table)
+    # Said under the table, not in the Updated column: at 80 columns every column is needed whole.
+    print_labelled(state.out, "Forced", [f"{row.title} ran with --force over modified or stale inputs"
+                                         for row in result.stages if row.last_run and row.last_run.forced])
     for row in result.stages:
         if row.state in ("modified", "stale"):
             state.out.print(f"  {row.title}: {'; '.join(row.reasons)}", markup=False)
+    # Commands are listed under the table, not in a column: a narrow terminal squeezed that column to nothing.
+    todo = [row for row in result.stages if row.state != "ok"]
+    if todo:
+        state.out.print("Run next:", markup=False)
+        width = max(len(row.command) for row in todo)
+        for row in todo:  # soft_wrap: a command is never broken across lines
+            state.out.print(f"  {row.command:<{width}}  ({row.title}: {row.state})", markup=False, soft_wrap=True)
+    if result.leftovers:
+        size = human_size(sum(f.size for f in result.leftovers))
+        state.out.print(
+            f"Leftovers: {len(result.leftovers)} temp file(s) from killed runs ({size}), e.g. "
+            f"{result.leftovers[0].path}; the next writing command removes them.",
+            markup=False,
+        )
     if result.next_command:
         state.out.print(f"Next: {result.next_command}", markup=False)
     else:

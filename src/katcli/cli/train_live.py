@@ -94,16 +94,11 @@ def print_run_summary(state: AppState, result: Any, *, items: str = "training pa
     )
 
 
-def accuracy_cell(acc: dict[str, Any]) -> str:
-    if not acc["n"]:
-        return "–"
-    lo, hi = acc["ci95"]
-    return f"{acc['accuracy']:.3f} ({lo:.2f}–{hi:.2f})"
-
-
 def accuracy_table(title: str, ev: dict[str, Any]) -> Any:
     """Held-out accuracy overall, per source and per density quintile (an `EvalReport.to_json()`), as a table."""
     from rich.table import Table
+
+    from katcli.train.metrics import accuracy_cell, quintile_label
 
     table = Table(title=title, title_justify="left")
     for col in ("Group", "Pairs", "Accuracy"):
@@ -114,7 +109,3 @@ def accuracy_table(title: str, ev: dict[str, Any]) -> Any:
     for q, acc in enumerate(ev["by_quintile"] or []):
         table.add_row(quintile_label(q), f"{acc['n']:,}", accuracy_cell(acc))
     return table
-
-
-def quintile_label(q: int) -> str:
-    return f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == 4 else "")

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from katcli.cli import train_options as T
 from katcli.cli.options import ForceUpstream
-from katcli.cli.train_live import is_main_rank, live, print_run_summary, quintile_label
+from katcli.cli.train_live import is_main_rank, live, print_run_summary
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 
@@ -71,6 +71,8 @@ def train_sft(
     out = state.out
     print_run_summary(state, result)
     if result.eval is not None:
+        from katcli.train.metrics import quintile_label
+
         ev = result.eval.to_json()
         table = Table(
             title=f"Held-out reply NLL per token ({result.heldout_pairs:,} replies, {result.heldout_prompts:,} prompts)",

@@ -1,18 +1,17 @@
 """`kat viz`: parse flags, run the viz stage, print where the page is, optionally open it in a browser.
 
 Thin by design: the work is `katcli.pipeline.viz` (imported inside the command so `kat --help` stays light);
-this module only knows flags, the summary lines and the `webbrowser` call.
+this module only knows flags and the summary lines.
 """
 
 from __future__ import annotations
 
-import webbrowser
 from typing import Annotated, Literal
 
 import typer
 
-from katcli.cli.options import ForceUpstream
-from katcli.cli.render import human_size, print_labelled, progress
+from katcli.cli.options import ForceUpstream, OpenPage
+from katcli.cli.render import human_size, open_in_browser, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 _PANEL = "Options"
@@ -43,9 +42,7 @@ def viz(
     seed: Annotated[
         int, typer.Option(help="Seed for the sample above --max-points (and UMAP).", rich_help_panel=_PANEL)
     ] = 0,
-    open_page: Annotated[
-        bool, typer.Option("--open", help="Open the page in the default browser.", rich_help_panel=_PANEL)
-    ] = False,
+    open_page: OpenPage = False,
     force: ForceUpstream = False,
 ) -> None:
     """Draw the prompt space in 3-D as one self-contained HTML page, coloured by density weight.
@@ -80,5 +77,5 @@ def viz(
         out.print(f"Wrote {result.json_path}", markup=False)
         out.print(f"Wrote {result.html_path} ({human_size(result.html_bytes)})", markup=False)
 
-    if open_page and not webbrowser.open(result.html_path.as_uri()):
-        state.err.print(f"Could not open a browser; open {result.html_path} yourself.", markup=False)
+    if open_page:
+        open_in_browser(state, result.html_path)

@@ -15,4 +15,4 @@ def state_of(ctx: typer.Context) -> AppState:
 
 def workspace_of(ctx: typer.Context) -> Workspace:
     state = state_of(ctx)
-    return Workspace(state.workspace) if state.workspace else Workspace(default_root())
+    return Workspace(default_root() if state.workspace is None else state.workspace)

@@ -87,15 +87,29 @@ def transcript_turns(text: str) -> list[tuple[str, str]]:
     return turns
 
 
+def is_transcript(text: str) -> bool:
+    """Whether `text` holds a role marker: it opens with `Human:`/`Assistant:` or has a `\\n\\nHuman:` one."""
+    return text.lstrip().startswith(("Human:", "Assistant:")) or _MARKER.search(text) is not None
+
+
+def prompt_messages(prompt: str) -> list[dict[str, str]]:
+    """A prompt transcript → its prefix messages by the HH rules; `Drop` unless it starts and ends with a user turn.
+
+    Text before the first marker, or a first Assistant turn, is `prompt_not_starting_with_user`; a trailing empty
+    `Assistant:` cue is an empty turn and so dropped.
+    """
+    turns = transcript_turns(prompt)
+    if turns and turns[0][0] == "preamble":
+        raise Drop(schema.PROMPT_NOT_STARTING_WITH_USER)
+    messages = schema.normalize_turns(turns)
+    schema.check_prefix(messages)
+    return messages
+
+
 def parse_row(chosen: object, rejected: object) -> HHParse:
     """Parse one row's two transcripts; raises `Drop(reason)` for rows that yield no valid pair."""
     if not isinstance(chosen, str) or not isinstance(rejected, str):
         raise Drop(MALFORMED_ROW)
     prompt, c_reply, r_reply = split_pair(chosen, rejected)
     c_reply, r_reply = schema.check_replies(c_reply, r_reply)
-    turns = transcript_turns(prompt)
-    if turns and turns[0][0] == "preamble":
-        raise Drop(schema.PROMPT_NOT_STARTING_WITH_USER)
-    messages = schema.normalize_turns(turns)
-    schema.check_prefix(messages)
-    return HHParse(messages, c_reply, r_reply)
+    return HHParse(prompt_messages(prompt), c_reply, r_reply)

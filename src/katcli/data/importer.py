@@ -3,8 +3,10 @@
 Accepted per line (one JSON object):
 - kat's schema: `{"id"?, "prefix": {"messages": [...]}, "chosen", "rejected", "src", "split"?,
   "prefix_id"?, "meta"?}` — a missing `id`, `split` or `prefix_id` is derived;
-- the legacy form `{"prompt": str, "chosen": str, "rejected": str}`; a prompt written as an HH-style
-  transcript (`"\\n\\nHuman: …\\n\\nAssistant: …"`) becomes its turns, anything else one user message.
+- the legacy form `{"prompt": str, "chosen": str, "rejected": str}`; a prompt with HH-style markers
+  (`"\\n\\nHuman: …\\n\\nAssistant: …"`, or opening with `Assistant:`) becomes its turns by the HH parser's rules
+  (empty turns dropped, same-role turns merged) and must start and end with a Human turn; anything else is one
+  user message.
 
 Every problem is a `LineError(reason)` that the caller locates as `<file>:<line>`: bytes that are not
 UTF-8, a line over `MAX_LINE_BYTES` (read in bounded chunks, never whole), broken JSON, wrong types,
@@ -141,19 +143,22 @@ def validate_messages(messages: object) -> list[dict[str, str]]:
     return out
 
 
+#: Why a legacy prompt transcript yields no prefix, by the HH parser's drop reason.
+_TRANSCRIPT_REASONS = {
+    schema.PROMPT_NOT_STARTING_WITH_USER: "'prompt' transcript must start with a Human turn",
+    schema.PROMPT_NOT_ENDING_WITH_USER: "'prompt' transcript must end with a Human turn (the replies answer it)",
+    schema.EMPTY_PROMPT: "'prompt' transcript has no non-empty turn",
+}
+
+
 def _legacy_messages(prompt: str) -> list[dict[str, str]]:
-    if not prompt.startswith("Human:"):  # `prompt` is already stripped of its leading blank lines
+    """A legacy prompt: one user message, or, when it carries Human:/Assistant: markers, its turns by the HH rules."""
+    if not hh.is_transcript(prompt):
         return [{"role": "user", "content": prompt}]
-    turns = hh.transcript_turns(prompt)
-    if turns and turns[-1][0] == "assistant" and not turns[-1][1].strip():
-        turns = turns[:-1]  # the trailing "Assistant:" cue of a prompt transcript
-    if any(not content.strip() for _, content in turns):
-        raise LineError("'prompt' transcript has an empty turn")
-    roles = [r for r, _ in turns]
-    expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
-    if roles != expected or roles[-1] != "user":
-        raise LineError("'prompt' transcript must alternate Human/Assistant turns, starting and ending with Human")
-    return [{"role": r, "content": c.strip()} for r, c in turns]
+    try:
+        return hh.prompt_messages(prompt)
+    except schema.Drop as drop:
+        raise LineError(_TRANSCRIPT_REASONS[drop.reason]) from None
 
 
 def validate_record(obj: object) -> dict[str, Any]:

@@ -26,6 +26,8 @@ SE = "stack-exchange-preferences"
 SOURCES: tuple[str, ...] = (HH, UF, SE)
 #: The short names the CLI accepts for `--source` and in `--mix`.
 SHORT_NAMES: dict[str, str] = {"hh": HH, "uf": UF, "se": SE}
+#: A source's short name (its label in narrow tables), the inverse of SHORT_NAMES.
+SHORT_OF: dict[str, str] = {full: short for short, full in SHORT_NAMES.items()}
 
 ROLES = ("user", "assistant")
 SPLITS = ("train", "test")

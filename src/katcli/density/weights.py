@@ -112,26 +112,3 @@ def weight_statistics(weights: np.ndarray) -> dict[str, Any]:
         }
     )
     return stats
-
-
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 of a 1-D array, ties sharing the mean of their ranks (as Spearman's rho requires)."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.arange(x.size, dtype=np.float64)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two equally long 1-D arrays (NaN when either is constant)."""
-    a = np.asarray(a).ravel()
-    b = np.asarray(b).ravel()
-    if a.size != b.size or a.size < 2:
-        raise ValueError("spearman needs two arrays of the same length ≥ 2")
-    ra = average_ranks(a) - (a.size - 1) / 2.0
-    rb = average_ranks(b) - (b.size - 1) / 2.0
-    denom = math.sqrt(float(np.dot(ra, ra)) * float(np.dot(rb, rb)))
-    return float(np.dot(ra, rb) / denom) if denom > 0 else math.nan

@@ -113,11 +113,18 @@ def meta_bytes(meta: Mapping[str, Any]) -> bytes:
     return (json.dumps(dict(meta), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+#: What to do about a checkpoint file that is missing or unreadable: kat wrote it whole or not at all, so it was
+#: damaged or replaced afterwards, or the directory is not a checkpoint.
+_REWRITE_HINT = "re-create the checkpoint (re-run the training or the import that wrote it) or point at another one"
+_NOT_WEIGHTS = "cannot read checkpoint: not a PyTorch weights file"
+
+
 def find_last_step(directory: str | os.PathLike[str]) -> int:
     """The highest step with a `model_<step>.pt` in `directory`."""
     d = Path(directory)
     if not d.is_dir():
-        raise KatError("checkpoint directory not found", file=str(d))
+        raise KatError("checkpoint directory not found", file=str(d),
+                       hint="train or import a model first, or check the path")
     steps = [int(m.group(1)) for p in d.iterdir() if (m := _MODEL_RE.match(p.name))]
     if not steps:
         raise KatError("no model_<step>.pt checkpoint found", file=str(d), hint="train or import a model first")
@@ -140,7 +147,7 @@ def load_checkpoint(
     if not isinstance(state, dict) or bad:
         raise KatError(
             "checkpoint is not a flat state dict of tensors" + (f" (non-tensors: {', '.join(bad)})" if bad else ""),
-            file=str(paths["model"]),
+            file=str(paths["model"]), hint=_REWRITE_HINT,
         )
     meta = read_meta(paths["meta"])
     optim = None
@@ -162,7 +169,7 @@ def load_model(
     ckpt = load_checkpoint(directory, step, device="cpu")
     meta_path = checkpoint_paths(directory, ckpt.step)["meta"]
     if "model_config" not in ckpt.meta:
-        raise KatError("checkpoint meta has no model_config", file=str(meta_path))
+        raise KatError("checkpoint meta has no model_config", file=str(meta_path), hint=_REWRITE_HINT)
     config = GPTConfig.from_dict(ckpt.meta["model_config"])
     model = GPT.from_state_dict(config, ckpt.model_state, source=str(checkpoint_paths(directory, ckpt.step)["model"]))
     return model.to(device), ckpt
@@ -172,30 +179,34 @@ def load_weights(path: str | os.PathLike[str], *, device: str | torch.device = "
     """`torch.load(..., weights_only=True)`, with refusals turned into KatErrors."""
     p = Path(path)
     if not p.is_file():
-        raise KatError("checkpoint file not found", file=str(p))
+        raise KatError("checkpoint file not found", file=str(p), hint=_REWRITE_HINT)
     try:
         return torch.load(p, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # not a refused object: the file is just not readable
-            raise KatError("cannot read checkpoint: not a PyTorch weights file", file=str(p)) from exc
+            raise KatError(_NOT_WEIGHTS, file=str(p), hint=_REWRITE_HINT) from exc
         raise KatError(
             "refusing to load a checkpoint that contains pickled Python objects beyond tensors",
             file=str(p),
             hint="kat only loads plain state dicts (torch.load weights_only=True); re-save the weights alone",
         ) from exc
+    except KeyError as exc:  # the legacy (non-zip) reader on bytes that are no pickle at all, e.g. b"hello"
+        raise KatError(_NOT_WEIGHTS, file=str(p), hint=_REWRITE_HINT) from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise KatError(f"cannot read checkpoint: {first}", file=str(p)) from exc
+        raise KatError(f"cannot read checkpoint: {first}", file=str(p), hint=_REWRITE_HINT) from exc
 
 
 def read_meta(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise KatError("checkpoint meta not found", file=str(path))
+        raise KatError("checkpoint meta not found", file=str(path), hint=_REWRITE_HINT)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         line = getattr(exc, "lineno", None)
-        raise KatError(f"checkpoint meta is not valid JSON: {exc}", file=str(path), line=line) from exc
+        raise KatError(
+            f"checkpoint meta is not valid JSON: {exc}", file=str(path), line=line, hint=_REWRITE_HINT
+        ) from exc
     if not isinstance(meta, dict):
-        raise KatError("checkpoint meta must be a JSON object", file=str(path))
+        raise KatError("checkpoint meta must be a JSON object", file=str(path), hint=_REWRITE_HINT)
     return meta

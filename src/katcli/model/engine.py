@@ -3,7 +3,9 @@
 Prompts of different lengths are left-padded into one batch and prefilled together through a `KVCache`; the cache
 is then repeated G times per prompt and every row decodes one token per step. Each row samples independently —
 including its first token, drawn from the prompt's last logits separately for each of the G rows — from a single
-seeded `torch.Generator`, so the same model, prompts and seed give the same samples. A row stops at
+seeded `torch.Generator`, so the same model, prompts and seed give the same samples. With `row_seeds`, every row
+instead draws from its own generator, so a row's sample depends only on its seed and its prompt, not on which other
+prompts share the batch (evaluation seeds each (prompt, sample) this way). A row stops at
 `<|assistant_end|>` or `<|bos|>` (the stop token is kept and is part of the completion mask, since it is what the
 model must learn to emit) or after `max_new_tokens`.
 
@@ -93,11 +95,13 @@ def sample_tokens(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One token per row of `logits` `(B, V)`: greedy at temperature 0, else temperature → top-k → top-p → draw.
 
     Each row consumes exactly one uniform number from `generator` (inverse-CDF sampling), so rows are independent
-    and the stream is reproducible; with top-k only the k candidates are normalised and searched.
+    and the stream is reproducible; with top-k only the k candidates are normalised and searched. `uniforms` `(B,)`
+    supplies those numbers instead (then `generator` is not used).
     """
     if temperature == 0.0:
         return logits.argmax(dim=-1)
@@ -114,7 +118,10 @@ def sample_tokens(
         logits = logits.masked_fill(drop, float("-inf"))
     probs = logits.softmax(dim=-1)
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    if uniforms is not None:
+        u = uniforms.to(device=probs.device, dtype=cdf.dtype).reshape(-1, 1)
+    else:
+        u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=cdf.dtype)
     # right=True: the first index whose cdf exceeds u·total, so zero-probability tokens are never chosen.
     choice = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.size(-1) - 1)
     # Guard the one rounding corner (u·total ≥ cdf[-1]): step back to the last token with probability > 0.
@@ -147,12 +154,14 @@ class Engine:
         config: SamplingConfig | None = None,
         *,
         use_kv_cache: bool = True,
+        row_seeds: Sequence[int] | None = None,
         progress: ProgressFn = no_progress,
         **overrides: object,
     ) -> Generation:
         """Sample `config.num_samples` completions for every prompt (lists of token ids).
 
-        Keyword overrides (`temperature=0.0`, `num_samples=4`, …) replace fields of `config`.
+        Keyword overrides (`temperature=0.0`, `num_samples=4`, …) replace fields of `config`. `row_seeds` (one per
+        row, `n·G`, row `r` = prompt `r // G`) gives each row its own random stream in place of `config.seed`.
         """
         cfg = config or SamplingConfig()
         if overrides:
@@ -187,6 +196,14 @@ class Engine:
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         stops = torch.tensor(self.stop_token_ids, dtype=torch.long, device=device)
         B = n * G
+        row_uniforms: torch.Tensor | None = None
+        if row_seeds is not None:
+            if len(row_seeds) != B:
+                raise ValueError(f"row_seeds has {len(row_seeds)} seeds for {B} rows")
+            # One CPU stream per row, drawn up front: the numbers are the same on any device and batch.
+            row_uniforms = torch.stack(
+                [torch.rand(cfg.max_new_tokens, generator=torch.Generator().manual_seed(int(s))) for s in row_seeds]
+            ).to(device)
 
         def last_logits(hidden: torch.Tensor) -> torch.Tensor:
             # Only the last position is sampled from: skip lm_head on the rest (both paths, so the comparison
@@ -212,7 +229,10 @@ class Engine:
         finished = torch.zeros(B, dtype=torch.bool, device=device)
 
         for t in range(cfg.max_new_tokens):
-            nxt = sample_tokens(logits, generator, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p)
+            nxt = sample_tokens(
+                logits, generator, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                uniforms=None if row_uniforms is None else row_uniforms[:, t],
+            )
             lp = F.log_softmax(logits.float(), dim=-1).gather(1, nxt[:, None]).squeeze(1)
             live = ~done
             tokens[:, t] = torch.where(live, nxt, torch.zeros_like(nxt))

@@ -93,7 +93,10 @@ def read_nanochat(
     """Read and convert a nanochat model and its tokenizer (unpickling `tokenizer.pkl`, restricted)."""
     base = Path(base_dir)
     if not base.is_dir():
-        raise KatError("nanochat base directory not found", file=str(base))
+        raise KatError(
+            "nanochat base directory not found", file=str(base),
+            hint="pass nanochat's base directory, the one holding tokenizer/ and base_checkpoints/ (or mid_, sft_)",
+        )
     tag, step, directory = locate_checkpoint(base, source, tag, step)
     model_path = directory / f"model_{step:06d}.pt"
     meta_path = directory / f"meta_{step:06d}.json"

@@ -30,16 +30,9 @@ import numpy as np
 from katcli import __version__
 from katcli.density.chunked import clear_chunks, encode_resumable
 from katcli.density.embeddings import load_embeddings
-from katcli.density.encoder import (
-    DEFAULT_MODEL,
-    check_device,
-    default_chunk_size,
-    encode_fn,
-    resolve_and_load,
-    resolve_device,
-    texts_digest,
-)
+from katcli.density.encoder import DEFAULT_MODEL, default_chunk_size, encode_fn, resolve_and_load, texts_digest
 from katcli.density.estimate import DensityResult, estimate_density
+from katcli.devices import check_device, resolve_device
 from katcli.density.hnsw import HnswParams
 from katcli.density.ids import check_embedding_rows, check_ids_match
 from katcli.density.knn import KnnParams
@@ -55,9 +48,6 @@ STAGE = "embed"
 OUTPUTS = (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA)
 METADATA_FORMAT = "kat-embeddings/1"
 SHOWN_PROMPTS = 5
-#: From here on, a run whose `--index auto` chose HNSW is told that IVF is faster (bench/bench_density.py:
-#: 5× at 200k and 9× at 1M prompts on 2 cores, at the same measured recall).
-IVF_NOTE_MIN = 100_000
 
 
 @dataclass(frozen=True)
@@ -246,7 +236,7 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
             model_words = f"embeddings from {src}"
             timings["load_embeddings_s"] = time.perf_counter() - t0
         else:
-            device = resolve_device(cfg.device)
+            device = resolve_device(cfg.device).type
             loaded = resolve_and_load(cfg.model, device)
             timings["load_model_s"] = time.perf_counter() - t0
             chunk_size = default_chunk_size(device, cfg.batch_size)
@@ -303,8 +293,6 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
         )
         forced_over = list(run.forced_over)
     notes = []
-    if cfg.index == "auto" and res.knn.index == "hnsw" and n >= IVF_NOTE_MIN:
-        notes.append("--index ivf is several times faster at this size on a CPU, at the same measured recall")
     if scratch is not None:
         clear_chunks(scratch)  # only now: a failure before the commit keeps the chunks for the re-run
     return EmbedResult(

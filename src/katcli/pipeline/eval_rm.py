@@ -9,7 +9,7 @@ must agree on it; a model trained on another version of the pairs is refused (it
 training pairs), unless `--force`. Density quintiles come from the workspace's density weights when they are present
 and fresh. Each model is scored with its own tokenizer (the `tokenizer.json` saved beside it) and its own
 `--max-len`. Every model after the first is compared with the first on the same pairs (`comparisons`: Δ accuracy
-with a paired bootstrap interval over held-out prompts and McNemar's exact p-value, see `katcli.train.paired`).
+with a paired bootstrap interval over held-out prompts and McNemar's exact p-value, see `katcli.evaluation.paired`).
 
 Evaluation writes nothing and takes no lock: it is a read-only view of the workspace. This module wires files and
 checks; scoring is `katcli.train.evaluate` and `katcli.train.objectives.dpo`. It knows nothing about Typer or Rich.
@@ -133,7 +133,48 @@ def _score_dpo(
     )
 
 
-def _workspace_rel(ws: Workspace, path: Path) -> str | None:
+def rm_tokenizer(ws: Workspace, name: str, directory: Path, meta: dict[str, Any]) -> Any:
+    """The tokenizer a reward model was trained with: the copy beside it (else the workspace's), sha256-checked."""
+    from katcli.model.tokenizer import Tokenizer
+    from katcli.train.run_dir import TOKENIZER_FILE
+
+    tok_file = directory / TOKENIZER_FILE
+    tokenizer = Tokenizer.load(tok_file if tok_file.is_file() else ws.abs(f"{P.TOKENIZER_DIR}/tokenizer.json"))
+    if tokenizer.sha256() != meta.get("tokenizer_sha256"):
+        raise KatError(
+            f"{name}: the tokenizer beside it is not the one it was trained with",
+            file=str(tok_file),
+            hint=f"re-run `{_train_command(meta)}` for it",
+        )
+    return tokenizer
+
+
+def rm_lengths(meta: dict[str, Any]) -> tuple[int, int]:
+    """(max_len, max_response_len) a reward model was trained with."""
+    cfg = meta.get("config", {})
+    max_len = int(cfg.get("max_len", 512))
+    return max_len, int(cfg.get("max_response_len", max_len // 2))
+
+
+def fresh_density_weights(ws: Workspace, judge: Any, prefix_ids: Sequence[str], notes: list[str]) -> dict | None:
+    """The workspace's density weights when present, fresh and covering every prompt in `prefix_ids`; else None
+    and a note saying why there are no density quintiles."""
+    from katcli.train import inputs as I
+
+    if not (ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file()):
+        notes.append("no density weights in the workspace (run `kat embed`): no density quintiles")
+        return None
+    if judge.check_input(P.DENSITY_WEIGHTS) is not None or judge.check_input(P.EMBED_IDS) is not None:
+        notes.append("the density weights are stale or unrecorded: no density quintiles")
+        return None
+    weights = I.read_density_weights(ws.abs(P.DENSITY_WEIGHTS), ws.abs(P.EMBED_IDS))
+    if not all(pid in weights for pid in prefix_ids):
+        notes.append("the density weights do not cover every held-out prompt: no density quintiles")
+        return None
+    return weights
+
+
+def workspace_rel(ws: Workspace, path: Path) -> str | None:
     try:
         return ws.rel(path)
     except KatError:
@@ -155,14 +196,12 @@ def run_eval_rm(
     import torch
 
     from katcli.model.checkpoint import checkpoint_paths
-    from katcli.model.tokenizer import Tokenizer
     from katcli.train import inputs as I
-    from katcli.train.ddp import resolve_device
+    from katcli.devices import resolve_device
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
-    from katcli.train.paired import compare
+    from katcli.evaluation.paired import compare
     from katcli.train.rm_checkpoint import load_rm
-    from katcli.train.run_dir import TOKENIZER_FILE
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
 
@@ -192,7 +231,7 @@ def run_eval_rm(
             continue
         seen.add(directory)
         step, meta = _read_scorer_meta(directory)
-        rel = _workspace_rel(ws, checkpoint_paths(directory, step)["model"])
+        rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
         if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
             check(rel)
         models.append((name, directory, step, meta))
@@ -226,22 +265,12 @@ def run_eval_rm(
                 hint=f"retrain it with `{_train_command(meta)} --name {name}`, or pass --force",
             )
 
-    weights = None
     quintile_ranges = None
     quintile_of: list[int] | None = None
-    if ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file():
-        if judge.check_input(P.DENSITY_WEIGHTS) is None and judge.check_input(P.EMBED_IDS) is None:
-            weights = I.read_density_weights(ws.abs(P.DENSITY_WEIGHTS), ws.abs(P.EMBED_IDS))
-            held_pids = [p.prefix_id for p in held]
-            if all(pid in weights for pid in held_pids):
-                quintile_of, quintile_ranges = density_quintiles(held_pids, weights)
-            else:
-                weights = None
-                notes.append("the density weights do not cover every held-out prompt: no density quintiles")
-        else:
-            notes.append("the density weights are stale or unrecorded: no density quintiles")
-    else:
-        notes.append("no density weights in the workspace (run `kat embed`): no density quintiles")
+    held_pids = [p.prefix_id for p in held]
+    weights = fresh_density_weights(ws, judge, held_pids, notes)
+    if weights is not None:
+        quintile_of, quintile_ranges = density_quintiles(held_pids, weights)
 
     # -- score ---------------------------------------------------------------------------------------------
     threads_before = torch.get_num_threads()
@@ -252,17 +281,9 @@ def run_eval_rm(
     results: list[ModelEval] = []
     try:
         for name, directory, step, meta in models:
-            tok_file = directory / TOKENIZER_FILE
-            tokenizer = Tokenizer.load(tok_file if tok_file.is_file() else ws.abs(f"{P.TOKENIZER_DIR}/tokenizer.json"))
-            if tokenizer.sha256() != meta.get("tokenizer_sha256"):
-                raise KatError(
-                    f"{name}: the tokenizer beside it is not the one it was trained with",
-                    file=str(tok_file),
-                    hint=f"re-run `{_train_command(meta)}` for it",
-                )
+            tokenizer = rm_tokenizer(ws, name, directory, meta)
             cfg = meta.get("config", {})
-            max_len = int(cfg.get("max_len", 512))
-            max_resp = int(cfg.get("max_response_len", max_len // 2))
+            max_len, max_resp = rm_lengths(meta)
             key = (tokenizer.sha256(), max_len, max_resp)
             if key not in encoded:
                 encoded[key] = encode_pairs(

@@ -55,7 +55,7 @@ class DownloadConfig:
         chosen = [s for s in schema.SOURCES if s in chosen]
         weights = B.parse_mix(self.mix, tuple(schema.SHORT_NAMES))
         mix = {schema.SHORT_NAMES[k]: w for k, w in weights.items()}
-        short = {v: k for k, v in schema.SHORT_NAMES.items()}
+        short = schema.SHORT_OF
         for s in chosen:
             if s not in mix:
                 raise ConfigError(f"--mix gives no weight to the chosen source {short[s]!r} (add {short[s]}=1)")
@@ -73,7 +73,7 @@ class DownloadConfig:
     def params(self, opts) -> dict[str, Any]:
         from katcli.data import schema
 
-        short = {v: k for k, v in schema.SHORT_NAMES.items()}
+        short = schema.SHORT_OF
         return {
             "sources": [s for s in opts.sources],
             "budget": opts.budget,
@@ -134,8 +134,11 @@ class ImportConfig:
         if not self.files:
             raise ConfigError("pass at least one FILE to import")
         for f in self.files:
+            if Path(f).is_dir():
+                raise ConfigError(f"FILE {f} is a directory", hint=f"pass the JSONL files inside it, e.g. {f}/*.jsonl")
             if not Path(f).is_file():
-                raise ConfigError(f"FILE {f} does not exist or is not a file")
+                raise ConfigError(f"FILE {f} does not exist", hint="check the path (relative paths start at the "
+                                  "current directory, not the workspace)")
 
 
 def run_import(ws: Workspace, cfg: ImportConfig, *, progress: ProgressFn = no_progress) -> PairsResult:

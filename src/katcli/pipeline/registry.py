@@ -1,11 +1,13 @@
 """The pipeline's stages, in order: what each is called, which command produces it, what it writes.
 
-Status rows, the "run X first" hints and the next-command suggestion all come from this table. It does
-not know how a stage computes anything, nor what its latest run recorded (that is the manifest).
+Status rows, the "run X first" hints and the next-command suggestion all come from this table, or, once a
+stage has run, from the command line its run recorded (`rerun_command`), so a re-run keeps its flags. It
+does not know how a stage computes anything, nor what its latest run recorded (that is the manifest).
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from katcli.workspace import paths as P
@@ -19,6 +21,7 @@ class StageSpec:
     outputs: tuple[str, ...]  # expected outputs; a trailing "/" means "files under this directory"
     named: bool = False  # one run per `--name` (e.g. rm/uniform, rm/density)
     optional: bool = False  # not part of the main pipeline: never suggested as "next"
+    also: tuple[str, ...] = ()  # other commands that record this stage (e.g. `kat pairs import`)
 
     def key(self, name: str | None = None) -> str:
         return f"{self.name}/{name}" if self.named else self.name
@@ -28,6 +31,15 @@ class StageSpec:
 
     def command_for(self, name: str | None = None) -> str:
         return self.command.format(name=name) if self.named and name else self.command.split(" --name")[0]
+
+    def runs_as(self, words: list[str]) -> bool:
+        """Whether a command's words (after `kat` and its global options) are one of this stage's commands."""
+        for command in (self.command, *self.also):
+            own = command.split()[1:]
+            own = own[: next((i for i, w in enumerate(own) if w.startswith("-")), len(own))]
+            if words[: len(own)] == own:
+                return True
+        return False
 
     def owns(self, path: str, name: str | None = None) -> bool:
         for out in self.outputs_for(name):
@@ -39,7 +51,7 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("pairs", "Preference pairs", "kat pairs download", (P.PAIRS,)),
+    StageSpec("pairs", "Preference pairs", "kat pairs download", (P.PAIRS,), also=("kat pairs import",)),
     StageSpec("prefixes", "Unique prefixes", "kat prefixes", (P.PREFIXES, P.PREFIX_ID_MAP)),
     StageSpec(
         "embed",
@@ -52,11 +64,21 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("sft", "SFT policy", "kat train sft --name {name}", (f"{P.SFT_DIR}/{{name}}/",), named=True),
     StageSpec("dpo", "DPO policy", "kat train dpo --name {name}", (f"{P.DPO_DIR}/{{name}}/",), named=True),
     StageSpec("viz", "3D view", "kat viz", (f"{P.VIZ_DIR}/embeddings_3d.json", f"{P.VIZ_DIR}/embeddings_3d.html")),
+    # Optional until every stage it reports on exists: then `kat status` may suggest it as the last step.
+    StageSpec("report", "Report", "kat report", (f"{P.REPORTS_DIR}/",), optional=True),
     StageSpec(
         "model",
         "Imported model",
         "kat import nanochat",
         (f"{P.MODELS_DIR}/{{name}}/",),
+        named=True,
+        optional=True,
+    ),
+    StageSpec(
+        "eval-policy",
+        "Policy eval",
+        "kat eval policy",
+        (f"{P.EVAL_POLICY_DIR}/{{name}}/",),
         named=True,
         optional=True,
     ),
@@ -78,6 +100,48 @@ def split_key(key: str) -> tuple[StageSpec, str | None]:
 def command_for_key(key: str) -> str:
     s, name = split_key(key)
     return s.command_for(name)
+
+
+def _without_workspace(argv: list[str]) -> list[str]:
+    """`argv` (after `kat`) minus the global `-w/--workspace DIR`: where the workspace is, not how to run."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        tok = argv[i]
+        i += 1
+        if tok == "--workspace":
+            i += 1
+        elif tok.startswith("--workspace="):
+            pass
+        elif not tok.startswith("--") and "w" in tok:
+            flags, _, value = tok[1:].partition("w")  # a short cluster such as -qw DIR or -wDIR
+            if flags:
+                out.append("-" + flags)
+            if not value:
+                i += 1
+        else:
+            out.append(tok)
+    return out + argv[i:]
+
+
+def rerun_command(key: str, recorded: str | None) -> str:
+    """The command that re-runs `key`: the one its run recorded (flags kept, `-w DIR` dropped).
+
+    Falls back to the registry's command when nothing usable was recorded: an old manifest, or a run
+    recorded by something other than this stage's own command (a script calling the pipeline).
+    """
+    s, _name = split_key(key)
+    try:
+        argv = shlex.split(recorded or "")
+    except ValueError:
+        argv = []
+    if len(argv) < 2 or argv[0] != "kat":
+        return command_for_key(key)
+    rest = _without_workspace(argv[1:])
+    globals_end = next((i for i, w in enumerate(rest) if not w.startswith("-")), len(rest))
+    if not s.runs_as(rest[globals_end:]):
+        return command_for_key(key)
+    return shlex.join(["kat", *rest])
 
 
 def producer_of(path: str) -> tuple[StageSpec, str | None] | None:

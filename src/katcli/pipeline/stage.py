@@ -9,7 +9,8 @@
 
 On success every output is fsync'ed and `os.replace`d into place, and only then is the manifest
 rewritten (atomically). On any exception, Ctrl-C included, temp files are removed, nothing already
-in place is touched and the manifest is unchanged. The workspace lock is held throughout.
+in place is touched and the manifest is unchanged. The workspace lock is held throughout; once it is
+taken, temp files that killed runs left anywhere in the workspace are removed.
 This module knows the protocol, not what any stage computes.
 """
 
@@ -33,6 +34,7 @@ from katcli.pipeline.upstream import Judge, load_judge
 from katcli.workspace import ArtifactRecord, InputRecord, Manifest, RunRecord, Workspace, WorkspaceLock
 from katcli.workspace.atomic import commit_temp, remove_quietly, temp_name
 from katcli.workspace.hashing import sha256_file
+from katcli.workspace.leftovers import Leftover, remove_leftovers
 
 # The CLI sets this to the command line the user typed, so the manifest records it verbatim.
 invocation: ContextVar[str | None] = ContextVar("kat_invocation", default=None)
@@ -87,6 +89,7 @@ class StageRun:
         self.stats: dict[str, Any] = {}
         self.forced_over: list[str] = []
         self.took_over_lock: dict | None = None
+        self.removed_leftovers: list[Leftover] = []
         self._inputs: dict[str, InputRecord] = {}
         self._outputs: dict[str, Path] = {}  # rel -> temp path (None-like for adopted files)
         self._adopted: set[str] = set()
@@ -102,6 +105,7 @@ class StageRun:
         self._lock.acquire()
         self.took_over_lock = self._lock.took_over
         try:
+            self.removed_leftovers = remove_leftovers(self.ws.root)  # temp files of killed runs
             self._judge = load_judge(self.ws, verify=self.verify)
         except BaseException:
             self._lock.release()
@@ -130,12 +134,22 @@ class StageRun:
         return self._judge
 
     def input(self, rel: str) -> Path:
-        """Check an upstream artifact (unless --force) and record the checksum it was read at."""
+        """Check an upstream artifact (unless --force) and record the checksum it was read at.
+
+        The file is hashed afresh here, once, not looked up in the hash cache (which serves `kat status`): an
+        edit the cache cannot see must still be caught by the check and recorded with its new checksum.
+        """
+        digest = self.judge.fresh_sha(rel)
         problem = self.judge.check_input(rel)
         if problem is not None:
-            if not self.force or self.judge.current_sha(rel) is None:
+            if not self.force or digest is None:
                 raise problem  # --force cannot conjure a missing file
             self.forced_over.append(f"{problem.message}")
+        self._inputs[rel] = InputRecord(rel, digest)
+        return self.ws.abs(rel)
+
+    def read(self, rel: str) -> Path:
+        """Record a workspace file as read, as it is, without judging it (a report shows stale runs too)."""
         self._inputs[rel] = InputRecord(rel, self.judge.current_sha(rel))
         return self.ws.abs(rel)
 

@@ -13,6 +13,7 @@ from typing import Any
 from katcli.pipeline import registry
 from katcli.pipeline.upstream import MISSING, MODIFIED, OK, Judge, load_judge
 from katcli.workspace import RunRecord, Workspace
+from katcli.workspace.leftovers import find_leftovers
 
 STATUS_SCHEMA = "kat.status/1"
 
@@ -43,10 +44,16 @@ class StageStatus:
     stage: str
     title: str
     state: str
-    command: str  # what (re)produces this row's artifacts
+    command: str  # what (re)produces this row's artifacts: the recorded command line, minus `-w DIR`
     reasons: list[str] = field(default_factory=list)
     artifacts: list[ArtifactStatus] = field(default_factory=list)
     last_run: LastRun | None = None
+
+
+@dataclass
+class LeftoverStatus:
+    path: str  # workspace-relative
+    size: int
 
 
 @dataclass
@@ -54,6 +61,7 @@ class WorkspaceStatus:
     workspace: str
     stages: list[StageStatus]
     next_command: str | None
+    leftovers: list[LeftoverStatus] = field(default_factory=list)  # temp files of killed runs
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": STATUS_SCHEMA, **asdict(self)}
@@ -82,7 +90,7 @@ def _from_run(judge: Judge, spec: registry.StageSpec, run: RunRecord, name: str 
         stage=spec.name,
         title=spec.title if name is None else f"{spec.title} ({name})",
         state=verdict.state,
-        command=spec.command_for(name),
+        command=registry.rerun_command(run.key, run.command),
         reasons=verdict.reasons,
         artifacts=[_artifact(judge, o.path, o.sha256, o.rows, o.shape) for o in outputs],
         last_run=LastRun(run.command, run.started_at, run.finished_at, run.kat_version, run.forced),
@@ -121,4 +129,5 @@ def compute_status(ws: Workspace, *, verify: bool = False) -> WorkspaceStatus:
     next_command = next(
         (r.command for r in rows if r.state != OK and not registry.spec(r.stage).optional), None
     )
-    return WorkspaceStatus(str(ws.root), rows, next_command)
+    leftovers = [LeftoverStatus(ws.rel(f.path), f.size) for f in find_leftovers(ws.root)]
+    return WorkspaceStatus(str(ws.root), rows, next_command, leftovers)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from katcli.pipeline.training import Built, Prepared, StepCallback, TrainConfig, TrainingStage, TrainResult, run_training
+from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P

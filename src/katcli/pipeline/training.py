@@ -4,6 +4,8 @@ A training stage (`train_rm`, `train_sft`, …) declares a `TrainingStage`: its 
 learning rates and one `build` hook that turns the prepared common parts into an objective (its model, encoded data
 and evaluation). Everything else is here, once:
 
+Its flags are `katcli.pipeline.train_config.TrainConfig`.
+
 - **Ranks.** Under torchrun only rank 0 takes the workspace lock, checks upstream, writes and records (`StageRun`);
   the other ranks read the same inputs through `_ReadOnlyRun`. A setup error on any rank is heard by every rank
   before anyone enters a collective.
@@ -25,136 +27,23 @@ about Typer or Rich.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.pipeline.stage import StageRun
+from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 TOKENIZER = f"{P.TOKENIZER_DIR}/tokenizer.json"
-DEFAULT_DEPTH = 4
-DEVICES = ("auto", "cpu", "cuda")
-WEIGHTINGS = ("per-prompt", "per-pair")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Flags that may change between an interrupted run and its --resume without changing what is computed.
 _RESUME_FREE = {"eval_every", "save_every", "device", "threads"}
 
 StepCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The flags every `kat train` objective takes; field names match the flags (`max_steps` ↔ `--max-steps`)."""
-
-    LR_SCRATCH: ClassVar[float] = 1e-3
-    LR_INIT: ClassVar[float] = 2e-5
-
-    name: str | None = None
-    density_aware: bool = False
-    pair_weighting: str | None = None
-    init: str | None = None
-    depth: int | None = None
-    max_steps: int = 1000
-    batch_size: int = 32
-    micro_batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float = 0.0
-    warmup_steps: int | None = None
-    grad_clip: float = 1.0
-    max_len: int = 512
-    max_response_len: int | None = None
-    val_ratio: float = 0.05
-    eval_every: int = 250
-    save_every: int = 250
-    bucketing: bool = True
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    force: bool = False
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        if self.name is not None and not _NAME_RE.match(self.name):
-            raise ConfigError("--name must be letters, digits, '.', '_' or '-' (no slashes), starting alphanumeric")
-        if self.init is not None and self.depth is not None:
-            raise ConfigError("--init and --depth exclude each other: --init starts from a model, --depth from scratch")
-        if self.depth is not None and self.depth < 1:
-            raise ConfigError("--depth must be at least 1")
-        if self.pair_weighting is not None:
-            if self.pair_weighting not in WEIGHTINGS:
-                raise ConfigError(f"--pair-weighting must be one of {', '.join(WEIGHTINGS)}")
-            if not self.density_aware:
-                raise ConfigError("--pair-weighting only applies with --density-aware")
-        if self.max_steps < 1:
-            raise ConfigError("--max-steps must be at least 1")
-        if self.batch_size < 1:
-            raise ConfigError("--batch-size must be at least 1")
-        if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            raise ConfigError("--micro-batch-size must be at least 1")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError("--lr must be positive")
-        if self.weight_decay < 0:
-            raise ConfigError("--weight-decay must be 0 or more")
-        if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise ConfigError("--warmup-steps must be 0 or more")
-        if self.grad_clip < 0:
-            raise ConfigError("--grad-clip must be 0 (off) or more")
-        if self.max_len < 16:
-            raise ConfigError("--max-len must be at least 16")
-        if self.max_response_len is not None and not 1 <= self.max_response_len <= self.max_len - 8:
-            raise ConfigError(f"--max-response-len must be between 1 and --max-len − 8 ({self.max_len - 8})")
-        if not 0.0 < self.val_ratio < 1.0:
-            raise ConfigError("--val-ratio must be between 0 and 1 (exclusive)")
-        if self.eval_every < 0:
-            raise ConfigError("--eval-every must be 0 (only at the end) or more")
-        if self.save_every < 0:
-            raise ConfigError("--save-every must be 0 (only at the end) or more")
-        if self.device not in DEVICES:
-            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError("--threads must be at least 1")
-
-    # ---------------------------------------------------------------------------------------------- resolved values
-
-    @property
-    def run_name(self) -> str:
-        return self.name or ("density" if self.density_aware else "uniform")
-
-    @property
-    def weighting(self) -> str:
-        if not self.density_aware:
-            return "uniform"
-        return self.pair_weighting or "per-prompt"
-
-    @property
-    def resolved_lr(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return self.LR_INIT if self.init is not None else self.LR_SCRATCH
-
-    @property
-    def resolved_max_response_len(self) -> int:
-        return self.max_response_len if self.max_response_len is not None else self.max_len // 2
-
-    def params(self) -> dict[str, Any]:
-        """The recorded parameters: every flag that shapes the model (not --force / --resume)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume")}
-        out["name"] = self.run_name
-        out["pair_weighting"] = self.weighting
-        out["lr"] = self.resolved_lr
-        out["max_response_len"] = self.resolved_max_response_len
-        if self.init is None:
-            out["depth"] = self.depth if self.depth is not None else DEFAULT_DEPTH
-        return out
 
 
 @dataclass
@@ -414,7 +303,11 @@ def _prepare(
     from katcli.train import inputs as I
     from katcli.train.loop import LoopSettings
     from katcli.train.run_dir import has_checkpoint, read_run_meta, run_tokenizer_path
-    from katcli.train.sampler import WeightedSampler, effective_sample_size, item_probabilities
+    from katcli.train.sampler import (
+        WeightedSampler,
+        effective_sample_size,
+        item_probabilities,
+    )
     from katcli.train.schedule import default_warmup
     from katcli.train.split import split_pairs
 

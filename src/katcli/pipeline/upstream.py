@@ -6,6 +6,8 @@ States, per run and per input file:
 - `stale`: a run's inputs changed after it ran — directly (the input's checksum now differs from the
   one read) or transitively (the run that produced an input is itself stale);
 - `ok`.
+`kat status` trusts the hash cache; a stage's own inputs are hashed afresh (`fresh_sha`), so what it
+records is the checksum of the bytes it read, whatever the cache says.
 This module reads the manifest and hashes files; it never writes artifacts and knows no stage internals.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from katcli.errors import UpstreamError
 from katcli.pipeline import registry
-from katcli.workspace import HashCache, Manifest, RunRecord, Workspace
+from katcli.workspace import HashCache, Manifest, RunRecord, Workspace, sha256_file
 
 OK, MISSING, MODIFIED, STALE = "ok", "missing", "modified", "stale"
 
@@ -43,6 +45,20 @@ class Judge:
             path = self.ws.abs(rel)
             self._sha[rel] = self.hasher.sha256(path) if path.is_file() else None
         return self._sha[rel]
+
+    def fresh_sha(self, rel: str) -> str | None:
+        """The checksum of the file's bytes now, read afresh (never from the cache), as a stage records it.
+
+        Later checks in this snapshot use the same value, and the cache learns it for `kat status`.
+        """
+        path = self.ws.abs(rel)
+        digest = sha256_file(path) if path.is_file() else None
+        if digest is not None:
+            self.hasher.remember(path, digest)
+        if self._sha.get(rel, digest) != digest:
+            self._verdicts.clear()  # judged on the cached value, which was wrong
+        self._sha[rel] = digest
+        return digest
 
     def verdict(self, run: RunRecord) -> RunVerdict:
         if run.key in self._verdicts:
@@ -78,11 +94,12 @@ class Judge:
 
     def check_input(self, rel: str) -> UpstreamError | None:
         """Why `rel` must not be used as an input now, or None when it is fine."""
-        fix = registry.fix_command(rel)
         now = self.current_sha(rel)
+        owner = self.manifest.owner_of(rel)
+        # The run that wrote it is re-run as it was recorded (flags kept); otherwise the registry's command.
+        fix = registry.rerun_command(owner.key, owner.command) if owner is not None else registry.fix_command(rel)
         if now is None:
             return UpstreamError(f"{rel} is missing", hint=f"run `{fix}` first")
-        owner = self.manifest.owner_of(rel)
         if owner is None:
             return UpstreamError(
                 f"{rel} is not recorded in the manifest",
@@ -98,7 +115,7 @@ class Judge:
         if v.state == STALE:
             return UpstreamError(
                 f"{rel} is stale: {v.reasons[0]}",
-                hint=f"run `{registry.command_for_key(owner.key)}` first",
+                hint=f"run `{fix}` first",
             )
         return None
 

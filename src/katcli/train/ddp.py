@@ -16,30 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
-from katcli.errors import ConfigError, KatError
+from katcli.devices import resolve_device
+from katcli.errors import KatError
 
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def env_rank() -> int:
-    """This process's global rank from torchrun's environment (0 outside torchrun); no torch needed."""
-    return int(os.environ.get("RANK", "0") or 0)
 
 
 def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
-
-
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """`auto` → CUDA when available, else CPU; `cuda` without a GPU is a flag error."""
-    if preference not in DEVICES:
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {preference!r}")
-    cuda = torch.cuda.is_available()
-    if preference == "cuda" and not cuda:
-        raise ConfigError("--device cuda was requested but no CUDA device is available", hint="use --device cpu")
-    if preference == "cpu" or not cuda:
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
 @dataclass

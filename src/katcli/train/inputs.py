@@ -1,8 +1,8 @@
 """Reading what reward-model training consumes: pairs, per-prefix pair counts and density weights.
 
 `read_pairs` parses `data/pairs_all.jsonl` into compact `Pair` rows; `read_prefix_counts` reads the `n_pairs`
-of every prefix in `data/prefixes_all.jsonl`; `read_density_weights` maps prefix ids to their weight from
-`density_weights.npy` + `ids.json`. `check_consistency` refuses pairs and prefixes that disagree. Every bad line
+of every prefix in `data/prefixes_all.jsonl`; `read_density_weights` (re-exported from `katcli.density.artifacts`, the one reader of those files) maps
+prefix ids to their weight. `check_consistency` refuses pairs and prefixes that disagree. Every bad line
 becomes a `KatError` naming the file and line.
 
 This module knows the file formats and nothing about tokenizers, sampling, models or the manifest.
@@ -10,18 +10,18 @@ This module knows the file formats and nothing about tokenizers, sampling, model
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from katcli.density.artifacts import read_density_weights
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace.jsonl import iter_json_lines
+
+__all__ = ["Pair", "check_consistency", "read_density_weights", "read_pairs", "read_prefix_counts"]
 
 _PAIR_FIELDS = ("id", "prefix", "chosen", "rejected", "src", "prefix_id")
 
@@ -106,26 +106,3 @@ def check_consistency(pairs: list[Pair], prefix_counts: Mapping[str, int], *, pr
             file=prefixes_file,
             hint="re-run `kat prefixes` so it matches the current pairs",
         )
-
-
-def read_density_weights(weights_path: Path, ids_path: Path) -> dict[str, float]:
-    """`{prefix_id: weight}`; the two files must have one entry per row."""
-    try:
-        ids = json.loads(ids_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KatError(f"cannot read the embedding ids: {exc}", file=str(ids_path), hint="re-run `kat embed`") from None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise KatError("embedding ids must be a JSON list of prefix ids", file=str(ids_path), hint="re-run `kat embed`")
-    try:
-        weights = np.load(weights_path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise KatError(f"cannot read density weights: {exc}", file=str(weights_path), hint="re-run `kat embed`") from None
-    if weights.ndim != 1 or len(weights) != len(ids):
-        raise KatError(
-            f"density weights have shape {list(weights.shape)} but ids.json lists {len(ids)} prefixes",
-            file=str(weights_path),
-            hint="re-run `kat embed`",
-        )
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise KatError("density weights must be finite and non-negative", file=str(weights_path), hint="re-run `kat embed`")
-    return {pid: float(w) for pid, w in zip(ids, weights.astype(np.float64))}

@@ -60,6 +60,19 @@ class Accuracy:
         return cls(int(d["n"]), int(d["correct"]))
 
 
+def accuracy_cell(acc: Mapping[str, Any] | None, ci_digits: int = 2) -> str:
+    """`0.625 (0.47–0.76)`: an `Accuracy.to_json()` as tables show it, accuracy and Wilson interval; `–` if empty."""
+    if acc is None or not acc["n"]:
+        return "–"
+    lo, hi = acc["ci95"]
+    return f"{acc['accuracy']:.3f} ({lo:.{ci_digits}f}–{hi:.{ci_digits}f})"
+
+
+def quintile_label(q: int, n: int = N_QUINTILES) -> str:
+    """How tables name density quintile `q` (0-based): `Q1 commonest`, `Q2`, … `Q5 rarest`."""
+    return f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == n - 1 else "")
+
+
 def density_quintiles(prefix_ids: Sequence[str], weights: Mapping[str, float]) -> tuple[list[int], list[list[float]]]:
     """Per pair, its prompt's quintile (0 = lowest weight … 4 = highest); plus each quintile's [min, max] weight."""
     prompts = sorted(set(prefix_ids), key=lambda pid: (weights[pid], pid))
@@ -86,7 +99,7 @@ class EvalReport:
     mean_margin: float = float("nan")
     ties: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-    # Per-pair margins in the evaluated order, for paired comparisons (`katcli.train.paired`); never serialised.
+    # Per-pair margins in the evaluated order, for paired comparisons (`katcli.evaluation.paired`); never serialised.
     margins: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:

@@ -68,19 +68,7 @@ def fit_responses(
     cut_responses = [r[:max_response_len] for r in responses]
     cut = sum(int(len(r) > len(c)) for r, c in zip(responses, cut_responses))
     budget = max_len - (max(len(r) for r in cut_responses) + 1)
-    trimmed = final_cut = False
-    if len(prefix) > budget:
-        trimmed = True
-        try:
-            start = len(prefix) - 1 - prefix[::-1].index(user_start)
-        except ValueError:  # a prefix always has a user turn; tolerate odd renderings by plain left-trimming
-            start = len(prefix) - 1
-        tail = prefix[start:]
-        if 1 + len(tail) <= budget:
-            prefix = [bos] + prefix[len(prefix) - (budget - 1) :]
-        else:
-            final_cut = True
-            prefix = [bos, user_start] + tail[len(tail) - (budget - 2) :]
+    prefix, trimmed, final_cut = trim_prefix(prefix, budget, bos=bos, user_start=user_start)
     return prefix, cut_responses, Trim(trimmed, final_cut, cut)
 
 
@@ -100,6 +88,21 @@ def fit_pair(
         prefix, [chosen, rejected], bos=bos, user_start=user_start, max_len=max_len, max_response_len=max_response_len
     )
     return fitted + resp_c + [end], fitted + resp_r + [end], trim
+
+
+def trim_prefix(prefix: list[int], budget: int, *, bos: int, user_start: int) -> tuple[list[int], bool, bool]:
+    """A rendered prefix cut to at most `budget` tokens from the left, keeping `<|bos|>` and the final user turn
+    (whose text is cut from the left only if it alone does not fit); plus (trimmed, final turn cut)."""
+    if len(prefix) <= budget:
+        return prefix, False, False
+    try:
+        start = len(prefix) - 1 - prefix[::-1].index(user_start)
+    except ValueError:  # a prefix always has a user turn; tolerate odd renderings by plain left-trimming
+        start = len(prefix) - 1
+    tail = prefix[start:]
+    if 1 + len(tail) <= budget:
+        return [bos] + prefix[len(prefix) - (budget - 1) :], True, False
+    return [bos, user_start] + tail[len(tail) - (budget - 2) :], True, True
 
 
 @dataclass

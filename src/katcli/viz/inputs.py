@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from katcli.density.artifacts import read_ids, read_weights
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace.jsonl import iter_json_lines
@@ -37,7 +38,7 @@ _USER_ROLES = ("user", "human")
 class EmbeddingInputs:
     embeddings: np.ndarray  # [N, D], usually a read-only memmap
     weights: np.ndarray  # float64 [N]
-    ids: list[Any]  # prefix ids (as written: str or int), row order
+    ids: list[str]  # prefix ids, row order
     metadata: dict[str, Any]
 
     @property
@@ -98,38 +99,19 @@ def load_embedding_inputs(
     if not _all_finite(emb):
         raise KatError("embeddings contain NaN or infinite values", file=str(embeddings_path), hint=_REBUILD_EMBED)
 
-    raw_w = _load_npy(weights_path, "density weights")
-    if raw_w.ndim != 1 or raw_w.shape[0] != emb.shape[0]:
-        raise KatError(
-            f"density weights have shape {list(raw_w.shape)} but the embeddings have {emb.shape[0]} rows",
-            file=str(weights_path),
-            hint=_REBUILD_EMBED,
-        )
-    weights = np.asarray(raw_w, dtype=np.float64)
-    if not np.isfinite(weights).all() or (weights <= 0).any():
-        raise KatError("density weights must be finite and positive", file=str(weights_path), hint=_REBUILD_EMBED)
-
-    ids = _load_json(ids_path, "ids")
-    if not isinstance(ids, list):
-        raise KatError("ids.json must hold a JSON list of prefix ids", file=str(ids_path), hint=_REBUILD_EMBED)
+    ids = read_ids(ids_path)
     if len(ids) != emb.shape[0]:
         raise KatError(
             f"ids.json lists {len(ids)} ids but the embeddings have {emb.shape[0]} rows",
             file=str(ids_path),
             hint=_REBUILD_EMBED,
         )
-    if len(set(map(_id_key, ids))) != len(ids):
-        raise KatError("ids.json contains duplicate ids", file=str(ids_path), hint=_REBUILD_EMBED)
+    weights = read_weights(weights_path, rows=emb.shape[0], rows_are=f"the embeddings have {emb.shape[0]} rows")
 
     metadata = _load_json(metadata_path, "embeddings metadata")
     if not isinstance(metadata, dict):
         raise KatError("embeddings metadata must be a JSON object", file=str(metadata_path), hint=_REBUILD_EMBED)
     return EmbeddingInputs(embeddings=emb, weights=weights, ids=ids, metadata=metadata)
-
-
-def _id_key(value: Any) -> str:
-    # ids may be written as strings or integers; compare them by their JSON spelling so 7 != "7".
-    return json.dumps(value, sort_keys=True)
 
 
 def prompt_text(messages: Any) -> str | None:
@@ -197,7 +179,7 @@ def read_prompts(
         count += 1
         if i >= n:
             continue  # counted, reported below with the totals
-        if _id_key(row["id"]) != _id_key(ids[i]):
+        if row["id"] != ids[i]:
             raise KatError(
                 f"ids.json does not match prefixes_all.jsonl: row {i} is {ids[i]!r} in ids.json "
                 f"but {row['id']!r} here",

@@ -58,15 +58,22 @@ def _check_inline_script(source: str) -> None:
             raise ValueError(f"page.js must not contain {bad!r}: it is inlined into a <script> element")
 
 
-def _csp(script: str) -> str:
-    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
-    return (
-        "default-src 'none'; "
-        f"script-src 'sha256-{digest}'; "
-        "style-src 'unsafe-inline'; "
-        "img-src data:; "
-        "base-uri 'none'; form-action 'none'"
-    )
+def source_hash(text: str) -> str:
+    """The CSP source expression that allows exactly this inline script or stylesheet text."""
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return f"'sha256-{digest}'"
+
+
+def offline_csp(*, script: str | None = None, style: str | None = None) -> str:
+    """A policy under which a page can fetch nothing: images only from `data:`, no script but `script`, and
+    inline styles either exactly `style` (by hash) or, when it is not given, any inline style."""
+    parts = ["default-src 'none'"]
+    if script is not None:
+        parts.append(f"script-src {source_hash(script)}")
+    styles = source_hash(style) if style is not None else "'unsafe-inline'"
+    parts.append(f"style-src {styles}")
+    parts += ["img-src data:", "base-uri 'none'", "form-action 'none'"]
+    return "; ".join(parts)
 
 
 def render_page(document: Mapping[str, Any], *, color: str = "weight", title: str | None = None) -> str:
@@ -78,7 +85,7 @@ def render_page(document: Mapping[str, Any], *, color: str = "weight", title: st
     if title is None:
         title = f"kat viz · {len(document.get('points', []))} points"
     values = {
-        "CSP": html.escape(_csp(script), quote=True),
+        "CSP": html.escape(offline_csp(script=script), quote=True),
         "TITLE": html.escape(title, quote=False),
         "DATA": script_json(document),
         "CONFIG": script_json({"color": color}),

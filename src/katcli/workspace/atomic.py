@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
 
 def temp_name(target: Path) -> Path:
-    """A hidden temporary name in the target's directory (same filesystem, so `os.replace` is atomic)."""
+    """A hidden temporary name in the target's directory (same filesystem, so `os.replace` is atomic).
+
+    The writer's pid is part of the name, so a file left by a killed writer can be told from a live one's.
+    """
     return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+
+
+def temp_writer(name: str) -> int | None:
+    """The pid of the process that wrote temp file `name` (a `temp_name`), or None for any other name."""
+    m = _TEMP.match(name)
+    return int(m.group(1)) if m else None
 
 
 def fsync_file(path: Path) -> None:

@@ -1,7 +1,10 @@
-"""SHA-256 of artifacts, with a cache keyed on (size, mtime_ns) so unchanged files are not re-read.
+"""SHA-256 of artifacts, with a cache keyed on (size, mtime_ns, ctime_ns) so unchanged files are not re-read.
 
-`--verify` bypasses the cache. The cache lives in the workspace's `.kat/` directory and is a pure
-optimisation: deleting it only costs time. This module knows nothing about stages or the manifest.
+The cache serves `kat status` only; a stage hashes the inputs it reads afresh. ctime is in the key because
+a user can restore a file's mtime (`touch -d`, `cp -p`, `rsync -t`) but not its ctime, so an edit that
+keeps the size and the mtime is still seen. `--verify` bypasses the cache. The cache lives in the
+workspace's `.kat/` directory and is a pure optimisation: deleting it only costs time. This module knows
+nothing about stages or the manifest.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ def sha256_file(path: Path | str) -> str:
 
 
 class HashCache:
-    """Remembers `sha256` per absolute path for a given (size, mtime_ns)."""
+    """Remembers `sha256` per absolute path for a given (size, mtime_ns, ctime_ns)."""
 
     def __init__(self, cache_file: Path | None, *, verify: bool = False) -> None:
         self.cache_file = cache_file
@@ -49,6 +52,7 @@ class HashCache:
             and entry is not None
             and entry.get("size") == st.st_size
             and entry.get("mtime_ns") == st.st_mtime_ns
+            and entry.get("ctime_ns") == st.st_ctime_ns
         ):
             return str(entry["sha256"])
         digest = sha256_file(path)
@@ -58,7 +62,9 @@ class HashCache:
     def remember(self, path: Path, digest: str, st: os.stat_result | None = None) -> None:
         """Record a digest computed elsewhere (e.g. while writing) so the next lookup is free."""
         st = st or os.stat(path)
-        self._entries[str(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        self._entries[str(path)] = {
+            "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "sha256": digest,
+        }
         self._dirty = True
 
     def save(self) -> None:

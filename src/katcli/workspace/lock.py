@@ -22,6 +22,21 @@ except ImportError:  # pragma: no cover - exercised only on Windows
     fcntl = None  # type: ignore[assignment]
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one we may not signal still exists)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 class WorkspaceLock:
     """Context manager. `took_over` is set when a stale lock from a dead process was replaced."""
 
@@ -72,13 +87,10 @@ class WorkspaceLock:
 
     def _holder_alive(self) -> bool:  # pragma: no cover - non-POSIX fallback
         pid = self._read_holder().get("pid")
-        if not pid:
-            return False
         try:
-            os.kill(int(pid), 0)
-        except (OSError, ValueError):
+            return bool(pid) and pid_alive(int(pid))
+        except ValueError:
             return False
-        return True
 
     def release(self) -> None:
         if self._fd is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from katcli.errors import KatError
+from katcli.errors import ConfigError, KatError
 
 # Relative paths inside a workspace (POSIX style: they are also the manifest's keys).
 PAIRS = "data/pairs_all.jsonl"
@@ -28,6 +28,8 @@ DPO_DIR = "dpo_checkpoints"
 GRPO_DIR = "grpo_checkpoints"
 MODELS_DIR = "models"
 VIZ_DIR = "viz"
+EVAL_POLICY_DIR = "eval/policy"
+REPORTS_DIR = "reports"
 MANIFEST = "manifest.json"
 # kat's own bookkeeping (lock, hash cache, resumable partial work); never an artifact.
 STATE_DIR = ".kat"
@@ -49,10 +51,19 @@ class Workspace:
     """A workspace root plus helpers to move between absolute paths and manifest keys."""
 
     def __init__(self, root: Path | str) -> None:
+        if isinstance(root, str) and not root:  # Path("") would silently mean the current directory
+            raise ConfigError(
+                "--workspace is empty",
+                hint="pass --workspace DIR, or leave it out for the default ($KAT_WORKSPACE, else the per-user "
+                "data dir)",
+            )
         self.root = Path(root).expanduser().resolve()
-        if self.root.exists() and not self.root.is_dir():
+        # The nearest part of the path that exists must be a directory, or the workspace can never be created.
+        nearest = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
+        if nearest is not None and not nearest.is_dir():
+            where = "" if nearest == self.root else f": {nearest} is a file"
             raise KatError(
-                f"workspace {self.root} is not a directory",
+                f"workspace {self.root} is not a directory{where}",
                 hint="pass --workspace DIR with a directory (it is created if missing)",
             )
 

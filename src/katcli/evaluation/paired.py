@@ -8,9 +8,10 @@ says little. Both tests here use the pairing:
   `min(1, 2 · P(X ≤ min(a_only, b_only)))` with `X ~ Binomial(a_only + b_only, 1/2)` (1 when nothing is
   discordant), computed in log space so thousands of pairs neither overflow nor underflow.
 - **A paired bootstrap interval** for `Δ = acc(B) − acc(A)`: held-out *prompts* are resampled with replacement
-  (a prompt brings all its pairs, since pairs of one prompt are correlated), Δ is recomputed on each resample, and
-  the 2.5th and 97.5th percentiles are the 95% interval. It is seeded (default: 2000 resamples, seed 0), so the
-  same scores give the same interval.
+  (a prompt brings all its pairs, since pairs of one prompt are correlated), Δ is recomputed on each resample as
+  pairs right minus pairs right over the resample's pairs, and the 2.5th and 97.5th percentiles are the 95%
+  interval. The resamples are `katcli.evaluation.bootstrap.resamples` (`kat eval policy`'s), seeded per group
+  (1000 resamples, seed 0), so the same scores give the same interval.
 
 A pair is correct when its margin is strictly positive (ties count as wrong), as in `katcli.train.metrics`. Groups
 (per source, per density quintile) are compared the same way on their own pairs. This module computes numbers from
@@ -26,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-N_RESAMPLES = 2000
+from katcli.evaluation.bootstrap import DEFAULT_RESAMPLES, resamples
+
+N_RESAMPLES = DEFAULT_RESAMPLES
 SEED = 0
-LEVEL = 0.95
-METHOD = f"McNemar exact test; {LEVEL:.0%} percentile bootstrap over held-out prompts"
-_CHUNK = 256  # resamples per vectorised block (bounds memory at chunk × prompts counts)
+METHOD = "McNemar exact test; 95% percentile bootstrap over held-out prompts"
 
 
 def mcnemar_exact_p(a_only: int, b_only: int) -> float:
@@ -53,28 +54,23 @@ def paired_bootstrap_interval(
     *,
     n_resamples: int = N_RESAMPLES,
     seed: int = SEED,
-    level: float = LEVEL,
+    label: str = "overall",
 ) -> tuple[float, float]:
-    """Percentile interval of the mean of per-pair `diff` (B correct − A correct) resampling whole clusters."""
+    """95% percentile interval of the mean per-pair `diff` (B correct − A correct), resampling whole clusters.
+
+    `label` names the group, so each group draws its own seeded resamples.
+    """
     diff = np.asarray(diff, dtype=np.float64)
     if len(diff) != len(clusters):
         raise ValueError("diff and clusters differ in length")
-    if not 0.0 < level < 1.0:
-        raise ValueError("level must be between 0 and 1")
     if len(diff) == 0:
         return -1.0, 1.0
     _, which = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
     sums = np.bincount(which, weights=diff)
     sizes = np.bincount(which).astype(np.float64)
-    n_clusters = len(sums)
-    rng = np.random.default_rng([seed, n_clusters])
-    deltas = np.empty(n_resamples, dtype=np.float64)
-    uniform = np.full(n_clusters, 1.0 / n_clusters)
-    for lo in range(0, n_resamples, _CHUNK):
-        counts = rng.multinomial(n_clusters, uniform, size=min(_CHUNK, n_resamples - lo)).astype(np.float64)
-        deltas[lo : lo + len(counts)] = (counts @ sums) / (counts @ sizes)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(deltas, [tail, 1.0 - tail])
+    idx = resamples(len(sums), seed, "paired-accuracy", label, b=n_resamples)
+    deltas = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
+    low, high = np.percentile(deltas, [2.5, 97.5])
     return float(low), float(high)
 
 
@@ -113,6 +109,7 @@ def paired_diff(
     *,
     n_resamples: int = N_RESAMPLES,
     seed: int = SEED,
+    label: str = "overall",
 ) -> PairedDiff:
     """Compare two models' per-pair correctness (same pairs, same order; `prefix_ids` cluster the bootstrap)."""
     a = np.asarray(correct_a, dtype=bool)
@@ -121,7 +118,7 @@ def paired_diff(
         raise ValueError("both models must be scored on the same pairs")
     a_only, b_only = int((a & ~b).sum()), int((b & ~a).sum())
     interval = paired_bootstrap_interval(
-        b.astype(np.float64) - a.astype(np.float64), prefix_ids, n_resamples=n_resamples, seed=seed
+        b.astype(np.float64) - a.astype(np.float64), prefix_ids, n_resamples=n_resamples, seed=seed, label=label
     )
     return PairedDiff(len(a), int(a.sum()), int(b.sum()), a_only, b_only, interval, mcnemar_exact_p(a_only, b_only))
 
@@ -141,13 +138,13 @@ def compare(
     b = np.asarray(margins_b, dtype=np.float64) > 0
     pids = np.asarray(prefix_ids, dtype=object)
 
-    def on(mask: np.ndarray) -> dict[str, Any]:
-        return paired_diff(a[mask], b[mask], list(pids[mask]), seed=seed).to_json()
+    def on(mask: np.ndarray, label: str) -> dict[str, Any]:
+        return paired_diff(a[mask], b[mask], list(pids[mask]), seed=seed, label=label).to_json()
 
     src = np.asarray(sources, dtype=object)
     out: dict[str, Any] = {
-        "overall": on(np.ones(len(a), dtype=bool)),
-        "by_source": {s: on(src == s) for s in sorted(set(sources))},
+        "overall": on(np.ones(len(a), dtype=bool), "overall"),
+        "by_source": {s: on(src == s, f"source:{s}") for s in sorted(set(sources))},
         "by_quintile": None,
         "method": METHOD,
         "resamples": N_RESAMPLES,
@@ -155,5 +152,5 @@ def compare(
     }
     if quintiles is not None:
         q = np.asarray(quintiles)
-        out["by_quintile"] = [on(q == k) for k in range(n_groups)]
+        out["by_quintile"] = [on(q == k, f"quintile:{k}") for k in range(n_groups)]
     return out
