@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, KatError
+from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import (
     Built,
     Prepared,
     StepCallback,
-    TrainConfig,
     TrainingStage,
     TrainResult,
     record_input,
