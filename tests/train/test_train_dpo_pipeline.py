@@ -160,6 +160,16 @@ def test_changed_pairs_recompute_the_cache(tmp_path):
     assert ws.abs(f"{P.DPO_DIR}/uniform/{ARRAY_FILE}").read_bytes() == before
     result = run_train_dpo(ws, replace(cfg, force=True))  # the SFT init is now stale: forced
     assert any(n.startswith("recomputed the reference log-probs: the pairs file changed") for n in result.notes)
+    # Pairs changed again and the reference retrained since: it cannot stand in for the one the run used.
+    write_pairs(ws, more[:-2])
+    run_train_sft(ws, tiny_sft_config(force=True, **{**SFT, "max_steps": 3}))
+    with pytest.raises(KatError) as err:
+        run_eval_rm(ws, ["dpo/uniform"], device="cpu", force=True)
+    assert err.value.message == (
+        "dpo/uniform: its cached reference log-probs cannot be used (the pairs file changed since the run) and its "
+        "reference is no longer the model it was trained against"
+    )
+    assert err.value.file == str(ws.abs("sft_checkpoints/uniform/model_000030.pt"))  # replaced by step 3
 
 
 @pytest.mark.slow

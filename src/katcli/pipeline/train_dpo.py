@@ -240,7 +240,7 @@ def _reference_logps(prep: Prepared, enc: Any, ref: _Reference, out_dir: Path) -
     def compute() -> Any:
         # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
         # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
-        model = prep.gpt if ref.is_init else load_gpt(ref.directory)[0]
+        model = prep.gpt if ref.is_init else load_gpt(ref.directory, step=ref.step)[0]
         model.to(dist.device)
         batches = eval_batches(
             enc, np.arange(len(enc)), batch_size=max(prep.micro_batch_size, 8), pad_id=prep.tokenizer.bos_token_id
@@ -326,14 +326,17 @@ def heldout_reference_logps(
     """A DPO run's reference log-probs of the held-out pairs (`enc` = those pairs, in `heldout_index` order).
 
     From the run's cache when its key still holds for the current pairs; otherwise recomputed from the recorded
-    reference, without writing (evaluation is read-only), and a note says so.
+    reference, without writing (evaluation is read-only), and a note says so — only if that reference's weights
+    are still the ones the run was trained against (same sha256).
     """
     import numpy as np
 
+    from katcli.model.checkpoint import checkpoint_paths
     from katcli.train.batching import eval_batches
     from katcli.train.ref_cache import RefCacheKey, compute_ref_logps, load_ref_logps
     from katcli.train.run_dir import load_gpt
     from katcli.train.seq_scoring import model_logprob_fn
+    from katcli.workspace.hashing import sha256_file
 
     key = RefCacheKey(**meta["ref_cache"]["key"])
     if key.pairs_sha256 == pairs_sha256:
@@ -349,10 +352,19 @@ def heldout_reference_logps(
             f"{name}: its cached reference log-probs cannot be used ({reason}) and its reference was a fresh "
             "--depth model that was never saved",
             file=str(directory / "ref_logps.json"),
-            hint=f"re-run `kat train dpo --name {name}`",
+            hint=f"re-run `kat train dpo --name {directory.name}`",
         )
     ref_dir = Path(ref_path) if Path(ref_path).is_absolute() else ws.abs(ref_path)
-    model, _ = load_gpt(ref_dir, step=meta["reference"].get("step"))
+    ref_step = meta["reference"].get("step")
+    ref_file = checkpoint_paths(ref_dir, ref_step)["model"]
+    if not ref_file.is_file() or sha256_file(ref_file) != key.reference_sha256:
+        raise KatError(
+            f"{name}: its cached reference log-probs cannot be used ({reason}) and its reference is no longer the "
+            "model it was trained against",
+            file=str(ref_file),
+            hint=f"re-run `kat train dpo --name {directory.name}` against the current reference",
+        )
+    model, _ = load_gpt(ref_dir, step=ref_step)
     model.to(device).eval()
     notes.append(f"{name}: recomputed the held-out reference log-probs from {ref_path} ({reason})")
     batches = eval_batches(enc, np.arange(len(enc)), batch_size=batch_size, pad_id=pad_id)
