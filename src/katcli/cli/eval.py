@@ -76,8 +76,9 @@ def rm(
     ctx: typer.Context,
     checkpoints: Annotated[
         list[str],
-        typer.Argument(metavar="CKPT...", help="Run names under rm_checkpoints/ (e.g. uniform density) or "
-                       "checkpoint directories.", show_default=False),
+        typer.Argument(metavar="CKPT...", help="Run names under rm_checkpoints/ (e.g. uniform density), DPO runs "
+                       "(dpo/NAME: a DPO policy is an implicit reward model) or checkpoint directories.",
+                       show_default=False),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.rm/1).")] = False,
     batch_size: ScoreBatchSize = 32,
@@ -88,7 +89,7 @@ def rm(
                            "trained on other pairs."),
     ] = False,
 ) -> None:
-    """Compare reward models on the same held-out pairs: accuracy overall, per source and per density quintile.
+    """Compare reward models (and DPO policies) on the same held-out pairs: accuracy overall, per source and quintile.
 
     Held-out pairs are the prompts each model's training held out (same --seed and --val-ratio required); density
     quintiles run from Q1 (lowest weight, commonest prompts) to Q5 (highest weight, rarest prompts).

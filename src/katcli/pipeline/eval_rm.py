@@ -195,12 +195,12 @@ def run_eval_rm(
     import numpy as np
     import torch
 
+    from katcli.devices import resolve_device
+    from katcli.evaluation.paired import compare
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.train import inputs as I
-    from katcli.devices import resolve_device
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
-    from katcli.evaluation.paired import compare
     from katcli.train.rm_checkpoint import load_rm
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
