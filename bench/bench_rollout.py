@@ -36,9 +36,8 @@ import time
 import torch
 
 from bench_sampling import random_weights
-from katcli.model.engine import Engine, SamplingConfig
+from katcli.model.engine import Engine, SamplingConfig, left_pad
 from katcli.model.gpt import GPT, GPTConfig
-from katcli.train.rollout import left_pad
 
 GOAL = 1.5
 

@@ -41,7 +41,7 @@ def test_pairs_alone_give_a_provenance_report_recorded_in_the_manifest(kat, ws_d
     assert lines[1] == f"Figures: 0, each as PNG and PDF in {ws_dir.resolve() / 'reports'}"
     assert lines[2].startswith(f"Wrote {ws_dir.resolve() / 'reports' / 'report.html'} (")
     page = (ws_dir / "reports" / "report.html").read_text(encoding="utf-8")
-    assert "kat test-pairs" in page and "Every run is up to date" in page
+    assert "kat pairs download" in page and "Every run is up to date" in page  # the re-run command kat status offers
     status = json.loads(kat("status", "--json").stdout)
     row = next(s for s in status["stages"] if s["key"] == "report")
     assert row["state"] == "ok" and row["title"] == "Report"

@@ -101,7 +101,7 @@ def test_report_is_recorded_and_goes_stale_when_a_run_it_shows_changes(kat, repo
 
     row = report_row()
     assert row["state"] == "ok"
-    assert row["command"] == "kat report"
+    assert row["command"] == "kat report --out reports --threads 1 --device cpu"  # as recorded, minus -w
     assert {a["path"] for a in row["artifacts"]} >= {"reports/report.html", "reports/report.md"}
     manifest = json.loads((ws / "manifest.json").read_text())
     read = {i["path"] for i in manifest["runs"]["report"]["inputs"]}
@@ -146,7 +146,9 @@ def test_models_that_cannot_be_evaluated_leave_a_note_not_an_error(kat, report_r
     result = _report(kat, ws, "reports")
     assert [line for line in result.stdout.splitlines() if line.startswith("Note: ")] == [
         "Note: uniform density not evaluated: rm_checkpoints/uniform/model_000006.pt is stale: its input "
-        "data/pairs_all.jsonl changed after this run (run `kat train rm --name uniform` first)"
+        "data/pairs_all.jsonl changed after this run (run `kat -q train rm --name uniform --depth 1 --max-steps 6 "
+        "--batch-size 8 --max-len 96 --lr 3e-3 --val-ratio 0.2 --eval-every 3 --save-every 0 --device cpu --threads 1`"
+        " first)"
     ]
     md = (ws / "reports" / "report.md").read_text(encoding="utf-8")
     assert "rm-training.png" in md and "rm-quintiles.png" not in md

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import random
+import socket
 from collections import OrderedDict
 from pathlib import Path
 
@@ -153,6 +154,29 @@ def make_workspace(
             inputs=(P.PREFIXES,),
         )
     return ws
+
+
+MARKER = "please"  # the word every planted chosen reply carries
+
+
+def planted_rm_and_policy(root: Path, *, n_prompts: int = 200, rm_steps: int = 60, sft_steps: int = 20) -> Workspace:
+    """A planted workspace with a reward model (`rm/uniform`, which learns to reward "please") and a weak SFT
+    policy (`sft/uniform`, a few steps on the chosen replies, so it says "please" only sometimes), both trained by
+    the real stages at toy size."""
+    from katcli.pipeline.train_rm import run_train_rm, tiny_config
+    from katcli.pipeline.train_sft import run_train_sft, tiny_sft_config
+
+    ws = make_workspace(root, planted_pairs(n_prompts))
+    run_train_rm(ws, tiny_config(max_steps=rm_steps, max_len=64, lr=3e-3))
+    run_train_sft(ws, tiny_sft_config(max_steps=sft_steps, max_len=64))
+    return ws
+
+
+def free_port() -> int:
+    """A free localhost TCP port for a torchrun rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 TEMPLATE = "sure thing : please"

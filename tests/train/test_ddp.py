@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
-from rmkit import make_workspace, planted_pairs
+from rmkit import free_port, make_workspace, planted_pairs
 
 from katcli.workspace import Manifest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun(ws, *args: str) -> subprocess.CompletedProcess:
@@ -26,7 +19,7 @@ def _torchrun(ws, *args: str) -> subprocess.CompletedProcess:
     env["OMP_NUM_THREADS"] = "1"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}", "-m", "katcli", "-w", str(ws.root), *args,
+        f"--master_port={free_port()}", "-m", "katcli", "-w", str(ws.root), *args,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -105,6 +105,20 @@ def test_reply_logprobs_carry_gradient_and_micro_batches_match(model):
         torch.testing.assert_close(reply_logprobs(model, ro.rows(slice(3, 6))), logp.detach()[3:6], atol=2e-5, rtol=0)
 
 
+def test_reply_entropy_is_the_full_distributions_entropy(model):
+    ro = Rollout.from_generation(PROMPTS, _generate(model))
+    logp, entropy = reply_logprobs(model, ro, with_entropy=True)
+    with torch.no_grad():
+        logits = model(ro.ids, pad_mask=ro.real)  # [B, P + L, V]
+        P, L = ro.prompt_width, ro.completion.size(1)
+        full = torch.log_softmax(logits[:, P - 1 : P - 1 + L].float(), dim=-1)
+        want = -(full.exp() * full).sum(-1) * ro.mask
+        want_logp = full.gather(2, ro.completion[..., None]).squeeze(-1) * ro.mask
+    torch.testing.assert_close(entropy, want, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(logp, want_logp, atol=2e-5, rtol=1e-5)
+    assert (entropy[ro.mask == 1] > 0).all()
+
+
 def test_rollout_refuses_a_generation_for_other_prompts(model):
     gen = _generate(model)
     with pytest.raises(ValueError, match="9 generated rows do not match 2 prompts × 3 samples"):

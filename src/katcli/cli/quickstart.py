@@ -24,11 +24,15 @@ def quickstart(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for every step.")] = 0,
     rm_steps: Annotated[int, typer.Option("--rm-steps", metavar="N", help="Steps per tiny reward model.")] = 60,
+    policy_steps: Annotated[
+        int, typer.Option("--policy-steps", metavar="N", help="Steps per tiny policy (SFT, DPO, GRPO).")
+    ] = 60,
 ) -> None:
     """Run the whole experiment on the built-in sample in a few minutes on a CPU.
 
-    pairs → prefixes → embed → tokenizer → uniform and density-aware reward models → eval → viz → status.
-    Each step is printed as the kat command it runs, so you can re-run or vary any of them.
+    pairs → prefixes → embed → tokenizer → uniform and density-aware reward models → eval rm → SFT policies →
+    eval policy → viz → report → status. Tiny models: a smoke test of every stage, not a result. Each step is
+    printed as the kat command it runs, so you can re-run or vary any of them.
 
     Example: kat quickstart --workspace ./kat-demo
     """
@@ -38,7 +42,7 @@ def quickstart(
     if workspace is not None:
         state.workspace = workspace
     ws = workspace_of(ctx)
-    plan = quickstart_plan(QuickstartConfig(seed=seed, rm_steps=rm_steps))
+    plan = quickstart_plan(QuickstartConfig(seed=seed, rm_steps=rm_steps, policy_steps=policy_steps))
     global_opts = ["-w", str(ws.root)] + (["-q"] if state.quiet else []) + (["-v"] if state.verbose else [])
     root: click.Command = ctx.find_root().command
     for i, step in enumerate(plan, 1):
@@ -52,7 +56,8 @@ def quickstart(
             raise typer.Exit(int(code))
     if not state.quiet:
         state.out.print(
-            f"Done: the whole pipeline ran in {ws.root}. Open {ws.abs('viz/embeddings_3d.html')} to see the "
-            "prompt space; real experiments start from a pretrained model (`kat import nanochat`).",
+            f"Done: the whole experiment ran in {ws.root} (tiny models: a smoke test of every stage, not a result). "
+            f"The report: {ws.abs('reports/report.html')}; the prompt space: {ws.abs('viz/embeddings_3d.html')}. "
+            "Real experiments start from a pretrained model (`kat import nanochat`).",
             markup=False,
         )

@@ -83,8 +83,9 @@ def print_run_summary(state: AppState, result: Any, *, items: str = "training pa
     print_labelled(out, "Forced", result.forced_over)
     print_labelled(out, "Note", result.notes)
     out.print(
-        f"Sampling: {result.weighting} over {result.train_pairs:,} {items} ({result.train_prompts:,} "
-        f"prompts); effective sample size {result.ess:,.1f} ({result.ess_fraction:.1%} of the pairs)",
+        f"Sampling: {result.weighting} over {result.train_items or result.train_pairs:,} {items} "
+        f"({result.train_prompts:,} prompts); effective sample size {result.ess:,.1f} "
+        f"({result.ess_fraction:.1%} of the {items.split()[-1]})",
         markup=False,
     )
     out.print(

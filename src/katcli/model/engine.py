@@ -133,6 +133,19 @@ def sample_tokens(
     return choice if candidates is None else candidates.gather(1, choice[:, None]).squeeze(-1)
 
 
+def left_pad(prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(ids, real)` `[n, P]`: prompts right-aligned in P = the longest prompt's columns (every prompt's last token
+    in the last column, so one step of decoding continues every row); pad ids are 0. Training rows built from a
+    generation (`katcli.train.rollout`) pad the same way."""
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    real = torch.zeros(len(prompts), width, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        real[i, width - len(p) :] = True
+    return ids, real
+
+
 class Engine:
     """Samples completions from `model`; stop tokens come from `tokenizer` (or are given explicitly)."""
 
@@ -178,12 +191,8 @@ class Engine:
                 raise KatError(f"prompt {i} has token ids outside the model's vocabulary (0..{vocab - 1})")
 
         n, G = len(prompts), cfg.num_samples
-        P = max(len(p) for p in prompts)
-        idx = torch.zeros(n, P, dtype=torch.long)
-        real = torch.zeros(n, P, dtype=torch.bool)
-        for i, p in enumerate(prompts):  # left padding keeps every prompt's last token in the last column
-            idx[i, P - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-            real[i, P - len(p) :] = True
+        idx, real = left_pad(prompts)
+        P = idx.size(1)
         idx, real = idx.to(device), real.to(device)
         pad_mask = None if bool(real.all()) else real
         total = P + cfg.max_new_tokens

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from katcli.errors import KatError
+from katcli.pipeline.runs import POLICY_STAGES, RUN_ROOTS, lookup_run
 from katcli.workspace import Workspace
-from katcli.workspace import paths as P
 
-POLICY_DIRS = (("sft", P.SFT_DIR), ("dpo", P.DPO_DIR), ("grpo", P.GRPO_DIR), ("models", P.MODELS_DIR))
+_KIND = {"sft": "sft", "dpo": "dpo", "grpo": "grpo", "model": "models"}  # stage → the kind in labels and run names
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -37,29 +37,23 @@ class PolicyRef:
 
 
 def resolve_policy(ws: Workspace, arg: str) -> PolicyRef:
-    """A run name under the workspace's policy directories (KIND/NAME to choose), else a directory path."""
-    kind, sep, rest = arg.partition("/")
-    dirs = dict(POLICY_DIRS)
-    if sep and kind in dirs and rest and "/" not in rest and ws.abs(f"{dirs[kind]}/{rest}").is_dir():
-        return PolicyRef(arg, kind, rest, ws.abs(f"{dirs[kind]}/{rest}"))
-    if not sep and "\\" not in arg and arg not in ("", ".", ".."):
-        found = [(k, d) for k, d in POLICY_DIRS if ws.abs(f"{d}/{arg}").is_dir()]
-        if len(found) > 1:
-            raise KatError(
-                f"policy name {arg!r} is ambiguous: it is in " + ", ".join(f"{d}/" for _, d in found),
-                hint="write it as KIND/NAME: " + " or ".join(f"{k}/{arg}" for k, _ in found),
-            )
-        if found:
-            k, d = found[0]
-            return PolicyRef(arg, k, arg, ws.abs(f"{d}/{arg}"))
-    path = Path(arg).expanduser()
-    if path.is_dir():
-        return PolicyRef(path.resolve().name, "dir", path.resolve().name, path.resolve())
-    raise KatError(
-        f"no policy {arg!r}",
-        hint="pass a run name from sft_checkpoints/, dpo_checkpoints/, grpo_checkpoints/ or models/ "
-        "(KIND/NAME, e.g. dpo/density, when several hold it), or a checkpoint directory",
-    )
+    """A run name under the workspace's policy directories (KIND/NAME to choose), else a directory path
+    (`katcli.pipeline.runs`' one rule; this function only words the errors and names the result)."""
+    found = lookup_run(ws, arg, POLICY_STAGES)
+    if isinstance(found, list):
+        raise KatError(
+            f"policy name {arg!r} is ambiguous: it is in " + ", ".join(f"{RUN_ROOTS[r.stage]}/" for r in found),
+            hint="write it as KIND/NAME: " + " or ".join(f"{_KIND[r.stage]}/{arg}" for r in found),
+        )
+    if found is None:
+        raise KatError(
+            f"no policy {arg!r}",
+            hint="pass a run name from sft_checkpoints/, dpo_checkpoints/, grpo_checkpoints/ or models/ "
+            "(KIND/NAME, e.g. dpo/density, when several hold it), or a checkpoint directory",
+        )
+    if found.stage is None:
+        return PolicyRef(found.name, "dir", found.name, found.directory)
+    return PolicyRef(arg, _KIND[found.stage], found.name, found.directory)
 
 
 def unique_labels(refs: list[PolicyRef]) -> list[PolicyRef]:

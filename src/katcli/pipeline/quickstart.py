@@ -18,12 +18,15 @@ from katcli.errors import ConfigError
 class QuickstartConfig:
     seed: int = 0
     rm_steps: int = 60  # optimizer steps for each tiny reward model
+    policy_steps: int = 60  # optimizer steps for each tiny policy (SFT, and the policy objectives built on it)
     vocab_size: int = 2048
     threads: int = 1  # one thread per step: on 2 shared cores torch's default oversubscribes and runs slower
 
     def __post_init__(self) -> None:
         if self.rm_steps < 1:
             raise ConfigError(f"--rm-steps must be at least 1, got {self.rm_steps}")
+        if self.policy_steps < 1:
+            raise ConfigError(f"--policy-steps must be at least 1, got {self.policy_steps}")
         if self.vocab_size < 256 + 9:
             raise ConfigError(f"--vocab-size must be at least 265 (256 bytes + 9 special tokens), got {self.vocab_size}")
         if self.threads < 1:
@@ -37,12 +40,13 @@ class Step:
 
 
 def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
-    seed = str(cfg.seed)
-    tiny_rm = (
-        "--depth", "1", "--max-steps", str(cfg.rm_steps), "--batch-size", "16", "--max-len", "256",
-        "--lr", "2e-3", "--val-ratio", "0.2", "--eval-every", "0", "--save-every", "0",
-        "--device", "cpu", "--threads", str(cfg.threads), "--seed", seed,
+    seed, threads = str(cfg.seed), str(cfg.threads)
+    tiny = (
+        "--depth", "1", "--batch-size", "16", "--max-len", "256", "--lr", "2e-3", "--val-ratio", "0.2",
+        "--eval-every", "0", "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed,
     )
+    tiny_rm = ("--max-steps", str(cfg.rm_steps), *tiny)
+    tiny_policy = ("--max-steps", str(cfg.policy_steps), *tiny)
     return [
         Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample", "--seed", seed)),
         Step("Unique prompts", ("prefixes",)),
@@ -52,7 +56,14 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
         Step("Reward model, density-aware sampling",
              ("train", "rm", "--name", "density", "--density-aware", *tiny_rm)),
         Step("Uniform vs density-aware on the same held-out prompts",
-             ("eval", "rm", "uniform", "density", "--device", "cpu", "--threads", str(cfg.threads))),
+             ("eval", "rm", "uniform", "density", "--device", "cpu", "--threads", threads)),
+        Step("Starting policy: SFT on the chosen replies, uniform sampling",
+             ("train", "sft", "--name", "uniform", *tiny_policy)),
+        Step("SFT, density-aware sampling", ("train", "sft", "--name", "density", "--density-aware", *tiny_policy)),
+        Step("Policies on the same held-out prompts: reward and diversity",
+             ("eval", "policy", "sft/uniform", "sft/density", "--rm", "density", "--prompts", "20", "--samples", "2",
+              "--max-new-tokens", "32", "--seed", seed, "--device", "cpu", "--threads", threads)),
         Step("The prompt space in 3D", ("viz",)),
+        Step("The report: every figure and its numbers", ("report", "--device", "cpu", "--threads", threads)),
         Step("Workspace status", ("status",)),
     ]

@@ -1,7 +1,7 @@
 """The one rule for arguments that name a model: a run of this workspace first, then a directory.
 
 `NAME` is looked up among the workspace's runs of the stages an argument accepts (`models/NAME`,
-`sft_checkpoints/NAME`, `rm_checkpoints/NAME`, …); `STAGE/NAME` (`sft/uniform`, `dpo/density`, `model/d20`) picks
+`sft_checkpoints/NAME`, `rm_checkpoints/NAME`, …); `STAGE/NAME` (`sft/uniform`, `dpo/density`, `models/d20`) picks
 one stage when a name exists in several. Anything else — or a name no run has — is taken as a path to a checkpoint
 directory. `--init`, `--ref`, `--rm` and the model arguments of `kat eval` all resolve this way.
 
@@ -11,6 +11,7 @@ This module knows the workspace layout of runs; it does not read checkpoints.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from katcli.errors import KatError
@@ -26,32 +27,57 @@ RUN_ROOTS = {
     "rm": P.RM_DIR,
 }
 POLICY_STAGES = ("sft", "dpo", "grpo", "model")
+_ALIASES = {"models": "model"}  # `models/NAME` reads as naturally as `model/NAME`
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A resolved model argument: the stage it is a run of (None for a plain directory), its name, its directory."""
+
+    stage: str | None
+    name: str
+    directory: Path
+
+
+def lookup_run(ws: Workspace, ref: str, stages: Sequence[str]) -> RunRef | list[RunRef] | None:
+    """The run or directory `ref` names; a list of the candidates when a bare name is ambiguous; None if nothing.
+
+    Callers word their own errors (what kind of model they wanted); the rule itself lives only here.
+    """
+    stage, sep, name = ref.partition("/")
+    stage = _ALIASES.get(stage, stage)
+    if sep and stage in stages and name and "/" not in name:
+        candidate = ws.abs(f"{RUN_ROOTS[stage]}/{name}")
+        if candidate.is_dir():
+            return RunRef(stage, name, candidate)
+    if not sep and "\\" not in ref and ref not in ("", ".", ".."):
+        found = [RunRef(s, ref, ws.abs(f"{RUN_ROOTS[s]}/{ref}")) for s in stages if ws.abs(f"{RUN_ROOTS[s]}/{ref}").is_dir()]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return found
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return RunRef(None, path.resolve().name, path.resolve())
+    return None
 
 
 def resolve_run(ws: Workspace, ref: str, stages: Sequence[str], *, flag: str) -> tuple[str, Path]:
     """(display name, directory) for a run reference; `flag` names the argument in errors."""
-    stage, sep, name = ref.partition("/")
-    if sep and stage in stages and name and "/" not in name:
-        candidate = ws.abs(f"{RUN_ROOTS[stage]}/{name}")
-        if candidate.is_dir():
-            return ref, candidate
-    if not sep and ref not in (".", ".."):
-        found = [(s, ws.abs(f"{RUN_ROOTS[s]}/{ref}")) for s in stages if ws.abs(f"{RUN_ROOTS[s]}/{ref}").is_dir()]
-        if len(found) == 1:
-            return ref, found[0][1]
-        if len(found) > 1:
-            raise KatError(
-                f"{flag} {ref}: several runs have that name ({', '.join(f'{s}/{ref}' for s, _ in found)})",
-                hint=f"name one as STAGE/NAME, e.g. {found[0][0]}/{ref}",
-            )
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return path.resolve().name, path.resolve()
-    where = ", ".join(f"{RUN_ROOTS[s]}/" for s in stages)
-    raise KatError(
-        f"{flag} {ref}: no such run or checkpoint directory",
-        hint=f"pass a run name from {where} (or STAGE/NAME), or a directory holding model_<step>.pt + meta_<step>.json",
-    )
+    found = lookup_run(ws, ref, stages)
+    if isinstance(found, list):
+        raise KatError(
+            f"{flag} {ref}: several runs have that name ({', '.join(f'{r.stage}/{ref}' for r in found)})",
+            hint=f"name one as STAGE/NAME, e.g. {found[0].stage}/{ref}",
+        )
+    if found is None:
+        where = ", ".join(f"{RUN_ROOTS[s]}/" for s in stages)
+        raise KatError(
+            f"{flag} {ref}: no such run or checkpoint directory",
+            hint=f"pass a run name from {where} (or STAGE/NAME), or a directory holding model_<step>.pt + "
+            "meta_<step>.json",
+        )
+    return (ref if found.stage is not None else found.name), found.directory
 
 
 def list_runs(ws: Workspace, stage: str) -> list[str]:

@@ -25,6 +25,7 @@ class TrainConfig:
 
     LR_SCRATCH: ClassVar[float] = 1e-3
     LR_INIT: ClassVar[float] = 2e-5
+    BATCH_FLAG: ClassVar[str] = "--batch-size"  # the flag that sets `batch_size` (GRPO: --prompts-per-step)
 
     name: str | None = None
     density_aware: bool = False
@@ -68,7 +69,7 @@ class TrainConfig:
         if self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
         if self.batch_size < 1:
-            raise ConfigError("--batch-size must be at least 1")
+            raise ConfigError(f"{self.BATCH_FLAG} must be at least 1")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ConfigError("--micro-batch-size must be at least 1")
         if self.lr is not None and not self.lr > 0:

@@ -15,7 +15,8 @@ Its flags are `katcli.pipeline.train_config.TrainConfig`.
 - **Starting model.** `--init` (a run name or a directory, see `resolve_model_dir`) or `--depth N` from scratch.
 - **Held-out split.** By a seeded hash of the prefix id (`katcli.train.split`): every objective with the same
   `--seed` and `--val-ratio` holds out the same prompts, and no prompt is in both sets.
-- **Sampling.** One weighted sampler over the objective's training items; its effective sample size is recorded.
+- **Sampling.** One weighted sampler over the objective's training items (the training pairs, or the objective's
+  own items such as GRPO's prompts, `Built.item_prefix_ids`); its effective sample size is recorded.
 - **Resume.** Same flags (apart from `_RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
   stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same name.
 - **Records.** At the end the final files are adopted into the manifest with the run's statistics.
@@ -80,9 +81,14 @@ class Built:
     """What a stage's `build` returns: the objective, its training items' lengths and its meta additions."""
 
     objective: Any
-    item_lengths: Any  # numpy int64 [len(split.train)]: the length each training item is bucketed by
+    item_lengths: Any  # numpy int64 [number of training items]: the length each training item is bucketed by
     meta: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    # The objective's own training items, given by their prompts' prefix ids (GRPO: one item per unique training
+    # prompt); the sampler draws indices 0..n-1 into them by the same weighting. None: the items are the training
+    # pairs (`split.train`), handed to `prepare` as pair indices.
+    item_prefix_ids: list[str] | None = None
+    item_noun: str = "pairs"
     outputs: list[Path] = field(default_factory=list)  # files the build wrote into the run directory (DPO's cache)
 
 
@@ -122,6 +128,9 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     forced_over: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    train_items: int = 0  # what the sampler draws from: train_pairs, or the objective's own items
+    item_noun: str = "pairs"
+    run_stats: dict[str, Any] = field(default_factory=dict)  # objective-specific run statistics (timings, …)
 
 
 class _ReadOnlyRun:
@@ -208,6 +217,7 @@ class _Job:
     meta_base: dict[str, Any]
     resume_step: int | None
     resume_optim: dict[str, Any] | None
+    train_index: Any  # what the sampler's indices map to: pair indices, or the objective's own item indices
     ess: float
     train_prompts: int
     heldout_prompts: int
@@ -314,7 +324,7 @@ def _prepare(
     notes: list[str] = []
     if cfg.batch_size % dist.world_size:
         raise ConfigError(
-            f"--batch-size {cfg.batch_size} must be divisible by the number of processes ({dist.world_size})"
+            f"{cfg.BATCH_FLAG} {cfg.batch_size} must be divisible by the number of processes ({dist.world_size})"
         )
     out_rel = f"{stage.run_root}/{cfg.run_name}"
     out_dir = ws.abs(out_rel)
@@ -342,8 +352,6 @@ def _prepare(
     prefix_ids = [p.prefix_id for p in pairs]
     split = split_pairs(prefix_ids, seed=cfg.seed, val_ratio=cfg.val_ratio)
     train_pids = [prefix_ids[i] for i in split.train]
-    probs = item_probabilities(train_pids, weights if cfg.density_aware else None, mode=cfg.weighting)
-    ess = effective_sample_size(probs)
 
     # -- tokenizer, model, objective ----------------------------------------------------------------------
     tokenizer = Tokenizer.load(tok_path)
@@ -355,13 +363,20 @@ def _prepare(
     micro = cfg.micro_batch_size or cfg.batch_size // dist.world_size
     prepared = Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=split,
-        tokenizer=tokenizer, gpt=gpt, init_info=init_info, init_dir=init_dir, weights=weights, eval_weights=eval_weights,
-        micro_batch_size=micro, notes=notes,
+        tokenizer=tokenizer, gpt=gpt, init_info=init_info, init_dir=init_dir, weights=weights,
+        eval_weights=eval_weights, micro_batch_size=micro, notes=notes,
     )
     built = stage.build(prepared)
 
     # -- sampler, settings, meta --------------------------------------------------------------------------
-    train_index = np.asarray(split.train, dtype=np.int64)
+    if built.item_prefix_ids is None:
+        item_pids, train_index = train_pids, np.asarray(split.train, dtype=np.int64)
+    else:
+        item_pids, train_index = built.item_prefix_ids, np.arange(len(built.item_prefix_ids), dtype=np.int64)
+    probs = item_probabilities(
+        item_pids, weights if cfg.density_aware else None, mode=cfg.weighting, noun=built.item_noun
+    )
+    ess = effective_sample_size(probs)
     sampler = WeightedSampler(
         probs, np.asarray(built.item_lengths), seed=cfg.seed, batch_size=cfg.batch_size, bucketing=cfg.bucketing
     )
@@ -394,6 +409,7 @@ def _prepare(
         "sampling": {
             "weighting": cfg.weighting, "train_pairs": len(train_index), "train_prompts": train_prompts,
             "ess": round(ess, 3), "ess_fraction": round(ess / len(train_index), 6),
+            "items": built.item_noun, "train_items": len(train_index),
         },
         "eval_weights": weights_used_for if eval_weights is not None else None,
         **built.meta,
@@ -411,7 +427,7 @@ def _prepare(
     built.objective.module.to(dist.device)
     return _Job(
         prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
-        meta_base=meta_base, resume_step=resume_step, resume_optim=resume_optim, ess=ess,
+        meta_base=meta_base, resume_step=resume_step, resume_optim=resume_optim, train_index=train_index, ess=ess,
         train_prompts=train_prompts, heldout_prompts=heldout_prompts, fingerprint=fingerprint,
     )
 
@@ -444,7 +460,8 @@ def _check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
         if key == "density_aware":
             raise ConfigError(f"{rel}/ was trained {'with' if saved.get(key) else 'without'} --density-aware; resume with the same flags")
         raise ConfigError(
-            f"{_flag(key)} is {now.get(key)!r} but {rel}/ was trained with {saved.get(key)!r}; "
+            f"{cfg.BATCH_FLAG if key == 'batch_size' else _flag(key)} is {now.get(key)!r} but {rel}/ was trained "
+            f"with {saved.get(key)!r}; "
             "resume with the same flags (or drop --resume to start over)"
         )
 
@@ -487,7 +504,7 @@ def _train(
         return meta
 
     loop = TrainingLoop(
-        obj, prep.split.train, job.sampler, job.settings, dist=dist, out_dir=job.out_dir, meta_fn=meta_fn,
+        obj, job.train_index, job.sampler, job.settings, dist=dist, out_dir=job.out_dir, meta_fn=meta_fn,
         progress=progress, on_step=on_step,
     )
     if job.resume_step is not None:
@@ -498,6 +515,9 @@ def _train(
         raise InterruptedRun(_interrupted_message(job.out_dir, job.out_rel)) from None
     files: list[Path] = []
     n_train, n_held = len(prep.split.train), len(prep.split.heldout)
+    n_items = len(job.train_index)
+    extra = getattr(obj, "run_stats", None)
+    run_stats = extra(update_seconds=outcome.train_seconds - outcome.prepare_seconds) if extra is not None else {}
     if dist.is_main:
         files = [*outcome.files, job.out_dir / METRICS_FILE, job.out_dir / TOKENIZER_FILE, *job.built.outputs]
         for path in files:
@@ -514,8 +534,9 @@ def _train(
                 "heldout_pairs": n_held,
                 "heldout_fingerprint": job.fingerprint,
                 "ess": round(job.ess, 3),
-                "ess_fraction": round(job.ess / n_train, 6),
+                "ess_fraction": round(job.ess / n_items, 6),
                 **job.built.stats,
+                **run_stats,
                 "heldout_" + _headline_key(report): report.to_json()["overall"] if report is not None else None,
                 "pad_fraction": round(outcome.pad_fraction, 6),
                 "tokens_per_s": round(outcome.tokens_per_s, 1),
@@ -527,11 +548,12 @@ def _train(
         name=cfg.run_name, directory=job.out_dir, step=outcome.step, resumed_from=job.resume_step,
         eval=outcome.eval, train_pairs=n_train, train_prompts=job.train_prompts, heldout_pairs=n_held,
         heldout_prompts=job.heldout_prompts, heldout_fingerprint=job.fingerprint, weighting=cfg.weighting,
-        ess=job.ess, ess_fraction=job.ess / n_train, n_params=sum(p.numel() for p in obj.module.parameters()),
+        ess=job.ess, ess_fraction=job.ess / n_items, n_params=sum(p.numel() for p in obj.module.parameters()),
         model_config=prep.gpt.config.to_dict(), device=str(dist.device), world_size=dist.world_size,
         tokens_per_s=outcome.tokens_per_s, pad_fraction=outcome.pad_fraction,
         sequences=dict(job.built.meta.get("sequences", {})), notes=list(prep.notes),
-        forced_over=list(run.forced_over), files=files,
+        forced_over=list(run.forced_over), files=files, train_items=n_items, item_noun=job.built.item_noun,
+        run_stats=run_stats,
     )
 
 

@@ -40,7 +40,7 @@ def build_report(ctx: ReportContext) -> Report:
         if section is not None:
             sections.append(section)
     ctx.progress("sections", len(specs), len(specs))
-    subtitle = (f"Workspace {ctx.root} · kat {ctx.kat_version} · "
+    subtitle = (f"kat {ctx.kat_version} · "
                 f"{', '.join(s.title for s in sections) or 'nothing to report yet'}")
     return Report("kat report", subtitle, sections)
 

@@ -65,6 +65,7 @@ class TrainOutcome:
     real_tokens: int = 0
     pad_tokens: int = 0
     train_seconds: float = 0.0
+    prepare_seconds: float = 0.0  # of train_seconds: building micro-batches (GRPO: rollouts and rewards)
     last: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,6 +108,7 @@ class TrainingLoop:
         )
         self.start_step = 0
         self.last_eval: EvalResult | None = None
+        self._prepare_s = 0.0
 
     # ---------------------------------------------------------------------------------------------- resume
 
@@ -174,7 +176,9 @@ class TrainingLoop:
             for step in range(self.start_step, s.max_steps):
                 t0 = time.perf_counter()
                 record = self._step(model, step)
-                outcome.train_seconds += time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
+                outcome.train_seconds += elapsed
+                outcome.prepare_seconds += self._prepare_s
                 outcome.real_tokens += record["tokens"]
                 outcome.pad_tokens += record["pad_tokens"]
                 done = step + 1
@@ -183,6 +187,9 @@ class TrainingLoop:
                 if self.on_step is not None:
                     live = dict(record)
                     live["tokens_per_s"] = outcome.tokens_per_s
+                    live["update_s"] = elapsed - self._prepare_s
+                    # Wall-clock splits an objective measures itself (never in metrics.jsonl: not reproducible).
+                    live.update(getattr(self.obj, "live_stats", dict)())
                     self.on_step(live)
                 self.progress("training", done, s.max_steps)
                 final = done == s.max_steps
@@ -210,7 +217,9 @@ class TrainingLoop:
             group["lr"] = lr
         batch = self.train_index[self.sampler.batch(step)]
         mine = shard(batch, self.dist.rank, self.dist.world_size)
+        t0 = time.perf_counter()
         micros = self.obj.prepare(step, mine, micro_batch_size=s.micro_batch_size)
+        self._prepare_s = time.perf_counter() - t0
         denom = torch.tensor([float(self.obj.loss_denominator(micros))], dtype=torch.float64, device=self.device)
         self.dist.all_reduce_sum(denom)
         # Each rank's share of the denominator: DDP averages over ranks, so this makes the result a global mean.

@@ -12,7 +12,7 @@ same groups. This module computes numbers from arrays; it knows nothing about mo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -188,13 +188,12 @@ class NLL:
 
 
 @dataclass
-class NLLReport:
-    """Held-out reply NLL (mean per reply token) and perplexity, overall / per source / per density quintile."""
+class GroupedReport:
+    """A held-out result overall, per source and per density quintile; a group is anything with `to_json()`."""
 
-    headline: ClassVar[str] = "nll"
-    overall: NLL
-    by_source: dict[str, NLL]
-    by_quintile: list[NLL] | None = None
+    overall: Any
+    by_source: dict[str, Any]
+    by_quintile: list[Any] | None = None
     quintile_ranges: list[list[float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -204,6 +203,35 @@ class NLLReport:
             "by_quintile": [q.to_json() for q in self.by_quintile] if self.by_quintile is not None else None,
             "quintile_weight_ranges": self.quintile_ranges,
         }
+
+    @classmethod
+    def grouped(
+        cls,
+        group: Callable[[np.ndarray], Any],
+        sources: Sequence[str],
+        prefix_ids: Sequence[str],
+        weights: Mapping[str, float] | None = None,
+    ) -> Any:
+        """The report whose groups are `group(mask)` over the rows: all, each source, each density quintile."""
+        src = np.asarray(sources, dtype=object)
+        by_quintile = ranges = None
+        if weights is not None and all(pid in weights for pid in prefix_ids):
+            quint, ranges = density_quintiles(prefix_ids, weights)
+            q = np.asarray(quint)
+            by_quintile = [group(q == k) for k in range(N_QUINTILES)]
+        return cls(
+            overall=group(np.ones(len(src), dtype=bool)),
+            by_source={s: group(src == s) for s in sorted(set(sources))},
+            by_quintile=by_quintile,
+            quintile_ranges=ranges,
+        )
+
+
+@dataclass
+class NLLReport(GroupedReport):
+    """Held-out reply NLL (mean per reply token) and perplexity, overall / per source / per density quintile."""
+
+    headline: ClassVar[str] = "nll"
 
 
 def summarize_nll(
@@ -220,15 +248,4 @@ def summarize_nll(
     def group(mask: np.ndarray) -> NLL:
         return NLL(int(mask.sum()), int(toks[mask].sum()), float(nll[mask].sum()))
 
-    src = np.asarray(sources, dtype=object)
-    by_quintile = ranges = None
-    if weights is not None and all(pid in weights for pid in prefix_ids):
-        quint, ranges = density_quintiles(prefix_ids, weights)
-        q = np.asarray(quint)
-        by_quintile = [group(q == k) for k in range(N_QUINTILES)]
-    return NLLReport(
-        overall=group(np.ones(len(nll), dtype=bool)),
-        by_source={s: group(src == s) for s in sorted(set(sources))},
-        by_quintile=by_quintile,
-        quintile_ranges=ranges,
-    )
+    return NLLReport.grouped(group, sources, prefix_ids, weights)

@@ -10,9 +10,8 @@ Engine's business (per-row seeding), not this module's.
 rows for one teacher-forced forward (prompts left-padded exactly as the Engine pads them), the reply mask, the
 sampling log-probs (`logπ_old`), reply lengths and truncation flags (a reply that hit `max_new_tokens` before its
 stop token). `reply_logprobs(model, rollout)` is the per-token log-prob of each sampled reply token under a model —
-the policy's (with grad) or the reference's (without) — computing the head only on reply positions.
-
-`left_pad` is that padding, shared with the rollout benchmark.
+the policy's (with grad) or the reference's (without) — computing the head only on reply positions, in chunks
+(`katcli.model.logprobs.logprobs_from_hidden`), optionally with the policy's entropy there.
 
 This module knows token ids, the Engine's `Generation` and the GPT's forward; not rewards, losses or optimizers.
 """
@@ -25,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from katcli.model.engine import Generation
-from katcli.model.gpt import GPT
+from katcli.model.engine import Generation, left_pad
+from katcli.model.logprobs import logprobs_from_hidden
 
 SEED_BITS = 63  # fits torch.manual_seed, numpy's SeedSequence and a signed int64 tensor
 
@@ -40,18 +39,6 @@ def rollout_seed(seed: int, step: int, prompt_id: str | int, sample: int) -> int
     # prompt id itself contains colons: no two distinct tuples share a seed by construction of the key.
     key = f"kat-rollout:{seed}:{step}:{prompt_id}:{sample}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> (64 - SEED_BITS)
-
-
-def left_pad(prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(ids, real)` `[n, P]`: prompts right-aligned in P = the longest prompt's columns, as the Engine pads them
-    (every prompt's last token in the last column); pad ids are 0."""
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    real = torch.zeros(len(prompts), width, dtype=torch.bool)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-        real[i, width - len(p) :] = True
-    return ids, real
 
 
 @dataclass
@@ -117,17 +104,27 @@ class Rollout:
         )
 
 
-def reply_logprobs(model: GPT, rollout: Rollout) -> torch.Tensor:
+def reply_logprobs(
+    model: torch.nn.Module, rollout: Rollout, *, with_entropy: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """`[B, L]` log-prob of each reply token under `model` (0 off the mask); differentiable through `model`.
 
-    The hidden state at column P − 1 + t predicts reply token t; the head and softmax run only on those L columns.
+    The hidden state at column P − 1 + t predicts reply token t, so the chunked head (`logprobs_from_hidden`, no
+    `[B, L, vocab]` tensor kept) runs only on the L + 1 columns from P − 1. With `with_entropy`, also the policy's
+    predictive entropy at each reply token (0 off the mask). `model` may be wrapped in DDP.
     """
-    device = model.device
+    inner = model.module if hasattr(model, "module") else model
+    device = inner.device
     ids, real = rollout.ids.to(device), rollout.real.to(device)
     pad_mask = None if bool(real.all()) else real
     hidden = model(ids, pad_mask=pad_mask, return_hidden=True)
     P, L = rollout.prompt_width, rollout.completion.size(1)
-    logits = model.logits_from_hidden(hidden[:, P - 1 : P - 1 + L])
-    targets = rollout.completion.to(device)
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(2, targets[..., None]).squeeze(-1)
-    return torch.where(rollout.mask.to(device).bool(), logp, 0.0)
+    out = logprobs_from_hidden(
+        hidden[:, P - 1 : P + L], ids[:, P - 1 : P + L], inner.logits_from_hidden, with_entropy=with_entropy
+    )
+    mask = rollout.mask.to(device).bool()
+    if with_entropy:
+        logp, entropy = out
+        return torch.where(mask, logp[:, 1:], 0.0), torch.where(mask, entropy[:, 1:], 0.0)
+    assert isinstance(out, torch.Tensor)
+    return torch.where(mask, out[:, 1:], 0.0)

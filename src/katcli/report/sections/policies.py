@@ -29,9 +29,11 @@ from katcli.workspace.jsonl import iter_json_lines
 KINDS = (("sft", "SFT", P.SFT_DIR), ("dpo", "DPO", P.DPO_DIR), ("grpo", "GRPO", P.GRPO_DIR))
 METRICS = (
     Metric("loss", ("loss",), (("loss",), ("mean_loss",))),
-    Metric("reward", ("reward", "reward_mean", "rewards/margins"), (("reward",), ("reward_mean",))),
+    Metric("reward", ("reward", "reward_mean", "rewards/margins"),
+           (("reward",), ("reward_mean",), ("overall", "sampled_reward"))),
     Metric("KL", ("kl", "kl_mean"), (("kl",),)),
-    Metric("length", ("length", "completion_length", "mean_length"), (("length",),)),
+    Metric("length", ("length", "completion_length", "mean_length", "completions/mean_length"),
+           (("length",), ("overall", "sampled_length"))),
 )
 GENERATIONS = "generations.jsonl"
 

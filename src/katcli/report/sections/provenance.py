@@ -44,8 +44,10 @@ def build(ctx: ReportContext) -> Section | None:
     if not stages:
         return None
     section = Section("provenance", "Provenance")
-    section.add(Paragraph(f"Made by kat {ctx.kat_version} from the workspace {ctx.root}. Every number below "
-                          "comes from the files listed under Checksums."))
+    # No workspace path and no run times: the same inputs and seed give the same report bytes wherever and
+    # whenever they ran (the manifest keeps both).
+    section.add(Paragraph(f"Made by kat {ctx.kat_version}. Every number below comes from the files listed under "
+                          "Checksums."))
     sources = _sources(ctx)
     if sources:
         section.add(Paragraph("Sources: preference pairs kept and unique prompts per source (a prompt shared by "
@@ -54,13 +56,13 @@ def build(ctx: ReportContext) -> Section | None:
     rows, unhealthy = [], []
     for s in stages:
         last = s["last_run"]
-        rows.append([s["key"], s["state"] + (" (forced)" if last["forced"] else ""), last["command"],
-                     last["kat_version"], last["finished_at"][:16].replace("T", " ")])
+        rows.append([s["key"], s["state"] + (" (forced)" if last["forced"] else ""), s["command"],
+                     last["kat_version"]])
         if s["state"] != "ok":
             unhealthy.append(f"{s['key']} is {s['state']}: {'; '.join(s['reasons'])} (re-run `{s['command']}`)")
-    section.add(Paragraph("Runs: the command of every run recorded in the manifest and its state as `kat status` "
-                          "judges it."),
-                table(["Run", "State", "Command", "kat", "Finished (UTC)"], rows, numeric=(False,) * 5))
+    section.add(Paragraph("Runs: the command of every run recorded in the manifest (without its `-w DIR`) and its "
+                          "state as `kat status` judges it."),
+                table(["Run", "State", "Command", "kat"], rows, numeric=(False,) * 4))
     if unhealthy:
         section.add(Paragraph("Not up to date: " + " · ".join(unhealthy)))
     else:

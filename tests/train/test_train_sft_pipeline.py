@@ -109,3 +109,33 @@ def test_an_sft_run_is_an_init_for_reward_models_and_for_sft(tmp_path):
     with pytest.raises(KatError) as err:
         run_train_sft(ws, TrainSFTConfig(name="x", init="nope", max_steps=1, **SMALL))
     assert err.value.message == "--init nope: no such run or checkpoint directory"
+
+
+def test_density_aware_sft_draws_each_prompt_by_its_weight(tmp_path, monkeypatch):
+    """The SFT stage hands the one sampler the per-prompt density probabilities; the sampler's statistical test
+    (test_sampler.py) shows that it then draws with exactly those frequencies."""
+    import katcli.train.sampler as sampler_mod
+    from rmkit import density_weights, prefixes_of
+
+    pairs = templated_pairs(60, per_prompt=3)
+    ws = make_workspace(tmp_path / "ws", pairs)
+    built = []
+    real = sampler_mod.WeightedSampler
+
+    def spy(probs, lengths, **kw):
+        built.append(np.asarray(probs))
+        return real(probs, lengths, **kw)
+
+    monkeypatch.setattr(sampler_mod, "WeightedSampler", spy)
+    run_train_sft(ws, tiny_sft_config(density_aware=True, max_steps=1, **SMALL))
+    ids = [r["id"] for r in prefixes_of(pairs)]
+    weight = dict(zip(ids, density_weights(ids).astype(np.float64)))
+    split = split_pairs([p["prefix_id"] for p in pairs], seed=0, val_ratio=0.2)
+    train_pids = [pairs[i]["prefix_id"] for i in split.train]
+    per_prompt = {pid: weight[pid] for pid in set(train_pids)}
+    total = sum(per_prompt.values())
+    (probs,) = built
+    got: dict[str, float] = {}
+    for pid, p in zip(train_pids, probs):
+        got[pid] = got.get(pid, 0.0) + float(p)
+    assert got == pytest.approx({pid: w / total for pid, w in per_prompt.items()}, rel=1e-5)

@@ -1,0 +1,276 @@
+"""The `grpo` stage: on-policy RL against a frozen reward model, uniform or density-aware, into `grpo_checkpoints/`.
+
+Items are the unique prompts of the shared training split (the held-out prompts are never trained on), drawn each
+step by the shared weighted sampler (uniform, or ∝ density weight with `--density-aware`); `--prompts-per-step`
+is the sampler's batch. For each prompt the policy samples `--group-size` replies (`katcli.train.objectives.grpo`),
+the reward model `--rm` scores them with its own tokenizer and truncation (`katcli.train.rm_scoring`), and the
+clipped, KL-regularised GRPO loss (`katcli.train.grpo_losses`) updates the policy. The reference for the KL term is
+`--ref` or the starting model, frozen; `--beta 0` loads none. Evaluation: greedy and sampled replies to a fixed set
+of held-out prompts, scored by the same reward model, per source and per density quintile
+(`katcli.train.policy_eval`). The result is a plain GPT checkpoint (kind `kat-policy`).
+
+Prompts are rendered with the policy's tokenizer and fitted by the one truncation rule (`fit_responses`) so that
+prompt + `--max-new-tokens` fits `--max-len`. Everything else (ranks, split, sampler, resume, records) is
+`katcli.pipeline.training`. This module knows nothing about Typer or Rich.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from katcli.errors import ConfigError, KatError
+from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, record_input, run_training
+from katcli.progress import ProgressFn, no_progress
+from katcli.workspace import Workspace
+from katcli.workspace import paths as P
+
+STAGE = "grpo"
+MIN_PROMPT = 8  # tokens a rendered prompt keeps at least (<|bos|>, the user turn's markers, a few words)
+
+
+@dataclass(frozen=True)
+class TrainGRPOConfig(TrainConfig):
+    """`kat train grpo`'s flags: the shared ones (`batch_size` is --prompts-per-step) plus rollout and loss flags."""
+
+    LR_SCRATCH: ClassVar[float] = 1e-4
+    LR_INIT: ClassVar[float] = 1e-6  # TRL's GRPO default: RL moves a pretrained policy in small steps
+    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
+
+    rm: str | None = None
+    ref: str | None = None
+    batch_size: int = 16
+    group_size: int = 8
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    beta: float = 0.04
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    num_iterations: int = 1
+    scale_rewards: str = "group"
+    loss_type: str = "dapo"
+    eval_prompts: int = 64
+    eval_samples: int = 2
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.rm:
+            raise ConfigError(
+                "--rm is required: GRPO needs a reward model to score its replies",
+                hint="train one with `kat train rm` and pass its run name, e.g. --rm uniform",
+            )
+        self.grpo_config()
+        self.sampling_config()
+        if self.temperature == 0:
+            raise ConfigError(
+                "--temperature 0 samples the same reply --group-size times: every group has zero reward spread "
+                "and nothing is learned",
+                hint="sample with --temperature 1.0 (evaluation adds greedy replies by itself)",
+            )
+        if self.max_new_tokens + MIN_PROMPT > self.max_len:
+            raise ConfigError(
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in the model's context "
+                f"(--max-len {self.max_len}, of which a prompt keeps at least {MIN_PROMPT} tokens)",
+                hint=f"use --max-new-tokens {self.max_len - MIN_PROMPT} or less, or raise --max-len "
+                "(up to what the model supports)",
+            )
+        if self.eval_prompts < 1:
+            raise ConfigError("--eval-prompts must be at least 1")
+        if self.eval_samples < 1:
+            raise ConfigError("--eval-samples must be at least 1")
+
+    def grpo_config(self) -> Any:
+        from katcli.train.grpo_losses import GRPOConfig
+
+        return GRPOConfig(
+            group_size=self.group_size, scale_rewards=self.scale_rewards, loss_type=self.loss_type,
+            epsilon=self.epsilon, epsilon_high=self.epsilon_high, beta=self.beta, num_iterations=self.num_iterations,
+        )
+
+    def sampling_config(self) -> Any:
+        from katcli.model.engine import SamplingConfig
+
+        return SamplingConfig(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+            num_samples=self.group_size, seed=self.seed,
+        )
+
+
+def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
+    """A configuration that trains in seconds on 2 CPU cores from a tiny SFT policy (smoke tests, quickstart)."""
+    base: dict[str, Any] = dict(
+        rm="uniform", init="sft/uniform", max_steps=20, batch_size=8, group_size=8, max_new_tokens=10, max_len=64,
+        lr=3e-3, warmup_steps=0, beta=0.0, val_ratio=0.2, eval_every=0, save_every=0, eval_prompts=32,
+        device="cpu", threads=1,
+    )
+    base.update(overrides)
+    return TrainGRPOConfig(**base)
+
+
+def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """(reward model, its tokenizer, what this run records of it, its meta) for --rm; refused when stale."""
+    from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.tokenizer import Tokenizer
+    from katcli.pipeline.runs import resolve_run
+    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
+    from katcli.train.run_dir import TOKENIZER_FILE
+
+    cfg: TrainGRPOConfig = prep.cfg
+    name, directory = resolve_run(prep.ws, str(cfg.rm), ("rm",), flag="--rm")
+    try:
+        step, meta = read_rm_meta(directory)
+    except KatError as exc:
+        raise KatError(f"--rm {cfg.rm}: {exc.message}", file=exc.file, hint=exc.hint) from None
+    files = checkpoint_paths(directory, step)
+    tok_path = directory / TOKENIZER_FILE
+    if not tok_path.is_file():
+        raise KatError(f"--rm {cfg.rm}: no {TOKENIZER_FILE} beside the reward model", file=str(directory),
+                       hint="re-run `kat train rm` for it")
+    for path in (files["model"], files["meta"], tok_path):
+        record_input(prep.ws, prep.run, path)
+    judge = getattr(prep.run, "judge", None)
+    trained_on = meta.get("inputs", {}).get(P.PAIRS)
+    if judge is not None and trained_on is not None and trained_on != judge.current_sha(P.PAIRS):
+        raise KatError(
+            f"--rm {cfg.rm} was trained on another version of {P.PAIRS}, so its rewards (and its held-out "
+            "prompts) belong to other pairs",
+            file=str(files["meta"]),
+            hint=f"retrain it with `kat train rm --name {name}` on the current pairs",
+        )
+    rm_tok = Tokenizer.load(tok_path)
+    if rm_tok.sha256() != meta.get("tokenizer_sha256"):
+        raise KatError(f"--rm {cfg.rm}: the tokenizer beside it is not the one it was trained with",
+                       file=str(tok_path), hint="re-run `kat train rm` for it")
+    held = meta.get("heldout", {})
+    if (held.get("seed"), held.get("val_ratio")) != (cfg.seed, cfg.val_ratio):
+        prep.notes.append(
+            f"--rm {name} was split with --seed {held.get('seed')} --val-ratio {held.get('val_ratio')}: some of "
+            "this run's held-out prompts may be among the reward model's training prompts"
+        )
+    rm, _ = load_rm(directory, step, device=prep.dist.device)
+    return rm, rm_tok, {"name": name, "path": str(directory), "step": step}, meta
+
+
+def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
+    """The frozen KL reference: --ref, else a copy of the starting model; none with --beta 0."""
+    from katcli.model.checkpoint import checkpoint_paths, find_last_step
+    from katcli.pipeline.runs import POLICY_STAGES, resolve_run
+    from katcli.train.run_dir import load_gpt
+
+    cfg: TrainGRPOConfig = prep.cfg
+    if cfg.beta == 0:
+        if cfg.ref is not None:
+            prep.notes.append("--ref is not used with --beta 0 (no KL term, so no reference is loaded)")
+        return None, None
+    if cfg.ref is None:
+        return copy.deepcopy(prep.gpt).to(prep.dist.device), {"same_as": "init", **prep.init_info}
+    name, directory = resolve_run(prep.ws, cfg.ref, POLICY_STAGES, flag="--ref")
+    step = find_last_step(directory)
+    files = checkpoint_paths(directory, step)
+    for key in ("model", "meta"):
+        record_input(prep.ws, prep.run, files[key])
+    ref, ckpt = load_gpt(directory, step=step)
+    if ref.config.vocab_size != prep.gpt.config.vocab_size:
+        raise KatError(
+            f"--ref {cfg.ref} has {ref.config.vocab_size} token ids but the policy has {prep.gpt.config.vocab_size}: "
+            "the KL term compares their log-probs token by token",
+            file=str(files["meta"]),
+            hint="use a reference with the policy's vocabulary (e.g. the --init model, the default)",
+        )
+    recorded = ckpt.meta.get("tokenizer_sha256")
+    if recorded is not None and recorded != prep.tokenizer.sha256():
+        raise KatError(
+            f"--ref {cfg.ref} was trained with another tokenizer than the policy's",
+            file=str(files["meta"]), hint="use a reference with the policy's tokenizer (e.g. the --init model)",
+        )
+    return ref.to(prep.dist.device), {"name": name, "path": str(directory), "step": step}
+
+
+def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[list[int], bool]:
+    from katcli.train.sequences import USER_START, fit_responses
+
+    prefix = tokenizer.render_for_completion(list(messages))
+    # The one truncation rule, with the reply's room reserved: the stop token is the reply's last token.
+    fitted, _, trim = fit_responses(
+        prefix, [[0] * (cfg.max_new_tokens - 1)], bos=tokenizer.bos_token_id,
+        user_start=tokenizer.encode_special(USER_START), max_len=cfg.max_len,
+        max_response_len=cfg.max_new_tokens - 1,
+    )
+    return fitted, trim.prefix_trimmed
+
+
+def _build(prep: Prepared) -> Built:
+    import numpy as np
+
+    from katcli.train.metrics import density_quintiles
+    from katcli.train.objectives.grpo import GRPOObjective
+    from katcli.train.policy_eval import PolicyEvaluator, pick_eval_prompts
+    from katcli.train.rm_scoring import RewardScorer
+
+    cfg: TrainGRPOConfig = prep.cfg
+    rm, rm_tok, rm_info, rm_meta = _load_rm(prep)
+    ref, ref_info = _load_ref(prep)
+    scorer = RewardScorer.from_meta(rm, rm_tok, rm_meta, batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
+
+    def unique(indices: Any) -> list[int]:
+        first: dict[str, int] = {}
+        for i in indices:
+            first.setdefault(prep.prefix_ids[i], int(i))
+        return list(first.values())
+
+    train_rows = unique(prep.split.train)
+    held_rows = [prep.split.heldout[k] for k in pick_eval_prompts(
+        [prep.prefix_ids[i] for i in prep.split.heldout], cfg.eval_prompts, seed=cfg.seed)]
+    trimmed = 0
+    tokens: dict[int, list[int]] = {}
+    for i in train_rows + held_rows:
+        tokens[i], cut = _fit_prompt(prep.tokenizer, prep.pairs[i].messages, cfg)
+        trimmed += cut
+    if trimmed:
+        prep.notes.append(
+            f"{trimmed:,} prompts were trimmed from the left to leave --max-new-tokens {cfg.max_new_tokens} "
+            f"within --max-len {cfg.max_len}"
+        )
+    item_pids = [prep.prefix_ids[i] for i in train_rows]
+    quintiles = None
+    if prep.weights is not None and all(pid in prep.weights for pid in item_pids):
+        quintiles = density_quintiles(item_pids, prep.weights)[0]
+    evaluator = PolicyEvaluator(
+        prep.tokenizer, scorer, [prep.pairs[i].messages for i in held_rows], [tokens[i] for i in held_rows],
+        [prep.prefix_ids[i] for i in held_rows], [prep.pairs[i].src for i in held_rows],
+        sampling=cfg.sampling_config(), samples=cfg.eval_samples, seed=cfg.seed, weights=prep.eval_weights,
+        batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
+    )
+    objective = GRPOObjective(
+        prep.gpt, prep.tokenizer, prompts=[prep.pairs[i].messages for i in train_rows],
+        prompt_tokens=[tokens[i] for i in train_rows], prompt_ids=item_pids, scorer=scorer,
+        config=cfg.grpo_config(), sampling=cfg.sampling_config(), seed=cfg.seed, ref=ref, quintiles=quintiles,
+        evaluator=evaluator, dist=prep.dist, progress=prep.progress,
+    )
+    lengths = np.asarray([len(tokens[i]) for i in train_rows], dtype=np.int64)
+    meta = {
+        "objective": "grpo",
+        "reward_model": rm_info,
+        "reference": ref_info,
+        "rollout": {"train_prompts": len(train_rows), "eval_prompts": len(held_rows), "prompts_trimmed": trimmed},
+    }
+    return Built(objective, lengths, meta=meta, stats={"reward_model": rm_info["name"]},
+                 item_prefix_ids=item_pids, item_noun="prompts")
+
+
+GRPO_STAGE = TrainingStage(stage=STAGE, run_root=P.GRPO_DIR, kind="kat-policy", build=_build, what="policies")
+
+
+def run_train_grpo(
+    ws: Workspace,
+    cfg: TrainGRPOConfig,
+    *,
+    progress: ProgressFn = no_progress,
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train (or resume) one GRPO policy and record it as `grpo/<name>`; works alone or under torchrun."""
+    return run_training(ws, cfg, GRPO_STAGE, progress=progress, on_step=on_step)
