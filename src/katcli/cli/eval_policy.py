@@ -15,6 +15,7 @@ from rich.table import Table
 
 from katcli.cli.options import ForceUpstream
 from katcli.cli.render import print_labelled, run_reported
+from katcli.data.schema import SHORT_OF
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.workspace import paths as P
 
@@ -39,7 +40,7 @@ def _cell(est: dict[str, Any] | None, *, signed: bool = False) -> str:
 
 def _group_label(group: str, n: int) -> str:
     if group.startswith("src:"):
-        return f"{group[4:]} ({n})"
+        return f"{SHORT_OF.get(group[4:], group[4:])} ({n})"  # hh, uf, se: spelled out on the Sources: line
     extra = {"Q1": " commonest", "Q5": " rarest"}.get(group, "")
     return f"{group}{extra} ({n})"
 
@@ -204,4 +205,8 @@ def policy(
     state.out.print(f"Replies: {P.EVAL_POLICY_DIR}/<kind>-<name>/generations.jsonl", markup=False)
     for t in family_tables(data):
         state.out.print(t)
+    found = {g[4:] for g in data["groups"] if g.startswith("src:")}
+    legend = [f"{short} = {src}" for src, short in SHORT_OF.items() if src in found]
+    if legend:
+        state.out.print(f"Sources: {', '.join(legend)}", markup=False)
     print_labelled(state.out, "Note", data["notes"])

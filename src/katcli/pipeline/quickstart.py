@@ -47,6 +47,13 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     )
     tiny_rm = ("--max-steps", str(cfg.rm_steps), *tiny)
     tiny_policy = ("--max-steps", str(cfg.policy_steps), *tiny)
+    # GRPO: 8 prompts × 4 replies of at most 24 tokens per step; the policy learns from its own samples.
+    tiny_grpo = (
+        "--max-steps", str(max(1, cfg.policy_steps // 3)), "--prompts-per-step", "8", "--group-size", "4",
+        "--max-new-tokens", "24", "--max-len", "256", "--lr", "1e-3", "--beta", "0.04", "--val-ratio", "0.2",
+        "--eval-every", "0", "--save-every", "0", "--eval-prompts", "16", "--device", "cpu", "--threads", threads,
+        "--seed", seed,
+    )
     return [
         Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample", "--seed", seed)),
         Step("Unique prompts", ("prefixes",)),
@@ -60,9 +67,14 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
         Step("Starting policy: SFT on the chosen replies, uniform sampling",
              ("train", "sft", "--name", "uniform", *tiny_policy)),
         Step("SFT, density-aware sampling", ("train", "sft", "--name", "density", "--density-aware", *tiny_policy)),
-        Step("Policies on the same held-out prompts: reward and diversity",
-             ("eval", "policy", "sft/uniform", "sft/density", "--rm", "density", "--prompts", "20", "--samples", "2",
-              "--max-new-tokens", "32", "--seed", seed, "--device", "cpu", "--threads", threads)),
+        Step("GRPO against the uniform reward model, uniform prompt sampling",
+             ("train", "grpo", "--name", "uniform", "--rm", "uniform", "--init", "sft/uniform", *tiny_grpo)),
+        Step("GRPO, density-aware prompt sampling",
+             ("train", "grpo", "--name", "density", "--density-aware", "--rm", "uniform", "--init", "sft/uniform",
+              *tiny_grpo)),
+        Step("Policies on the same held-out prompts: reward (density RM) and diversity",
+             ("eval", "policy", "sft/uniform", "grpo/uniform", "grpo/density", "--rm", "density", "--prompts", "20",
+              "--samples", "2", "--max-new-tokens", "32", "--seed", seed, "--device", "cpu", "--threads", threads)),
         Step("The prompt space in 3D", ("viz",)),
         Step("The report: every figure and its numbers", ("report", "--device", "cpu", "--threads", threads)),
         Step("Workspace status", ("status",)),
