@@ -84,3 +84,12 @@ def list_runs(ws: Workspace, stage: str) -> list[str]:
     """Names of the runs of one stage that exist on disk, sorted."""
     root = ws.abs(RUN_ROOTS[stage])
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def recorded_path(ws: Workspace, path: Path) -> str:
+    """How metas record a model directory: relative to the workspace when inside it (so the same run in another
+    workspace writes the same bytes), absolute otherwise."""
+    try:
+        return ws.rel(path)
+    except KatError:
+        return str(Path(path).resolve())

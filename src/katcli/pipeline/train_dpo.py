@@ -138,12 +138,9 @@ class _Reference:
     is_init: bool
 
     def to_json(self, ws: Workspace) -> dict[str, Any]:
-        path = None
-        if self.directory is not None:
-            try:
-                path = ws.rel(self.directory)
-            except KatError:
-                path = str(self.directory)
+        from katcli.pipeline.runs import recorded_path
+
+        path = recorded_path(ws, self.directory) if self.directory is not None else None
         return {"path": path, "step": self.step, "sha256": self.sha256, "is_init": self.is_init}
 
 

@@ -115,7 +115,7 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """(reward model, its tokenizer, what this run records of it, its meta) for --rm; refused when stale."""
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.model.tokenizer import Tokenizer
-    from katcli.pipeline.runs import resolve_run
+    from katcli.pipeline.runs import recorded_path, resolve_run
     from katcli.train.rm_checkpoint import load_rm, read_rm_meta
     from katcli.train.run_dir import TOKENIZER_FILE
 
@@ -152,13 +152,13 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
             "this run's held-out prompts may be among the reward model's training prompts"
         )
     rm, _ = load_rm(directory, step, device=prep.dist.device)
-    return rm, rm_tok, {"name": name, "path": str(directory), "step": step}, meta
+    return rm, rm_tok, {"name": name, "path": recorded_path(prep.ws, directory), "step": step}, meta
 
 
 def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
     """The frozen KL reference: --ref, else a copy of the starting model; none with --beta 0."""
     from katcli.model.checkpoint import checkpoint_paths, find_last_step
-    from katcli.pipeline.runs import POLICY_STAGES, resolve_run
+    from katcli.pipeline.runs import POLICY_STAGES, recorded_path, resolve_run
     from katcli.train.run_dir import load_gpt
 
     cfg: TrainGRPOConfig = prep.cfg
@@ -187,7 +187,7 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
             f"--ref {cfg.ref} was trained with another tokenizer than the policy's",
             file=str(files["meta"]), hint="use a reference with the policy's tokenizer (e.g. the --init model)",
         )
-    return ref.to(prep.dist.device), {"name": name, "path": str(directory), "step": step}
+    return ref.to(prep.dist.device), {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
 
 
 def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[list[int], bool]:

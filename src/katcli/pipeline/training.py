@@ -260,6 +260,7 @@ def _starting_model(
 ) -> tuple[Any, dict[str, Any]]:
     from katcli.model.checkpoint import checkpoint_paths, find_last_step
     from katcli.model.gpt import GPT, GPTConfig
+    from katcli.pipeline.runs import recorded_path
     from katcli.train.run_dir import load_gpt
 
     if init_dir is None:
@@ -291,15 +292,7 @@ def _starting_model(
         )
     if cfg.max_len > gpt.rotary_seq_len:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({gpt.rotary_seq_len})")
-    # Workspace-relative when inside it, so a run's meta does not depend on where the workspace lives.
-    return gpt, {"path": _display_path(ws, init_dir), "step": step}
-
-
-def _display_path(ws: Workspace, path: Path) -> str:
-    try:
-        return ws.rel(path)
-    except KatError:
-        return str(path)
+    return gpt, {"path": recorded_path(ws, init_dir), "step": step}
 
 
 def _prepare(

@@ -8,6 +8,8 @@ the manifest records a run.
 
 from __future__ import annotations
 
+import shlex
+
 from typing import Any
 
 from katcli.report.context import ReportContext
@@ -39,6 +41,15 @@ def _size(n: int | None) -> str:
     return "–" if n is None else f"{n:,}"
 
 
+def _without_display_flags(command: str) -> str:
+    """A run's command minus the global -q/-v: they change what is printed, never what is computed."""
+    argv = shlex.split(command)
+    head = 1
+    while head < len(argv) and argv[head] in ("-q", "-v", "--quiet", "--verbose", "-qv", "-vq"):
+        head += 1
+    return shlex.join(argv[:1] + argv[head:])
+
+
 def build(ctx: ReportContext) -> Section | None:
     stages = [s for s in ctx.status.get("stages", []) if s.get("last_run") is not None]
     if not stages:
@@ -56,7 +67,7 @@ def build(ctx: ReportContext) -> Section | None:
     rows, unhealthy = [], []
     for s in stages:
         last = s["last_run"]
-        rows.append([s["key"], s["state"] + (" (forced)" if last["forced"] else ""), s["command"],
+        rows.append([s["key"], s["state"] + (" (forced)" if last["forced"] else ""), _without_display_flags(s["command"]),
                      last["kat_version"]])
         if s["state"] != "ok":
             unhealthy.append(f"{s['key']} is {s['state']}: {'; '.join(s['reasons'])} (re-run `{s['command']}`)")
