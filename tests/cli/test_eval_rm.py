@@ -52,7 +52,8 @@ def test_table_compares_models_side_by_side(kat, trained):
 
 @pytest.fixture(scope="module")
 def trained_on_real_sources(tmp_path_factory):
-    """`uniform` and `density` tiny reward models on pairs labelled with the three downloadable sources' names."""
+    """`uniform`, `density` (and `-b` twins) tiny reward models on pairs labelled with the three downloadable
+    sources' names."""
     from katcli.data.schema import SOURCES
     from katcli.pipeline.train_rm import run_train_rm, tiny_config
 
@@ -64,7 +65,22 @@ def trained_on_real_sources(tmp_path_factory):
     small = dict(max_steps=2, max_len=64, lr=3e-3)
     run_train_rm(ws, tiny_config(**small))
     run_train_rm(ws, tiny_config(density_aware=True, **small))
+    run_train_rm(ws, tiny_config(name="uniform-b", **small))
+    run_train_rm(ws, tiny_config(name="density-b", density_aware=True, **small))
     return root
+
+
+def test_at_80_columns_four_models_stack_each_accuracy_over_its_interval(kat, trained_on_real_sources, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = kat("eval", "rm", "uniform", "density", "uniform-b", "density-b", "--threads", "1",
+                 workspace=trained_on_real_sources)
+    assert result.exit_code == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("│ ")]
+    assert all(len(line) <= 80 for line in table), table
+    labels = [line.split("│")[1].strip() for line in table[::2]]
+    assert labels == ["overall", "hh", "uf", "se", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"]
+    assert all(len(re.findall(r"\d\.\d{3}", line)) == 4 for line in table[::2])  # accuracies whole
+    assert all(len(re.findall(r"\d\.\d\d–\d\.\d\d", line)) == 4 for line in table[1::2])  # intervals whole
 
 
 def test_at_80_columns_rows_stay_whole_and_sources_get_short_labels(kat, trained_on_real_sources, monkeypatch):

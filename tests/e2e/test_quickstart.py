@@ -37,7 +37,8 @@ def test_quickstart_runs_every_stage_and_is_deterministic(kat, tmp_path):
         "pairs": "ok", "prefixes": "ok", "embed": "ok", "tokenizer": "ok",
         "rm/density": "ok", "rm/uniform": "ok", "sft/density": "ok", "sft/uniform": "ok", "viz": "ok",
         "dpo/uniform": "ok", "dpo/density": "ok", "grpo/uniform": "ok", "grpo/density": "ok", "report": "ok",
-        "eval-policy/sft-uniform": "ok", "eval-policy/grpo-uniform": "ok", "eval-policy/grpo-density": "ok",
+        "eval-policy/sft-uniform": "ok", "eval-policy/dpo-uniform": "ok", "eval-policy/dpo-density": "ok",
+        "eval-policy/grpo-uniform": "ok", "eval-policy/grpo-density": "ok",
     }
     assert status["next_command"] is None
     manifest = Manifest.load(first / P.MANIFEST)

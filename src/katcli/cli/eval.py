@@ -55,6 +55,14 @@ def _paired_rows(cmp: dict[str, Any], models: list[dict[str, Any]]) -> list[dict
     return [cmp["overall"], *by_source, *(cmp["by_quintile"] or [])]
 
 
+def _stacked_cell(acc: dict[str, Any] | None) -> str:
+    """Accuracy over its Wilson interval (`0.875` / `0.79–0.93`), for tables of more than two models."""
+    if acc is None or not acc["n"]:
+        return "–"
+    lo, hi = acc["ci95"]
+    return f"{acc['accuracy']:.3f}\n{lo:.2f}–{hi:.2f}"
+
+
 def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
     """(label, pair count, per-model accuracy dict) rows: overall, each source (by its short name), each quintile."""
     rows = [("overall", f"{models[0]['overall']['n']:,}", [m["overall"] for m in models])]
@@ -120,14 +128,17 @@ def rm(
     # an imported source's long name may fold, and then the numbers keep their room.
     table.add_column("Group", overflow="fold", min_width=len("Q1 commonest"))
     table.add_column("Pairs", justify="right", no_wrap=True)
+    # Beyond two models a one-line "0.875 (0.79–0.93)" per model no longer fits 80 columns: each cell then holds
+    # the accuracy over its interval, two short lines.
+    stacked = len(models) > 2
     for m in models:
-        table.add_column(m["name"], no_wrap=True)
+        table.add_column(m["name"], no_wrap=not stacked, overflow="fold", justify="right" if stacked else "left")
     two = len(models) == 2
     if two:
         table.add_column("Δ", justify="right", no_wrap=True)
     paired = _paired_rows(data["comparisons"][0], models) if two else []
     for row, (label, n, accs) in enumerate(_groups(models)):
-        cells = [accuracy_cell(a) for a in accs]
+        cells = [_stacked_cell(a) if stacked else accuracy_cell(a) for a in accs]
         if two:
             cells.append(_delta_cell(paired[row] if row < len(paired) else None))
         table.add_row(label, n, *cells)
