@@ -38,11 +38,22 @@ def test_table_compares_models_side_by_side(kat, trained):
     assert [c.strip() for c in header.strip("┃").split("┃")] == ["Group", "Pairs", "uniform", "density", "Δ"]
     for row in ("overall", "src-a", "src-b", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"):
         assert any(line.startswith(f"│ {row} ") for line in lines), row
+    data = json.loads(kat("eval", "rm", "uniform", "density", "--json", "--threads", "1", workspace=trained).stdout)
+    overall = data["comparisons"][0]["overall"]
+    lo, hi = overall["ci95"]
+    p = overall["mcnemar_p"]
+    p_text = "1" if p >= 0.995 else f"{p:.2f}".lstrip("0")  # this tiny held-out set has no small p-values
+    cell = f"{overall['delta']:+.3f} p={p_text}"
+    assert next(line for line in lines if line.startswith("│ overall ")).rstrip("│ ").endswith(cell)
+    note = " ".join(line for line in lines if not line.startswith(("│", "┃", "┏", "┡", "└")))
+    assert (f"Δ = density − uniform on the same pairs; overall 95% paired interval {lo:+.3f}…{hi:+.3f} (bootstrap "
+            "over held-out prompts), p from McNemar's exact test; every group's interval is in --json") in note
 
 
 @pytest.fixture(scope="module")
 def trained_on_real_sources(tmp_path_factory):
-    """`uniform` and `density` tiny reward models on pairs labelled with the three downloadable sources' names."""
+    """`uniform`, `density` (and `-b` twins) tiny reward models on pairs labelled with the three downloadable
+    sources' names."""
     from katcli.data.schema import SOURCES
     from katcli.pipeline.train_rm import run_train_rm, tiny_config
 
@@ -54,7 +65,22 @@ def trained_on_real_sources(tmp_path_factory):
     small = dict(max_steps=2, max_len=64, lr=3e-3)
     run_train_rm(ws, tiny_config(**small))
     run_train_rm(ws, tiny_config(density_aware=True, **small))
+    run_train_rm(ws, tiny_config(name="uniform-b", **small))
+    run_train_rm(ws, tiny_config(name="density-b", density_aware=True, **small))
     return root
+
+
+def test_at_80_columns_four_models_stack_each_accuracy_over_its_interval(kat, trained_on_real_sources, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = kat("eval", "rm", "uniform", "density", "uniform-b", "density-b", "--threads", "1",
+                 workspace=trained_on_real_sources)
+    assert result.exit_code == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("│ ")]
+    assert all(len(line) <= 80 for line in table), table
+    labels = [line.split("│")[1].strip() for line in table[::2]]
+    assert labels == ["overall", "hh", "uf", "se", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"]
+    assert all(len(re.findall(r"\d\.\d{3}", line)) == 4 for line in table[::2])  # accuracies whole
+    assert all(len(re.findall(r"\d\.\d\d–\d\.\d\d", line)) == 4 for line in table[1::2])  # intervals whole
 
 
 def test_at_80_columns_rows_stay_whole_and_sources_get_short_labels(kat, trained_on_real_sources, monkeypatch):
@@ -82,6 +108,15 @@ def test_json_matches_the_evaluation_recorded_at_the_end_of_training(kat, traine
         assert m["by_quintile"] == meta["eval"]["by_quintile"]
         assert data["heldout"]["fingerprint"] == meta["heldout"]["fingerprint"]
         assert sum(q["n"] for q in m["by_quintile"]) == data["heldout"]["pairs"]
+    (cmp,) = data["comparisons"]
+    assert (cmp["a"], cmp["b"]) == ("uniform", "density")
+    a, b = data["models"][0]["overall"], data["models"][1]["overall"]
+    assert cmp["overall"]["n"] == a["n"] and cmp["overall"]["delta"] == pytest.approx(b["accuracy"] - a["accuracy"])
+    assert cmp["overall"]["b_only_correct"] - cmp["overall"]["a_only_correct"] == b["correct"] - a["correct"]
+    assert 0.0 <= cmp["overall"]["mcnemar_p"] <= 1.0
+    assert cmp["overall"]["ci95"][0] <= cmp["overall"]["delta"] <= cmp["overall"]["ci95"][1]
+    assert sorted(cmp["by_source"]) == ["src-a", "src-b"] and len(cmp["by_quintile"]) == 5
+    assert [q["n"] for q in cmp["by_quintile"]] == [q["n"] for q in data["models"][0]["by_quintile"]]
 
 
 def test_models_with_different_heldout_sets_are_refused(kat, trained):
@@ -98,6 +133,18 @@ def test_unknown_model(kat, trained):
     result = kat("eval", "rm", "nope", workspace=trained)
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: no reward model 'nope'\n"
-        "Hint: pass a run name from rm_checkpoints/ (e.g. uniform, density) or a checkpoint directory\n"
+        "Error: no reward model or DPO policy 'nope'\n"
+        "Hint: pass a run name from rm_checkpoints/ or dpo_checkpoints/ (e.g. uniform, dpo/density) or a checkpoint "
+        "directory\n"
     )
+
+
+def test_p_values_fit_the_delta_cell():
+    from katcli.cli.eval import _delta_cell, _p_text
+
+    assert [_p_text(p) for p in (1.0, 0.996, 0.75, 0.0123, 0.0042, 0.0009, 1e-300)] == [
+        "1", "1", ".75", ".01", ".004", "<.001", "<.001",
+    ]
+    assert _delta_cell({"n": 9, "delta": -0.125, "mcnemar_p": 0.0042}) == "-0.125 p=.004"
+    assert _delta_cell({"n": 9, "delta": 1.0, "mcnemar_p": 1e-9}) == "+1.000 p<.001"
+    assert _delta_cell({"n": 0, "delta": None, "mcnemar_p": 1.0}) == "–"

@@ -9,7 +9,7 @@ from katfixtures import record_stage
 
 from katcli.workspace import paths as P
 
-STAGE_KEYS = ["pairs", "prefixes", "embed", "tokenizer", "rm", "sft", "grpo", "viz"]
+STAGE_KEYS = ["pairs", "prefixes", "embed", "tokenizer", "rm", "sft", "dpo", "grpo", "viz"]
 
 
 def _states(kat, *extra):
@@ -23,7 +23,7 @@ def test_empty_workspace_lists_every_stage_missing(kat, ws_dir):
     result = kat("status")
     assert result.exit_code == 0
     titles = ("Preference pairs", "Unique prefixes", "Embeddings & density", "Tokenizer", "Reward model", "SFT policy",
-              "GRPO policy", "3D view")
+              "DPO policy", "GRPO policy", "3D view")
     for title in titles:
         assert title in result.stdout
     table = [line for line in result.stdout.splitlines() if line.startswith("│ ")]
@@ -52,7 +52,7 @@ def test_json_schema_is_stable(kat, populated):
 def test_populated_workspace_is_ok_up_to_embed(kat, populated):
     states, _ = _states(kat)
     assert states == {"pairs": "ok", "prefixes": "ok", "embed": "ok",
-                      "tokenizer": "missing", "rm": "missing", "sft": "missing", "grpo": "missing",
+                      "tokenizer": "missing", "rm": "missing", "sft": "missing", "dpo": "missing", "grpo": "missing",
                       "viz": "missing"}
     result = kat("status")
     assert "Next: kat train tokenizer" in result.stdout

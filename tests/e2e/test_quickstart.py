@@ -36,12 +36,15 @@ def test_quickstart_runs_every_stage_and_is_deterministic(kat, tmp_path):
     assert {r["key"]: r["state"] for r in status["stages"]} == {
         "pairs": "ok", "prefixes": "ok", "embed": "ok", "tokenizer": "ok",
         "rm/density": "ok", "rm/uniform": "ok", "sft/density": "ok", "sft/uniform": "ok", "viz": "ok",
-        "grpo/uniform": "ok", "grpo/density": "ok", "report": "ok",
-        "eval-policy/sft-uniform": "ok", "eval-policy/grpo-uniform": "ok", "eval-policy/grpo-density": "ok",
+        "dpo/uniform": "ok", "dpo/density": "ok", "grpo/uniform": "ok", "grpo/density": "ok", "report": "ok",
+        "eval-policy/sft-uniform": "ok", "eval-policy/dpo-uniform": "ok", "eval-policy/dpo-density": "ok",
+        "eval-policy/grpo-uniform": "ok", "eval-policy/grpo-density": "ok",
     }
     assert status["next_command"] is None
     manifest = Manifest.load(first / P.MANIFEST)
     assert manifest.runs["pairs"].command == f"kat -w {first} pairs download --from sample --seed 0"
+    assert manifest.runs["dpo/uniform"].stats["ref_cache"] == "computed"
+    assert manifest.runs["dpo/density"].stats["ref_cache"] == "reused"  # same reference, pairs and truncation
     assert manifest.runs["rm/density"].params["density_aware"] is True
 
     evaluation = json.loads(kat("eval", "rm", "uniform", "density", "--json", "--threads", "1", workspace=first).stdout)

@@ -11,6 +11,7 @@ from katcli.evaluation.generate import GenerationConfig, generate_replies, rende
 from katcli.evaluation.scoring import score_replies, win_rate
 from katcli.model.gpt import GPT
 from katcli.train.reward_model import RewardModel
+from katcli.train.rm_scoring import RewardScorer
 
 PROMPTS = [
     [{"role": "user", "content": "Hello world!"}],
@@ -58,8 +59,7 @@ def test_each_reply_is_scored_like_a_reward_model_training_sequence(tokenizer):
         rm.head.weight.normal_(0, 1, generator=torch.Generator().manual_seed(0))
     rm.eval()
     replies = [["the quick fox", "a b", "brown dog jumps"], ["yes"], []]
-    got = score_replies(rm, tokenizer, PROMPTS, replies, max_len=64, max_response_len=32, batch_size=2,
-                        device=torch.device("cpu"))
+    got = score_replies(RewardScorer(rm, tokenizer, max_len=64, max_response_len=32, batch_size=2), PROMPTS, replies)
     end = tokenizer.encode_special("<|assistant_end|>")
     assert [len(g) for g in got] == [3, 1, 0]
     for i, texts in enumerate(replies):

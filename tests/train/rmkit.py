@@ -99,6 +99,20 @@ def _record(ws: Workspace, stage: str, outputs: dict[str, bytes], inputs: tuple[
             run.output(rel).write_bytes(data)
 
 
+def write_pairs(ws: Workspace, pairs: list[dict]) -> None:
+    """Record the pairs and prefixes stages (again, after a change: as a re-download and `kat prefixes` would)."""
+    prefixes = prefixes_of(pairs)
+    _record(ws, "pairs", {P.PAIRS: pairs_bytes(pairs)})
+    _record(
+        ws, "prefixes",
+        {
+            P.PREFIXES: b"".join((json.dumps(r, separators=(",", ":")) + "\n").encode() for r in prefixes),
+            P.PREFIX_ID_MAP: b"".join(f"{p['id']}\t{p['prefix_id']}\n".encode() for p in pairs),
+        },
+        inputs=(P.PAIRS,),
+    )
+
+
 def make_tokenizer(pairs: list[dict], vocab_size: int = 300) -> Tokenizer:
     texts = [t for p in pairs for t in [m["content"] for m in p["prefix"]["messages"]] + [p["chosen"], p["rejected"]]]
     return Tokenizer.train(texts, vocab_size)
@@ -123,15 +137,7 @@ def make_workspace(
     """pairs → prefixes → tokenizer (→ embed) recorded through the real StageRun protocol."""
     ws = Workspace(root)
     prefixes = prefixes_of(pairs)
-    _record(ws, "pairs", {P.PAIRS: pairs_bytes(pairs)})
-    _record(
-        ws, "prefixes",
-        {
-            P.PREFIXES: b"".join((json.dumps(r, separators=(",", ":")) + "\n").encode() for r in prefixes),
-            P.PREFIX_ID_MAP: b"".join(f"{p['id']}\t{p['prefix_id']}\n".encode() for p in pairs),
-        },
-        inputs=(P.PAIRS,),
-    )
+    write_pairs(ws, pairs)
     tok = tokenizer or make_tokenizer(pairs, vocab_size)
     _record(ws, "tokenizer", {f"{P.TOKENIZER_DIR}/tokenizer.json": tok.to_json_bytes()}, inputs=(P.PAIRS,))
     if with_weights:

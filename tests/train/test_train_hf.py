@@ -252,3 +252,30 @@ def test_hf_grpo_trains_with_an_hf_reward_model_and_reloads(tmp_path, hf_models)
     ids = torch.tensor([tok.render_for_completion(hf_models["pairs"][0]["prefix"]["messages"])])
     with torch.no_grad():
         assert torch.allclose(token_logprobs(policy, ids), _plain_logprobs(plain, ids), atol=TOL)
+
+
+def test_hf_dpo_trains_reloads_and_evaluates_beside_an_hf_reward_model(tmp_path, hf_models):
+    from transformers import AutoModelForCausalLM
+
+    from katcli.model.logprobs import token_logprobs
+    from katcli.pipeline.eval_rm import run_eval_rm
+    from katcli.pipeline.train_dpo import run_train_dpo, tiny_dpo_config
+    from katcli.train.run_dir import load_policy
+
+    ws = _ws(tmp_path, hf_models)
+    rm = run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models['llama']}", **COMMON))
+    dpo = run_train_dpo(ws, tiny_dpo_config(init=f"hf:{hf_models['gpt2']}", **COMMON))
+    assert dpo.step == 3
+    lines = [json.loads(x) for x in (dpo.directory / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["loss"] == pytest.approx(np.log(2), abs=1e-5)  # policy = reference at the first step
+    policy, tok = load_policy(dpo.directory)
+    plain = AutoModelForCausalLM.from_pretrained(str(dpo.directory)).eval()
+    ids = torch.tensor([tok.render_for_completion(hf_models["pairs"][1]["prefix"]["messages"])])
+    with torch.no_grad():
+        assert torch.allclose(token_logprobs(policy, ids), _plain_logprobs(plain, ids), atol=TOL)
+    # Both kinds of HF run evaluate on the same held-out pairs; the RM's accuracy is the one training reported.
+    ev = run_eval_rm(ws, ["rm/uniform", "dpo/uniform"], device="cpu", threads=1)
+    by = {m.name: m.report for m in ev.models}
+    assert by["rm/uniform"].overall.n == rm.eval.overall.n
+    assert by["rm/uniform"].to_json()["overall"] == rm.eval.to_json()["overall"]
+    assert by["dpo/uniform"].overall.n == rm.eval.overall.n

@@ -147,6 +147,7 @@ def _register() -> None:
     from katcli.cli import status as status_cmd
     from katcli.cli import train as train_cmd
     from katcli.cli import train_rm as train_rm_cmd
+    from katcli.cli import train_dpo as train_dpo_cmd
     from katcli.cli import train_grpo as train_grpo_cmd
     from katcli.cli import train_sft as train_sft_cmd
     from katcli.cli import viz as viz_cmd
@@ -156,6 +157,7 @@ def _register() -> None:
     app.command("embed", rich_help_panel="Data")(embed_cmd.embed)
     train_cmd.app.command("rm", rich_help_panel="Reward model")(train_rm_cmd.train_rm)
     train_cmd.app.command("sft", rich_help_panel="Policies")(train_sft_cmd.train_sft)
+    train_cmd.app.command("dpo", rich_help_panel="Policies")(train_dpo_cmd.train_dpo)
     train_cmd.app.command("grpo", rich_help_panel="Policies")(train_grpo_cmd.train_grpo)
     app.add_typer(train_cmd.app, name="train", rich_help_panel="Models")
     app.add_typer(eval_cmd.app, name="eval", rich_help_panel="Models")

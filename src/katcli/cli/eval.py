@@ -1,7 +1,8 @@
 """`kat eval …`: the evaluation command group; `kat eval rm` compares reward models on one held-out set.
 
 Commands are thin: they call `katcli.pipeline.eval_rm` and render its result as a side-by-side Rich table (overall,
-per source, per density quintile, each with a Wilson 95% interval) or as JSON (`--json`, schema `kat.eval.rm/1`).
+per source, per density quintile, each with a Wilson 95% interval; for two models a Δ column with McNemar's
+p-value and, under the table, the overall paired interval) or as JSON (`--json`, schema `kat.eval.rm/1`).
 This module knows nothing about how models are scored.
 """
 
@@ -31,6 +32,37 @@ def _sources(models: list[dict[str, Any]]) -> list[str]:
     return [s for s in SOURCES if s in found] + sorted(found - set(SOURCES))
 
 
+def _p_text(p: float) -> str:
+    """McNemar's p in at most 5 characters, so a Δ cell stays within 80 columns."""
+    if p >= 0.995:
+        return "1"
+    if p >= 0.01:
+        return f"{p:.2f}".lstrip("0")
+    return f"{p:.3f}".lstrip("0") if p >= 0.001 else "<.001"
+
+
+def _delta_cell(paired: dict[str, Any] | None) -> str:
+    """Δ = B − A on the same pairs and McNemar's exact p-value (the paired interval is printed under the table)."""
+    if paired is None or not paired["n"]:
+        return "–"
+    p = _p_text(paired["mcnemar_p"])
+    return f"{paired['delta']:+.3f} p{'' if p.startswith('<') else '='}{p}"
+
+
+def _paired_rows(cmp: dict[str, Any], models: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    """The paired statistics in `_groups`' row order: overall, each source, each density quintile."""
+    by_source = [cmp["by_source"].get(s) for s in _sources(models)]
+    return [cmp["overall"], *by_source, *(cmp["by_quintile"] or [])]
+
+
+def _stacked_cell(acc: dict[str, Any] | None) -> str:
+    """Accuracy over its Wilson interval (`0.875` / `0.79–0.93`), for tables of more than two models."""
+    if acc is None or not acc["n"]:
+        return "–"
+    lo, hi = acc["ci95"]
+    return f"{acc['accuracy']:.3f}\n{lo:.2f}–{hi:.2f}"
+
+
 def _groups(models: list[dict[str, Any]]) -> list[tuple[str, str, list]]:
     """(label, pair count, per-model accuracy dict) rows: overall, each source (by its short name), each quintile."""
     rows = [("overall", f"{models[0]['overall']['n']:,}", [m["overall"] for m in models])]
@@ -52,8 +84,9 @@ def rm(
     ctx: typer.Context,
     checkpoints: Annotated[
         list[str],
-        typer.Argument(metavar="CKPT...", help="Run names under rm_checkpoints/ (e.g. uniform density) or "
-                       "checkpoint directories.", show_default=False),
+        typer.Argument(metavar="CKPT...", help="Run names under rm_checkpoints/ (e.g. uniform density), DPO runs "
+                       "(dpo/NAME: a DPO policy is an implicit reward model) or checkpoint directories.",
+                       show_default=False),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.rm/1).")] = False,
     batch_size: ScoreBatchSize = 32,
@@ -64,7 +97,7 @@ def rm(
                            "trained on other pairs."),
     ] = False,
 ) -> None:
-    """Compare reward models on the same held-out pairs: accuracy overall, per source and per density quintile.
+    """Compare reward models (and DPO policies) on the same held-out pairs: accuracy overall, per source and quintile.
 
     Held-out pairs are the prompts each model's training held out (same --seed and --val-ratio required); density
     quintiles run from Q1 (lowest weight, commonest prompts) to Q5 (highest weight, rarest prompts).
@@ -95,21 +128,32 @@ def rm(
     # an imported source's long name may fold, and then the numbers keep their room.
     table.add_column("Group", overflow="fold", min_width=len("Q1 commonest"))
     table.add_column("Pairs", justify="right", no_wrap=True)
+    # Beyond two models a one-line "0.875 (0.79–0.93)" per model no longer fits 80 columns: each cell then holds
+    # the accuracy over its interval, two short lines.
+    stacked = len(models) > 2
     for m in models:
-        table.add_column(m["name"], no_wrap=True)
+        table.add_column(m["name"], no_wrap=not stacked, overflow="fold", justify="right" if stacked else "left")
     two = len(models) == 2
     if two:
         table.add_column("Δ", justify="right", no_wrap=True)
-    for label, n, accs in _groups(models):
-        cells = [accuracy_cell(a) for a in accs]
+    paired = _paired_rows(data["comparisons"][0], models) if two else []
+    for row, (label, n, accs) in enumerate(_groups(models)):
+        cells = [_stacked_cell(a) if stacked else accuracy_cell(a) for a in accs]
         if two:
-            diff = "–" if None in accs or not accs[0]["n"] else f"{accs[1]['accuracy'] - accs[0]['accuracy']:+.3f}"
-            cells.append(diff)
+            cells.append(_delta_cell(paired[row] if row < len(paired) else None))
         table.add_row(label, n, *cells)
     state.out.print(table)
     legend = [f"{SHORT_OF[s]} = {s}" for s in _sources(models) if s in SHORT_OF]
     if legend:
         state.out.print(f"Sources: {', '.join(legend)}", markup=False)
+    if two:
+        lo, hi = data["comparisons"][0]["overall"]["ci95"]
+        state.out.print(
+            f"Δ = {models[1]['name']} − {models[0]['name']} on the same pairs; overall 95% paired interval "
+            f"{lo:+.3f}…{hi:+.3f} (bootstrap over held-out prompts), p from McNemar's exact test; every group's "
+            "interval is in --json",
+            markup=False,
+        )
     print_labelled(state.out, "Note", data["notes"])
 
 

@@ -30,8 +30,8 @@ def quickstart(
 ) -> None:
     """Run the whole experiment on the built-in sample in a few minutes on a CPU.
 
-    pairs → prefixes → embed → tokenizer → uniform and density-aware reward models → eval rm → SFT policies →
-    uniform and density-aware GRPO → eval policy → viz → report → status. Tiny models: a smoke test of every stage, not a result. Each step is
+    pairs → prefixes → embed → tokenizer → uniform and density-aware reward models, SFT, DPO and GRPO policies →
+    eval rm (reward models and DPO policies side by side) → eval policy → viz → report → status. Tiny models: a smoke test of every stage, not a result. Each step is
     printed as the kat command it runs, so you can re-run or vary any of them.
 
     Example: kat quickstart --workspace ./kat-demo

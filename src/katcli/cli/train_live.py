@@ -2,7 +2,8 @@
 
 `live(state, fields)` yields a progress callback and a per-step callback that shows the objective's chosen metrics
 (`fields`: metric name → label) plus learning rate and tokens/s on the training bar; `print_run_summary` prints the
-lines every objective shares (forced inputs, notes, sampling, throughput) and, last, where the run was written.
+lines every objective shares (forced inputs, notes, sampling, throughput) and, last, where the run was written;
+`accuracy_table` is the held-out accuracy table of the objectives that score pairs (reward models, DPO policies).
 Under torchrun every rank runs the command; only rank 0 draws or prints anything.
 """
 
@@ -92,3 +93,20 @@ def print_run_summary(state: AppState, result: Any, *, items: str = "training pa
         f"{result.tokens_per_s:,.0f} tokens/s, pad fraction {result.pad_fraction:.1%}",
         markup=False,
     )
+
+
+def accuracy_table(title: str, ev: dict[str, Any]) -> Any:
+    """Held-out accuracy overall, per source and per density quintile (an `EvalReport.to_json()`), as a table."""
+    from rich.table import Table
+
+    from katcli.train.metrics import accuracy_cell, quintile_label
+
+    table = Table(title=title, title_justify="left")
+    for col in ("Group", "Pairs", "Accuracy"):
+        table.add_column(col)
+    table.add_row("overall", f"{ev['overall']['n']:,}", accuracy_cell(ev["overall"]))
+    for src, acc in ev["by_source"].items():
+        table.add_row(src, f"{acc['n']:,}", accuracy_cell(acc))
+    for q, acc in enumerate(ev["by_quintile"] or []):
+        table.add_row(quintile_label(q), f"{acc['n']:,}", accuracy_cell(acc))
+    return table

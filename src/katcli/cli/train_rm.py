@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from katcli.cli import train_options as T
 from katcli.cli.options import ForceUpstream
-from katcli.cli.train_live import is_main_rank, live, print_run_summary
+from katcli.cli.train_live import accuracy_table, is_main_rank, live, print_run_summary
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 
@@ -72,20 +71,9 @@ def train_rm(
     out = state.out
     print_run_summary(state, result)
     if result.eval is not None:
-        from katcli.train.metrics import accuracy_cell, quintile_label
-
-        ev = result.eval.to_json()
-        table = Table(
-            title=f"Held-out accuracy, 95% Wilson interval ({result.heldout_pairs:,} pairs, "
+        out.print(accuracy_table(
+            f"Held-out accuracy, 95% Wilson interval ({result.heldout_pairs:,} pairs, "
             f"{result.heldout_prompts:,} prompts)",
-            title_justify="left",
-        )
-        for col in ("Group", "Pairs", "Accuracy"):
-            table.add_column(col)
-        table.add_row("overall", f"{ev['overall']['n']:,}", accuracy_cell(ev["overall"]))
-        for src, acc in ev["by_source"].items():
-            table.add_row(src, f"{acc['n']:,}", accuracy_cell(acc))
-        for q, acc in enumerate(ev["by_quintile"] or []):
-            table.add_row(quintile_label(q), f"{acc['n']:,}", accuracy_cell(acc))
-        out.print(table)
+            result.eval.to_json(),
+        ))
     out.print(f"Wrote {result.directory}", markup=False)

@@ -1,10 +1,9 @@
 """Quality of replies under a reward model: rewards per reply, and win rates between two policies.
 
-A reply is scored the way the reward model was trained: its decoded text is tokenised with the *reward model's*
-tokenizer and appended to the prompt rendered by that tokenizer, then `<|assistant_end|>`, fitted into the model's
-`max_len` by `katcli.train.sequences` (`encode_pairs`). Replies go through `encode_pairs`/`score_pairs` two at a
-time — consecutive samples of one prompt from one policy as a "pair" (an odd last sample is paired with itself) — so
-a reply's reward never depends on another policy's replies.
+A reply is scored the way the reward model was trained, by the one reply scorer `kat train grpo` uses too
+(`katcli.train.rm_scoring.RewardScorer`): its decoded text is tokenised with the *reward model's* tokenizer after
+the prompt rendered by that tokenizer, then `<|assistant_end|>`, fitted into the model's `max_len` on its own, so a
+reply's reward never depends on any other reply.
 
 `win_rate(a, b)`: the fraction of the K_a × K_b sample pairs of one prompt in which `a`'s reward beats `b`'s,
 ties counting one half; a policy against itself scores exactly 0.5.
@@ -31,39 +30,23 @@ def win_rate(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 
 def score_replies(
-    rm: Any,
-    tokenizer: Any,
+    scorer: Any,
     prompts: Sequence[Sequence[Mapping[str, Any]]],
     replies: Sequence[Sequence[str]],
     *,
-    max_len: int,
-    max_response_len: int,
-    batch_size: int,
-    device: Any,
     progress: ProgressFn = no_progress,
     task: str = "scoring",
 ) -> list[list[float]]:
-    """The reward of every reply (`replies[i]` are the replies to `prompts[i]`), same nesting."""
-    from katcli.train.evaluate import score_pairs
-    from katcli.train.sequences import encode_pairs
+    """The reward of every reply (`replies[i]` are the replies to `prompts[i]`), same nesting.
 
-    rows: list[tuple[Sequence[Mapping[str, Any]], str, str]] = []
-    where: list[tuple[int, int, int | None]] = []  # (prompt, first sample, second sample or None)
-    for i, texts in enumerate(replies):
-        for k in range(0, len(texts), 2):
-            second = k + 1 if k + 1 < len(texts) else None
-            rows.append((prompts[i], texts[k], texts[second if second is not None else k]))
-            where.append((i, k, second))
-    out: list[list[float]] = [[0.0] * len(t) for t in replies]
-    if not rows:
-        return out
-    enc = encode_pairs(tokenizer, rows, max_len=max_len, max_response_len=max_response_len)
-    _, rewards = score_pairs(
-        rm, enc, np.arange(len(rows)), batch_size=batch_size, pad_id=tokenizer.bos_token_id, device=device,
-        progress=progress, task=task,
-    )
-    for (i, k, second), r in zip(where, rewards):
-        out[i][k] = float(r[0])
-        if second is not None:
-            out[i][second] = float(r[1])
+    `scorer` is a `katcli.train.rm_scoring.RewardScorer`: each reply is fitted and scored on its own.
+    """
+    flat_prompts = [prompts[i] for i, texts in enumerate(replies) for _ in texts]
+    flat = [t for texts in replies for t in texts]
+    rewards = scorer(flat_prompts, flat, progress=progress, task=task)
+    out: list[list[float]] = []
+    pos = 0
+    for texts in replies:
+        out.append([float(r) for r in rewards[pos : pos + len(texts)]])
+        pos += len(texts)
     return out

@@ -151,7 +151,12 @@ class _HFTokenizerBase:
     def encode_batch(self, texts: Any, *, num_threads: int = 2) -> list[list[int]]:
         if not texts:
             return []
-        return [list(x) for x in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+        return [list(x) for x in self.encode_texts(list(texts))]
+
+    def encode_texts(self, texts: list[str]) -> list[list[int]]:
+        """Token ids without special tokens; kat fits lengths itself, so transformers' length warning is noise."""
+        with quiet_transformers():
+            return self.tok(texts, add_special_tokens=False)["input_ids"]
 
     def decode(self, ids: Any) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)
@@ -179,7 +184,7 @@ class HFChatTokenizer(_HFTokenizerBase):
 
         messages = [{"role": m["role"], "content": m["content"]} for m in normalize_messages(prefix)]
         text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+        return list(self.encode_texts([text])[0])
 
 
 class HFSegmentTokenizer(_HFTokenizerBase):
@@ -191,7 +196,7 @@ class HFSegmentTokenizer(_HFTokenizerBase):
         return "\n".join(f"{m['role']}: {m['content']}" for m in normalize_messages(prefix))
 
     def render_for_completion(self, prefix: Any) -> list[int]:
-        ids = self.tok(self.render_text(prefix), add_special_tokens=False)["input_ids"]
+        ids = self.encode_texts([self.render_text(prefix)])[0]
         return [self._bos, *ids, self.end_id]
 
 
@@ -328,7 +333,9 @@ class HFPolicy(_HFModule):
     """
 
     def forward(self, ids: Any, pad_mask: Any = None, return_hidden: bool = False) -> Any:
-        kw: dict[str, Any] = {}
+        # Right-padded rows need no mask (a real token never attends to a later pad); all ones says so to
+        # transformers, which otherwise warns when it sees a pad id.
+        kw: dict[str, Any] = {"attention_mask": ids.new_ones(ids.shape)}
         if pad_mask is not None:
             kw = {"attention_mask": pad_mask.long(), "position_ids": _positions(pad_mask)}
         with _autocast(ids.device):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from katcli.errors import ConfigError, KatError
-from katcli.pipeline.eval_rm import fresh_density_weights, resolve_checkpoint, rm_lengths, rm_tokenizer, workspace_rel
+from katcli.pipeline.eval_rm import fresh_density_weights, resolve_checkpoint, rm_tokenizer, workspace_rel
 from katcli.pipeline.policies import PolicyRef, resolve_policy, unique_labels
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
@@ -93,6 +93,7 @@ def run_eval_policy(
     from katcli.evaluation.policy import load_policy, policy_meta
     from katcli.evaluation.prompts import draw_prompts
     from katcli.evaluation.scoring import score_replies
+    from katcli.train.rm_scoring import RewardScorer
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.train import inputs as I
     from katcli.train.ddp import resolve_device
@@ -261,15 +262,14 @@ def run_eval_policy(
         for name, directory, step, meta in rms:
             t0 = time.perf_counter()
             tokenizer = rm_tokenizer(ws, name, directory, meta)
-            max_len, max_resp = rm_lengths(meta)
             rm, _ = load_rm(directory, step, device=dev)
+            scorer = RewardScorer.from_meta(rm, tokenizer, meta, batch_size=32)
             for out in outputs:
                 out.rewards[name] = score_replies(
-                    rm, tokenizer, prompt_msgs, [[r.text for r in rs] for rs in out.replies],
-                    max_len=max_len, max_response_len=max_resp, batch_size=32, device=dev, progress=progress,
+                    scorer, prompt_msgs, [[r.text for r in rs] for rs in out.replies], progress=progress,
                     task=f"scoring {out.name} with {name}",
                 )
-            del rm
+            del rm, scorer
             timings["score_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         embed_info: dict[str, Any] = {"model": "injected"}

@@ -1,14 +1,18 @@
-"""`kat eval rm`: score one or more reward models on the same held-out pairs, side by side.
+"""`kat eval rm`: score reward models and DPO policies on the same held-out pairs, side by side.
 
-A checkpoint is a run name under `rm_checkpoints/` (e.g. `uniform`) or a checkpoint directory. The held-out set is
+A checkpoint is a run name under `rm_checkpoints/` or `dpo_checkpoints/` (e.g. `uniform`, `dpo/density`) or a
+checkpoint directory. A DPO policy is scored as the implicit reward model `β log π/π_ref` (its reference log-probs
+from the run's cache, or recomputed read-only from its recorded reference when the cache no longer holds). The
+held-out set is
 recomputed from the current pairs with the split seed and ratio recorded in each checkpoint's meta, and all models
 must agree on it; a model trained on another version of the pairs is refused (its "held-out" pairs might have been
 training pairs), unless `--force`. Density quintiles come from the workspace's density weights when they are present
 and fresh. Each model is scored with its own tokenizer (the `tokenizer.json` saved beside it) and its own
-`--max-len`.
+`--max-len`. Every model after the first is compared with the first on the same pairs (`comparisons`: Δ accuracy
+with a paired bootstrap interval over held-out prompts and McNemar's exact p-value, see `katcli.evaluation.paired`).
 
 Evaluation writes nothing and takes no lock: it is a read-only view of the workspace. This module wires files and
-checks; scoring is `katcli.train.evaluate`. It knows nothing about Typer or Rich.
+checks; scoring is `katcli.train.evaluate` and `katcli.train.objectives.dpo`. It knows nothing about Typer or Rich.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class EvalRMResult:
     models: list[ModelEval]
     quintile_ranges: list[list[float]] | None
     notes: list[str] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # every model against the first, paired
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,23 +60,77 @@ class EvalRMResult:
             "heldout": self.heldout,
             "quintile_weight_ranges": self.quintile_ranges,
             "models": [m.to_json() for m in self.models],
+            "comparisons": self.comparisons,
             "notes": self.notes,
         }
 
 
 def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
-    """(display name, directory) of a run name under rm_checkpoints/ or a path (`katcli.pipeline.runs`' rule)."""
+    """(display name, directory) of a run under rm_checkpoints/ or dpo_checkpoints/, or a path (`runs`' rule).
+
+    A bare name is the reward model's when rm_checkpoints/ has one of that name; `dpo/NAME` names the DPO run.
+    """
     from katcli.pipeline.runs import resolve_run
 
+    # `kat eval rm uniform density` keeps meaning the reward models when DPO runs share those names.
+    bare_rm = "/" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir()
     try:
-        return resolve_run(ws, arg, ("rm",), flag="CHECKPOINT")
+        return resolve_run(ws, arg, ("rm",) if bare_rm else ("rm", "dpo"), flag="CHECKPOINT")
     except KatError as exc:
         if "several runs" in exc.message:
             raise
         raise KatError(
-            f"no reward model {arg!r}",
-            hint=f"pass a run name from {P.RM_DIR}/ (e.g. uniform, density) or a checkpoint directory",
+            f"no reward model or DPO policy {arg!r}",
+            hint=f"pass a run name from {P.RM_DIR}/ or {P.DPO_DIR}/ (e.g. uniform, dpo/density) or a checkpoint "
+            "directory",
         ) from None
+
+
+def _read_scorer_meta(directory: Path) -> tuple[int, dict[str, Any]]:
+    """A reward model's or a DPO policy's checkpoint meta; any other policy is refused (it scores no pairs)."""
+    from katcli.model.checkpoint import checkpoint_paths
+    from katcli.train.run_dir import POLICY_KIND, RM_KIND, read_run_meta
+
+    hint = "pass a run of `kat train rm` or `kat train dpo` (a DPO policy is an implicit reward model)"
+    step, meta = read_run_meta(directory, (RM_KIND, POLICY_KIND), hint=hint)
+    if meta["kind"] == POLICY_KIND and meta.get("objective") != "dpo":
+        raise KatError(
+            f"a {meta.get('objective', 'policy')} policy has no reward to compare pairs with",
+            file=str(checkpoint_paths(directory, step)["meta"]), hint=hint,
+        )
+    return step, meta
+
+
+def _train_command(meta: dict[str, Any]) -> str:
+    return "kat train dpo" if meta.get("objective") == "dpo" else "kat train rm"
+
+
+def _score_dpo(
+    ws: Workspace, name: str, directory: Path, step: int, meta: dict[str, Any], enc: Any, heldout_index: Any,
+    held: list[Any], weights: Any, pairs_sha: str | None, *, batch_size: int, pad_id: int, device: Any,
+    progress: ProgressFn, notes: list[str],
+) -> Any:
+    """A DPO policy as an implicit reward model on the held-out pairs (the same report as a reward model's)."""
+    import numpy as np
+
+    from katcli.pipeline.train_dpo import heldout_reference_logps
+    from katcli.train.dpo_losses import DPOLossConfig
+    from katcli.train.objective import HeldOut
+    from katcli.train.objectives.dpo import implicit_reward_eval
+    from katcli.train.run_dir import load_policy_model
+
+    ref = heldout_reference_logps(
+        ws, name, directory, meta, pairs_sha256=pairs_sha, heldout_index=heldout_index, enc=enc,
+        batch_size=batch_size, pad_id=pad_id, device=device, progress=progress, notes=notes,
+    )
+    gpt = load_policy_model(directory, step=step)
+    gpt.to(device)
+    index = np.arange(len(held))
+    rows = HeldOut(index, [p.src for p in held], [p.prefix_id for p in held], weights)
+    return implicit_reward_eval(
+        gpt, enc, ref, DPOLossConfig(**meta["dpo"]), rows, batch_size=batch_size, pad_id=pad_id, device=device,
+        progress=progress,
+    )
 
 
 def rm_tokenizer(ws: Workspace, name: str, directory: Path, meta: dict[str, Any]) -> Any:
@@ -89,16 +148,9 @@ def rm_tokenizer(ws: Workspace, name: str, directory: Path, meta: dict[str, Any]
         raise KatError(
             f"{name}: the tokenizer beside it is not the one it was trained with",
             file=str(tok_file),
-            hint="re-run `kat train rm` for it",
+            hint=f"re-run `{_train_command(meta)}` for it",
         )
     return tokenizer
-
-
-def rm_lengths(meta: dict[str, Any]) -> tuple[int, int]:
-    """(max_len, max_response_len) a reward model was trained with."""
-    cfg = meta.get("config", {})
-    max_len = int(cfg.get("max_len", 512))
-    return max_len, int(cfg.get("max_response_len", max_len // 2))
 
 
 def fresh_density_weights(ws: Workspace, judge: Any, prefix_ids: Sequence[str], notes: list[str]) -> dict | None:
@@ -140,12 +192,13 @@ def run_eval_rm(
     import numpy as np
     import torch
 
+    from katcli.devices import resolve_device
+    from katcli.evaluation.paired import compare
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.train import inputs as I
-    from katcli.devices import resolve_device
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
-    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
+    from katcli.train.rm_checkpoint import load_rm, rm_lengths
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
 
@@ -174,9 +227,9 @@ def run_eval_rm(
         if directory in seen:
             continue
         seen.add(directory)
-        step, meta = read_rm_meta(directory)
+        step, meta = _read_scorer_meta(directory)
         rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
-        if rel is not None:  # a checkpoint inside the workspace must be the one `kat train rm` recorded
+        if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
             check(rel)
         models.append((name, directory, step, meta))
     specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in models}
@@ -194,7 +247,7 @@ def run_eval_rm(
         if trained_on is not None and trained_on != pairs_sha:
             message = f"{name} was trained on another version of {P.PAIRS}; its held-out pairs are not these"
             if not force:
-                raise KatError(message, hint=f"retrain it with `kat train rm --name {name}`, or pass --force")
+                raise KatError(message, hint=f"retrain it with `{_train_command(meta)} --name {name}`, or pass --force")
             notes.append(f"forced: {message}")
 
     pairs = I.read_pairs(ws.abs(P.PAIRS), progress=progress)
@@ -206,14 +259,15 @@ def run_eval_rm(
         if meta["heldout"].get("fingerprint") not in (None, fingerprint) and not force:
             raise KatError(
                 f"{name}'s held-out set differs from the one the current pairs give",
-                hint=f"retrain it with `kat train rm --name {name}`, or pass --force",
+                hint=f"retrain it with `{_train_command(meta)} --name {name}`, or pass --force",
             )
 
     quintile_ranges = None
+    quintile_of: list[int] | None = None
     held_pids = [p.prefix_id for p in held]
     weights = fresh_density_weights(ws, judge, held_pids, notes)
     if weights is not None:
-        quintile_ranges = density_quintiles(held_pids, weights)[1]
+        quintile_of, quintile_ranges = density_quintiles(held_pids, weights)
 
     # -- score ---------------------------------------------------------------------------------------------
     threads_before = torch.get_num_threads()
@@ -233,18 +287,38 @@ def run_eval_rm(
                     tokenizer, rows, ids=[p.id for p in held], max_len=max_len, max_response_len=max_resp,
                     progress=progress,
                 )
-            rm, _ = load_rm(directory, step, device=dev)
-            report = evaluate(
-                rm, encoded[key], np.arange(len(held)), sources=[p.src for p in held],
-                prefix_ids=[p.prefix_id for p in held], weights=weights, batch_size=batch_size,
-                pad_id=tokenizer.bos_token_id, device=dev, progress=progress,
-            )
+            if meta.get("objective") == "dpo":
+                report = _score_dpo(
+                    ws, name, directory, step, meta, encoded[key], split.heldout, held, weights, pairs_sha,
+                    batch_size=batch_size, pad_id=tokenizer.pad_token_id, device=dev, progress=progress,
+                    notes=notes,
+                )
+            else:
+                rm, _ = load_rm(directory, step, device=dev)
+                report = evaluate(
+                    rm, encoded[key], np.arange(len(held)), sources=[p.src for p in held],
+                    prefix_ids=[p.prefix_id for p in held], weights=weights, batch_size=batch_size,
+                    pad_id=tokenizer.pad_token_id, device=dev, progress=progress,
+                )
+                del rm
             results.append(ModelEval(name, directory, step, str(cfg.get("pair_weighting", "?")), report))
-            del rm
     finally:
         torch.set_num_threads(threads_before)
+    comparisons = [
+        {
+            "a": results[0].name,
+            "b": other.name,
+            **compare(
+                results[0].report.margins, other.report.margins, sources=[p.src for p in held],
+                prefix_ids=[p.prefix_id for p in held], quintiles=quintile_of,
+            ),
+        }
+        for other in results[1:]
+    ]
     heldout = {
         "seed": seed, "val_ratio": val_ratio, "pairs": len(held), "prompts": len({p.prefix_id for p in held}),
         "fingerprint": fingerprint,
     }
-    return EvalRMResult(heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes)
+    return EvalRMResult(
+        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons
+    )

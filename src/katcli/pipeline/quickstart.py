@@ -47,6 +47,13 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     )
     tiny_rm = ("--max-steps", str(cfg.rm_steps), *tiny)
     tiny_policy = ("--max-steps", str(cfg.policy_steps), *tiny)
+    # DPO starts from the uniform SFT policy, which is also its reference: the density-aware run reuses the
+    # reference log-probs the uniform run cached.
+    tiny_dpo = (
+        "--init", "sft/uniform", "--max-steps", str(max(1, cfg.policy_steps // 2)), "--batch-size", "16",
+        "--max-len", "256", "--lr", "1e-3", "--beta", "0.1", "--val-ratio", "0.2", "--eval-every", "0",
+        "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed,
+    )
     # GRPO: 8 prompts × 4 replies of at most 24 tokens per step; the policy learns from its own samples.
     tiny_grpo = (
         "--max-steps", str(max(1, cfg.policy_steps // 3)), "--prompts-per-step", "8", "--group-size", "4",
@@ -62,19 +69,23 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
         Step("Reward model, uniform sampling", ("train", "rm", "--name", "uniform", *tiny_rm)),
         Step("Reward model, density-aware sampling",
              ("train", "rm", "--name", "density", "--density-aware", *tiny_rm)),
-        Step("Uniform vs density-aware on the same held-out prompts",
-             ("eval", "rm", "uniform", "density", "--device", "cpu", "--threads", threads)),
         Step("Starting policy: SFT on the chosen replies, uniform sampling",
              ("train", "sft", "--name", "uniform", *tiny_policy)),
         Step("SFT, density-aware sampling", ("train", "sft", "--name", "density", "--density-aware", *tiny_policy)),
+        Step("DPO from the uniform SFT policy, uniform sampling", ("train", "dpo", "--name", "uniform", *tiny_dpo)),
+        Step("DPO, density-aware sampling", ("train", "dpo", "--name", "density", "--density-aware", *tiny_dpo)),
         Step("GRPO against the uniform reward model, uniform prompt sampling",
              ("train", "grpo", "--name", "uniform", "--rm", "uniform", "--init", "sft/uniform", *tiny_grpo)),
         Step("GRPO, density-aware prompt sampling",
              ("train", "grpo", "--name", "density", "--density-aware", "--rm", "uniform", "--init", "sft/uniform",
               *tiny_grpo)),
-        Step("Policies on the same held-out prompts: reward (density RM) and diversity",
-             ("eval", "policy", "sft/uniform", "grpo/uniform", "grpo/density", "--rm", "density", "--prompts", "20",
-              "--samples", "2", "--max-new-tokens", "32", "--seed", seed, "--device", "cpu", "--threads", threads)),
+        Step("Reward models and DPO policies (implicit rewards) on the same held-out pairs",
+             ("eval", "rm", "uniform", "density", "dpo/uniform", "dpo/density", "--device", "cpu",
+              "--threads", threads)),
+        Step("Policies on the same held-out prompts: reward under the density RM, and diversity",
+             ("eval", "policy", "sft/uniform", "dpo/uniform", "dpo/density", "grpo/uniform", "grpo/density",
+              "--rm", "density", "--prompts", "20", "--samples", "2", "--max-new-tokens", "32", "--seed", seed,
+              "--device", "cpu", "--threads", threads)),
         Step("The prompt space in 3D", ("viz",)),
         Step("The report: every figure and its numbers", ("report", "--device", "cpu", "--threads", threads)),
         Step("Workspace status", ("status",)),

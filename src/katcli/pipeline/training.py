@@ -62,6 +62,7 @@ class Prepared:
     tokenizer: Any
     gpt: Any  # the starting GPT (from --init, or fresh)
     init_info: dict[str, Any]
+    init_dir: Path | None  # the --init checkpoint directory (None: a fresh --depth model)
     weights: dict[str, float] | None  # density weights when read (sampling or eval quintiles)
     eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
     micro_batch_size: int
@@ -88,6 +89,7 @@ class Built:
     # pairs (`split.train`), handed to `prepare` as pair indices.
     item_prefix_ids: list[str] | None = None
     item_noun: str = "pairs"
+    outputs: list[Path] = field(default_factory=list)  # files the build wrote into the run directory (DPO's cache)
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,10 @@ def _hf_start(
     if cfg.max_len > model.rotary_seq_len:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({model.rotary_seq_len})")
     info = {"hf": source.to_json(), "model_type": config.get("model_type"), "encoder": encoder}
+    if init_dir is not None:  # a kat run: its step, as for kat's GPT runs
+        from katcli.model.checkpoint import find_last_step
+
+        info.update(path=recorded_path(ws, init_dir), step=find_last_step(init_dir))
     return tokenizer, model, info
 
 
@@ -410,8 +416,8 @@ def _prepare(
     micro = cfg.micro_batch_size or cfg.batch_size // dist.world_size
     prepared = Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=split,
-        tokenizer=tokenizer, gpt=gpt, init_info=init_info, weights=weights, eval_weights=eval_weights,
-        micro_batch_size=micro, notes=notes,
+        tokenizer=tokenizer, gpt=gpt, init_info=init_info, init_dir=init_dir, weights=weights,
+        eval_weights=eval_weights, micro_batch_size=micro, notes=notes,
     )
     built = stage.build(prepared)
 
@@ -567,7 +573,7 @@ def _train(
     extra = getattr(obj, "run_stats", None)
     run_stats = extra(update_seconds=outcome.train_seconds - outcome.prepare_seconds) if extra is not None else {}
     if dist.is_main:
-        files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files]
+        files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files, *job.built.outputs]
         for path in files:
             run.adopt(ws.rel(path))
         metrics_rel = f"{job.out_rel}/{METRICS_FILE}"

@@ -99,6 +99,8 @@ class EvalReport:
     mean_margin: float = float("nan")
     ties: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Per-pair margins in the evaluated order, for paired comparisons (`katcli.evaluation.paired`); never serialised.
+    margins: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -161,6 +163,7 @@ def summarize(
         mean_loss=float(np.mean(losses)) if len(losses) else float("nan"),
         mean_margin=float(np.mean(margins)) if len(margins) else float("nan"),
         ties=int((margins == 0).sum()),
+        margins=margins,
     )
 
 

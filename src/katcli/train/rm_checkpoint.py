@@ -27,6 +27,13 @@ def read_rm_meta(directory: Path, step: int | None = None) -> tuple[int, dict[st
     return read_run_meta(directory, (KIND,), step=step, hint=_HINT)
 
 
+def rm_lengths(meta: dict[str, Any]) -> tuple[int, int]:
+    """(max_len, max_response_len) a reward model was trained with: what scoring with it must use too."""
+    cfg = meta.get("config", {})
+    max_len = int(cfg.get("max_len", 512))
+    return max_len, int(cfg.get("max_response_len") or max_len // 2)
+
+
 def load_rm(
     directory: Path, step: int | None = None, *, device: str | torch.device = "cpu", load_optim: bool = False
 ) -> tuple[RewardModel, Checkpoint]:

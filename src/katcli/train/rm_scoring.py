@@ -9,7 +9,8 @@ on, not whatever token split a policy happened to sample.
 
 `RewardScorer(rm, tokenizer, max_len=…, max_response_len=…)` holds those settings (read from the reward model's
 meta by `RewardScorer.from_meta`); `scorer(prompts, replies)` returns one reward per (conversation, reply) in
-length-sorted batches without gradients. `kat train grpo` (rollout rewards, held-out evaluation) uses it.
+length-sorted batches without gradients. `kat train grpo` (rollout rewards, held-out evaluation) and
+`kat eval policy` use it: one way of scoring a reply, in which its reward never depends on any other reply.
 
 This module knows reward models, tokenizers and sequences; not files, ranks, policies or losses.
 """
@@ -22,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from katcli.progress import ProgressFn, no_progress
 from katcli.train.batching import eval_batches
 from katcli.train.reward_model import RewardModel
+from katcli.train.rm_checkpoint import rm_lengths
 from katcli.train.sequences import encode_sequences
 
 Messages = Sequence[Mapping[str, Any]]
@@ -52,13 +55,14 @@ class RewardScorer:
     @classmethod
     def from_meta(cls, rm: RewardModel, tokenizer: Any, meta: Mapping[str, Any], *, batch_size: int = 32) -> RewardScorer:
         """The scorer with the `--max-len` / `--max-response-len` the reward model was trained with."""
-        cfg = meta.get("config", {})
-        max_len = int(cfg.get("max_len", 512))
-        max_resp = int(cfg.get("max_response_len") or max_len // 2)
+        max_len, max_resp = rm_lengths(dict(meta))
         return cls(rm, tokenizer, max_len=max_len, max_response_len=max_resp, batch_size=batch_size)
 
     @torch.no_grad()
-    def __call__(self, prompts: Sequence[Messages], replies: Sequence[str]) -> np.ndarray:
+    def __call__(
+        self, prompts: Sequence[Messages], replies: Sequence[str], *, progress: ProgressFn = no_progress,
+        task: str = "scoring",
+    ) -> np.ndarray:
         """float64 `[n]`: the reward of `replies[i]` as the answer to the conversation `prompts[i]`."""
         if len(prompts) != len(replies):
             raise ValueError(f"{len(prompts)} prompts but {len(replies)} replies")
@@ -70,9 +74,12 @@ class RewardScorer:
             max_response_len=self.max_response_len, task="scoring",
         )
         device = next(self.rm.parameters()).device
+        done = 0
         for chunk, mb in eval_batches(enc, np.arange(len(replies)), batch_size=self.batch_size,
                                       pad_id=self.tokenizer.pad_token_id):
             ids = torch.from_numpy(mb.ids).to(device)
             lengths = torch.from_numpy(mb.lengths).to(device)
             out[chunk] = self.rm(ids, lengths).double().cpu().numpy()
+            done += len(chunk)
+            progress(task, done, len(replies))
         return out

@@ -169,3 +169,12 @@ def load_hf_reward_model(directory: Path, state: dict[str, torch.Tensor]) -> Any
     rm = H.load_reward_model(directory, _run_source(directory), load_run_tokenizer(directory), seed=0, fresh_head=False)
     rm.load_checkpoint_state({k: v.float() for k, v in state.items()})
     return rm
+
+
+def load_policy_model(directory: Path, *, step: int | None = None) -> Any:
+    """The policy module of a run (kat's GPT or an HF causal LM) at `step`, without needing its tokenizer."""
+    from katcli.model.hf import is_hf_dir
+
+    if is_hf_dir(directory):
+        return load_policy(directory, step=step)[0]
+    return load_gpt(directory, step=step)[0]

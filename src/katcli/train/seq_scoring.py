@@ -5,21 +5,83 @@ log-probs over the reply tokens (`response_mask`: the reply and its `<|assistant
 held-out NLL, DPO's reference log-probs and implicit-reward evaluation all come from here. Under torchrun each rank
 scores every `world_size`-th batch and the sums are added across ranks, so every rank ends with the full result.
 
+`score_batches` is the loop itself, over any `(row positions, micro-batch)` batches and any `logprob_fn(micro-batch)
+-> (summed log-probs, token counts)`, so callers that must not depend on the model class (the reference log-prob
+cache) use the same loop; `reply_logprobs` runs it with a model over length-sorted batches.
+
 This module knows models, batches and ranks; not losses, files or reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from katcli.model.logprobs import masked_sums, token_logprobs
 from katcli.progress import ProgressFn, no_progress
-from katcli.train.batching import eval_batches
+from katcli.train.batching import MicroBatch, eval_batches
 from katcli.train.ddp import DistContext
 from katcli.train.sequences import EncodedSequences
+
+LogprobFn = Callable[[Any], tuple[Any, Any]]
+
+
+def model_logprob_fn(model: torch.nn.Module, device: torch.device) -> LogprobFn:
+    """`logprob_fn` of a model: per row of a micro-batch, its summed reply log-prob and reply token count."""
+
+    def fn(mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.from_numpy(mb.ids).to(device)
+        mask = torch.from_numpy(mb.response_mask()).to(device)
+        return masked_sums(token_logprobs(model, ids), mask)  # type: ignore[arg-type]
+
+    return fn
+
+
+@torch.no_grad()
+def score_batches(
+    n_rows: int,
+    k: int,
+    batches: Iterable[tuple[np.ndarray, Any]],
+    logprob_fn: LogprobFn,
+    *,
+    device: torch.device,
+    dist: DistContext | None = None,
+    progress: ProgressFn = no_progress,
+    task: str = "scoring replies",
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sums float64 `[n_rows, k]`, counts int64 `[n_rows, k]`) from batches covering rows `0 … n_rows−1` once each.
+
+    A batch is (its rows' positions, a micro-batch of `k·m` sequences: the m first ones, then the m second ones …);
+    `logprob_fn(micro_batch)` returns each sequence's summed log-prob and token count. A rank computes every
+    `world_size`-th batch and the results are added across ranks in one all-reduce (a row's value plus zeros from
+    the other ranks, which is exact).
+    """
+    dist = dist or DistContext(device=device)
+    values = torch.zeros(n_rows, 2 * k, dtype=torch.float64, device=device)  # k sums, then k counts
+    seen = np.zeros(n_rows, dtype=np.int64)
+    done = 0
+    progress(task, 0, n_rows)
+    for b, (chunk, mb) in enumerate(batches):
+        rows = np.asarray(chunk, dtype=np.int64)
+        seen[rows] += 1
+        m = len(rows)
+        if b % dist.world_size == dist.rank:
+            sums, counts = logprob_fn(mb)
+            sums = torch.as_tensor(sums).to(device, torch.float64).reshape(-1)
+            counts = torch.as_tensor(counts).to(device, torch.float64).reshape(-1)
+            if sums.numel() != k * m or counts.numel() != k * m:
+                raise ValueError(f"logprob_fn returned {sums.numel()} values for {m} rows of {k} sequences")
+            values[torch.from_numpy(rows).to(device)] = torch.cat([sums.view(k, m).T, counts.view(k, m).T], dim=1)
+        done += m
+        progress(task, done, n_rows)
+    if not (seen == 1).all():
+        raise ValueError("the batches must cover every row exactly once")
+    dist.all_reduce_sum(values)
+    out = values.cpu().numpy()
+    return out[:, :k].copy(), out[:, k:].astype(np.int64)
 
 
 @torch.no_grad()
@@ -36,32 +98,20 @@ def reply_logprobs(
     task: str = "scoring replies",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(summed reply log-probs float64 `[n, k]`, reply token counts int64 `[n, k]`) for distinct `indices`."""
-    dist = dist or DistContext(device=device)
     idx = np.asarray(indices, dtype=np.int64)
     position = {int(i): r for r, i in enumerate(idx)}
     if len(position) != len(idx):
         raise ValueError("reply_logprobs needs distinct row indices")
-    k = enc.off.shape[1]
-    sums = torch.zeros(len(idx), k, dtype=torch.float64, device=device)
-    counts = torch.zeros(len(idx), k, dtype=torch.float64, device=device)
+    batches = (
+        (np.array([position[int(i)] for i in chunk], dtype=np.int64), mb)
+        for chunk, mb in eval_batches(enc, idx, batch_size=batch_size, pad_id=pad_id)
+    )
     was_training = model.training
     model.eval()
-    done = 0
     try:
-        for b, (chunk, mb) in enumerate(eval_batches(enc, idx, batch_size=batch_size, pad_id=pad_id)):
-            if b % dist.world_size == dist.rank:
-                ids = torch.from_numpy(mb.ids).to(device)
-                mask = torch.from_numpy(mb.response_mask()).to(device)
-                s, n = masked_sums(token_logprobs(model, ids), mask)  # type: ignore[arg-type]
-                m = len(chunk)
-                rows = torch.tensor([position[int(i)] for i in chunk], device=device)
-                for j in range(k):
-                    sums[rows, j] = s[j * m : (j + 1) * m].double()
-                    counts[rows, j] = n[j * m : (j + 1) * m].double()
-            done += len(chunk)
-            progress(task, done, len(idx))
+        return score_batches(
+            len(idx), enc.off.shape[1], batches, model_logprob_fn(model, device), device=device, dist=dist,
+            progress=progress, task=task,
+        )
     finally:
         model.train(was_training)
-    dist.all_reduce_sum(sums)
-    dist.all_reduce_sum(counts)
-    return sums.cpu().numpy(), counts.cpu().numpy().astype(np.int64)
