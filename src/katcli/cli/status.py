@@ -62,6 +62,7 @@ def status(
     # Said under the table, not in the Updated column: at 80 columns every column is needed whole.
     print_labelled(state.out, "Forced", [f"{row.title} ran with --force over modified or stale inputs"
                                          for row in result.stages if row.last_run and row.last_run.forced])
+    print_labelled(state.out, "Base model", [f"{row.title}: {row.base_model}" for row in result.stages if row.base_model])
     for row in result.stages:
         if row.state in ("modified", "stale"):
             state.out.print(f"  {row.title}: {'; '.join(row.reasons)}", markup=False)

@@ -48,6 +48,7 @@ class StageStatus:
     reasons: list[str] = field(default_factory=list)
     artifacts: list[ArtifactStatus] = field(default_factory=list)
     last_run: LastRun | None = None
+    base_model: str | None = None  # a Hugging Face backbone's starting model (`--init hf:…`), as recorded
 
 
 @dataclass
@@ -94,6 +95,7 @@ def _from_run(judge: Judge, spec: registry.StageSpec, run: RunRecord, name: str 
         reasons=verdict.reasons,
         artifacts=[_artifact(judge, o.path, o.sha256, o.rows, o.shape) for o in outputs],
         last_run=LastRun(run.command, run.started_at, run.finished_at, run.kat_version, run.forced),
+        base_model=run.stats.get("base_model"),
     )
 
 
