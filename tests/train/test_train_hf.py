@@ -279,3 +279,30 @@ def test_hf_dpo_trains_reloads_and_evaluates_beside_an_hf_reward_model(tmp_path,
     assert by["rm/uniform"].overall.n == rm.eval.overall.n
     assert by["rm/uniform"].to_json()["overall"] == rm.eval.to_json()["overall"]
     assert by["dpo/uniform"].overall.n == rm.eval.overall.n
+
+
+def test_an_hf_sft_run_is_a_dpo_reference_and_a_policy_for_eval_policy(tmp_path, hf_models):
+    import evalkit
+
+    from katcli.pipeline.eval_policy import EvalPolicyConfig, run_eval_policy
+    from katcli.pipeline.train_dpo import run_train_dpo, tiny_dpo_config
+
+    ws = _ws(tmp_path, hf_models)
+    run_train_rm(ws, TrainRMConfig(name="judge", init=f"hf:{hf_models['bert']}", **COMMON))
+    run_train_sft(ws, TrainSFTConfig(init=f"hf:{hf_models['llama']}", **COMMON))
+    dpo = run_train_dpo(ws, tiny_dpo_config(init="sft/uniform", ref="sft/uniform", **COMMON))
+    meta = json.loads(next(dpo.directory.glob("meta_*.json")).read_text())
+    assert meta["reference"]["is_init"] is True
+    import shutil
+
+    other = tmp_path / "other_template"  # the GPT-2 model with another chat template: another tokenizer
+    shutil.copytree(hf_models["gpt2"], other)
+    (other / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}")
+    run_train_sft(ws, TrainSFTConfig(name="gpt2", init=f"hf:{other}", **COMMON))
+    with pytest.raises(KatError) as err:
+        run_train_dpo(ws, tiny_dpo_config(name="x", init="sft/uniform", ref="sft/gpt2", **COMMON))
+    assert "tokenizer" in err.value.message and err.value.hint
+    cfg = EvalPolicyConfig(policies=("sft/uniform", "dpo/uniform"), rms=("judge",), prompts=4, samples=2,
+                           max_new_tokens=6, device="cpu", threads=1)
+    data = run_eval_policy(ws, cfg, embedder=evalkit.bag_of_words_embedder()).data
+    assert set(data["results"]) == {"sft/uniform", "dpo/uniform"}

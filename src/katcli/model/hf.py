@@ -257,6 +257,10 @@ class HFConfigView:
     def vocab_size(self) -> int:
         return int(self._c.vocab_size)
 
+    @property
+    def sequence_len(self) -> int:
+        return _max_positions(self._c)
+
     def to_dict(self) -> dict[str, Any]:
         c = self._c
         keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "n_embd", "n_layer")
