@@ -45,7 +45,7 @@ def train_tokenizer(pairs: list[dict], *, encoder: bool, chat_template: bool = T
         )
         return PreTrainedTokenizerFast(
             tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-            mask_token="[MASK]",
+            mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",

@@ -11,7 +11,8 @@ The adapters make an HF model look like kat's GPT to the training core:
   Neither has a user-start token, so an over-long prompt is trimmed from the left keeping its first (BOS/CLS) id.
 - `HFPolicy`: hidden states + output head, so `model.logprobs.token_logprobs` works unchanged.
 - `HFRewardModel`: `AutoModelForSequenceClassification(num_labels=1)`; its own pooling reads the last real token
-  (decoders: the config's pad id is set apart from the end token) or `[CLS]` (encoders). The head starts at zero.
+  (decoders: the config's pad id is set apart from the end token) or `[CLS]` (encoders). A new head is
+  transformers' seeded initialisation.
 Both save with `save_pretrained` (safetensors), file by file atomically. This module knows transformers and files;
 not the workspace, the hub cache, losses or the loop.
 """
@@ -189,6 +190,11 @@ class HFChatTokenizer(_HFTokenizerBase):
 
 class HFSegmentTokenizer(_HFTokenizerBase):
     """An encoder's tokenizer: `[CLS] role: content lines [SEP]` then the reply and `[SEP]`."""
+
+    @property
+    def uses_token_types(self) -> bool:
+        """Whether `tokenizer(a, b)` marks segment B (BERT's token_type_ids); the model then gets the same marks."""
+        return "token_type_ids" in self.tok.model_input_names
 
     def render_text(self, prefix: Any) -> str:
         from katcli.model.tokenizer import normalize_messages
@@ -398,17 +404,18 @@ class HFRewardModel(_HFModule):
 
     is_reward_model = True
 
-    def __init__(self, hf: Any, source: HFSource, *, encoder: bool, sep_id: int) -> None:
+    def __init__(self, hf: Any, source: HFSource, *, encoder: bool, sep_id: int, token_types: bool = False) -> None:
         super().__init__(hf, source)
         self.encoder = encoder
         self.sep_id = sep_id
+        self.token_types = token_types
 
     def forward(self, ids: Any, lengths: Any) -> Any:
         import torch
 
         real = torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]
         kwargs: dict[str, Any] = {"attention_mask": real.long()}
-        if self.encoder:
+        if self.token_types:  # segment B (the reply) starts after the first [SEP]
             sep = (ids == self.sep_id).long()
             kwargs["token_type_ids"] = (((sep.cumsum(1) - sep) > 0) & real).long()
         with _autocast(ids.device):
@@ -461,7 +468,7 @@ def load_policy(d: Path, source: HFSource, *, seed: int, gradient_checkpointing:
 
 
 def load_reward_model(
-    d: Path, source: HFSource, tokenizer: Any, *, seed: int, gradient_checkpointing: bool = False, fresh_head: bool
+    d: Path, source: HFSource, tokenizer: Any, *, seed: int, gradient_checkpointing: bool = False
 ) -> HFRewardModel:
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -471,18 +478,16 @@ def load_reward_model(
     _no_dropout(config)
     config.num_labels = 1
     config.pad_token_id = tokenizer.pad_token_id
-    torch.manual_seed(seed)  # a fresh head (and pooler) is drawn from the global RNG: seeded, so runs repeat
+    # A new head (and pooler) is transformers' own initialisation (normal, the config's initializer_range), as in
+    # TRL, drawn from the global RNG: seeded, so runs repeat. Not zero as kat's GPT head: with a zero head the body
+    # gets no gradient until the head has grown, which at a pretrained model's learning rates takes hundreds of steps.
+    torch.manual_seed(seed)
     hf = _load(AutoModelForSequenceClassification, d, trust_remote_code=source.trust_remote_code,
                what="a reward model (sequence classifier)", config=config, dtype=torch.float32)
-    if fresh_head:  # zero head: every reward starts at 0 and the first loss is log 2, as for kat's GPT
-        with torch.no_grad():
-            for name in ("score", "classifier"):
-                head = getattr(hf, name, None)
-                for p in (head.parameters() if head is not None else ()):
-                    p.zero_()
     if gradient_checkpointing:
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return HFRewardModel(hf, source, encoder=encoder, sep_id=tokenizer.end_id)
+    token_types = bool(getattr(tokenizer, "uses_token_types", False))
+    return HFRewardModel(hf, source, encoder=encoder, sep_id=tokenizer.end_id, token_types=token_types)
 
 
 def is_reward_dir(d: Path) -> bool:

@@ -327,7 +327,6 @@ def _hf_start(
         tokenizer = tokenizer_of()  # first: the model's config takes its pad id
         model: Any = H.load_reward_model(
             d, source, tokenizer, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing,
-            fresh_head=not H.is_reward_dir(d),
         )
     else:  # first: an encoder is refused as a policy before its missing chat template is mentioned
         model = H.load_policy(d, source, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)

@@ -166,7 +166,7 @@ def load_hf_reward_model(directory: Path, state: dict[str, torch.Tensor]) -> Any
     """An HF-backbone reward model of a run directory, with the given step's weights."""
     from katcli.model import hf as H
 
-    rm = H.load_reward_model(directory, _run_source(directory), load_run_tokenizer(directory), seed=0, fresh_head=False)
+    rm = H.load_reward_model(directory, _run_source(directory), load_run_tokenizer(directory), seed=0)
     rm.load_checkpoint_state({k: v.float() for k, v in state.items()})
     return rm
 

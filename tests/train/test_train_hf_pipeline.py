@@ -76,17 +76,18 @@ def test_hf_reward_model_trains_and_reloads_in_plain_transformers(tmp_path, hf_m
     assert res.step == 3
     assert not any(n.startswith("trained from scratch") for n in res.notes)
     lines = [json.loads(x) for x in (res.directory / "metrics.jsonl").read_text().splitlines()]
-    assert lines[0]["loss"] == pytest.approx(np.log(2), abs=1e-6)  # zero head: every reward starts at 0
+    assert lines[0]["loss"] == pytest.approx(np.log(2), abs=0.05)  # a small seeded head: rewards start near 0
     assert (res.directory / "model.safetensors").is_file() and (res.directory / "config.json").is_file()
     rec = Manifest.load(ws.manifest_path).runs["rm/uniform"]
     weights = str(Path(hf_models[kind]) / "model.safetensors")
     assert any(r.path == weights and r.external and r.sha256 for r in rec.inputs)
     assert rec.stats["base_model"].startswith(str(hf_models[kind]))
 
-    held = _heldout_texts(hf_models)
+    # Single-turn prompts: short enough that kat's --max-len 64 trims nothing, so plain transformers sees the same
+    # tokens from the raw texts.
+    held = [p for p in _heldout_texts(hf_models, 12) if len(p["prefix"]["messages"]) == 1][:6]
     rows = [(p["prefix"]["messages"], p["chosen"]) for p in held] + [(p["prefix"]["messages"], p["rejected"]) for p in held]
     kat = _kat_rewards(res.directory, rows)
-    assert np.abs(kat).max() > 0  # trained: not the zero head any more
 
     plain = AutoModelForSequenceClassification.from_pretrained(str(res.directory)).eval()
     tok = AutoTokenizer.from_pretrained(str(res.directory))
