@@ -307,3 +307,32 @@ def test_an_hf_sft_run_is_a_dpo_reference_and_a_policy_for_eval_policy(tmp_path,
                            max_new_tokens=6, device="cpu", threads=1)
     data = run_eval_policy(ws, cfg, embedder=evalkit.bag_of_words_embedder()).data
     assert set(data["results"]) == {"sft/uniform", "dpo/uniform"}
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_an_hf_reward_model_like_one(tmp_path, hf_models):
+    import os
+    import subprocess
+    import sys
+
+    from rmkit import free_port
+
+    ws = _ws(tmp_path, hf_models)
+    flags = ["--max-steps", "2", "--batch-size", "8", "--max-len", "64", "--val-ratio", "0.2", "--eval-every", "0",
+             "--save-every", "0", "--lr", "1e-3", "--device", "cpu"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "rm", "--name", "ddp",
+           "--init", f"hf:{hf_models['llama']}", *flags]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("Trained 2 steps on cpu × 2") == 1
+    run_dir = ws.abs("rm_checkpoints/ddp")
+    assert {"model.safetensors", "config.json", "tokenizer.json", "model_000002.pt"} <= {p.name for p in run_dir.iterdir()}
+    single = run_train_rm(ws, TrainRMConfig(name="single", init=f"hf:{hf_models['llama']}", **{**COMMON, "max_steps": 2}))
+    two = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"type"' not in x]
+    one = [json.loads(x) for x in (single.directory / "metrics.jsonl").read_text().splitlines() if '"type"' not in x]
+    for a, b in zip(one, two):  # the same global batch: the same loss and gradient norm
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
