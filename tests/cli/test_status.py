@@ -40,7 +40,7 @@ def test_json_schema_is_stable(kat, populated):
     assert data["schema"] == "kat.status/1"
     assert data["next_command"] == "kat train tokenizer"
     row = data["stages"][0]
-    assert set(row) == {"key", "stage", "title", "state", "command", "reasons", "artifacts", "last_run"}
+    assert set(row) == {"key", "stage", "title", "state", "command", "reasons", "artifacts", "last_run", "base_model"}
     assert set(row["artifacts"][0]) == {"path", "exists", "state", "size", "sha256", "rows", "shape"}
     assert set(row["last_run"]) == {"command", "started_at", "finished_at", "kat_version", "forced"}
     assert row["artifacts"][0] == {
