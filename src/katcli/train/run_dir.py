@@ -152,11 +152,12 @@ def _run_source(directory: Path) -> Any:
 def load_policy(directory: Path, *, step: int | None = None) -> tuple[Any, Any]:
     """(policy module, tokenizer) of a policy run: kat's GPT, or an HF causal LM with the step's weights."""
     from katcli.model import hf as H
+    from katcli.model import hf_models as M
 
     tokenizer = load_run_tokenizer(directory)
     if not H.is_hf_dir(directory):
         return load_gpt(directory, step=step)[0], tokenizer
-    policy = H.load_policy(directory, _run_source(directory), seed=0)
+    policy = M.load_policy(directory, _run_source(directory), seed=0)
     ckpt = load_checkpoint(directory, step, device="cpu")
     policy.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
     return policy, tokenizer
@@ -164,9 +165,9 @@ def load_policy(directory: Path, *, step: int | None = None) -> tuple[Any, Any]:
 
 def load_hf_reward_model(directory: Path, state: dict[str, torch.Tensor]) -> Any:
     """An HF-backbone reward model of a run directory, with the given step's weights."""
-    from katcli.model import hf as H
+    from katcli.model import hf_models as M
 
-    rm = H.load_reward_model(directory, _run_source(directory), load_run_tokenizer(directory), seed=0)
+    rm = M.load_reward_model(directory, _run_source(directory), load_run_tokenizer(directory), seed=0)
     rm.load_checkpoint_state({k: v.float() for k, v in state.items()})
     return rm
 
