@@ -201,6 +201,11 @@ def test_bad_hf_inits_are_clear_errors(tmp_path, hf_models):
         run_train_sft(ws, TrainSFTConfig(init=f"hf:{pickled}", **COMMON))
     assert "safetensors only" in err.value.message
 
+    run_train_rm(ws, TrainRMConfig(name="rm-llama", init=f"hf:{hf_models['llama']}", **COMMON))
+    with pytest.raises(KatError) as err:  # a reward model's head is no language-model head
+        run_train_sft(ws, TrainSFTConfig(init="rm/rm-llama", **COMMON))
+    assert err.value.message.startswith("an HF reward model cannot be a policy's starting model")
+
     with pytest.raises(KatError) as err:  # offline, not cached: say where we looked and how to fetch
         run_train_sft(ws, TrainSFTConfig(init="hf:nobody/no-such-model", **COMMON))
     assert "not in the Hugging Face cache" in err.value.message and "HF_HUB_OFFLINE" in err.value.message

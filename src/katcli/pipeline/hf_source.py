@@ -124,6 +124,11 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
         model: Any = M.load_reward_model(
             d, source, tokenizer, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing,
         )
+    elif H.is_reward_dir(d):  # its output head is a reward head: no token distribution to start a policy from
+        raise KatError(
+            "an HF reward model cannot be a policy's starting model (it has no language-model head)",
+            file=str(d / "config.json"), hint="start the policy from the base model (--init hf:…) or an SFT run",
+        )
     else:  # first: an encoder is refused as a policy before its missing chat template is mentioned
         model = M.load_policy(d, source, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
         tokenizer = tokenizer_of()
