@@ -47,7 +47,7 @@ def main() -> None:
         ws = root / "ws"
         env = dict(os.environ, HF_HUB_OFFLINE="1")
         base = [sys.executable, "-m", "katcli", "-q", "-w", str(ws)]
-        subprocess.run([*base, "pairs", "download", "--source", "hh", "--budget", "2000"], check=True, env=env)
+        subprocess.run([*base, "pairs", "download", "--source", "hh", "--from", "sample", "--budget", "2000"], check=True, env=env)
         subprocess.run([*base, "prefixes"], check=True, env=env)
         subprocess.run([*base, "train", "rm", "--init", "hf:sentence-transformers/all-MiniLM-L6-v2", "--max-steps",
                         str(a.steps), "--batch-size", str(a.batch), "--max-len", str(a.max_len), "--eval-every", "0",
@@ -66,8 +66,10 @@ def main() -> None:
             [a.trl_python, str(HERE / "trl_reward_worker.py"), "--model", str(model_dir[0]), "--data", str(data),
              "--steps", str(a.steps), "--batch", str(a.batch), "--max-len", str(a.max_len), "--threads",
              str(a.threads), "--out", str(root / "trl")],
-            check=True, capture_output=True, text=True,
+            capture_output=True, text=True,
         )
+        if out.returncode != 0:
+            raise SystemExit(f"TRL worker failed:\n{out.stderr[-3000:]}")
         trl = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps({
             "bench": "hf_rm_trl", "model": "all-MiniLM-L6-v2 (bundled)", "steps": a.steps, "batch_pairs": a.batch,

@@ -25,6 +25,8 @@ def main() -> None:
 
     rows = json.load(open(a.data, encoding="utf-8"))
     tok = AutoTokenizer.from_pretrained(a.model)
+    if tok.eos_token is None:  # TRL appends an EOS to every text; BERT has none, so [SEP] stands in (one token more)
+        tok.eos_token = tok.sep_token
     model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=1)
     cfg = RewardConfig(
         output_dir=a.out, max_steps=a.steps, per_device_train_batch_size=a.batch, max_length=a.max_len,

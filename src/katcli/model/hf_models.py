@@ -193,6 +193,15 @@ def _no_dropout(config: Any) -> None:
             setattr(config, key, 0.0)
 
 
+def _checkpointing(hf: Any) -> None:
+    """Recompute each layer's activations in the backward pass (transformers' own, non-reentrant)."""
+    enable = getattr(hf, "activation_checkpointing_enable", None)  # the newer name
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _load(cls: Any, d: Path, *, trust_remote_code: bool, what: str, **kw: Any) -> Any:
     try:
         with quiet_transformers():
@@ -216,7 +225,7 @@ def load_policy(d: Path, source: HFSource, *, seed: int, gradient_checkpointing:
     hf = _load(AutoModelForCausalLM, d, trust_remote_code=source.trust_remote_code, what="a policy (causal LM)",
                config=config, dtype=torch.float32)
     if gradient_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpointing(hf)
     return HFPolicy(hf, source)
 
 
@@ -237,6 +246,6 @@ def load_reward_model(
     hf = _load(AutoModelForSequenceClassification, d, trust_remote_code=source.trust_remote_code,
                what="a reward model (sequence classifier)", config=config, dtype=torch.float32)
     if gradient_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpointing(hf)
     token_types = bool(getattr(tokenizer, "uses_token_types", False))
     return HFRewardModel(hf, source, encoder=encoder, sep_id=tokenizer.end_id, token_types=token_types)

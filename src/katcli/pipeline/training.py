@@ -264,6 +264,10 @@ def _starting_model(
     from katcli.pipeline.runs import recorded_path
     from katcli.train.run_dir import load_gpt
 
+    unused = [f for f, on in (("--chat-template", cfg.chat_template), ("--trust-remote-code", cfg.trust_remote_code),
+                              ("--gradient-checkpointing", cfg.gradient_checkpointing)) if on]
+    if unused:
+        notes.append(f"{', '.join(unused)} only apply to Hugging Face backbones (--init hf:…): ignored for kat's GPT")
     if init_dir is None:
         depth = cfg.depth if cfg.depth is not None else DEFAULT_DEPTH
         config = GPTConfig.from_depth(depth, vocab_size=tokenizer.vocab_size, sequence_len=cfg.max_len)
