@@ -356,3 +356,23 @@ def test_gradient_checkpointing_changes_memory_not_the_step(tmp_path, hf_models)
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-5) and x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-4)
     gpt = run_train_sft(ws, TrainSFTConfig(name="gpt", depth=1, gradient_checkpointing=True, **{**COMMON, "max_steps": 1}))
     assert "--gradient-checkpointing only apply to Hugging Face backbones (--init hf:…): ignored for kat's GPT" in gpt.notes
+
+
+def test_a_model_class_that_is_neither_a_causal_lm_nor_a_classifier_is_refused(tmp_path, hf_models):
+    import shutil
+
+    from transformers import ViTConfig, ViTModel
+
+    vit = tmp_path / "vit"
+    ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       image_size=8, patch_size=4)).save_pretrained(str(vit))
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (Path(hf_models["llama"]) / name).is_file():
+            shutil.copy(Path(hf_models["llama"]) / name, vit / name)
+    ws = _ws(tmp_path, hf_models)
+    with pytest.raises(KatError) as err:
+        run_train_sft(ws, TrainSFTConfig(init=f"hf:{vit}", **COMMON))
+    assert err.value.message.startswith("this model cannot be a policy (causal LM): Unrecognized configuration class")
+    with pytest.raises(KatError) as err:
+        run_train_rm(ws, TrainRMConfig(init=f"hf:{vit}", **COMMON))
+    assert err.value.message.startswith("this model cannot be a reward model (sequence classifier)")
