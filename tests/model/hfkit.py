@@ -1,8 +1,9 @@
 """Test kit for Hugging Face backbones: tiny random models built from configs and saved with `save_pretrained`.
 
-Everything offline: a WordPiece-free word-level tokenizer trained in the test with the `tokenizers` library (plus
-special tokens and a ChatML-style chat template), a Llama-style and a GPT-2-style causal LM and a BERT-style encoder,
-each a few thousand parameters. Tests load this file by path (`load_hfkit`) or, inside tests/model, import it.
+Everything offline: a word-level tokenizer trained in the test with the `tokenizers` library (plus special tokens
+and a ChatML-style chat template; the encoder's gives BERT's segment ids), a Llama-style and a GPT-2-style causal LM
+and a BERT-style encoder, each a few tens of thousands of parameters. Tests import it by name (tests/model is on
+pytest's pythonpath) and build the models once per session.
 """
 
 from __future__ import annotations
