@@ -309,10 +309,12 @@ def test_an_hf_sft_run_is_a_dpo_reference_and_a_policy_for_eval_policy(tmp_path,
     with pytest.raises(KatError) as err:
         run_train_dpo(ws, tiny_dpo_config(name="x", init="sft/uniform", ref="sft/gpt2", **COMMON))
     assert "tokenizer" in err.value.message and err.value.hint
-    cfg = EvalPolicyConfig(policies=("sft/uniform", "dpo/uniform"), rms=("judge",), prompts=4, samples=2,
+    base = f"hf:{hf_models['llama']}"  # the base model as it is, before any kat run
+    cfg = EvalPolicyConfig(policies=(base, "sft/uniform", "dpo/uniform"), rms=("judge",), prompts=4, samples=2,
                            max_new_tokens=6, device="cpu", threads=1)
     data = run_eval_policy(ws, cfg, embedder=evalkit.bag_of_words_embedder()).data
-    assert set(data["results"]) == {"sft/uniform", "dpo/uniform"}
+    assert set(data["results"]) == {base, "sft/uniform", "dpo/uniform"}
+    assert data["policies"][0]["kind"] == "hf" and data["policies"][0]["meta_kind"] == "hf-model"
 
 
 @pytest.mark.slow

@@ -121,7 +121,8 @@ def policy(
         typer.Argument(
             metavar="POLICY...",
             help="Run names, looked up first under sft_checkpoints/, dpo_checkpoints/, grpo_checkpoints/ and "
-            "models/ (KIND/NAME such as dpo/density when several hold it), then as a checkpoint directory path.",
+            "models/ (KIND/NAME such as dpo/density when several hold it), then as a checkpoint directory path; "
+            "hf:NAME|DIR is a Hugging Face causal LM as it is (e.g. the base model before training).",
             show_default=False,
         ),
     ],

@@ -20,6 +20,7 @@ from katcli.errors import KatError
 
 KIND = "kat-policy"
 REWARD_MODEL_KIND = "kat-reward-model"
+HF_BASE_KIND = "hf-model"  # a Hugging Face causal LM evaluated as it is, with no kat run around it
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer/tokenizer.json")
 
 
@@ -35,7 +36,11 @@ class LoadedPolicy:
 def policy_meta(directory: Path) -> tuple[int, dict[str, Any], Path]:
     """(step, meta, model file) of the latest checkpoint in `directory`, checked to be a policy."""
     from katcli.model.checkpoint import checkpoint_paths, find_last_step, read_meta
+    from katcli.model.hf import WEIGHTS, is_hf_dir
 
+    if is_hf_dir(directory) and not any(directory.glob("meta_*.json")):  # an HF model as it is (`hf:NAME|DIR`)
+        weights = next((directory / w for w in WEIGHTS if (directory / w).is_file()), directory / WEIGHTS[0])
+        return 0, {"kind": HF_BASE_KIND}, weights
     step = find_last_step(directory)
     paths = checkpoint_paths(directory, step)
     meta = read_meta(paths["meta"])
@@ -70,6 +75,13 @@ def load_policy(directory: Path, *, device: Any = "cpu") -> LoadedPolicy:
 
     step, meta, model_file = policy_meta(directory)
     tok_file = policy_tokenizer_file(directory)
+    if meta.get("kind") == HF_BASE_KIND:
+        from katcli.model.hf import HFSource, load_tokenizer
+        from katcli.model.hf_models import load_policy as load_hf_policy
+
+        hf = load_hf_policy(directory, HFSource(str(directory), "local", str(directory)), seed=0)
+        tokenizer = load_tokenizer(directory, encoder=False, chat_template=None, trust_remote_code=False)
+        return LoadedPolicy(hf.to(device).eval(), tokenizer, step, meta, model_file)
     if is_hf_dir(directory):  # a Hugging Face backbone's run
         model, tokenizer = run_dir.load_policy(directory, step=step)
         if tokenizer.sha256() != meta.get("tokenizer_sha256"):

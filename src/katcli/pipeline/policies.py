@@ -26,7 +26,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 @dataclass(frozen=True)
 class PolicyRef:
     label: str  # what the tables call it
-    kind: str  # sft | dpo | grpo | models | dir
+    kind: str  # sft | dpo | grpo | models | dir | hf
     name: str
     directory: Path
 
@@ -38,7 +38,14 @@ class PolicyRef:
 
 def resolve_policy(ws: Workspace, arg: str) -> PolicyRef:
     """A run name under the workspace's policy directories (KIND/NAME to choose), else a directory path
-    (`katcli.pipeline.runs`' one rule; this function only words the errors and names the result)."""
+    (`katcli.pipeline.runs`' one rule; this function only words the errors and names the result); `hf:NAME|DIR` is
+    a Hugging Face causal LM as it is (e.g. the base model before training, `katcli.pipeline.hf_source`)."""
+    from katcli.model.hf import PREFIX, is_hf_ref
+
+    if is_hf_ref(arg):
+        from katcli.pipeline.hf_source import resolve
+
+        return PolicyRef(arg, "hf", arg[len(PREFIX):], resolve(arg, flag="POLICY")[0])
     found = lookup_run(ws, arg, POLICY_STAGES)
     if isinstance(found, list):
         raise KatError(
