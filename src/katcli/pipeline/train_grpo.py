@@ -157,8 +157,8 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
 
 def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
     """The frozen KL reference: --ref, else a copy of the starting model; none with --beta 0."""
-    from katcli.model.checkpoint import checkpoint_paths, find_last_step
-    from katcli.pipeline.runs import POLICY_STAGES, recorded_path, resolve_run
+    from katcli.pipeline.reference import resolve_reference
+    from katcli.pipeline.runs import recorded_path
     from katcli.train.run_dir import load_gpt
 
     cfg: TrainGRPOConfig = prep.cfg
@@ -168,25 +168,9 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
         return None, None
     if cfg.ref is None:
         return copy.deepcopy(prep.gpt).to(prep.dist.device), {"same_as": "init", **prep.init_info}
-    name, directory = resolve_run(prep.ws, cfg.ref, POLICY_STAGES, flag="--ref")
-    step = find_last_step(directory)
-    files = checkpoint_paths(directory, step)
-    for key in ("model", "meta"):
-        record_input(prep.ws, prep.run, files[key])
-    ref, ckpt = load_gpt(directory, step=step)
-    if ref.config.vocab_size != prep.gpt.config.vocab_size:
-        raise KatError(
-            f"--ref {cfg.ref} has {ref.config.vocab_size} token ids but the policy has {prep.gpt.config.vocab_size}: "
-            "the KL term compares their log-probs token by token",
-            file=str(files["meta"]),
-            hint="use a reference with the policy's vocabulary (e.g. the --init model, the default)",
-        )
-    recorded = ckpt.meta.get("tokenizer_sha256")
-    if recorded is not None and recorded != prep.tokenizer.sha256():
-        raise KatError(
-            f"--ref {cfg.ref} was trained with another tokenizer than the policy's",
-            file=str(files["meta"]), hint="use a reference with the policy's tokenizer (e.g. the --init model)",
-        )
+    checked = resolve_reference(prep, cfg.ref)
+    name, directory, step = checked.name, checked.directory, checked.step
+    ref, _ = load_gpt(directory, step=step)
     return ref.to(prep.dist.device), {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
 
 
