@@ -189,8 +189,8 @@ def test_eval_policy_runs_without_a_document_leave_a_note(tmp_path):
     run = _eval_run(tmp_path, "sft-uniform", "2026-01-02T00:00:00Z", None)
     ctx.runs = {run.key: run}
     assert policies.build(ctx) is None
-    assert ctx.notes == ["no `kat eval policy` run kept its evaluation.json (written by newer kat versions): re-run "
-                         "`kat eval policy` to see its figures in the report"]
+    assert ctx.notes == [("no `kat eval policy` run kept its evaluation.json (written by newer kat versions): re-run "
+                          "`kat eval policy` to see its figures in the report")]
 
 
 def test_sections_without_inputs_are_absent(tmp_path):
