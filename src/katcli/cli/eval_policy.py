@@ -204,8 +204,8 @@ def policy(
             markup=False,
         )
     state.out.print(
-        f"Replies: {P.EVAL_POLICY_DIR}/<kind>-<name>/generations.jsonl; this evaluation beside them in "
-        f"{P.EVAL_POLICY_DOCUMENT}", markup=False,
+        f"Replies: {P.EVAL_POLICY_DIR}/<kind>-<name>/generations.jsonl (beside: {P.EVAL_POLICY_DOCUMENT})",
+        markup=False,
     )
     for t in family_tables(data):
         state.out.print(t)

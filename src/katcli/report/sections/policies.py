@@ -16,7 +16,7 @@ from typing import Any
 from katcli.errors import KatError
 from katcli.report.context import ReportContext
 from katcli.report.curves import Metric, curves_figure, read_logs
-from katcli.report.document import Figure, Paragraph, Section, small_sample_note, table
+from katcli.report.document import Figure, Paragraph, Section, fmt_sig, small_sample_note, table
 from katcli.report.plotting import run_colour
 from katcli.report.sections import SectionSpec
 from katcli.train.metrics import quintile_label
@@ -38,17 +38,15 @@ MARKERS = {"sft": "o", "dpo": "s", "grpo": "^"}
 FAMILY_NAMES = {"within": "within prompt", "across": "across prompts", "style": "style"}
 
 
-def _num(x: float | None, signed: bool = False) -> str:
-    return "–" if x is None else f"{x:+.4g}" if signed else f"{x:.4g}"
-
-
 def estimate_cell(est: dict[str, Any] | None, signed: bool = False) -> str:
     """`0.4123 [0.3561, 0.4702]`: a value and its 95% bootstrap interval to 4 significant digits; `–` if none."""
     if not est or est.get("value") is None:
         return "–"
     lo, hi = est.get("ci95") or (None, None)
-    value = _num(est["value"], signed)
-    return value if lo is None or hi is None else f"{value} [{_num(lo, signed)}, {_num(hi, signed)}]"
+    value = fmt_sig(est["value"], signed=signed)
+    if lo is None or hi is None:
+        return value
+    return f"{value} [{fmt_sig(lo, signed=signed)}, {fmt_sig(hi, signed=signed)}]"
 
 
 def latest_evaluation(ctx: ReportContext) -> tuple[str, str, dict[str, Any]] | None:
