@@ -117,7 +117,7 @@ def test_policy_and_reward_model_tables_hold_the_numbers_of_the_json_outputs(kat
                    html_tables((out / "report.html").read_text(encoding="utf-8"))):
         quint = next(t for t in tables if t[0][:3] == ["Quintile", "Weight range", "Pairs"])
         shown = [c for c in quint[0][3:] if c != "Δ"]
-        assert shown == ["uniform", "density"]
+        assert shown == ["uniform", "density", "dpo/uniform", "dpo/density"]  # every RM and DPO run
         for q, row in enumerate(quint[1:]):
             assert row[2:2 + 1 + len(shown)] == [str(models["uniform"]["by_quintile"][q]["n"]),
                                                  *(acc(models[m]["by_quintile"][q]) for m in shown)]
