@@ -97,7 +97,7 @@ def test_eval_rm_refuses_an_sft_policy(kat, workspace):
 
 def test_a_reward_model_as_init_or_ref_is_refused(kat, workspace):
     meta = workspace / "rm_checkpoints" / "uniform" / "meta_000004.json"
-    hint = ("Hint: DPO trains a policy: pass an SFT run (`kat train sft`), an imported model (`kat import nanochat`) "
+    hint = ("Hint: pass a policy: an SFT run (`kat train sft`), an imported model (`kat import nanochat`) "
             "or a directory holding one; a reward model scores replies but cannot generate them\n")
     for flag in ("--init", "--ref"):
         result = kat("train", "dpo", flag, "rm/uniform", *TINY, workspace=workspace)
@@ -108,7 +108,7 @@ def test_a_reward_model_as_init_or_ref_is_refused(kat, workspace):
 def test_a_ref_that_is_no_checkpoint_is_refused(kat, workspace, tmp_path):
     result = kat("train", "dpo", "--ref", str(tmp_path), *TINY, workspace=workspace)
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: --ref: no model_<step>.pt checkpoint found ({tmp_path})\nHint: DPO")
+    assert result.stderr.startswith(f"Error: --ref: no model_<step>.pt checkpoint found ({tmp_path})\nHint: pass a policy")
 
 
 def test_bad_loss_flags_are_refused_naming_the_flag(kat, workspace):

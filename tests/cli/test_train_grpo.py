@@ -106,7 +106,7 @@ def test_bad_reward_models_and_references(kat, ws_dir, trained, tmp_path):
     result = with_rm("uniform", "--ref", str(ref), "--beta", "0.1")
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: --ref {ref} has 77 token ids but the policy has 300: the KL term compares their log-probs token "
-        f"by token ({ref}/meta_000001.json)\n"
-        "Hint: use a reference with the policy's vocabulary (e.g. the --init model, the default)\n"
+        f"Error: --ref has 77 token ids but the policy has 300 ({ref}/meta_000001.json)\n"
+        "Hint: the reference's log-probs are compared token by token with the policy's: pass a --ref with the "
+        "policy's vocabulary (e.g. the --init model, the default)\n"
     )

@@ -69,12 +69,29 @@ def test_every_policy_sees_the_same_prompts_and_a_rerun_writes_identical_generat
     ids = {n: [json.loads(line)["prompt_id"] for line in b.decode().splitlines()] for n, b in before.items()}
     assert ids["please"] == ids["random"] and len(ids["please"]) == 20 * 4
     assert sorted(set(ids["please"])) == sorted(first["prompts"]["ids"])
+    # Each policy's directory keeps the whole evaluation's document: what --json prints, less the wall clock,
+    # with model paths relative to the workspace.
+    documents = {n: (f.parent / "evaluation.json").read_bytes() for n, f in files.items()}
+    assert documents["please"] == documents["random"]
+    kept = json.loads(documents["please"])
+    assert documents["please"] == (json.dumps(kept, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    assert set(first) - set(kept) == {"timings"}
+    assert [p["path"] for p in kept["policies"]] == ["sft_checkpoints/please", "grpo_checkpoints/random"]
+    assert [str(root / p["path"]) for p in kept["policies"]] == [p["path"] for p in first["policies"]]
+    printed = json.loads(json.dumps(first))  # as --json prints it (tuples become lists)
+    for p in printed["policies"]:
+        p["path"] = kept["policies"][printed["policies"].index(p)]["path"]
+        del p["tokens_per_s"]
+    assert kept == {k: v for k, v in printed.items() if k != "timings"}
     second = _run(planted, "please", "random")
     assert {n: f.read_bytes() for n, f in files.items()} == before
+    assert {n: (f.parent / "evaluation.json").read_bytes() for n, f in files.items()} == documents
     assert second["results"] == first["results"]
     runs = Manifest.load(planted["ws"].manifest_path).runs
-    assert runs["eval-policy/sft-please"].outputs[0].path == "eval/policy/sft-please/generations.jsonl"
-    assert runs["eval-policy/sft-please"].outputs[0].rows == 80
+    outputs = {o.path: o for o in runs["eval-policy/sft-please"].outputs}
+    assert outputs["eval/policy/sft-please/generations.jsonl"].rows == 80
+    assert [o.path for o in runs["eval-policy/grpo-random"].outputs] == [
+        "eval/policy/grpo-random/evaluation.json", "eval/policy/grpo-random/generations.jsonl"]
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ the weights spread over a real range; everything else is exactly what a user's c
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
+from vizkit import dom_attribute
 
 TINY_RM = (
     "--depth", "1", "--max-steps", "6", "--batch-size", "8", "--max-len", "96", "--lr", "3e-3",
@@ -90,3 +92,50 @@ def markdown_tables(text: str) -> list[list[list[str]]]:
             tables.append(current)
             current = []
     return tables
+
+
+# -- the report page in headless Chromium (with vizkit's `chromium` fixture) ---------------------------------
+
+CONSOLE_PROBLEMS = re.compile(r"Uncaught|Refused|Content Security Policy|Error", re.I)
+INSPECT = """
+<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  let decoded = 0, nonblank = 0;
+  for (const img of imgs) {
+    if (!img.complete || img.naturalWidth === 0) continue;
+    decoded++;
+    const c = document.createElement("canvas");
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext("2d");
+    g.drawImage(img, 0, 0);
+    const px = g.getImageData(0, 0, c.width, c.height).data;
+    let ink = 0;
+    for (let k = 0; k < px.length; k += 4) if (px[k] < 200 || px[k + 1] < 200 || px[k + 2] < 200) ink++;
+    if (ink > 500) nonblank++;
+  }
+  document.body.dataset.images = String(imgs.length);
+  document.body.dataset.decoded = String(decoded);
+  document.body.dataset.nonblank = String(nonblank);
+  document.body.dataset.figures = Array.from(document.querySelectorAll("figure")).map(f => f.id).join(",");
+});
+</script>
+"""
+
+
+def blank_png() -> str:
+    """A white PNG of a figure that draws nothing, base64: the control for the blank check."""
+    from katcli.report.document import Figure, table
+    from katcli.report.plotting import render
+
+    png = render(Figure("blank", "blank", "", lambda fig: None, table(["a"], []), size=(2, 1))).png
+    return base64.b64encode(png).decode("ascii")
+
+
+def inspect_page(chromium, page: str, path) -> dict[str, str | None]:
+    """The page has no script: a copy gets `INSPECT` injected (its CSP, which rightly refuses scripts, removed),
+    which counts images, decoded images and images with any non-white ink, and lists the figures' ids."""
+    page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
+    path.write_text(page.replace("</body>", INSPECT + "</body>"), encoding="utf-8")
+    run = chromium.run(path, "--dump-dom", "--virtual-time-budget=5000")
+    return {k: dom_attribute(run.stdout, f"data-{k}") for k in ("images", "decoded", "nonblank", "figures")}

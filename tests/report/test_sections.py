@@ -66,25 +66,71 @@ def test_a_metrics_line_without_a_step_is_located(tmp_path):
     assert err.value.line == 2
 
 
-def test_policies_section_from_training_logs_and_generations(tmp_path):
+def _est(value, lo, hi, n, delta=None):
+    return {"value": value, "ci95": [lo, hi], "n": n, "delta": delta}
+
+
+def _policy_doc(reward_of: dict[str, float]) -> dict:
+    """A small `kat.eval.policy/1` document: two policies, one reward model, reward `reward_of[p] + q/10` in Qq."""
+    groups = {"overall": 10, "Q1": 2, "Q2": 2, "Q3": 2, "Q4": 2, "Q5": 2}
+    measures = [
+        {"key": "reward/judge", "family": "quality/judge", "label": "reward"},
+        {"key": "win/judge", "family": "quality/judge", "label": "win"},
+        {"key": "within/distinct-1", "family": "within", "label": "dist-1"},
+        {"key": "across/vendi", "family": "across", "label": "Vendi"},
+        {"key": "style/words", "family": "style", "label": "words"},
+    ]
+    results = {}
+    for p, base in reward_of.items():
+        delta = None if p == "sft/uniform" else _est(base - reward_of["sft/uniform"], -0.25, 0.5, 10)
+        results[p] = {
+            "reward/judge": {g: _est(base + (int(g[1]) / 10 if g != "overall" else 0), base - 1, base + 1, n,
+                                     delta) for g, n in groups.items()},
+            "within/distinct-1": {g: _est(0.5, 0.25, 0.75, n) for g, n in groups.items()},
+            "across/vendi": {"overall": _est(3.0, 2.0, 4.0, 10), **{f"Q{k}": _est(None, None, None, 2)
+                                                                      for k in range(1, 6)}},
+            "style/words": {g: _est(12.0, 10.0, 14.0, n) for g, n in groups.items()},
+        }
+    return {
+        "schema": "kat.eval.policy/1", "baseline": "sft/uniform",
+        "policies": [{"name": p, "kind": p.split("/")[0]} for p in reward_of],
+        "reward_models": [{"name": "judge", "path": "rm_checkpoints/judge", "step": 5}],
+        "prompts": {"n": 10, "per_quintile": [2, 2, 2, 2, 2]},
+        "sampling": {"samples": 3, "temperature": 1.0, "max_new_tokens": 16},
+        "groups": groups, "measures": measures, "results": results, "notes": ["a note"],
+    }
+
+
+def _eval_run(root: Path, run: str, finished: str, doc: dict | None):
+    from katcli.workspace import RunRecord
+
+    if doc is not None:
+        path = root / "eval" / "policy" / run / "evaluation.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc), encoding="utf-8")
+    return RunRecord(key=f"eval-policy/{run}", stage="eval-policy", params={}, kat_version="0",
+                     command=f"kat -w {root} -q eval policy sft/uniform dpo/density --rm judge",
+                     started_at=finished, finished_at=finished)
+
+
+def test_policies_section_from_training_logs_and_the_latest_policy_evaluation(tmp_path):
     ctx, read = _ctx(tmp_path)
     _write_jsonl(tmp_path / "sft_checkpoints" / "s" / "metrics.jsonl",
                  [{"step": k, "loss": 2.0 - k / 10} for k in range(1, 6)])
     _write_jsonl(tmp_path / "grpo_checkpoints" / "g" / "metrics.jsonl",
                  [{"step": k, "loss": 0.1, "reward": k / 5, "kl": 0.01 * k, "length": 40 + k} for k in range(1, 6)]
                  + [{"step": 5, "type": "eval", "reward": 0.9}])
-    ids = [f"p{i}" for i in range(10)]
-    weights = np.linspace(1, 10, 10).astype(np.float32)
-    (tmp_path / "data" / "embeddings_offline").mkdir(parents=True)
-    np.save(tmp_path / "data" / "embeddings_offline" / "density_weights.npy", weights / weights.sum())
-    (tmp_path / "data" / "embeddings_offline" / "ids.json").write_text(json.dumps(ids))
-    # Reward i for prompt p{i}: the rarer the prompt (higher weight), the higher the reward.
-    _write_jsonl(tmp_path / "eval" / "policy" / "g" / "generations.jsonl",
-                 [{"prefix_id": f"p{i}", "reward": float(i), "length": 10} for i in range(10)])
+    latest = _policy_doc({"sft/uniform": 1.0, "dpo/density": 1.5})
+    older = _policy_doc({"sft/uniform": 7.0, "dpo/density": 9.0})
+    runs = [_eval_run(tmp_path, "sft-uniform", "2026-01-02T00:00:00Z", latest),
+            _eval_run(tmp_path, "dpo-density", "2026-01-02T00:00:00Z", latest),  # same time: the name decides
+            _eval_run(tmp_path, "aaa-older", "2026-01-01T00:00:00Z", older),
+            _eval_run(tmp_path, "zzz-no-file", "2026-01-03T00:00:00Z", None)]  # an older kat kept no document
+    ctx.runs = {r.key: r for r in runs}
 
     section = policies.build(ctx)
-    assert [f.name for f in section.figures] == ["sft-training", "grpo-training", "policy-eval"]
-    sft, grpo, gen = section.figures
+    assert [f.name for f in section.figures] == ["sft-training", "grpo-training", "policy-reward", "policy-diversity"]
+    sft, grpo, reward, diversity = section.figures
     assert sft.table.columns == ("Run", "Steps", "loss")
     assert grpo.table.columns == ("Run", "Steps", "loss", "reward", "KL", "length")
     assert grpo.table.rows[-1] == ("g", "5 (held-out)", "–", "0.9", "–", "–")
@@ -92,19 +138,59 @@ def test_policies_section_from_training_logs_and_generations(tmp_path):
                             "the table are means over up to 10 equal step windows, squares are held-out evaluations.")
     assert sft.caption.startswith("Loss per training step for 1 run (s: 5 steps); ")
     assert "squares" not in sft.caption
-    assert gen.table.rows[0][:4] == ("g", "all", "10", "10")
-    assert gen.table.rows[0][4].startswith("4.500 ± ")
-    assert [r[1] for r in gen.table.rows[1:]] == ["Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"]
-    assert [r[4].split(" ")[0] for r in gen.table.rows[1:]] == ["0.500", "2.500", "4.500", "6.500", "8.500"]
-    assert "n = 10: intervals are wide." in gen.caption
-    assert "eval/policy/g/generations.jsonl" in read and "data/embeddings_offline/density_weights.npy" in read
+    # The latest document by finish time, ties broken by the run name: sft-uniform's.
+    assert [r for r in read if r.startswith("eval/")] == ["eval/policy/sft-uniform/evaluation.json"]
+    assert reward.table.columns == ("Policy", "Group", "Prompts", "Reward (judge)", "Δ vs sft/uniform")
+    assert reward.table.rows[:2] == (("sft/uniform", "all prompts", "10", "1 [0, 2]", "baseline"),
+                                     ("sft/uniform", "Q1 commonest", "2", "1.1 [0, 2]", "baseline"))
+    assert reward.table.rows[6] == ("dpo/density", "all prompts", "10", "1.5 [0.5, 2.5]", "+0.5 [-0.25, +0.5]")
+    assert [r[1] for r in reward.table.rows[6:]] == ["all prompts", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"]
+    assert [r[3].split(" ")[0] for r in reward.table.rows[7:]] == ["1.6", "1.7", "1.8", "1.9", "2"]
+    assert reward.caption.startswith("Mean reward under the reward model judge (the first --rm) per policy, overall "
+                                     "and per density quintile, on 10 held-out prompts (2/2/2/2/2 per density "
+                                     "quintile), 3 samples each")
+    assert reward.caption.endswith(" n = 2: intervals are wide.")
+    assert diversity.table.columns == ("Measure", "Group", "Prompts", "sft/uniform", "dpo/density")
+    assert [r[0] for r in diversity.table.rows] == (["dist-1 (within prompt)"] * 6 + ["Vendi (across prompts)"] * 6
+                                                   + ["words (style)"] * 6)
+    assert diversity.table.rows[6] == ("Vendi (across prompts)", "all prompts", "10", "3 [2, 4]", "3 [2, 4]")
+    assert diversity.table.rows[7][3:] == ("–", "–")  # no across-prompt value on two prompts
+    texts = [b.text for b in section.blocks if isinstance(b, policies.Paragraph)]
+    assert texts[0].endswith("The numbers are those of `kat eval policy sft/uniform dpo/density --rm judge --json`, "
+                             "kept in eval/policy/sft-uniform/evaluation.json.")
+    assert texts[1:] == ["Note: a note"]
 
     built = render_report(build_report(ctx))
     assert sorted(built.files) == sorted(
-        ["report.html", "report.md"] + [f"{n}.{e}" for n in ("sft-training", "grpo-training", "policy-eval")
-                                        for e in ("png", "pdf")]
+        ["report.html", "report.md"]
+        + [f"{n}.{e}" for n in ("sft-training", "grpo-training", "policy-reward", "policy-diversity")
+           for e in ("png", "pdf")]
     )
     assert built.section_titles == ["Policies"]
+    assert render_report(build_report(ctx)).files == built.files
+
+
+def test_a_policy_evaluation_that_is_not_one_is_located(tmp_path):
+    from katcli.errors import KatError
+
+    ctx, _ = _ctx(tmp_path)
+    run = _eval_run(tmp_path, "sft-uniform", "2026-01-02T00:00:00Z", {"schema": "kat.eval.rm/1"})
+    ctx.runs = {run.key: run}
+    with pytest.raises(KatError, match="not a kat.eval.policy/1 document") as err:
+        policies.build(ctx)
+    assert err.value.file.endswith("eval/policy/sft-uniform/evaluation.json")
+    (tmp_path / "eval" / "policy" / "sft-uniform" / "evaluation.json").write_text("{", encoding="utf-8")
+    with pytest.raises(KatError, match="cannot read the policy evaluation"):
+        policies.build(ctx)
+
+
+def test_eval_policy_runs_without_a_document_leave_a_note(tmp_path):
+    ctx, _ = _ctx(tmp_path)
+    run = _eval_run(tmp_path, "sft-uniform", "2026-01-02T00:00:00Z", None)
+    ctx.runs = {run.key: run}
+    assert policies.build(ctx) is None
+    assert ctx.notes == [("no `kat eval policy` run kept its evaluation.json (written by newer kat versions): re-run "
+                          "`kat eval policy` to see its figures in the report")]
 
 
 def test_sections_without_inputs_are_absent(tmp_path):

@@ -278,7 +278,8 @@ def test_a_reference_with_another_vocabulary_is_refused(planted, tmp_path):
         run_train_dpo(ws, tiny_dpo_config(name="bigger", init="sft/uniform", ref=str(other), **DPO))
     assert err.value.message == f"--ref has {vocab + 8} token ids but the policy has {vocab}"
     assert err.value.file == str(meta_path)
-    assert err.value.hint == "DPO compares log-probs of the same tokens: pass a --ref with the policy's vocabulary"
+    assert err.value.hint == ("the reference's log-probs are compared token by token with the policy's: pass a --ref "
+                              "with the policy's vocabulary (e.g. the --init model, the default)")
 
 
 @pytest.mark.parametrize(

@@ -218,10 +218,7 @@ def test_bad_reward_models_and_references_are_refused(planted, tmp_path):
     save_checkpoint(tmp_path / "ref", 1, other.state_dict(), {"kind": "kat-policy", "model_config": other.config.to_dict()}, None)
     with pytest.raises(KatError) as err:
         run_train_grpo(ws, tiny_grpo_config(name="bad", ref=str(tmp_path / "ref"), beta=0.1))
-    assert err.value.message == (
-        f"--ref {tmp_path / 'ref'} has 77 token ids but the policy has 300: the KL term compares their log-probs "
-        "token by token"
-    )
+    assert err.value.message == "--ref has 77 token ids but the policy has 300"
 
 
 @pytest.mark.slow

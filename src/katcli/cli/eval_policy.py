@@ -169,8 +169,9 @@ def policy(
     """Compare policies on the same held-out prompts: reward, win rate, diversity and style, with intervals.
 
     Every policy answers the same prompts (an equal seeded draw per density quintile, Q1 commonest … Q5 rarest)
-    with --samples replies each; the replies are kept in eval/policy/<kind>-<name>/generations.jsonl. Each value
-    has a 95% bootstrap interval over prompts; Δ is against --baseline on the same prompts (paired).
+    with --samples replies each; the replies are kept in eval/policy/<kind>-<name>/generations.jsonl, the
+    evaluation (as --json prints it, less timings) beside them in evaluation.json. Each value has a 95% bootstrap
+    interval over prompts; Δ is against --baseline on the same prompts (paired).
 
     Example: kat -w ./exp eval policy sft/uniform dpo/density --rm uniform --prompts 200 --samples 4
     """
@@ -203,7 +204,10 @@ def policy(
             f"  {pol['name']}{mark}: step {pol['step']:,}, {pol['tokens_generated']:,} tokens",
             markup=False,
         )
-    state.out.print(f"Replies: {P.EVAL_POLICY_DIR}/<kind>-<name>/generations.jsonl", markup=False)
+    state.out.print(
+        f"Replies: {P.EVAL_POLICY_DIR}/<kind>-<name>/generations.jsonl (beside: {P.EVAL_POLICY_DOCUMENT})",
+        markup=False,
+    )
     for t in family_tables(data):
         state.out.print(t)
     found = {g[4:] for g in data["groups"] if g.startswith("src:")}

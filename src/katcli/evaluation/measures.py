@@ -28,6 +28,9 @@ from katcli.evaluation import diversity as D
 from katcli.evaluation.generate import Reply
 from katcli.evaluation.scoring import win_rate
 
+#: The schema of `kat eval policy --json` and of the `evaluation.json` it keeps beside each policy's replies.
+SCHEMA = "kat.eval.policy/1"
+
 
 @dataclass(frozen=True)
 class Measure:

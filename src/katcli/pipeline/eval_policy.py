@@ -6,7 +6,8 @@ Prompts: the held-out prompts of the shared prompt-level split (`katcli.train.sp
 policies' metas when they record one, all of which must agree, else `--seed` and 0.05), drawn stratified by density
 quintile (`katcli.evaluation.prompts`), the same prompts for every policy. Each policy's replies are written to
 `eval/policy/<kind>-<name>/generations.jsonl` through `StageRun` (atomically, under the workspace lock, recorded
-in the manifest as `eval-policy/<kind>-<name>`); nothing else is written. Sampling, scoring and measures are
+in the manifest as `eval-policy/<kind>-<name>`), beside `evaluation.json`: the `kat.eval.policy/1` document of the
+whole evaluation (`recorded_document`), the same in every policy's directory; nothing else is written. Sampling, scoring and measures are
 `katcli.evaluation`; this module wires files, checks and the manifest. It knows nothing about Typer or Rich.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from katcli.errors import ConfigError, KatError
+from katcli.evaluation.measures import SCHEMA
 from katcli.pipeline.eval_rm import fresh_density_weights, resolve_checkpoint, rm_tokenizer, workspace_rel
 from katcli.pipeline.policies import PolicyRef, resolve_policy, unique_labels
 from katcli.pipeline.upstream import load_judge
@@ -29,7 +31,6 @@ from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
-SCHEMA = "kat.eval.policy/1"
 STAGE = "eval-policy"
 GENERATIONS = "generations.jsonl"
 DEFAULT_VAL_RATIO = 0.05
@@ -326,14 +327,30 @@ def run_eval_policy(
     return EvalPolicyResult(data)
 
 
+def recorded_document(ws: Workspace, data: dict[str, Any]) -> dict[str, Any]:
+    """The document as `evaluation.json` keeps it: without what the wall clock decides (`timings`, each policy's
+    `tokens_per_s`), so the same evaluation writes the same bytes, and model paths as metas record them
+    (workspace-relative inside the workspace), so it reads the same in a copy of the workspace."""
+    from katcli.pipeline.runs import recorded_path
+
+    doc = {k: v for k, v in data.items() if k != "timings"}
+    doc["policies"] = [
+        {**{k: v for k, v in p.items() if k != "tokens_per_s"}, "path": recorded_path(ws, Path(p["path"]))}
+        for p in data["policies"]
+    ]
+    doc["reward_models"] = [{**r, "path": recorded_path(ws, Path(r["path"]))} for r in data["reward_models"]]
+    return doc
+
+
 def _write_generations(
     ws: Workspace, cfg: EvalPolicyConfig, refs: Sequence[PolicyRef], outputs: Sequence[Any], draw: Any,
     sources: Sequence[str], data: dict[str, Any],
 ) -> None:
-    """One StageRun per policy: its generations file, atomically, under the lock, recorded with its inputs."""
+    """One StageRun per policy: its generations file and the evaluation's document, atomically, under the lock,
+    recorded with its inputs."""
     from katcli.evaluation.measures import reply_rows
     from katcli.evaluation.policy import policy_meta
-    from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.checkpoint import checkpoint_paths, meta_bytes
     from katcli.pipeline.stage import StageRun
 
     params = {
@@ -342,6 +359,7 @@ def _write_generations(
         "heldout": {k: data["heldout"][k] for k in ("seed", "val_ratio")},
         "reward_models": [r["name"] for r in data["reward_models"]],
     }
+    document = meta_bytes(recorded_document(ws, data))
     for ref, out, pj in zip(refs, outputs, data["policies"]):
         with StageRun(ws, STAGE, name=ref.run, params={**params, "policy": str(ref.directory)}, force=cfg.force) as run:
             run.input(P.PAIRS)
@@ -362,4 +380,5 @@ def _write_generations(
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
             run.describe(rel, rows=len(rows))
+            run.output(f"{P.EVAL_POLICY_DIR}/{ref.run}/{P.EVAL_POLICY_DOCUMENT}").write_bytes(document)
             run.stats.update({"prompts": len(draw.ids), "samples": cfg.samples, "tokens": pj["tokens_generated"]})

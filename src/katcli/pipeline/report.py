@@ -85,24 +85,30 @@ def _rm_evaluator(ws: Workspace, run: StageRun, cfg: ReportConfig, runs: dict[st
     """What `kat eval rm NAME... --json` gives for every recorded reward model, one call per held-out split."""
 
     def evaluate() -> Evaluations:
-        rm_runs = {r.key.split("/", 1)[1]: r for r in runs.values() if r.stage == "rm"}
-        if not rm_runs:
+        # Reward models, then DPO policies read as implicit reward models (`kat eval rm` scores both); uniform first
+        # within each, so "A vs B" and the Δ column read density-aware minus uniform, as in `kat eval rm`.
+        scored = {r.key.split("/", 1)[1]: r for r in runs.values() if r.stage == "rm"}
+        scored.update({r.key: r for r in runs.values() if r.stage == "dpo"})
+        if not scored:
             return Evaluations([])
-        from katcli.train.rm_checkpoint import read_rm_meta  # torch: only when there are models
+        from katcli.train.run_dir import POLICY_KIND, RM_KIND, read_run_meta  # torch: only when there are models
 
         groups: dict[tuple, list[str]] = {}
         notes: list[str] = []
-        # Uniform first, so "A vs B" and the Δ column read density-aware minus uniform, as in `kat eval rm`.
-        for name in sorted(rm_runs, key=lambda n: (bool(rm_runs[n].params.get("density_aware")), n)):
-            directory = ws.abs(f"{P.RM_DIR}/{name}")
+        order = sorted(scored, key=lambda n: (n.startswith("dpo/"), bool(scored[n].params.get("density_aware")), n))
+        for name in order:
+            is_dpo = name.startswith("dpo/")
+            directory = ws.abs(f"{P.DPO_DIR}/{name[4:]}" if is_dpo else f"{P.RM_DIR}/{name}")
+            what = "DPO policy" if is_dpo else "reward model"
             try:
-                _, meta = read_rm_meta(directory)
+                _, meta = read_run_meta(directory, (POLICY_KIND if is_dpo else RM_KIND,), hint="re-train it")
                 held = meta["heldout"]
                 groups.setdefault((held["seed"], held["val_ratio"]), []).append(name)
             except KatError as exc:
-                notes.append(f"reward model {name} not evaluated: {exc.located()}")
+                notes.append(f"{what} {name} not evaluated: {exc.located()}")
             except (KeyError, TypeError):
-                notes.append(f"reward model {name} not evaluated: its meta file records no held-out settings")
+                notes.append(f"{what} {name} not evaluated: its meta file records no held-out settings")
+        rm_runs = scored
         results = []
         for names in groups.values():
             try:

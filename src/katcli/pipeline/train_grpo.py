@@ -156,10 +156,9 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
 
 def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
     """The frozen KL reference: --ref, else a copy of the starting model; none with --beta 0."""
-    from katcli.model.checkpoint import checkpoint_paths, find_last_step
-    from katcli.model.hf import is_hf_dir
-    from katcli.pipeline.runs import POLICY_STAGES, recorded_path, resolve_run
-    from katcli.train.run_dir import load_gpt, load_policy, load_run_tokenizer
+    from katcli.pipeline.reference import resolve_reference
+    from katcli.pipeline.runs import recorded_path
+    from katcli.train.run_dir import load_policy_model
 
     cfg: TrainGRPOConfig = prep.cfg
     if cfg.beta == 0:
@@ -168,36 +167,10 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
         return None, None
     if cfg.ref is None:
         return copy.deepcopy(prep.gpt).to(prep.dist.device), {"same_as": "init", **prep.init_info}
-    name, directory = resolve_run(prep.ws, cfg.ref, POLICY_STAGES, flag="--ref")
-    step = find_last_step(directory)
-    files = checkpoint_paths(directory, step)
-    for key in ("model", "meta"):
-        record_input(prep.ws, prep.run, files[key])
-    info = {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
-    if is_hf_dir(directory) or getattr(prep.gpt, "is_hf", False):  # HF on either side: the tokenizers must agree
-        ref_tok = load_run_tokenizer(directory) if is_hf_dir(directory) else None
-        if ref_tok is None or not getattr(prep.gpt, "is_hf", False) or ref_tok.sha256() != prep.tokenizer.sha256():
-            raise KatError(
-                f"--ref {cfg.ref} has another tokenizer or vocabulary than the policy's: the KL term compares "
-                "their log-probs token by token",
-                file=str(files["meta"]), hint="use a reference with the policy's tokenizer (e.g. the --init model)",
-            )
-        return load_policy(directory, step=step)[0].to(prep.dist.device), info
-    ref, ckpt = load_gpt(directory, step=step)
-    if ref.config.vocab_size != prep.gpt.config.vocab_size:
-        raise KatError(
-            f"--ref {cfg.ref} has {ref.config.vocab_size} token ids but the policy has {prep.gpt.config.vocab_size}: "
-            "the KL term compares their log-probs token by token",
-            file=str(files["meta"]),
-            hint="use a reference with the policy's vocabulary (e.g. the --init model, the default)",
-        )
-    recorded = ckpt.meta.get("tokenizer_sha256")
-    if recorded is not None and recorded != prep.tokenizer.sha256():
-        raise KatError(
-            f"--ref {cfg.ref} was trained with another tokenizer than the policy's",
-            file=str(files["meta"]), hint="use a reference with the policy's tokenizer (e.g. the --init model)",
-        )
-    return ref.to(prep.dist.device), info
+    checked = resolve_reference(prep, cfg.ref)
+    name, directory, step = checked.name, checked.directory, checked.step
+    ref = load_policy_model(directory, step=step)  # kat's GPT or an HF causal LM, with the checked tokenizer
+    return ref.to(prep.dist.device), {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
 
 
 def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[list[int], bool]:

@@ -92,8 +92,8 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-def fmt_sig(x: float | None, digits: int = 4) -> str:
-    """A number with `digits` significant figures (losses, weights), `–` when missing."""
+def fmt_sig(x: float | None, digits: int = 4, *, signed: bool = False) -> str:
+    """A number with `digits` significant figures (losses, weights), `–` when missing; `signed`: always a sign."""
     if x is None or x != x:
         return "–"
-    return f"{x:.{digits}g}"
+    return f"{x:+.{digits}g}" if signed else f"{x:.{digits}g}"

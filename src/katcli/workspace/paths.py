@@ -29,6 +29,8 @@ GRPO_DIR = "grpo_checkpoints"
 MODELS_DIR = "models"
 VIZ_DIR = "viz"
 EVAL_POLICY_DIR = "eval/policy"
+#: In each `eval/policy/<run>/`: the `kat.eval.policy/1` document of the evaluation that wrote it.
+EVAL_POLICY_DOCUMENT = "evaluation.json"
 REPORTS_DIR = "reports"
 MANIFEST = "manifest.json"
 # kat's own bookkeeping (lock, hash cache, resumable partial work); never an artifact.

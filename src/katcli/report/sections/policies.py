@@ -1,30 +1,26 @@
-"""Policies: SFT, DPO and GRPO training curves, and the latest `kat eval policy` generations per run.
+"""Policies: SFT, DPO and GRPO training curves, and the latest `kat eval policy` evaluation.
 
 Curves come from `{sft,dpo,grpo}_checkpoints/<name>/metrics.jsonl` (the training core's common log format, see
-`katcli.report.curves`): loss, reward, KL and length panels, each shown when some run logged it. Generations come
-from `eval/policy/<run>/generations.jsonl`, one JSON object per generation; the fields used are `reward` (a
-number, required for a generation to count), `length` (tokens, optional) and `prefix_id` (optional: with the
-workspace's density weights it places the generation in its prompt's density quintile, by the same rule as
-`kat eval rm`). Means carry normal-approximation 95% intervals. Present when any of these files exist.
+`katcli.report.curves`): loss, reward, KL and length panels, each shown when some run logged it. The evaluation is
+the `kat.eval.policy/1` document `kat eval policy` keeps in `eval/policy/<run>/evaluation.json` (what its `--json`
+prints, less the wall-clock timings), taken from the eval-policy run that finished last (ties: the run name last
+in order); its values, bootstrap intervals and paired Δ are drawn and tabulated as they are, nothing is
+recomputed. Reward is under the document's first reward model. Present when a curve or an evaluation exists.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import json
 from typing import Any
-
-import numpy as np
 
 from katcli.errors import KatError
 from katcli.report.context import ReportContext
 from katcli.report.curves import Metric, curves_figure, read_logs
-from katcli.report.document import Figure, Paragraph, Section, fmt, small_sample_note, table
+from katcli.report.document import Figure, Paragraph, Section, fmt_sig, small_sample_note, table
 from katcli.report.plotting import run_colour
 from katcli.report.sections import SectionSpec
-from katcli.train.metrics import Z95, density_quintiles, quintile_label
+from katcli.train.metrics import quintile_label
 from katcli.workspace import paths as P
-from katcli.workspace.jsonl import iter_json_lines
 
 KINDS = (("sft", "SFT", P.SFT_DIR), ("dpo", "DPO", P.DPO_DIR), ("grpo", "GRPO", P.GRPO_DIR))
 METRICS = (
@@ -35,118 +31,162 @@ METRICS = (
     Metric("length", ("length", "completion_length", "mean_length", "completions/mean_length"),
            (("length",), ("overall", "sampled_length"))),
 )
-GENERATIONS = "generations.jsonl"
+SCHEMA = "kat.eval.policy/1"  # katcli.evaluation.measures.SCHEMA, without importing the evaluation code
+DIVERSITY_FAMILIES = ("within", "across")
+#: Colour tells the sampling mode (`run_colour`), the marker the policy's kind.
+MARKERS = {"sft": "o", "dpo": "s", "grpo": "^"}
+FAMILY_NAMES = {"within": "within prompt", "across": "across prompts", "style": "style"}
 
 
-@dataclass(frozen=True)
-class Mean:
-    n: int
-    mean: float
-    half_width: float  # of the normal-approximation 95% interval; NaN below two values
-
-    @classmethod
-    def of(cls, values: list[float]) -> Mean:
-        x = np.asarray(values, dtype=np.float64)
-        if not len(x):
-            return cls(0, math.nan, math.nan)
-        half = Z95 * float(x.std(ddof=1)) / math.sqrt(len(x)) if len(x) > 1 else math.nan
-        return cls(len(x), float(x.mean()), half)
-
-    def cell(self) -> str:
-        if not self.n:
-            return "–"
-        return fmt(self.mean) + ("" if math.isnan(self.half_width) else f" ± {fmt(self.half_width)}")
+def estimate_cell(est: dict[str, Any] | None, signed: bool = False) -> str:
+    """`0.4123 [0.3561, 0.4702]`: a value and its 95% bootstrap interval to 4 significant digits; `–` if none."""
+    if not est or est.get("value") is None:
+        return "–"
+    lo, hi = est.get("ci95") or (None, None)
+    value = fmt_sig(est["value"], signed=signed)
+    if lo is None or hi is None:
+        return value
+    return f"{value} [{fmt_sig(lo, signed=signed)}, {fmt_sig(hi, signed=signed)}]"
 
 
-@dataclass
-class Generations:
-    run: str
-    rewards: list[float] = field(default_factory=list)
-    lengths: list[float] = field(default_factory=list)
-    prefix_ids: list[str | None] = field(default_factory=list)  # per reward
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def read_generations(ctx: ReportContext, run: str) -> Generations:
-    rel = f"{P.EVAL_POLICY_DIR}/{run}/{GENERATIONS}"
-    out = Generations(run)
-    hint = f"re-run `kat eval policy` for {run}"
-    for lineno, row in iter_json_lines(ctx.read(rel), hint=hint, name="generations file"):
-        if not isinstance(row, dict):
-            raise KatError("a generation must be a JSON object", file=str(ctx.root / rel), line=lineno, hint=hint)
-        if _number(row.get("reward")):
-            out.rewards.append(float(row["reward"]))
-            pid = row.get("prefix_id")
-            out.prefix_ids.append(pid if isinstance(pid, str) else None)
-        if _number(row.get("length")):
-            out.lengths.append(float(row["length"]))
-    return out
-
-
-def _weights(ctx: ReportContext) -> dict[str, float] | None:
-    if not (ctx.exists(P.DENSITY_WEIGHTS) and ctx.exists(P.EMBED_IDS)):
+def latest_evaluation(ctx: ReportContext) -> tuple[str, str, dict[str, Any]] | None:
+    """(file, command, document) of the eval-policy run that finished last and kept its document, or None."""
+    kept = []
+    for r in ctx.runs_of("eval-policy"):
+        rel = f"{P.EVAL_POLICY_DIR}/{r.key.split('/', 1)[1]}/{P.EVAL_POLICY_DOCUMENT}"
+        if ctx.exists(rel):
+            # From the stage on: the global options before it (`-w PATH`) would tie the report to one directory.
+            at = r.command.find("eval policy")
+            kept.append((r.finished_at, r.key, rel, "kat " + r.command[at:] if at >= 0 else "kat eval policy"))
+    if not kept:
+        if ctx.runs_of("eval-policy"):
+            ctx.notes.append("no `kat eval policy` run kept its evaluation.json (written by newer kat versions): "
+                             "re-run `kat eval policy` to see its figures in the report")
         return None
-    import json
+    _, _, rel, command = max(kept)
+    hint = "re-run `kat eval policy`, which rewrites it"
+    try:
+        doc = json.loads(ctx.read(rel).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KatError(f"cannot read the policy evaluation: {exc}", file=str(ctx.root / rel), hint=hint) from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise KatError(f"the policy evaluation is not a {SCHEMA} document", file=str(ctx.root / rel), hint=hint)
+    return rel, command, doc
 
-    ids = json.loads(ctx.read(P.EMBED_IDS).read_text(encoding="utf-8"))
-    w = np.load(ctx.read(P.DENSITY_WEIGHTS), allow_pickle=False)
-    if len(ids) != len(w):
+
+def _groups(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(group key, label): all prompts, then the density quintiles the evaluation has."""
+    quintiles = [g for g in (f"Q{k + 1}" for k in range(5)) if g in doc["groups"]]
+    return [("overall", "all prompts")] + [(g, quintile_label(int(g[1:]) - 1)) for g in quintiles]
+
+
+def _estimate(doc: dict[str, Any], policy: str, key: str, group: str) -> dict[str, Any] | None:
+    return doc["results"].get(policy, {}).get(key, {}).get(group)
+
+
+def _draw_points(ax, doc: dict[str, Any], key: str, groups: list[tuple[str, str]]) -> None:
+    """One point per policy and group with its 95% interval, the policies side by side."""
+    names = [p["name"] for p in doc["policies"]]
+    width = 0.75 / max(1, len(names))
+    for k, policy in enumerate(doc["policies"]):
+        name = policy["name"]
+        xs, ys, lo, hi = [], [], [], []
+        for g, (group, _) in enumerate(groups):
+            est = _estimate(doc, name, key, group)
+            if not est or est.get("value") is None:
+                continue
+            v, (a, b) = est["value"], est.get("ci95") or (None, None)
+            xs.append(g + (k - (len(names) - 1) / 2) * width)
+            ys.append(v)
+            lo.append(0.0 if a is None else max(0.0, v - a))
+            hi.append(0.0 if b is None else max(0.0, b - v))
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt=MARKERS.get(policy.get("kind"), "D"), markersize=3.5, capsize=2,
+                    color=run_colour(name, k), label=name)
+    ax.set_xticks(range(len(groups)), ["all" if g == "overall" else g for g, _ in groups])
+    if len(groups) > 1:
+        ax.axvline(0.5, color="grey", linewidth=0.6)
+
+
+def _legend(fig, ax, n: int) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=min(n, 6), fontsize=7)
+
+
+def _what(doc: dict[str, Any]) -> str:
+    p, s = doc["prompts"], doc["sampling"]
+    per_q = p.get("per_quintile")
+    spread = f" ({'/'.join(str(n) for n in per_q)} per density quintile)" if per_q else ""
+    return (f"{p['n']:,} held-out prompts{spread}, {s['samples']} sample{'s' if s['samples'] != 1 else ''} each "
+            f"(temperature {s['temperature']:g}, at most {s['max_new_tokens']} new tokens)")
+
+
+def _smallest(doc: dict[str, Any], groups: list[tuple[str, str]]) -> int:
+    return min(int(doc["groups"][g]) for g, _ in groups)
+
+
+def reward_figure(doc: dict[str, Any]) -> Figure | None:
+    """Mean reward under the first reward model per policy, overall and per quintile, and the Δ vs the baseline."""
+    if not doc["reward_models"]:
         return None
-    return {str(i): float(v) for i, v in zip(ids, w)}
-
-
-def quintile_means(gen: Generations, weights: dict[str, float]) -> list[Mean] | None:
-    """Mean reward per density quintile of the generations' prompts (Q1 commonest), or None without prompt ids."""
-    pids = gen.prefix_ids
-    if not pids or any(p is None or p not in weights for p in pids):
-        return None
-    quint, _ = density_quintiles(pids, weights)  # type: ignore[arg-type]
-    return [Mean.of([r for r, q in zip(gen.rewards, quint) if q == k]) for k in range(5)]
-
-
-def _eval_figure(gens: list[Generations], weights: dict[str, float] | None) -> Figure:
-    overall = [Mean.of(g.rewards) for g in gens]
-    by_q = {g.run: quintile_means(g, weights) for g in gens} if weights is not None else {}
-    with_q = [g for g in gens if by_q.get(g.run)]
+    rm = doc["reward_models"][0]["name"]
+    key, base = f"reward/{rm}", doc["baseline"]
+    groups = _groups(doc)
 
     def draw(fig) -> None:
-        axes = fig.subplots(1, 2 if with_q else 1, squeeze=False)[0]
-        ax = axes[0]
-        for k, (g, m) in enumerate(zip(gens, overall)):
-            ax.errorbar([k], [m.mean], yerr=[[0 if math.isnan(m.half_width) else m.half_width]] * 2, fmt="o",
-                        capsize=3, color=run_colour(g.run, k))
-        ax.set_xticks(range(len(gens)), [g.run for g in gens])
-        ax.set_ylabel("mean reward (95% interval)")
-        ax.set_title("all prompts")
-        if with_q:
-            ax = axes[1]
-            for g in with_q:
-                ms = by_q[g.run]
-                k = gens.index(g)
-                ax.errorbar(range(1, 6), [m.mean for m in ms], color=run_colour(g.run, k), marker="o", capsize=3, label=g.run,
-                            yerr=[0 if math.isnan(m.half_width) else m.half_width for m in ms])
-            ax.set_xticks(range(1, 6), ["Q1", "Q2", "Q3", "Q4", "Q5"])
-            ax.set_xlabel("density quintile (Q1 commonest … Q5 rarest)")
-            ax.set_title("by prompt density")
-            ax.legend(fontsize=7)
+        ax = fig.add_subplot()
+        _draw_points(ax, doc, key, groups)
+        _legend(fig, ax, len(doc["policies"]))
+        ax.set_ylabel(f"mean reward under {rm} (95% CI)")
+        ax.set_xlabel("prompts: all, then by density quintile (Q1 commonest … Q5 rarest)")
 
     rows = []
-    for g, m in zip(gens, overall):
-        rows.append([g.run, "all", f"{m.n:,}", f"{len({p for p in g.prefix_ids if p}):,}", m.cell(),
-                     Mean.of(g.lengths).cell()])
-        for q, qm in enumerate(by_q.get(g.run) or []):
-            rows.append([g.run, quintile_label(q), f"{qm.n:,}", "–", qm.cell(), "–"])
-    smallest = min((m.n for m in overall), default=0)
-    caption = (f"Mean reward of the latest `kat eval policy` generations for {len(gens)} run"
-               f"{'s' if len(gens) != 1 else ''} ({', '.join(f'{g.run}: {len(g.rewards):,}' for g in gens)} "
-               f"generations){', overall and per density quintile' if with_q else ''}, with 95% intervals."
-               f"{small_sample_note(smallest)}")
-    return Figure("policy-eval", "Policy generations", caption, draw,
-                  table(["Run", "Group", "Generations", "Prompts", "Reward", "Length"], rows),
-                  size=(9.0 if with_q else 5.0, 3.4))
+    for p in doc["policies"]:
+        for group, label in groups:
+            est = _estimate(doc, p["name"], key, group)
+            delta = "baseline" if p["name"] == base else estimate_cell((est or {}).get("delta"), signed=True)
+            rows.append([p["name"], label, f"{doc['groups'][group]:,}", estimate_cell(est), delta])
+    caption = (f"Mean reward under the reward model {rm} (the first --rm) per policy, overall and per density quintile, on {_what(doc)}; 95% "
+               f"bootstrap intervals over prompts, Δ against {base} paired on the same prompts."
+               f"{small_sample_note(_smallest(doc, groups))}")
+    return Figure("policy-reward", "Policy reward by prompt density", caption, draw,
+                  table(["Policy", "Group", "Prompts", f"Reward ({rm})", f"Δ vs {base}"], rows,
+                        numeric=(False, False, True, True, True)), size=(8.0, 3.8))
+
+
+def diversity_figure(doc: dict[str, Any]) -> Figure | None:
+    """Every within- and across-prompt diversity measure per policy, overall and per quintile; style in the table."""
+    shown = [m for m in doc["measures"] if m["family"] in DIVERSITY_FAMILIES]
+    if not shown:
+        return None
+    listed = shown + [m for m in doc["measures"] if m["family"] == "style"]
+    groups = _groups(doc)
+    cols = min(4, len(shown))
+    nrows = -(-len(shown) // cols)
+
+    def draw(fig) -> None:
+        axes = fig.subplots(nrows, cols, squeeze=False)
+        for k, m in enumerate(shown):
+            ax = axes[k // cols][k % cols]
+            _draw_points(ax, doc, m["key"], groups)
+            ax.set_title(f"{m['label']} ({FAMILY_NAMES[m['family']]})", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for k in range(len(shown), nrows * cols):
+            axes[k // cols][k % cols].set_visible(False)
+        _legend(fig, axes[0][0], len(doc["policies"]))
+
+    names = [p["name"] for p in doc["policies"]]
+    rows = []
+    for m in listed:
+        for group, label in groups:
+            rows.append([f"{m['label']} ({FAMILY_NAMES[m['family']]})", label, f"{doc['groups'][group]:,}",
+                         *(estimate_cell(_estimate(doc, n, m["key"], group)) for n in names)])
+    caption = (f"Diversity of each policy's replies, within a prompt (its samples) and across prompts (one reply "
+               f"each), overall and per density quintile, on {_what(doc)}; 95% bootstrap intervals over prompts "
+               f"(bias-corrected for across-prompt measures); the table adds the style measures."
+               f"{small_sample_note(_smallest(doc, groups))}")
+    return Figure("policy-diversity", "Policy diversity by prompt density", caption, draw,
+                  table(["Measure", "Group", "Prompts", *names], rows,
+                        numeric=(False, False, *[True] * (1 + len(names)))), size=(11.0, 2.6 * nrows + 0.6))
 
 
 def build(ctx: ReportContext) -> Section | None:
@@ -156,11 +196,20 @@ def build(ctx: ReportContext) -> Section | None:
         fig = curves_figure(f"{key}-training", f"{label} training", logs, METRICS)
         if fig is not None:
             section.add(fig)
-    gens = [read_generations(ctx, run) for run in ctx.run_dirs(P.EVAL_POLICY_DIR, GENERATIONS)]
-    gens = [g for g in gens if g.rewards]
-    if gens:
-        section.add(Paragraph("Generations of the latest `kat eval policy` run per policy, scored by its reward."))
-        section.add(_eval_figure(gens, _weights(ctx)))
+    latest = latest_evaluation(ctx)
+    if latest is not None:
+        rel, command, doc = latest
+        rms = ", ".join(r["name"] for r in doc["reward_models"]) or "none"
+        section.add(Paragraph(
+            f"The latest `kat eval policy`: {', '.join(p['name'] for p in doc['policies'])} (baseline "
+            f"{doc['baseline']}) on the same {_what(doc)}; reward models: {rms}. The numbers are those of "
+            f"`{command} --json`, kept in {rel}."))
+        figures = [f for f in (reward_figure(doc), diversity_figure(doc)) if f is not None]
+        section.add(*figures)
+        if not doc["reward_models"]:
+            section.add(Paragraph("Note: the evaluation had no --rm, so no reward is shown."))
+        for note in doc.get("notes", []):
+            section.add(Paragraph(f"Note: {note}"))
     return section if section.blocks else None
 
 

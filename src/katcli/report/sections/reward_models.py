@@ -51,7 +51,10 @@ def _interval_drawing(groups: list[tuple[str, list[dict | None]]], models: list[
                 ys.append(acc["accuracy"])
                 lo.append(acc["accuracy"] - acc["ci95"][0])
                 hi.append(acc["ci95"][1] - acc["accuracy"])
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, color=run_colour(model, m), label=model)
+            # A DPO policy (an implicit reward model) shares its sampling mode's colour with the reward model of
+            # that mode; the marker tells them apart.
+            marker = "s" if model.startswith("dpo/") else "o"
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker, capsize=3, color=run_colour(model, m), label=model)
         ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
         ax.set_xticks(range(len(groups)), [label for label, _ in groups])
         ax.set_ylim(0, 1.03)
