@@ -123,7 +123,7 @@ def test_policies_section_from_training_logs_and_the_latest_policy_evaluation(tm
     latest = _policy_doc({"sft/uniform": 1.0, "dpo/density": 1.5})
     older = _policy_doc({"sft/uniform": 7.0, "dpo/density": 9.0})
     runs = [_eval_run(tmp_path, "sft-uniform", "2026-01-02T00:00:00Z", latest),
-            _eval_run(tmp_path, "dpo-density", "2026-01-02T00:00:00Z", latest),  # same time: the name decides
+            _eval_run(tmp_path, "dpo-density", "2026-01-01T23:59:59Z", latest),  # one second earlier, same document
             _eval_run(tmp_path, "aaa-older", "2026-01-01T00:00:00Z", older),
             _eval_run(tmp_path, "zzz-no-file", "2026-01-03T00:00:00Z", None)]  # an older kat kept no document
     ctx.runs = {r.key: r for r in runs}
@@ -138,8 +138,9 @@ def test_policies_section_from_training_logs_and_the_latest_policy_evaluation(tm
                             "the table are means over up to 10 equal step windows, squares are held-out evaluations.")
     assert sft.caption.startswith("Loss per training step for 1 run (s: 5 steps); ")
     assert "squares" not in sft.caption
-    # The latest document by finish time, ties broken by the run name: sft-uniform's.
-    assert [r for r in read if r.startswith("eval/")] == ["eval/policy/sft-uniform/evaluation.json"]
+    # The latest document by finish time; of its identical copies (one per policy of that evaluation) the first by
+    # name, so the report does not depend on which policy's record happened to finish a second later.
+    assert [r for r in read if r.startswith("eval/")] == ["eval/policy/dpo-density/evaluation.json"]
     assert reward.table.columns == ("Policy", "Group", "Prompts", "Reward (judge)", "Δ vs sft/uniform")
     assert reward.table.rows[:2] == (("sft/uniform", "all prompts", "10", "1 [0, 2]", "baseline"),
                                      ("sft/uniform", "Q1 commonest", "2", "1.1 [0, 2]", "baseline"))
@@ -157,7 +158,7 @@ def test_policies_section_from_training_logs_and_the_latest_policy_evaluation(tm
     assert diversity.table.rows[7][3:] == ("–", "–")  # no across-prompt value on two prompts
     texts = [b.text for b in section.blocks if isinstance(b, policies.Paragraph)]
     assert texts[0].endswith("The numbers are those of `kat eval policy sft/uniform dpo/density --rm judge --json`, "
-                             "kept in eval/policy/sft-uniform/evaluation.json.")
+                             "kept in eval/policy/dpo-density/evaluation.json.")
     assert texts[1:] == ["Note: a note"]
 
     built = render_report(build_report(ctx))

@@ -63,7 +63,12 @@ def latest_evaluation(ctx: ReportContext) -> tuple[str, str, dict[str, Any]] | N
             ctx.notes.append("no `kat eval policy` run kept its evaluation.json (written by newer kat versions): "
                              "re-run `kat eval policy` to see its figures in the report")
         return None
-    _, _, rel, command = max(kept)
+    # Every policy of one evaluation keeps the same document, and they finish within a second or two of each other:
+    # which of them finished last is timing, so the file quoted (and recorded) is the first by name among the
+    # copies of the latest document.
+    _, _, latest_rel, command = max(kept)
+    latest_bytes = (ctx.root / latest_rel).read_bytes()
+    rel = min(r for _, _, r, _ in kept if (ctx.root / r).read_bytes() == latest_bytes)
     hint = "re-run `kat eval policy`, which rewrites it"
     try:
         doc = json.loads(ctx.read(rel).read_text(encoding="utf-8"))
