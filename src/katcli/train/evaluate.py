@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from katcli.progress import ProgressFn, no_progress
-from katcli.train.batching import eval_batches
 from katcli.train.ddp import DistContext
 from katcli.train.losses import bradley_terry
 from katcli.train.metrics import EvalReport, summarize
 from katcli.train.reward_model import RewardModel
+from katcli.train.seq_scoring import indexed_eval_batches, score_batches
 from katcli.train.sequences import EncodedPairs
 
 
@@ -35,33 +37,27 @@ def score_pairs(
     progress: ProgressFn = no_progress,
     task: str = "evaluating",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(margins `r_c − r_r`, rewards `[n, 2]`) for distinct `indices`, in the order given."""
-    dist = dist or DistContext(device=device)
+    """(margins `r_c − r_r`, rewards `[n, 2]`) for distinct `indices`, in the order given.
+
+    The batches and their split over ranks are `katcli.train.seq_scoring.score_batches`' (the loop reply log-probs
+    use too), with each sequence's reward as its value.
+    """
     idx = np.asarray(indices, dtype=np.int64)
-    position = {int(i): k for k, i in enumerate(idx)}
-    if len(position) != len(idx):
-        raise ValueError("score_pairs needs distinct pair indices")
-    rewards = torch.zeros(len(idx), 2, dtype=torch.float64, device=device)
+
+    def rewards_of(mb: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        r = rm(torch.from_numpy(mb.ids).to(device), torch.from_numpy(mb.lengths).to(device)).double()
+        return r, torch.ones_like(r)
+
     was_training = rm.training
     rm.eval()
-    done = 0
     try:
-        for b, (chunk, mb) in enumerate(eval_batches(enc, idx, batch_size=batch_size, pad_id=pad_id)):
-            if b % dist.world_size == dist.rank:
-                ids = torch.from_numpy(mb.ids).to(device)
-                lengths = torch.from_numpy(mb.lengths).to(device)
-                r = rm(ids, lengths).double()
-                m = mb.n_pairs
-                rows = torch.tensor([position[int(i)] for i in chunk], device=device)
-                rewards[rows, 0] = r[:m]
-                rewards[rows, 1] = r[m:]
-            done += len(chunk)
-            progress(task, done, len(idx))
+        rewards, _ = score_batches(
+            len(idx), 2, indexed_eval_batches(enc, idx, batch_size=batch_size, pad_id=pad_id), rewards_of,
+            device=device, dist=dist, progress=progress, task=task,
+        )
     finally:
         rm.train(was_training)
-    dist.all_reduce_sum(rewards)
-    out = rewards.cpu().numpy()
-    return out[:, 0] - out[:, 1], out
+    return rewards[:, 0] - rewards[:, 1], rewards
 
 
 def evaluate(

@@ -14,7 +14,7 @@ This module knows models, batches and ranks; not losses, files or reports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,17 @@ def score_batches(
     return out[:, :k].copy(), out[:, k:].astype(np.int64)
 
 
+def indexed_eval_batches(
+    enc: EncodedSequences, indices: np.ndarray, *, batch_size: int, pad_id: int
+) -> Iterator[tuple[np.ndarray, MicroBatch]]:
+    """Length-sorted batches of the distinct rows `indices`, each with its rows' positions in `indices`."""
+    position = {int(i): r for r, i in enumerate(indices)}
+    if len(position) != len(indices):
+        raise ValueError("scoring needs distinct row indices")
+    for chunk, mb in eval_batches(enc, indices, batch_size=batch_size, pad_id=pad_id):
+        yield np.array([position[int(i)] for i in chunk], dtype=np.int64), mb
+
+
 @torch.no_grad()
 def reply_logprobs(
     model: torch.nn.Module,
@@ -99,13 +110,7 @@ def reply_logprobs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(summed reply log-probs float64 `[n, k]`, reply token counts int64 `[n, k]`) for distinct `indices`."""
     idx = np.asarray(indices, dtype=np.int64)
-    position = {int(i): r for r, i in enumerate(idx)}
-    if len(position) != len(idx):
-        raise ValueError("reply_logprobs needs distinct row indices")
-    batches = (
-        (np.array([position[int(i)] for i in chunk], dtype=np.int64), mb)
-        for chunk, mb in eval_batches(enc, idx, batch_size=batch_size, pad_id=pad_id)
-    )
+    batches = indexed_eval_batches(enc, idx, batch_size=batch_size, pad_id=pad_id)
     was_training = model.training
     model.eval()
     try:
