@@ -8,7 +8,7 @@ import pytest
 import torch
 from rmkit import make_tokenizer, make_workspace, planted_pairs
 
-import katcli.train.objectives.rm as trainer_mod
+import katcli.train.objectives.encoded as trainer_mod
 from katcli.errors import ConfigError, InterruptedRun, KatError, UpstreamError
 from katcli.pipeline.train_rm import TrainRMConfig, run_train_rm, tiny_config
 from katcli.train.split import split_pairs

@@ -27,11 +27,12 @@ import torch
 from katcli.model.gpt import GPT
 from katcli.model.logprobs import masked_sums, token_logprobs
 from katcli.progress import ProgressFn, no_progress
-from katcli.train.batching import MicroBatch, collate, split_micro
+from katcli.train.batching import MicroBatch
 from katcli.train.dpo_losses import METRIC_NAMES, DPOLossConfig, dpo_loss
 from katcli.train.metrics import EvalReport, summarize
 from katcli.train.metrics_log import rounded
 from katcli.train.objective import HeldOut, Stats, ratio
+from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.ref_cache import RefLogps
 from katcli.train.run_dir import POLICY_KIND
 from katcli.train.seq_scoring import reply_logprobs
@@ -87,49 +88,24 @@ def implicit_reward_eval(
     return report
 
 
-class DPOObjective:
+class DPOObjective(EncodedObjective):
     kind = POLICY_KIND
-    passes = 1
 
     def __init__(
-        self,
-        gpt: GPT,
-        enc: EncodedSequences,
-        ref: RefLogps,
-        *,
-        loss_cfg: DPOLossConfig,
-        pad_id: int,
-        pad_to: int | None = None,
-        heldout: HeldOut | None = None,
-        eval_batch_size: int = 32,
-        dist: Any = None,
-        progress: ProgressFn = no_progress,
+        self, gpt: GPT, enc: EncodedSequences, ref: RefLogps, *, loss_cfg: DPOLossConfig, **shared: Any
     ) -> None:
         if len(ref) != len(enc):
             raise ValueError(f"{len(ref)} reference log-probs for {len(enc)} pairs")
         reply = enc.length - enc.prompt_len[:, None]
         if not (np.array_equal(ref.chosen_tokens, reply[:, 0]) and np.array_equal(ref.rejected_tokens, reply[:, 1])):
             raise ValueError("the reference log-probs were computed on other reply tokens")
+        super().__init__(gpt, enc, **shared)
         self.gpt = gpt
-        self.module = gpt
-        self.enc = enc
         self.ref = ref
         self.cfg = loss_cfg
-        self.pad_id = pad_id
-        self.pad_to = pad_to
-        self.heldout = heldout
-        self.eval_batch_size = eval_batch_size
-        self.dist = dist
-        self.progress = progress
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.gpt.parameters() if p.requires_grad]
 
     def prepare(self, step: int, items: np.ndarray, *, micro_batch_size: int) -> Sequence[PairBatch]:
-        return [
-            PairBatch(collate(self.enc, idx, pad_id=self.pad_id, pad_to=self.pad_to), np.asarray(idx, dtype=np.int64))
-            for idx in split_micro(items, micro_batch_size)
-        ]
+        return [PairBatch(mb, idx) for idx, mb in self.collated(items, micro_batch_size)]
 
     def loss_denominator(self, micros: Sequence[PairBatch]) -> float:
         return float(sum(b.mb.n_pairs for b in micros))

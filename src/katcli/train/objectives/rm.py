@@ -17,50 +17,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from katcli.train.batching import MicroBatch, collate, split_micro
+from katcli.train.batching import MicroBatch
 from katcli.train.evaluate import evaluate
 from katcli.train.losses import pair_loss
 from katcli.train.metrics import EvalReport
 from katcli.train.metrics_log import rounded
-from katcli.train.objective import HeldOut, Stats, ratio
+from katcli.train.objective import Stats, ratio
+from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.reward_model import RewardModel
 from katcli.train.run_dir import RM_KIND
 from katcli.train.sequences import EncodedPairs
 
 
-class RewardModelObjective:
+class RewardModelObjective(EncodedObjective):
     kind = RM_KIND
-    passes = 1
 
-    def __init__(
-        self,
-        rm: RewardModel,
-        enc: EncodedPairs,
-        *,
-        pad_id: int,
-        center_coef: float = 0.0,
-        pad_to: int | None = None,
-        heldout: HeldOut | None = None,
-        eval_batch_size: int = 32,
-        dist: Any = None,
-        progress: Any = None,
-    ) -> None:
+    def __init__(self, rm: RewardModel, enc: EncodedPairs, *, center_coef: float = 0.0, **shared: Any) -> None:
+        super().__init__(rm, enc, **shared)
         self.rm = rm
-        self.module = rm
-        self.enc = enc
-        self.pad_id = pad_id
         self.center_coef = center_coef
-        self.pad_to = pad_to
-        self.heldout = heldout
-        self.eval_batch_size = eval_batch_size
-        self.dist = dist
-        self.progress = progress
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return self.rm.trainable_parameters()
 
     def prepare(self, step: int, items: np.ndarray, *, micro_batch_size: int) -> Sequence[MicroBatch]:
-        return [collate(self.enc, idx, pad_id=self.pad_id, pad_to=self.pad_to) for idx in split_micro(items, micro_batch_size)]
+        return [mb for _, mb in self.collated(items, micro_batch_size)]
 
     def loss_denominator(self, micros: Sequence[MicroBatch]) -> float:
         return float(sum(mb.n_pairs for mb in micros))
@@ -98,10 +76,9 @@ class RewardModelObjective:
             return None
         h = self.heldout
         device = next(self.rm.parameters()).device
-        kwargs = {"progress": self.progress} if self.progress is not None else {}
         return evaluate(
             self.rm, self.enc, h.indices, sources=h.sources, prefix_ids=h.prefix_ids, weights=h.weights,
-            batch_size=self.eval_batch_size, pad_id=self.pad_id, device=device, dist=self.dist, **kwargs,
+            batch_size=self.eval_batch_size, pad_id=self.pad_id, device=device, dist=self.dist, progress=self.progress,
         )
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:

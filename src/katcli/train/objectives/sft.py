@@ -20,48 +20,26 @@ import torch
 
 from katcli.model.gpt import GPT
 from katcli.model.logprobs import token_logprobs
-from katcli.progress import ProgressFn, no_progress
-from katcli.train.batching import MicroBatch, collate, split_micro
+from katcli.train.batching import MicroBatch
 from katcli.train.losses import token_nll_sum
 from katcli.train.metrics import NLLReport, summarize_nll
 from katcli.train.metrics_log import rounded
-from katcli.train.objective import HeldOut, Stats, ratio
+from katcli.train.objective import Stats, ratio
+from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.run_dir import POLICY_KIND
 from katcli.train.seq_scoring import reply_logprobs
 from katcli.train.sequences import EncodedSequences
 
 
-class SFTObjective:
+class SFTObjective(EncodedObjective):
     kind = POLICY_KIND
-    passes = 1
 
-    def __init__(
-        self,
-        gpt: GPT,
-        enc: EncodedSequences,
-        *,
-        pad_id: int,
-        pad_to: int | None = None,
-        heldout: HeldOut | None = None,
-        eval_batch_size: int = 32,
-        dist: Any = None,
-        progress: ProgressFn = no_progress,
-    ) -> None:
+    def __init__(self, gpt: GPT, enc: EncodedSequences, **shared: Any) -> None:
+        super().__init__(gpt, enc, **shared)
         self.gpt = gpt
-        self.module = gpt
-        self.enc = enc
-        self.pad_id = pad_id
-        self.pad_to = pad_to
-        self.heldout = heldout
-        self.eval_batch_size = eval_batch_size
-        self.dist = dist
-        self.progress = progress
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.gpt.parameters() if p.requires_grad]
 
     def prepare(self, step: int, items: np.ndarray, *, micro_batch_size: int) -> Sequence[MicroBatch]:
-        return [collate(self.enc, idx, pad_id=self.pad_id, pad_to=self.pad_to) for idx in split_micro(items, micro_batch_size)]
+        return [mb for _, mb in self.collated(items, micro_batch_size)]
 
     def loss_denominator(self, micros: Sequence[MicroBatch]) -> float:
         return float(sum(mb.response_tokens for mb in micros))
