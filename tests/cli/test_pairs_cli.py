@@ -123,6 +123,38 @@ def test_import_bad_line_stops_with_location_and_leaves_everything_as_it_was(kat
     assert not [p for p in (ws_dir / "data").iterdir() if ".tmp-" in p.name]
 
 
+def test_import_reads_the_real_hh_rlhf_file_as_shipped_gzip_and_all(kat, ws_dir, hh_real, tmp_path):
+    result = kat("pairs", "import", str(hh_real))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: a reply after the shared transcript is empty ({hh_real}:87)",
+        "Hint: fix the line, or pass --skip-invalid to skip bad lines"]
+    assert not (ws_dir / P.PAIRS).exists()
+    result = kat("pairs", "import", str(hh_real), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert "Imported 997 pairs from 1,000 lines (import 997;" in result.stdout
+    # the same pairs `kat pairs download --from` makes of this file (only ids and splits are the importer's own)
+    from katcli.data import hh
+    import gzip
+    rows = [json.loads(x) for x in gzip.decompress(hh_real.read_bytes()).splitlines()]
+    pairs = read_jsonl(ws_dir / P.PAIRS)
+    first = hh.parse_row(rows[0]["chosen"], rows[0]["rejected"])
+    assert (pairs[0]["prefix"]["messages"], pairs[0]["chosen"], pairs[0]["rejected"]) == (
+        first.messages, first.chosen, first.rejected)
+
+
+def test_import_of_a_truncated_gzip_file_stops_and_writes_nothing(kat, ws_dir, hh_real, tmp_path):
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(hh_real.read_bytes()[: hh_real.stat().st_size // 2])
+    result = kat("pairs", "import", str(cut), "--skip-invalid")
+    assert result.exit_code == 1
+    err = [x for x in result.stderr.splitlines() if x.startswith(("Error:", "Hint:"))]
+    assert err[0].startswith("Error: the gzip stream is truncated or corrupt (") and f"({cut}:" in err[0]
+    assert err[1] == f"Hint: `gzip -t {cut}` checks the file; re-download or re-compress it"
+    assert "Traceback" not in result.output
+    assert not (ws_dir / P.PAIRS).exists()
+
+
 def test_import_legacy_prompt_opening_with_assistant_is_refused_or_skipped(kat, ws_dir, tmp_path):
     f = tmp_path / "legacy.jsonl"
     f.write_bytes(b'{"prompt": "\\n\\nHuman: q", "chosen": "c", "rejected": "r"}\n'

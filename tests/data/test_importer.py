@@ -77,7 +77,16 @@ BAD_LINES = [
     (b"[1, 2]\n", "a line must be a JSON object, got an array"),
     (line(with_(chosen=5)), "'chosen' must be a string, got a number"),
     (line(with_(rejected=...)), "missing 'rejected'"),
-    (line(with_(prefix=...)), "missing 'prefix' (or the legacy 'prompt')"),
+    (line(with_(prefix=...)), "missing 'prefix' (or the legacy 'prompt', or HH-RLHF's 'chosen'/'rejected' alone)"),
+    # Anthropic/hh-rlhf's own rows: two whole transcripts, split at their common prefix
+    (line({"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: other\n\nAssistant: b"}),
+     "'chosen' and 'rejected' transcripts share no '\\n\\nAssistant:' turn to reply to"),
+    (line({"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: "}),
+     "a reply after the shared transcript is empty"),
+    (line({"chosen": "\n\nAssistant: hi\n\nHuman: q\n\nAssistant: a",
+           "rejected": "\n\nAssistant: hi\n\nHuman: q\n\nAssistant: b"}),
+     "the shared transcript must start with a Human turn"),
+    (line({"chosen": ["a"], "rejected": "b"}), "'chosen' must be a string, got an array"),
     (line(with_(prefix={"messages": "hi"})), "'prefix.messages' must be an array, got a string"),
     (line(with_(prefix={"messages": []})), "'prefix.messages' is empty"),
     (line(with_(prefix={"messages": [{"role": "assistant", "content": "x"}]})),
@@ -117,6 +126,44 @@ BAD_LINES = [
     (line({"prompt": "\n\nHuman: \n\nAssistant:", "chosen": "a", "rejected": "b"}),
      "'prompt' transcript has no non-empty turn"),
 ]
+
+
+def test_hh_rlhf_rows_split_at_the_common_prefix_like_the_download():
+    from katcli.data import hh
+
+    row = {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: A joke?\n\nAssistant: Knock knock.",
+           "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: A joke?\n\nAssistant: No."}
+    pair = I.parse_line(line(row))
+    want = hh.parse_row(row["chosen"], row["rejected"])
+    assert pair["prefix"]["messages"] == want.messages == [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "A joke?"}]
+    assert (pair["chosen"], pair["rejected"], pair["src"]) == ("Knock knock.", "No.", "import")
+    assert pair["prefix_id"] == prefix_id(want.messages) and pair["id"] is None
+
+
+def test_gzip_files_are_read_through_gzip_and_a_truncated_one_is_an_error_at_its_line(tmp_path):
+    import gzip
+
+    plain = tmp_path / "in.jsonl"
+    plain.write_bytes(line(GOOD) + line(with_(chosen="Another")))
+    gz = tmp_path / "in.jsonl.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    outs = []
+    for src in (plain, gz):
+        out = io.BytesIO()
+        assert I.import_pairs([src], out).pairs_written == 2
+        outs.append(out.getvalue())
+    assert outs[0] == outs[1]
+
+    many = b"".join(line(with_(chosen=f"answer {i}")) for i in range(2000))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(many, mtime=0)[:-200])
+    with pytest.raises(KatError) as err:
+        I.import_pairs([cut], io.BytesIO(), skip_invalid=True)  # never skipped: the rest of the file is lost
+    assert err.value.located().startswith(f"the gzip stream is truncated or corrupt (")
+    assert err.value.line is not None and 1 < err.value.line <= 2000
+    assert err.value.hint == f"`gzip -t {cut}` checks the file; re-download or re-compress it"
 
 
 @pytest.mark.parametrize(("raw", "reason"), BAD_LINES, ids=[r for _, r in BAD_LINES])

@@ -6,7 +6,12 @@ Accepted per line (one JSON object):
 - the legacy form `{"prompt": str, "chosen": str, "rejected": str}`; a prompt with HH-style markers
   (`"\\n\\nHuman: …\\n\\nAssistant: …"`, or opening with `Assistant:`) becomes its turns by the HH parser's rules
   (empty turns dropped, same-role turns merged) and must start and end with a Human turn; anything else is one
-  user message.
+  user message;
+- Anthropic/hh-rlhf's own rows `{"chosen": transcript, "rejected": transcript}`, split at their common prefix
+  exactly as `kat pairs download` splits them (`katcli.data.hh.parse_row`).
+
+A file whose first bytes are the gzip magic is read through gzip (HH-RLHF ships as `.jsonl.gz`); a truncated
+or corrupt stream is an error at the line it broke in, never skipped.
 
 Every problem is a `LineError(reason)` that the caller locates as `<file>:<line>`: bytes that are not
 UTF-8, a line over `MAX_LINE_BYTES` (read in bounded chunks, never whole), broken JSON, wrong types,
@@ -18,8 +23,10 @@ makes the output atomic, so a failed import leaves nothing behind). No workspace
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import zlib
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -37,6 +44,8 @@ REPORT_FIRST = 5
 IMPORT_SRC = "import"
 _FULL_KEYS = {"id", "prefix", "chosen", "rejected", "src", "split", "prefix_id", "meta"}
 _LEGACY_KEYS = {"prompt", "chosen", "rejected"}
+_HH_KEYS = {"chosen", "rejected"}
+_GZIP_MAGIC = b"\x1f\x8b"
 _SRC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ID_BAD = re.compile(r"[\t\r\n]")
 _CHUNK = 1 << 20
@@ -161,10 +170,37 @@ def _legacy_messages(prompt: str) -> list[dict[str, str]]:
         raise LineError(_TRANSCRIPT_REASONS[drop.reason]) from None
 
 
+#: Why an HH-RLHF row yields no pair, by the HH parser's drop reason.
+_HH_REASONS = {
+    hh.NO_SHARED_PROMPT: "'chosen' and 'rejected' transcripts share no '\\n\\nAssistant:' turn to reply to",
+    schema.PROMPT_NOT_STARTING_WITH_USER: "the shared transcript must start with a Human turn",
+    schema.PROMPT_NOT_ENDING_WITH_USER: "the shared transcript must end with a Human turn (the replies answer it)",
+    schema.EMPTY_PROMPT: "the shared transcript has no non-empty turn",
+    schema.EMPTY_REPLY: "a reply after the shared transcript is empty",
+    schema.IDENTICAL_REPLIES: "'chosen' and 'rejected' are identical: no preference to learn",
+}
+
+
+def _hh_record(obj: dict) -> dict[str, Any]:
+    """An Anthropic/hh-rlhf row (two whole transcripts) → a pair, by the download's common-prefix rule."""
+    _text(obj, "chosen"), _text(obj, "rejected")  # types, surrogates and emptiness, located by key
+    try:
+        parsed = hh.parse_row(obj["chosen"], obj["rejected"])
+    except schema.Drop as drop:
+        raise LineError(_HH_REASONS.get(drop.reason, drop.reason)) from None
+    pid = prefix_id(parsed.messages)
+    return schema.make_pair(
+        pair_id=None, messages=parsed.messages, chosen=parsed.chosen, rejected=parsed.rejected, src=IMPORT_SRC,
+        split=derived_split(pid), meta={}, pid=pid,
+    )
+
+
 def validate_record(obj: object) -> dict[str, Any]:
     """One parsed JSON value → a pair dict (id may be None: the caller derives it); LineError if invalid."""
     if not isinstance(obj, dict):
         raise LineError(f"a line must be a JSON object, got {_type(obj)}")
+    if set(obj) == _HH_KEYS:
+        return _hh_record(obj)
     legacy = "prompt" in obj and "prefix" not in obj
     allowed = _LEGACY_KEYS if legacy else _FULL_KEYS
     extra = sorted(set(obj) - allowed)
@@ -175,7 +211,7 @@ def validate_record(obj: object) -> dict[str, Any]:
         src, split, pid, meta, pair_id = IMPORT_SRC, None, None, {}, None
     else:
         if "prefix" not in obj:
-            raise LineError("missing 'prefix' (or the legacy 'prompt')")
+            raise LineError("missing 'prefix' (or the legacy 'prompt', or HH-RLHF's 'chosen'/'rejected' alone)")
         prefix = obj["prefix"]
         if not isinstance(prefix, dict):
             raise LineError(f"'prefix' must be an object, got {_type(prefix)}")
@@ -238,6 +274,27 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     return validate_record(obj)
 
 
+def _file_lines(path: Path, shown: str) -> Iterator[tuple[int, bytes | None, int]]:
+    """`iter_lines` of a plain or gzip file; `consumed` counts the file's own (compressed) bytes."""
+    with open(path, "rb") as raw_fh:
+        gz = raw_fh.read(2) == _GZIP_MAGIC
+        raw_fh.seek(0)
+        fh: BinaryIO = gzip.GzipFile(fileobj=raw_fh, mode="rb") if gz else raw_fh  # type: ignore[assignment]
+        lineno, pos = 0, 0
+        try:
+            for lineno, raw, _ in iter_lines(fh):
+                now = raw_fh.tell()
+                yield lineno, raw, now - pos
+                pos = now
+        except (EOFError, OSError, zlib.error) as exc:
+            if not gz:
+                raise
+            raise KatError(
+                f"the gzip stream is truncated or corrupt ({exc})", file=shown, line=lineno + 1,
+                hint=f"`gzip -t {shown}` checks the file; re-download or re-compress it",
+            ) from None
+
+
 # -- the import -----------------------------------------------------------------------------------------
 def import_pairs(
     paths: list[Path], out: BinaryIO, *, skip_invalid: bool = False, progress: ProgressFn = no_progress
@@ -253,48 +310,48 @@ def import_pairs(
     done = 0
     for path in paths:
         shown = str(path)
-        with open(path, "rb") as fh:
-            for lineno, raw, consumed in iter_lines(fh):
-                report.lines_read += 1
-                done += consumed
-                try:
-                    if raw is None:
-                        raise LineError(f"line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
-                    if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                        raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
-                    pair = parse_line(raw)
-                    if pair is None:
-                        continue
-                    if pair["id"] is None:
-                        base = _derived_id(pair)
-                        pair["id"], k = base, 1
-                        while pair["id"] in seen:  # the same pair twice: keep both, distinct ids
-                            k += 1
-                            pair["id"] = f"{base}-{k}"
-                    elif pair["id"] in seen:
-                        f0, l0 = seen[pair["id"]]
-                        raise LineError(f"duplicate id {pair['id']!r} (first at {f0}:{l0})")
-                except LineError as err:
-                    if not skip_invalid:
-                        raise KatError(
-                            err.reason, file=shown, line=lineno,
-                            hint="fix the line, or pass --skip-invalid to skip bad lines",
-                        ) from None
-                    report.invalid += 1
-                    if len(report.first_invalid) < REPORT_FIRST:
-                        report.first_invalid.append((shown, lineno, err.reason))
+        for lineno, raw, consumed in _file_lines(path, shown):
+            report.lines_read += 1
+            done += consumed
+            try:
+                if raw is None:
+                    raise LineError(f"line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]  # a UTF-8 byte-order mark, as some editors write
+                pair = parse_line(raw)
+                if pair is None:
                     continue
-                seen[pair["id"]] = (shown, lineno)
-                out.write(schema.encode_pair(pair))
-                report.pairs_written += 1
-                report.by_src[pair["src"]] += 1
-                report.by_split[pair["split"]] += 1
-                if report.lines_read % 1000 == 0:
-                    progress("import pairs (bytes)", done, total)
+                if pair["id"] is None:
+                    base = _derived_id(pair)
+                    pair["id"], k = base, 1
+                    while pair["id"] in seen:  # the same pair twice: keep both, distinct ids
+                        k += 1
+                        pair["id"] = f"{base}-{k}"
+                elif pair["id"] in seen:
+                    f0, l0 = seen[pair["id"]]
+                    raise LineError(f"duplicate id {pair['id']!r} (first at {f0}:{l0})")
+            except LineError as err:
+                if not skip_invalid:
+                    raise KatError(
+                        err.reason, file=shown, line=lineno,
+                        hint="fix the line, or pass --skip-invalid to skip bad lines",
+                    ) from None
+                report.invalid += 1
+                if len(report.first_invalid) < REPORT_FIRST:
+                    report.first_invalid.append((shown, lineno, err.reason))
+                continue
+            seen[pair["id"]] = (shown, lineno)
+            out.write(schema.encode_pair(pair))
+            report.pairs_written += 1
+            report.by_src[pair["src"]] += 1
+            report.by_split[pair["split"]] += 1
+            if report.lines_read % 1000 == 0:
+                progress("import pairs (bytes)", done, total)
     progress("import pairs (bytes)", total, total)
     if report.pairs_written == 0:
         raise KatError(
             f"no valid pairs in {', '.join(report.files)} ({report.invalid} invalid lines)",
-            hint="each line needs prefix/chosen/rejected/src, or the legacy prompt/chosen/rejected",
+            hint="each line needs prefix/chosen/rejected/src, the legacy prompt/chosen/rejected, or HH-RLHF's "
+            "chosen/rejected transcripts",
         )
     return report
