@@ -195,3 +195,23 @@ def test_changed_prefixes_are_detected_and_named(kat_embed, ws_dir, planted):
     judge = load_judge(Workspace(ws_dir))
     verdict = judge.verdict(Manifest.load(ws_dir / P.MANIFEST).runs["embed"])
     assert verdict.state == "stale"
+
+
+def test_long_rare_prompts_never_squeeze_the_weights_out_of_an_80_column_summary(
+    kat_embed, ws_dir, tmp_path, monkeypatch
+):
+    # Real HH prompts are long: at 80 columns the rarest table used to print `┃┃┃ prompt` with no numbers.
+    monkeypatch.setenv("COLUMNS", "80")
+    rare = [f"{p} " + "and then some more words about it " * 6 for p in kit.RARE_PROMPTS]
+    record_prefixes(ws_dir, kit.cluster_prompts(500) + rare)
+    npy = tmp_path / "planted.npy"
+    np.save(npy, kit.planted(500, 20, dim=48, seed=0))
+    result = kat_embed("--embeddings-from", npy)
+    assert result.exit_code == 0, err(result)
+    for title in ("Rarest prompts (highest weight)", "Densest prompts (lowest weight)"):
+        lines = result.stdout.split(title)[1].splitlines()[1:8]
+        assert lines[0].split() == ["weight", "┃", "density", "┃", "id", "┃", "prompt"]
+        rows = lines[2:7]
+        assert all(len(r) <= 80 for r in lines)
+        assert [float(r.split("│")[0]) > 0 for r in rows] == [True] * 5
+        assert all(r.split("│")[2].strip().startswith("p00") for r in rows)  # the whole prefix id

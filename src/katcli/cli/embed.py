@@ -27,14 +27,17 @@ def _short(text: str, limit: int = _TEXT_CHARS) -> str:
     return one_line if len(one_line) <= limit else one_line[: limit - 1].rstrip() + "…"
 
 
-def _prompt_table(title: str, prompts) -> Table:
+def _prompt_table(title: str, prompts, width: int) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    table.add_column("weight", justify="right")
-    table.add_column("density", justify="right")
-    table.add_column("id")
-    table.add_column("prompt", overflow="ellipsis", no_wrap=True)
-    for p in prompts:
-        table.add_row(f"{p.weight:.3g}", f"{p.density:.3f}", p.id, _short(p.text))
+    rows = [(f"{p.weight:.3g}", f"{p.density:.3f}", p.id) for p in prompts]
+    heads = ("weight", "density", "id")
+    fixed = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+    for head, w in zip(heads, fixed):
+        table.add_column(head, justify="left" if head == "id" else "right", no_wrap=True, min_width=w)
+    # The prompt gets what the numbers leave (3 separators of 3 columns): a long prompt squeezed them to nothing.
+    table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=max(8, width - sum(fixed) - 9))
+    for row, p in zip(rows, prompts):
+        table.add_row(*row, _short(p.text))
     return table
 
 
@@ -182,7 +185,7 @@ def embed(
     lines.append(("ESS", f"{stats['ess']:,.1f} of {result.n:,} ({100 * stats['ess_fraction']:.1f}%)"))
     for label, value in lines:
         out.print(f"{label:<13} {value}", markup=False)
-    out.print(_prompt_table("Rarest prompts (highest weight)", result.rarest))
-    out.print(_prompt_table("Densest prompts (lowest weight)", result.densest))
+    out.print(_prompt_table("Rarest prompts (highest weight)", result.rarest, out.width))
+    out.print(_prompt_table("Densest prompts (lowest weight)", result.densest, out.width))
     print_labelled(out, "Note", result.notes)
     out.print(f"Wrote {result.out_dir}", markup=False)
