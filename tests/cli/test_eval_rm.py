@@ -148,3 +148,34 @@ def test_p_values_fit_the_delta_cell():
     assert _delta_cell({"n": 9, "delta": -0.125, "mcnemar_p": 0.0042}) == "-0.125 p=.004"
     assert _delta_cell({"n": 9, "delta": 1.0, "mcnemar_p": 1e-9}) == "+1.000 p<.001"
     assert _delta_cell({"n": 0, "delta": None, "mcnemar_p": 1.0}) == "–"
+
+
+def _copy(trained, tmp_path):
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained, root)
+    return root
+
+
+@pytest.mark.parametrize("edited", ["meta_000004.json", "tokenizer.json"])
+def test_an_edited_meta_or_tokenizer_beside_the_model_is_refused_as_modified(kat, trained, tmp_path, edited):
+    # The meta holds the held-out split and --max-len the evaluation uses: an edit to it used to be scored
+    # silently, or refused as "held-out set differs from the one the current pairs give" (the pairs had not changed).
+    from katcli.pipeline.registry import rerun_command
+    from katcli.workspace import Manifest
+
+    root = _copy(trained, tmp_path)
+    f = root / "rm_checkpoints" / "density" / edited
+    f.write_text(f.read_text(encoding="utf-8").replace('"val_ratio": 0.2', '"val_ratio": 0.5') + " ",
+                 encoding="utf-8")
+    run = Manifest.load(root / "manifest.json").runs["rm/density"]
+    result = kat("eval", "rm", "uniform", "density", "--threads", "1", workspace=root)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: rm_checkpoints/density/{edited} was modified after `{run.command}` wrote it",
+        f"Hint: re-run `{rerun_command(run.key, run.command)}`, or pass --force to use it as it is",
+    ]
+    # an edited training log is no input of the evaluation
+    (root / "rm_checkpoints" / "uniform" / "metrics.jsonl").write_text("{}\n", encoding="utf-8")
+    assert kat("eval", "rm", "uniform", "--threads", "1", workspace=root).exit_code == 0

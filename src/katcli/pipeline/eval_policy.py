@@ -123,7 +123,8 @@ def run_eval_policy(
         if judge.manifest.owner_of(rel) is None:
             notes.append(f"{label}: {rel} is not recorded in the manifest, so its freshness is not checked")
         else:
-            check(rel)
+            for f in judge.checkpoint_files(rel):  # the meta and tokenizer beside it are read too
+                check(f)
 
     # -- policies, baseline, reward models --------------------------------------------------------------------
     refs: list[PolicyRef] = []

@@ -230,7 +230,8 @@ def run_eval_rm(
         step, meta = _read_scorer_meta(directory)
         rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
         if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
-            check(rel)
+            for f in judge.checkpoint_files(rel):  # its meta too: it holds the split and --max-len scored with
+                check(f)
         models.append((name, directory, step, meta))
     specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in models}
     if len(specs) > 1:

@@ -120,6 +120,19 @@ class Judge:
         return None
 
 
+    def checkpoint_files(self, rel_model: str) -> list[str]:
+        """What a reader of the checkpoint `rel_model` loads, to check as its inputs: every output its run recorded
+        in that directory (meta, tokenizer, Hugging Face files, reference cache) except the training log and the
+        optimizer state. Just `rel_model` when no run recorded it (`check_input` then says so)."""
+        owner = self.manifest.owner_of(rel_model)
+        if owner is None:
+            return [rel_model]
+        folder = rel_model.rsplit("/", 1)[0] + "/"
+        files = [o.path for o in owner.outputs if o.path.startswith(folder) and "/" not in o.path[len(folder):]]
+        skip = ("metrics.jsonl", "optim_")
+        return [rel_model] + [f for f in files if f != rel_model and not f[len(folder):].startswith(skip)]
+
+
 def load_judge(ws: Workspace, *, verify: bool = False) -> Judge:
     cache_file: Path | None = ws.state_dir / "hash_cache.json" if ws.root.exists() else None
     return Judge(ws, Manifest.load(ws.manifest_path), HashCache(cache_file, verify=verify))
