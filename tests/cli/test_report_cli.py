@@ -32,6 +32,24 @@ def test_out_must_lie_inside_the_workspace(kat, ws_dir, tmp_path):
     assert result.stderr.startswith("Error: --out . must be a directory of its own inside the workspace\n")
 
 
+def test_out_must_be_a_directory_no_other_stage_writes_into(kat, ws_dir):
+    record_stage(ws_dir, "pairs", {P.PAIRS: '{"a": 1}\n'})
+    result = kat("report", "--out", "manifest.json")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: --out manifest.json is a file, not a directory\nHint: use the default, --out reports\n")
+    result = kat("report", "--out", "data")  # it wrote report.html beside the pairs
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: --out data holds data/pairs_all.jsonl, an output of `kat test-pairs`\n"
+        "Hint: pass a directory of its own for the report (default: --out reports)\n")
+    assert sorted(p.name for p in (ws_dir / "data").iterdir()) == ["pairs_all.jsonl"]
+    result = kat("report", "--out", "")
+    assert result.stderr.startswith("Error: --out '' must be a directory of its own inside the workspace\n")
+    assert kat("-q", "report", "--out", "paper/figs").exit_code == 0
+    assert kat("-q", "report", "--out", "paper/figs").exit_code == 0  # its own earlier report is no obstacle
+
+
 def test_pairs_alone_give_a_provenance_report_recorded_in_the_manifest(kat, ws_dir):
     record_stage(ws_dir, "pairs", {P.PAIRS: '{"a": 1}\n'})
     result = kat("report")

@@ -74,9 +74,23 @@ def out_dir_rel(ws: Workspace, out: str) -> str:
             f"--out {out} is outside the workspace {ws.root}",
             hint=f"pass a directory inside the workspace (default: {P.REPORTS_DIR}/) and copy the files from there",
         ) from None
+    shown = out or "''"
     if rel in ("", ".") or rel.split("/")[0] == P.STATE_DIR:
-        raise ConfigError(f"--out {out} must be a directory of its own inside the workspace",
+        raise ConfigError(f"--out {shown} must be a directory of its own inside the workspace",
                           hint=f"use the default, --out {P.REPORTS_DIR}")
+    if ws.abs(rel).exists() and not ws.abs(rel).is_dir():
+        raise ConfigError(f"--out {shown} is a file, not a directory", hint=f"use the default, --out {P.REPORTS_DIR}")
+    # Another stage's directory would mix the report's files with its outputs, and that stage's next run
+    # (which replaces its files) could take the report's with them.
+    from katcli.workspace import Manifest
+
+    for run in Manifest.load(ws.manifest_path).runs.values():
+        held = next((o.path for o in run.outputs if o.path.startswith(rel + "/")), None)
+        if run.stage != STAGE and held is not None:
+            raise ConfigError(
+                f"--out {shown} holds {held}, an output of `{run.command}`",
+                hint=f"pass a directory of its own for the report (default: --out {P.REPORTS_DIR})",
+            )
     return rel
 
 
