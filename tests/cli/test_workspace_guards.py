@@ -145,3 +145,27 @@ def test_empty_workspace_option_is_an_error(kat, tmp_path, monkeypatch):
             "Hint: pass --workspace DIR, or leave it out for the default ($KAT_WORKSPACE, else the per-user data dir)",
         ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_pairs_file_is_the_same_located_error_in_every_stage_that_reads_it(kat, ws_dir, tmp_path):
+    # A copy cut mid-line: every reader names the line and its column (json's own "line 1 column 290" contradicted
+    # the file's line number, and prefixes printed `JSONDecodeError: …`) and one hint naming real commands.
+    src = tmp_path / "pairs.jsonl"
+    rows = [{"prefix": {"messages": [{"role": "user", "content": f"question {i}"}]}, "chosen": "a fine answer",
+             "rejected": "no", "src": "mine"} for i in range(4)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert kat("-q", "pairs", "import", str(src)).exit_code == 0
+    pairs = ws_dir / P.PAIRS
+    text = pairs.read_bytes()
+    cut = text.index(b"question 2") + 4
+    pairs.write_bytes(text[:cut])
+    column = text.index(b'"question 2') - text.rindex(b"\n", 0, cut)  # the opening quote, 1-based
+    where = f"({ws_dir.resolve() / P.PAIRS}:3)"
+    expected = f"Error: invalid JSON: Unterminated string starting at column {column} {where}"
+    for args in (["prefixes"], ["train", "tokenizer", "--vocab-size", "300"]):  # train rm: test_rm_inputs
+        result = kat(*args, "--force")
+        assert result.exit_code == 1, args
+        lines = [x for x in result.stderr.splitlines() if x.startswith(("Error:", "Hint:"))]
+        assert lines[0] == expected, args
+        assert lines[1].endswith("re-create it with `kat pairs download` or `kat pairs import`"), args
+        assert "Traceback" not in result.output

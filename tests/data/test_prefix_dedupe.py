@@ -81,7 +81,7 @@ def test_a_broken_line_names_file_and_line(tmp_path):
     path.write_bytes(schema.encode_pair(pair(0, "a")) + b'{"id": "x"}\n')
     with pytest.raises(KatError) as err:
         dedupe(path)
-    assert err.value.located() == f"not a valid pair: KeyError: 'prefix_id' ({path}:2)"
+    assert err.value.located() == f"not a valid pair: no prefix_id field ({path}:2)"
 
 
 def test_raw_value_copies_a_value_verbatim_whatever_the_key_order_or_spacing():

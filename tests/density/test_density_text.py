@@ -43,7 +43,7 @@ def test_blank_lines_are_skipped_and_progress_is_reported(tmp_path):
 @pytest.mark.parametrize(
     ("rows", "message", "line"),
     [
-        (["{broken"], "invalid JSON: Expecting property name enclosed in double quotes", 1),
+        (["{broken"], "invalid JSON: Expecting property name enclosed in double quotes at column 2", 1),
         ([prefix_row("a", CONV), "[1, 2]"], "a prefix row must be a JSON object", 2),
         ([{"id": "a", "prefix": {}}], 'a prefix row needs "prefix": {"messages": [...]}', 1),
         ([{"id": "a", "prefix": {"messages": []}}], "the prefix has no messages", 1),

@@ -29,7 +29,7 @@ def test_pairs_and_prefix_counts_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json", "invalid JSON: Expecting property name enclosed in double quotes"),
+        ("{not json", "invalid JSON: Expecting property name enclosed in double quotes at column 2"),
         ('{"id": "x"}', "pair has no prefix, chosen, rejected, src, prefix_id field"),
         ('{"id": "x", "prefix": {"messages": []}, "chosen": "a", "rejected": "b", "src": "s", "prefix_id": "p"}',
          "pair prefix has no messages"),

@@ -17,7 +17,7 @@ def test_rows_come_with_their_line_numbers_and_blank_lines_are_skipped(tmp_path)
 @pytest.mark.parametrize(
     ("content", "message", "line"),
     [
-        (b'{"a": 1}\n{broken\n', "invalid JSON: Expecting property name enclosed in double quotes", 2),
+        (b'{"a": 1}\n{broken\n', "invalid JSON: Expecting property name enclosed in double quotes at column 2", 2),
         (b'{"a": 1}\n{"b": "caf\xe9"}\n', "the file is not valid UTF-8 (invalid continuation byte)", 2),
     ],
 )

@@ -38,6 +38,7 @@ from katcli.data import hh, schema
 from katcli.data.keys import derived_split, is_prefix_id, prefix_id
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
+from katcli.workspace.jsonl import where_in_line
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 REPORT_FIRST = 5
@@ -268,7 +269,7 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
     try:
         obj = json.loads(text.rstrip("\r\n"))  # so a truncated line's error points into the line
     except json.JSONDecodeError as exc:
-        raise LineError(f"broken JSON: {exc.msg} at column {exc.colno}") from None
+        raise LineError(f"broken JSON: {where_in_line(exc)}") from None
     except RecursionError:
         raise LineError("broken JSON: nested too deeply") from None
     return validate_record(obj)

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
+from katcli.workspace.jsonl import where_in_line
 
 MAP_HEADER = b"pair_id\tprefix_id\n"
 _TICK = 20_000
@@ -52,11 +53,22 @@ class PrefixReport:
         }
 
 
+PAIRS_HINT = "re-create it with `kat pairs download` or `kat pairs import`"
+
+
 def _bad(reason: str, path: Path, lineno: int) -> KatError:
-    return KatError(
-        f"not a valid pair: {reason}", file=str(path), line=lineno,
-        hint="rebuild it with `kat pairs download` or `kat pairs import`",
-    )
+    return KatError(reason, file=str(path), line=lineno, hint=PAIRS_HINT)
+
+
+def _reason(exc: Exception) -> str:
+    """A broken line's reason in the words of the one JSONL reader (`katcli.workspace.jsonl`)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {where_in_line(exc)}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the file is not valid UTF-8 ({exc.reason})"
+    if isinstance(exc, KeyError):
+        return f"not a valid pair: no {exc.args[0]} field"
+    return f"not a valid pair: {exc}"
 
 
 _scan_value = json.JSONDecoder().scan_once
@@ -128,9 +140,9 @@ def build_prefixes(
             except (ValueError, KeyError, TypeError) as exc:
                 if not line.strip():
                     continue
-                raise _bad(f"{type(exc).__name__}: {exc}", pairs_path, lineno) from None
+                raise _bad(_reason(exc), pairs_path, lineno) from None
             if type(pid) is not str or not fullmatch(pid) or type(pair_id) is not str or type(src) is not str:
-                raise _bad("bad id, prefix_id or src", pairs_path, lineno)
+                raise _bad("not a valid pair: bad id, prefix_id or src", pairs_path, lineno)
             buf.append(f"{pair_id}\t{pid}\n")
             if len(buf) >= _FLUSH:
                 map_out.write("".join(buf).encode("utf-8"))

@@ -77,7 +77,8 @@ def pair_texts(
 ) -> Iterator[str]:
     """Yield the training texts of a pairs file, validating each line's shape."""
     shown = str(path)
-    hint = "each line needs prefix.messages[*].content, chosen and rejected; re-run `kat pairs`"
+    hint = ("each line needs prefix.messages[*].content, chosen and rejected; re-create it with `kat pairs download` "
+            "or `kat pairs import`")
     for lineno, row in iter_json_lines(path, hint=hint):
         try:
             messages = row["prefix"]["messages"]

@@ -16,6 +16,13 @@ from typing import Any
 from katcli.errors import KatError
 
 
+def where_in_line(exc: json.JSONDecodeError) -> str:
+    """`Expecting value at column 26`: json's reason and column within the line, never its "line 1 column N (char M)",
+    which contradicts the file's line number beside it."""
+    msg = exc.msg[: -len(" at")] if exc.msg.endswith(" at") else exc.msg  # "Unterminated string starting at"
+    return f"{msg} at column {exc.colno}"
+
+
 def iter_json_lines(
     path: Path | str, *, hint: str, name: str = "file", missing_hint: str | None = None
 ) -> Iterator[tuple[int, Any]]:
@@ -40,5 +47,5 @@ def iter_json_lines(
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise KatError(f"invalid JSON: {exc.msg}", file=shown, line=lineno, hint=hint) from None
+                raise KatError(f"invalid JSON: {where_in_line(exc)}", file=shown, line=lineno, hint=hint) from None
             yield lineno, value
