@@ -184,3 +184,29 @@ def test_at_80_columns_something_stale_still_shows_every_command_whole(kat, popu
     assert all(len(line) <= 80 for line in table) and "…" not in "".join(table)  # nothing cut short
     for row in data["stages"]:  # each title and state whole within its row
         assert any(line.startswith(f"│ {row['title']} ") and f" {row['state']} " in line for line in table), row
+
+
+def test_a_stale_report_is_next_once_every_required_stage_is_ok(kat, populated):
+    # Every stage ok but the report (its input changed): status listed `kat report` under "Run next:" and then
+    # ended "Everything is up to date.".
+    record_stage(populated, "tokenizer", {"tokenizer/tokenizer.json": "t"}, inputs=(P.PAIRS,))
+    for stage in ("rm", "sft", "dpo", "grpo"):
+        record_stage(populated, stage, {f"{stage}_checkpoints/uniform/model_000001.pt": "w"}, name="uniform",
+                     inputs=(P.PAIRS,))
+    record_stage(populated, "viz", {"viz/embeddings_3d.json": "{}", "viz/embeddings_3d.html": "<p>"},
+                 inputs=(P.EMBEDDINGS,))
+    record_stage(populated, "eval-policy", {"eval/policy/sft-uniform/evaluation.json": "{}"}, name="sft-uniform",
+                 inputs=("sft_checkpoints/uniform/model_000001.pt",))
+    record_stage(populated, "report", {"reports/report.md": "# r"}, inputs=("eval/policy/sft-uniform/evaluation.json",),
+                 command="kat report --threads 1")
+    states, data = _states(kat)
+    assert set(states.values()) == {"ok"} and data["next_command"] is None
+    assert kat("status").stdout.rstrip().endswith("Everything is up to date.")
+
+    record_stage(populated, "eval-policy", {"eval/policy/sft-uniform/evaluation.json": '{"again": 1}'},
+                 name="sft-uniform", inputs=("sft_checkpoints/uniform/model_000001.pt",))
+    states, data = _states(kat)
+    assert [k for k, s in states.items() if s != "ok"] == ["report"]
+    assert data["next_command"] == "kat report --threads 1"
+    lines = kat("status").stdout.rstrip().splitlines()
+    assert lines[-3:] == ["Run next:", "  kat report --threads 1  (Report: stale)", "Next: kat report --threads 1"]

@@ -20,7 +20,7 @@ class StageSpec:
     command: str  # the command that (re)produces this stage's outputs
     outputs: tuple[str, ...]  # expected outputs; a trailing "/" means "files under this directory"
     named: bool = False  # one run per `--name` (e.g. rm/uniform, rm/density)
-    optional: bool = False  # not part of the main pipeline: never suggested as "next"
+    optional: bool = False  # not part of the main pipeline: "next" only once every main stage is ok
     also: tuple[str, ...] = ()  # other commands that record this stage (e.g. `kat pairs import`)
 
     def key(self, name: str | None = None) -> str:

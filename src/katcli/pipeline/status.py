@@ -128,8 +128,11 @@ def compute_status(ws: Workspace, *, verify: bool = False) -> WorkspaceStatus:
         for run in sorted(runs, key=lambda r: r.key):
             rows.append(_from_run(judge, spec, run, registry.split_key(run.key)[1]))
     judge.hasher.save()
-    next_command = next(
-        (r.command for r in rows if r.state != OK and not registry.spec(r.stage).optional), None
+    # An optional stage is never next while a stage of the main pipeline is pending; once none is, a recorded
+    # optional run that is out of date (a stale report, a modified import) is, or "Everything is up to date" lies.
+    todo = [r for r in rows if r.state != OK]
+    next_command = next((r.command for r in todo if not registry.spec(r.stage).optional), None) or next(
+        (r.command for r in todo), None
     )
     leftovers = [LeftoverStatus(ws.rel(f.path), f.size) for f in find_leftovers(ws.root)]
     return WorkspaceStatus(str(ws.root), rows, next_command, leftovers)
