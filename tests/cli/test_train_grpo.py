@@ -110,3 +110,19 @@ def test_bad_reward_models_and_references(kat, ws_dir, trained, tmp_path):
         "Hint: the reference's log-probs are compared token by token with the policy's: pass a --ref with the "
         "policy's vocabulary (e.g. the --init model, the default)\n"
     )
+
+
+@pytest.mark.parametrize("command", ["rm", "sft", "dpo", "grpo"])
+def test_help_states_the_learning_rates_the_command_uses(kat, command, monkeypatch):
+    # `kat train grpo --help` said "default 2e-5 with --init, 1e-3 from scratch"; GRPO uses 1e-6 and 1e-4.
+    import re
+
+    from katcli.pipeline.train_config import TrainConfig
+    from katcli.pipeline.train_grpo import TrainGRPOConfig
+
+    cfg = TrainGRPOConfig if command == "grpo" else TrainConfig
+    monkeypatch.setenv("COLUMNS", "400")
+    out = " ".join(kat("train", command, "--help").stdout.split())
+    lr = re.search(r"--lr LR Peak learning rate \(default (\S+) with --init, (\S+) from scratch[;)]", out)
+    assert lr is not None, out
+    assert (float(lr.group(1)), float(lr.group(2))) == (cfg.LR_INIT, cfg.LR_SCRATCH)

@@ -36,6 +36,12 @@ PromptsPerStep = Annotated[
     int, typer.Option("--prompts-per-step", metavar="N", help="Prompts per optimizer step, over all processes.",
                       rich_help_panel=T.OPTIM),
 ]
+# GRPO's own defaults (pipeline.train_grpo.TrainGRPOConfig.LR_INIT / LR_SCRATCH), not the shared option's.
+GRPOLR = Annotated[
+    float | None,
+    typer.Option("--lr", metavar="LR", help="Peak learning rate (default 1e-6 with --init, 1e-4 from scratch; 1e-6 is "
+                 "TRL's GRPO default).", rich_help_panel=T.OPTIM, show_default=False),
+]
 PromptMicroBatch = Annotated[
     int | None,
     typer.Option("--micro-batch-size", metavar="N", help="Prompts (each with --group-size replies) per forward "
@@ -106,7 +112,7 @@ def train_grpo(
     loss_type: LossType = "dapo",
     max_steps: T.MaxSteps = 1000,
     micro_batch_size: PromptMicroBatch = None,
-    lr: T.LR = None,
+    lr: GRPOLR = None,
     warmup_steps: T.WarmupSteps = None,
     weight_decay: T.WeightDecay = 0.0,
     grad_clip: T.GradClip = 1.0,
