@@ -210,3 +210,20 @@ def test_a_stale_report_is_next_once_every_required_stage_is_ok(kat, populated):
     assert data["next_command"] == "kat report --threads 1"
     lines = kat("status").stdout.rstrip().splitlines()
     assert lines[-3:] == ["Run next:", "  kat report --threads 1  (Report: stale)", "Next: kat report --threads 1"]
+
+
+def test_at_80_columns_one_long_command_does_not_push_the_short_ones_past_the_edge(kat, populated, monkeypatch):
+    # Commands were padded to the longest: one 150-character `kat train rm …` made every "Run next:" line 160
+    # characters wide, so an 80-column terminal wrapped each short command's reason onto a line of its own.
+    long = "kat train rm --name density --density-aware " + " ".join(f"--flag-{i} {i}" for i in range(10))
+    record_stage(populated, "rm", {"rm_checkpoints/density/model_000001.pt": "w"}, name="density",
+                 inputs=(P.PREFIXES,), command=long)
+    record_stage(populated, "pairs", {P.PAIRS: '{"a": 1}\n{"a": 2}\n{"a": 3}\n'})  # prefixes, embed, rm stale
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = kat("status").stdout.splitlines()
+    listed = lines[lines.index("Run next:") + 1:]
+    listed = listed[: next(i for i, x in enumerate(listed) if not x.startswith("  "))]
+    assert f"  {long}  (Reward model (density): stale)" in listed  # too long to fit: whole, unpadded
+    short = [x for x in listed if long not in x]
+    assert short and all(len(x) <= 80 for x in short), short
+    assert len({x.index("  (") for x in short}) == 1  # still aligned with each other

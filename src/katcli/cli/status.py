@@ -70,7 +70,10 @@ def status(
     todo = [row for row in result.stages if row.state != "ok"]
     if todo:
         state.out.print("Run next:", markup=False)
-        width = max(len(row.command) for row in todo)
+        # Aligned on the longest command that fits the terminal with its reason; a longer one is printed whole,
+        # unpadded, rather than widening every line past the edge.
+        fits = [len(r.command) for r in todo if len(r.command) + len(r.title) + len(r.state) + 8 <= state.out.width]
+        width = max(fits, default=0)
         for row in todo:  # soft_wrap: a command is never broken across lines
             state.out.print(f"  {row.command:<{width}}  ({row.title}: {row.state})", markup=False, soft_wrap=True)
     if result.leftovers:
