@@ -36,13 +36,14 @@ def quickstart(
 
     Example: kat quickstart --workspace ./kat-demo
     """
-    from katcli.pipeline.quickstart import QuickstartConfig, quickstart_plan
+    from katcli.pipeline import quickstart as qs
 
     state = state_of(ctx)
     if workspace is not None:
         state.workspace = workspace
     ws = workspace_of(ctx)
-    plan = quickstart_plan(QuickstartConfig(seed=seed, rm_steps=rm_steps, policy_steps=policy_steps))
+    plan = qs.quickstart_plan(qs.QuickstartConfig(seed=seed, rm_steps=rm_steps, policy_steps=policy_steps))
+    qs.check_workspace(ws)
     global_opts = ["-w", str(ws.root)] + (["-q"] if state.quiet else []) + (["-v"] if state.verbose else [])
     root: click.Command = ctx.find_root().command
     for i, step in enumerate(plan, 1):

@@ -4,14 +4,17 @@
 shows its progress, records itself in the manifest and prints its summary exactly as if typed by hand, and the
 user can re-run or vary any single step. The sizes are chosen so the whole plan finishes in a few minutes on
 2 CPU cores; they make a smoke test of the experiment, not a result (real runs start from a pretrained model).
-This module only builds the plan; it runs nothing and knows nothing about Typer.
+This module builds the plan and says whether a workspace may take it; it runs nothing and knows nothing about
+Typer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from katcli.errors import ConfigError
+from katcli.errors import ConfigError, KatError
+from katcli.workspace import Manifest, Workspace
+from katcli.workspace import paths as P
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,24 @@ class QuickstartConfig:
             raise ConfigError(f"--vocab-size must be at least 265 (256 bytes + 9 special tokens), got {self.vocab_size}")
         if self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+
+
+def check_workspace(ws: Workspace) -> None:
+    """Refuse a workspace that holds an experiment: the plan's first step replaces its pairs with the sample's and
+    the next ones retrain over its runs. An empty workspace, or one whose pairs came from the sample (the demo
+    workspace of an earlier quickstart), is fine."""
+    manifest = Manifest.load(ws.manifest_path)
+    if not manifest.runs:
+        return
+    pairs = manifest.runs.get("pairs")
+    if pairs is not None and pairs.params.get("from") == "sample":
+        return
+    what = (f"its {P.PAIRS} is from `{pairs.command}`, not the built-in sample" if pairs is not None
+            else f"it records {', '.join(sorted(manifest.runs))}")
+    raise KatError(
+        f"{ws.root} already holds an experiment ({what}): quickstart would replace it and retrain over its runs",
+        hint="run it in a new directory, e.g. `kat quickstart --workspace ./kat-demo`",
+    )
 
 
 @dataclass(frozen=True)
