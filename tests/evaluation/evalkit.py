@@ -53,7 +53,7 @@ def write_policy(
     if heldout is not None:
         meta["heldout"] = heldout
     if rm_run is not None:
-        meta["rm"] = {"run": rm_run}
+        meta["reward_model"] = {"name": rm_run}  # as `kat train grpo` records it (also "path", "step")
     save_checkpoint(directory, step, model, meta)
     tok = directory / ("tokenizer.json" if layout == "run" else "tokenizer/tokenizer.json")
     tok.parent.mkdir(parents=True, exist_ok=True)

@@ -158,10 +158,16 @@ def run_eval_policy(
         raise KatError("two --rm reward models have the same name", hint="pass one of them by a unique path")
     rm_names = [r[0] for r in rms]
     for ref, (_, meta, _) in zip(refs, metas):
-        trained_rm = (meta.get("rm") or {}).get("run") if isinstance(meta.get("rm"), dict) else None
-        if trained_rm is None:
+        # What `kat train grpo` records: {"name", "path" (workspace-relative or absolute), "step"}.
+        trained = meta.get("reward_model") if isinstance(meta.get("reward_model"), dict) else {}
+        trained_rm = trained.get("name")
+        if not isinstance(trained_rm, str):
             continue
-        same = [n for n, d, _, _ in rms if n == trained_rm or d.name == trained_rm]
+        if isinstance(trained.get("path"), str):  # the same directory, whatever name it is given now
+            trained_dir = (ws.root / trained["path"]).resolve()
+            same = [n for n, d, _, _ in rms if Path(d).resolve() == trained_dir]
+        else:
+            same = [n for n, d, _, _ in rms if n == trained_rm or d.name == trained_rm]
         if same:
             notes.append(
                 f"{ref.label} was trained against the reward model {trained_rm}; its reward under {same[0]} is "
