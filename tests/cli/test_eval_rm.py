@@ -33,7 +33,7 @@ def test_table_compares_models_side_by_side(kat, trained):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Held-out set: ") and lines[0].endswith(" prompts (--seed 0, --val-ratio 0.2)")
     assert lines[1] == f"  uniform: uniform sampling, step 4, {trained.resolve()}/rm_checkpoints/uniform"
-    assert lines[2] == f"  density: per-prompt sampling, step 4, {trained.resolve()}/rm_checkpoints/density"
+    assert lines[2] == f"  density: density-aware (per-prompt) sampling, step 4, {trained.resolve()}/rm_checkpoints/density"
     header = next(line for line in lines if "Group" in line)
     assert [c.strip() for c in header.strip("┃").split("┃")] == ["Group", "Pairs", "uniform", "density", "Δ"]
     for row in ("overall", "src-a", "src-b", "Q1 commonest", "Q2", "Q3", "Q4", "Q5 rarest"):

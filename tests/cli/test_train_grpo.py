@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -24,7 +25,10 @@ def test_train_grpo_prints_sampling_time_split_and_heldout_reward(kat, ws_dir, t
     result = kat("train", "grpo", *TINY, "--density-aware")
     assert result.exit_code == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "Sampling: per-prompt over " in out and " training prompts (" in out and "of the prompts)" in out
+    # the weighting reads as density-aware (a bare "per-prompt" read as uniform over prompts), prompts counted once
+    sampling = next(line for line in out.splitlines() if line.startswith("Sampling: "))
+    assert re.fullmatch(r"Sampling: density-aware \(per-prompt\) over [\d,]+ training prompts; effective sample size "
+                        r"[\d,.]+ \([\d.]+% of the prompts\)", sampling), sampling
     assert "Trained 2 steps on cpu × 1: " in out
     assert "Time: rollout " in out and "reply tokens/s), scoring " in out and "updates " in out
     assert "Held-out reward (4 prompts)" in out

@@ -18,7 +18,7 @@ def test_train_sft_prints_sampling_training_and_heldout_nll(kat, ws_dir):
     out = result.stdout
     assert "Note: trained from scratch (--depth 1): fine for trying the pipeline, but real policies start from a " \
            "pretrained or SFT model (--init DIR, e.g. one from `kat import nanochat`)" in out
-    assert "Sampling: per-prompt over " in out and "effective sample size" in out
+    assert "Sampling: density-aware (per-prompt) over " in out and "effective sample size" in out
     assert "Trained 3 steps on cpu × 1: " in out
     assert "Held-out reply NLL per token (" in out
     for row in ("overall", "src-a", "src-b", "Q1 commonest", "Q5 rarest"):

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
-from katcli.cli.render import print_labelled, run_reported
+from katcli.cli.render import print_labelled, run_reported, sampling_label
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.data.schema import SHORT_OF, SOURCES
 
@@ -122,7 +122,8 @@ def rm(
         markup=False,
     )
     for m in models:
-        state.out.print(f"  {m['name']}: {m['weighting']} sampling, step {m['step']:,}, {m['path']}", markup=False)
+        state.out.print(f"  {m['name']}: {sampling_label(m['weighting'])} sampling, step {m['step']:,}, {m['path']}",
+                        markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
     # Labels are short (sources as hh/uf/se, spelled out below the table), so rows stay whole at 80 columns; only
     # an imported source's long name may fold, and then the numbers keep their room.

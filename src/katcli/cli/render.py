@@ -119,6 +119,12 @@ def run_reported(state: AppState, as_json: bool, run: Callable[[ProgressFn], Any
     return None if state.quiet else data
 
 
+def sampling_label(weighting: str) -> str:
+    """How a run drew its training items: `uniform`, or `density-aware (per-prompt|per-pair)` — never the bare
+    pair-weighting, which reads as "uniform over prompts"."""
+    return weighting if weighting == "uniform" else f"density-aware ({weighting})"
+
+
 def human_size(n: int | None) -> str:
     if n is None:
         return "–"

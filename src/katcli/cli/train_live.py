@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from katcli.cli.render import AppState, print_labelled
+from katcli.cli.render import AppState, print_labelled, sampling_label
 
 
 def is_main_rank() -> bool:
@@ -82,10 +82,11 @@ def print_run_summary(state: AppState, result: Any, *, items: str = "training pa
     out = state.out
     print_labelled(out, "Forced", result.forced_over)
     print_labelled(out, "Note", result.notes)
+    unit = items.split()[-1]
+    prompts = "" if unit == "prompts" else f" ({result.train_prompts:,} prompts)"  # GRPO draws prompts themselves
     out.print(
-        f"Sampling: {result.weighting} over {result.train_items or result.train_pairs:,} {items} "
-        f"({result.train_prompts:,} prompts); effective sample size {result.ess:,.1f} "
-        f"({result.ess_fraction:.1%} of the {items.split()[-1]})",
+        f"Sampling: {sampling_label(result.weighting)} over {result.train_items or result.train_pairs:,} {items}"
+        f"{prompts}; effective sample size {result.ess:,.1f} ({result.ess_fraction:.1%} of the {unit})",
         markup=False,
     )
     out.print(
