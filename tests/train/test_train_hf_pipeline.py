@@ -318,32 +318,34 @@ def test_an_hf_sft_run_is_a_dpo_reference_and_a_policy_for_eval_policy(tmp_path,
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_train_an_hf_reward_model_like_one(tmp_path, hf_models):
-    import os
-    import subprocess
-    import sys
-
-    from rmkit import free_port
+@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+def test_torchrun_two_processes_train_an_hf_reward_model_like_one(tmp_path, hf_models, layout):
+    """DDP, and FSDP sharding the decoder layers: one process's step; the saved model is an ordinary one."""
+    from torchrunkit import torchrun
+    from transformers import AutoModelForSequenceClassification
 
     ws = _ws(tmp_path, hf_models)
     flags = ["--max-steps", "2", "--batch-size", "8", "--max-len", "64", "--val-ratio", "0.2", "--eval-every", "0",
              "--save-every", "0", "--lr", "1e-3", "--device", "cpu"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "rm", "--name", "ddp",
-           "--init", f"hf:{hf_models['llama']}", *flags]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("Trained 2 steps on cpu × 2") == 1
-    run_dir = ws.abs("rm_checkpoints/ddp")
+    proc = torchrun(ws, "train", "rm", "--name", layout, "--init", f"hf:{hf_models['llama']}", *flags,
+                    *(["--fsdp"] if layout == "fsdp" else []))
+    assert proc.stdout.count("Trained 2 steps on cpu × 2" + (" (FSDP)" if layout == "fsdp" else "") + ":") == 1
+    assert "returned a view tensor" not in proc.stderr  # FSDP's warning about views is kat's to silence
+    run_dir = ws.abs(f"rm_checkpoints/{layout}")
     assert {"model.safetensors", "config.json", "tokenizer.json", "model_000002.pt"} <= {p.name for p in run_dir.iterdir()}
     single = run_train_rm(ws, TrainRMConfig(name="single", init=f"hf:{hf_models['llama']}", **{**COMMON, "max_steps": 2}))
     two = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"type"' not in x]
     one = [json.loads(x) for x in (single.directory / "metrics.jsonl").read_text().splitlines() if '"type"' not in x]
-    for a, b in zip(one, two):  # the same global batch: the same loss and gradient norm
+    for a, b in zip(one, two, strict=True):  # the same global batch: the same loss and gradient norm
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    # The exported model is whole (not one rank's shard) and scores as kat scores it, in plain transformers.
+    plain = AutoModelForSequenceClassification.from_pretrained(str(run_dir)).eval()
+    reference = AutoModelForSequenceClassification.from_pretrained(str(single.directory)).eval()
+    for name, p in reference.state_dict().items():
+        assert torch.allclose(plain.state_dict()[name], p, atol=1e-5), name
+    rows = [(p["prefix"]["messages"], p["chosen"]) for p in _heldout_texts(hf_models, 4)]
+    assert np.allclose(_kat_rewards(run_dir, rows), _kat_rewards(single.directory, rows), atol=1e-5)
 
 
 def test_gradient_checkpointing_changes_memory_not_the_step(tmp_path, hf_models):

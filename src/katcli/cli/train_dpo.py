@@ -41,6 +41,7 @@ def train_dpo(
     chat_template: T.ChatTemplate = None,
     trust_remote_code: T.TrustRemoteCode = False,
     gradient_checkpointing: T.GradientCheckpointing = False,
+    fsdp: T.Fsdp = False,
     ref: Annotated[
         str | None,
         typer.Option("--ref", metavar="RUN|DIR", help="The frozen reference policy (default: the --init model). "

@@ -85,6 +85,7 @@ def train_grpo(
     chat_template: T.ChatTemplate = None,
     trust_remote_code: T.TrustRemoteCode = False,
     gradient_checkpointing: T.GradientCheckpointing = False,
+    fsdp: T.Fsdp = False,
     ref: Ref = None,
     depth: T.Depth = None,
     max_len: T.MaxLen = 512,

@@ -264,13 +264,13 @@ def is_reward_dir(d: Path) -> bool:
 # ---------------------------------------------------------------------------------------------------- saving
 
 
-def atomic_save_pretrained(obj: Any, directory: Path) -> list[Path]:
+def atomic_save_pretrained(obj: Any, directory: Path, *, state_dict: Any = None) -> list[Path]:
     """`obj.save_pretrained` into a temporary directory, then each file fsync'ed and `os.replace`d into place."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".hf-save-", dir=directory))
     try:
         with quiet_transformers():
-            obj.save_pretrained(str(tmp))
+            obj.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
         out = []
         for f in sorted(tmp.iterdir()):
             with open(f, "rb") as fh:

@@ -43,7 +43,8 @@ from katcli.workspace import paths as P
 
 TOKENIZER = f"{P.TOKENIZER_DIR}/tokenizer.json"
 # Flags that may change between an interrupted run and its --resume without changing what is computed.
-_RESUME_FREE = {"eval_every", "save_every", "device", "threads"}
+# How the run is laid out on the machine, not what it computes (an --fsdp checkpoint is an ordinary one).
+_RESUME_FREE = {"eval_every", "save_every", "device", "threads", "fsdp"}
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -132,6 +133,7 @@ class TrainResult:
     train_items: int = 0  # what the sampler draws from: train_pairs, or the objective's own items
     item_noun: str = "pairs"
     run_stats: dict[str, Any] = field(default_factory=dict)  # objective-specific run statistics (timings, …)
+    fsdp: bool = False
 
 
 class _ReadOnlyRun:
@@ -322,6 +324,11 @@ def _prepare(
     from katcli.train.split import split_pairs
 
     notes: list[str] = []
+    if cfg.fsdp and not dist.distributed:
+        raise ConfigError(
+            "--fsdp shards the model over torchrun's processes, but this is a single process",
+            hint=f"launch it as `torchrun --nproc_per_node=N -m katcli train {stage.stage} … --fsdp`, or drop --fsdp",
+        )
     if cfg.batch_size % dist.world_size:
         raise ConfigError(
             f"{cfg.BATCH_FLAG} {cfg.batch_size} must be divisible by the number of processes ({dist.world_size})"
@@ -390,7 +397,7 @@ def _prepare(
         max_steps=cfg.max_steps, micro_batch_size=micro, lr=cfg.resolved_lr,
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, eval_every=cfg.eval_every,
-        save_every=cfg.save_every, seed=cfg.seed,
+        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp,
     )
     fingerprint = split.fingerprint([p.id for p in pairs])
     train_prompts = len(set(train_pids))
@@ -405,7 +412,10 @@ def _prepare(
         "model_config": gpt.config.to_dict(),
         "tokenizer_sha256": tokenizer.sha256(),
         "config": cfg.params(),
-        "training": {"warmup_steps": settings.warmup_steps, "micro_batch_size": micro, "world_size": dist.world_size},
+        "training": {
+            "warmup_steps": settings.warmup_steps, "micro_batch_size": micro, "world_size": dist.world_size,
+            **({"fsdp": True} if cfg.fsdp else {}),
+        },
         "init": init_info,
         "inputs": input_shas,
         "heldout": {
@@ -549,6 +559,7 @@ def _train(
                 "tokens_per_s": round(outcome.tokens_per_s, 1),
                 "world_size": dist.world_size,
                 "device": str(dist.device),
+                **({"fsdp": True} if cfg.fsdp else {}),
             }
         )
         if "hf" in prep.init_info:  # the base model a Hugging Face backbone started from (kat status shows it)
@@ -562,7 +573,7 @@ def _train(
         tokens_per_s=outcome.tokens_per_s, pad_fraction=outcome.pad_fraction,
         sequences=dict(job.built.meta.get("sequences", {})), notes=list(prep.notes),
         forced_over=list(run.forced_over), files=files, train_items=n_items, item_noun=job.built.item_noun,
-        run_stats=run_stats,
+        run_stats=run_stats, fsdp=cfg.fsdp,
     )
 
 
