@@ -261,6 +261,36 @@ def test_hf_grpo_trains_with_an_hf_reward_model_and_reloads(tmp_path, hf_models)
         assert torch.allclose(token_logprobs(policy, ids), _plain_logprobs(plain, ids), atol=TOL)
 
 
+@pytest.mark.slow
+def test_fsdp_grpo_on_an_hf_policy_samples_and_steps_like_one_process(tmp_path, hf_models):
+    """Rollouts through transformers' cache on the gathered Llama, the sharded update, `save_pretrained` of the
+    gathered weights: step for step what one process computes."""
+    from torchrunkit import torchrun
+    from transformers import AutoModelForCausalLM
+
+    from katcli.pipeline.train_grpo import run_train_grpo, tiny_grpo_config
+
+    ws = _ws(tmp_path, hf_models)
+    run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models['bert']}", **COMMON))
+    torchrun(ws, "train", "grpo", "--name", "fsdp", "--rm", "uniform", "--init", f"hf:{hf_models['llama']}",
+             "--max-steps", "2", "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "5",
+             "--max-len", "64", "--val-ratio", "0.2", "--scale-rewards", "batch", "--beta", "0.1", "--lr", "1e-3",
+             "--eval-prompts", "4", "--device", "cpu", "--eval-every", "0", "--save-every", "0", "--fsdp")
+    single = run_train_grpo(ws, tiny_grpo_config(
+        name="single", init=f"hf:{hf_models['llama']}", rm="uniform", max_steps=2, batch_size=4, group_size=4,
+        max_new_tokens=5, scale_rewards="batch", beta=0.1, eval_prompts=4, lr=1e-3, warmup_steps=None, threads=None,
+    ))
+    two = [json.loads(x) for x in ws.abs("grpo_checkpoints/fsdp/metrics.jsonl").read_text().splitlines()]
+    one = [json.loads(x) for x in (single.directory / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip(one, two, strict=True):
+        for key in ("reward", "loss", "grad_norm", "kl", "completions/mean_length"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    plain = AutoModelForCausalLM.from_pretrained(str(ws.abs("grpo_checkpoints/fsdp"))).state_dict()
+    for name, p in AutoModelForCausalLM.from_pretrained(str(single.directory)).state_dict().items():
+        assert torch.allclose(plain[name], p, atol=1e-5), name
+
+
 def test_hf_dpo_trains_reloads_and_evaluates_beside_an_hf_reward_model(tmp_path, hf_models):
     from transformers import AutoModelForCausalLM
 
