@@ -440,7 +440,8 @@ def _prepare(
         built.objective.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
         resume_step, resume_optim = step, ckpt.optim_state
         notes.append(f"resumed from step {step} of {out_rel}/")
-    built.objective.module.to(dist.device)
+    if not cfg.fsdp:  # --fsdp: `fully_shard` moves one layer at a time and keeps its shard (never the whole model)
+        built.objective.module.to(dist.device)
     return _Job(
         prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
         meta_base=meta_base, resume_step=resume_step, resume_optim=resume_optim, train_index=train_index, ess=ess,
