@@ -18,6 +18,9 @@ CHATML = (
 )
 DECODER_SPECIALS = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<unk>"]
 ENCODER_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Training flags that run a tiny model for a few steps in about a second on one CPU thread.
+FAST_TRAINING = dict(max_steps=3, batch_size=8, max_len=64, val_ratio=0.2, eval_every=0, save_every=0, device="cpu",
+                     threads=1, lr=1e-3)
 
 
 def _texts(pairs: list[dict]) -> list[str]:

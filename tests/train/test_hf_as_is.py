@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hfkit import build_classifier, build_model, plain_rewards, train_tokenizer
+from hfkit import FAST_TRAINING, build_classifier, build_model, plain_rewards, train_tokenizer
 from rmkit import make_workspace, planted_pairs
 
 from katcli.errors import KatError
@@ -22,8 +22,7 @@ from katcli.workspace import Manifest
 from katcli.workspace.hashing import sha256_file
 
 TOL = 1e-5
-COMMON = dict(max_steps=1, batch_size=8, max_len=64, val_ratio=0.2, eval_every=0, save_every=0, device="cpu",
-              threads=1, lr=1e-3)
+COMMON = {**FAST_TRAINING, "max_steps": 1}
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +30,7 @@ def as_is(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("hf_as_is")
     pairs = planted_pairs(120)  # 6 held-out pairs at --val-ratio 0.05, two of them multi-turn
-    dec = train_tokenizer(pairs, encoder=False)
-    enc = train_tokenizer(pairs, encoder=True)
+    dec, enc = (train_tokenizer(pairs, encoder=e) for e in (False, True))
     return {
         "pairs": pairs,
         "llama": build_model("llama", dec, root / "llama"),

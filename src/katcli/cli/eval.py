@@ -102,8 +102,9 @@ def rm(
 ) -> None:
     """Compare reward models (and DPO policies) on the same held-out pairs: accuracy overall, per source and quintile.
 
-    Held-out pairs are the prompts each model's training held out (same --seed and --val-ratio required); density
-    quintiles run from Q1 (lowest weight, commonest prompts) to Q5 (highest weight, rarest prompts).
+    Held-out pairs are the prompts each model's training held out (same --seed and --val-ratio required); an
+    hf:NAME|DIR reward model is scored as it is on those pairs, in the same columns. Density quintiles run from Q1
+    (lowest weight, commonest prompts) to Q5 (highest weight, rarest prompts).
 
     Example: kat -w ./exp eval rm uniform density
     """

@@ -362,7 +362,7 @@ def _write_generations(
     recorded with its inputs."""
     from katcli.evaluation.measures import reply_rows
     from katcli.evaluation.policy import policy_meta
-    from katcli.model.checkpoint import checkpoint_paths, meta_bytes
+    from katcli.model.checkpoint import meta_bytes
     from katcli.pipeline.stage import StageRun
 
     params = {

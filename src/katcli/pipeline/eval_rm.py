@@ -3,10 +3,10 @@
 A checkpoint is a run name under `rm_checkpoints/` or `dpo_checkpoints/` (e.g. `uniform`, `dpo/density`), a
 checkpoint directory, or `hf:NAME|DIR`: an off-the-shelf Hugging Face reward model (a sequence classifier with one
 label) scored as it is, with its own tokenizer and length limit (`katcli.pipeline.hf_source.hf_reward_model`); it
-records no split, so the held-out set is the kat models' (kat's default split when there are none). A DPO policy is scored as the implicit reward model `β log π/π_ref` (its reference log-probs
-from the run's cache, or recomputed read-only from its recorded reference when the cache no longer holds). The
-held-out set is
-recomputed from the current pairs with the split seed and ratio recorded in each checkpoint's meta, and all models
+records no split, so the held-out set is the kat models' (kat's default split when there are none). A DPO policy
+is scored as the implicit reward model `β log π/π_ref` (its reference log-probs from the run's cache, or
+recomputed read-only from its recorded reference when the cache no longer holds). The held-out set is recomputed
+from the current pairs with the split seed and ratio recorded in each checkpoint's meta, and all models
 must agree on it; a model trained on another version of the pairs is refused (its "held-out" pairs might have been
 training pairs), unless `--force`. Density quintiles come from the workspace's density weights when they are present
 and fresh. Each model is scored with its own tokenizer (the `tokenizer.json` saved beside it) and its own
@@ -227,11 +227,11 @@ def run_eval_rm(
     from katcli.devices import resolve_device
     from katcli.evaluation.paired import compare
     from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.hf import AS_IS_KIND, is_hf_ref
+    from katcli.pipeline.train_config import TrainConfig
     from katcli.train import inputs as I
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
-    from katcli.model.hf import AS_IS_KIND, is_hf_ref
-    from katcli.pipeline.train_config import TrainConfig
     from katcli.train.rm_checkpoint import rm_lengths
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
@@ -261,14 +261,13 @@ def run_eval_rm(
             name, directory, step, meta = hf_scorer(arg, trust_remote_code=trust_remote_code, flag=CKPT)
         else:
             name, directory = resolve_checkpoint(ws, arg)
-        if directory in seen:
-            continue
-        seen.add(directory)
-        if not is_hf_ref(arg):
             step, meta = _read_scorer_meta(directory)
             rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
             if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
                 check(rel)
+        if directory in seen:
+            continue
+        seen.add(directory)
         models.append((name, directory, step, meta))
     split_of = [m for m in models if "heldout" in m[3]]
     specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in split_of}

@@ -83,10 +83,9 @@ def policy_checkpoint(directory: Path, flag: str) -> tuple[int, dict[str, Any], 
 def resolve_reference(prep: Any, value: str, *, flag: str = "--ref") -> ReferenceCheckpoint:
     """The `--ref` checkpoint, refused unless it is a policy with the policy's tokenizer and vocabulary."""
     from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.hf import is_hf_ref
     from katcli.pipeline.runs import POLICY_STAGES, resolve_run
     from katcli.pipeline.training import record_input
-
-    from katcli.model.hf import is_hf_ref
 
     if is_hf_ref(value):
         return _hf_reference(prep, value, flag)
