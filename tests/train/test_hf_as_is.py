@@ -199,6 +199,17 @@ def test_dpo_reference_log_probs_are_the_hf_reference_models(tmp_path, as_is):
     start = _plain_reply_logps(as_is["llama"], enc)  # planted: the starting model's numbers are not these
     assert np.abs(start[:, 0] - cached.chosen).max() > 1e-2
 
+    # `kat eval rm dpo/NAME` without the cache recomputes the held-out numbers from the recorded hf: reference.
+    from katcli.pipeline.eval_rm import run_eval_rm
+
+    with_cache = run_eval_rm(ws, ["dpo/uniform"], device="cpu", threads=1)
+    for f in (res.directory / "ref_logps.npy", res.directory / "ref_logps.json"):
+        f.unlink()
+    without = run_eval_rm(ws, ["dpo/uniform"], device="cpu", threads=1)
+    assert any(n.startswith(f"dpo/uniform: recomputed the held-out reference log-probs from {other}") for n in
+               without.notes)
+    np.testing.assert_allclose(without.models[0].report.margins, with_cache.models[0].report.margins, atol=TOL)
+
 
 def test_a_reference_with_another_vocabulary_or_a_reward_head_is_refused(tmp_path, as_is):
     from katcli.pipeline.train_dpo import run_train_dpo, tiny_dpo_config
