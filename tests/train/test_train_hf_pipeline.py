@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hfkit import build_model, train_tokenizer
+from hfkit import build_model, plain_rewards, train_tokenizer
 from rmkit import make_workspace, planted_pairs
 
 from katcli.errors import KatError
@@ -69,8 +69,6 @@ def _kat_rewards(run_dir: Path, rows):
 
 @pytest.mark.parametrize("kind", ["llama", "bert"])
 def test_hf_reward_model_trains_and_reloads_in_plain_transformers(tmp_path, hf_models, kind):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     ws = _ws(tmp_path, hf_models)
     res = run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models[kind]}", **COMMON))
     assert res.step == 3
@@ -89,18 +87,10 @@ def test_hf_reward_model_trains_and_reloads_in_plain_transformers(tmp_path, hf_m
     rows = [(p["prefix"]["messages"], p["chosen"]) for p in held] + [(p["prefix"]["messages"], p["rejected"]) for p in held]
     kat = _kat_rewards(res.directory, rows)
 
-    plain = AutoModelForSequenceClassification.from_pretrained(str(res.directory)).eval()
-    tok = AutoTokenizer.from_pretrained(str(res.directory))
-    with torch.no_grad():
-        for (messages, reply), want in zip(rows, kat):
-            if kind == "bert":  # the conversation as role: content lines, the reply as the second segment
-                text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-                enc = tok(text, reply, return_tensors="pt")
-            else:  # chat template for the prompt, the reply, then the end-of-turn token
-                prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-                enc = tok(prompt + reply + "<|im_end|>", add_special_tokens=False, return_tensors="pt")
-            got = plain(**enc).logits[0, 0].item()
-            assert got == pytest.approx(want, abs=TOL)
+    # Encoders: the conversation as role: content lines, the reply as the second segment; decoders: the chat
+    # template for the prompt, the reply, then the end-of-turn token (hfkit.plain_rewards).
+    plain = plain_rewards(res.directory, rows, encoder=kind == "bert")
+    np.testing.assert_allclose(kat, plain, atol=TOL, rtol=0)
 
 
 def _plain_logprobs(model, ids):

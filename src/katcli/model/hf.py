@@ -30,6 +30,7 @@ from typing import Any
 from katcli.errors import KatError
 
 PREFIX = "hf:"
+AS_IS_KIND = "hf-model"  # the `kind` of an HF model used as it is (`hf:NAME|DIR`), with no kat run around it
 END = "<|assistant_end|>"
 USER_START = "<|user_start|>"
 NO_TOKEN = -1  # what `encode_special(USER_START)` gives: no id equals it, so trimming keeps only the first id
@@ -259,6 +260,15 @@ def quiet_transformers() -> Iterator[None]:
 def is_reward_dir(d: Path) -> bool:
     config = json.loads((d / "config.json").read_text(encoding="utf-8"))
     return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+
+
+def vocab_difference(a: Any, b: Any) -> str | None:
+    """How two transformers tokenizers' token → id maps differ (None: the same), for a reference's refusal."""
+    va, vb = a.get_vocab(), b.get_vocab()
+    if va == vb:
+        return None
+    moved = sum(1 for t, i in va.items() if vb.get(t) != i)
+    return f"{moved:,} of the policy's {len(va):,} tokens have another id or none in the reference's {len(vb):,}"
 
 
 # ---------------------------------------------------------------------------------------------------- saving
