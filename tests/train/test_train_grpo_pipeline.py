@@ -143,6 +143,12 @@ def test_kl_to_the_reference_is_measured_and_starts_at_zero(planted):
     assert lines[-1]["kl"] > 1e-5
     meta = json.loads(next(res.directory.glob("meta_*.json")).read_text())
     assert meta["reference"]["same_as"] == "init"
+    # What `kat eval policy` reads to warn that scoring with this reward model is optimistic.
+    from katcli.pipeline.train_grpo import trained_reward_model
+
+    trained = trained_reward_model(meta)
+    assert trained is not None and trained["name"] == "uniform"
+    assert planted.abs(trained["path"]).resolve() == planted.abs("rm_checkpoints/uniform").resolve()
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ from katcli.evaluation.measures import SCHEMA
 from katcli.model.hf import AS_IS_KIND, is_hf_ref
 from katcli.pipeline.eval_rm import fresh_density_weights, hf_scorer, load_scorer, resolve_checkpoint, workspace_rel
 from katcli.pipeline.policies import PolicyRef, resolve_policy, unique_labels
+from katcli.pipeline.train_grpo import trained_reward_model
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -164,10 +165,12 @@ def run_eval_policy(
         raise KatError("two --rm reward models have the same name", hint="pass one of them by a unique path")
     rm_names = [r[0] for r in rms]
     for ref, (_, meta, _) in zip(refs, metas):
-        trained_rm = (meta.get("rm") or {}).get("run") if isinstance(meta.get("rm"), dict) else None
-        if trained_rm is None:
+        trained = trained_reward_model(meta)
+        if trained is None:
             continue
-        same = [n for n, d, _, _ in rms if n == trained_rm or d.name == trained_rm]
+        trained_rm = str(trained["name"])
+        trained_dir = ws.abs(trained["path"]).resolve() if trained.get("path") else None
+        same = [n for n, d, _, _ in rms if n == trained_rm or (trained_dir is not None and d.resolve() == trained_dir)]
         if same:
             notes.append(
                 f"{ref.label} was trained against the reward model {trained_rm}; its reward under {same[0]} is "

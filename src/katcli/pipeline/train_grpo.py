@@ -102,6 +102,12 @@ class TrainGRPOConfig(TrainConfig):
         )
 
 
+def trained_reward_model(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The reward model a GRPO checkpoint's meta says it was trained against (`name`, `path`), or None."""
+    rm = meta.get("reward_model")
+    return rm if isinstance(rm, dict) and rm.get("name") else None
+
+
 def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
     """A configuration that trains in seconds on 2 CPU cores from a tiny SFT policy (smoke tests, quickstart)."""
     base: dict[str, Any] = dict(

@@ -18,7 +18,7 @@ Its flags are `katcli.pipeline.train_config.TrainConfig`.
   `--seed` and `--val-ratio` holds out the same prompts, and no prompt is in both sets.
 - **Sampling.** One weighted sampler over the objective's training items (the training pairs, or the objective's
   own items such as GRPO's prompts, `Built.item_prefix_ids`); its effective sample size is recorded.
-- **Resume.** Same flags (apart from `_RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
+- **Resume.** Same flags (apart from `train_resume.RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
   stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same name.
 - **Records.** At the end the final files are adopted into the manifest with the run's statistics.
 
@@ -37,14 +37,16 @@ from typing import Any
 from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.pipeline.stage import StageRun
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
+from katcli.pipeline.train_resume import (
+    check_same_flags,
+    check_same_inputs,
+    interrupted_message,
+)
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 TOKENIZER = f"{P.TOKENIZER_DIR}/tokenizer.json"
-# Flags that may change between an interrupted run and its --resume without changing what is computed.
-# How the run is laid out on the machine, not what it computes (an --fsdp checkpoint is an ordinary one).
-_RESUME_FREE = {"eval_every", "save_every", "device", "threads", "fsdp"}
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -339,7 +341,7 @@ def _prepare(
     if cfg.resume:
         if not has_checkpoint(out_dir):
             raise KatError(f"nothing to resume: {out_rel}/ has no checkpoint", hint="drop --resume to start a new run")
-        _check_same_flags(cfg, read_run_meta(out_dir, (stage.kind,), hint=resume_hint)[1], out_rel)
+        check_same_flags(cfg, read_run_meta(out_dir, (stage.kind,), hint=resume_hint)[1], out_rel)
 
     # -- inputs ------------------------------------------------------------------------------------------
     pairs_path = run.input(P.PAIRS)
@@ -435,7 +437,7 @@ def _prepare(
     resume_step = resume_optim = None
     if cfg.resume:
         step, meta = read_run_meta(out_dir, (stage.kind,), hint=resume_hint)
-        _check_same_inputs(meta, input_shas, tokenizer.sha256(), out_rel)
+        check_same_inputs(meta, input_shas, tokenizer.sha256(), out_rel)
         ckpt = load_checkpoint(out_dir, step, device="cpu", load_optim=True)
         built.objective.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
         resume_step, resume_optim = step, ckpt.optim_state
@@ -447,52 +449,6 @@ def _prepare(
         meta_base=meta_base, resume_step=resume_step, resume_optim=resume_optim, train_index=train_index, ess=ess,
         train_prompts=train_prompts, heldout_prompts=heldout_prompts, fingerprint=fingerprint,
     )
-
-
-def _interrupted_message(out_dir: Path, out_rel: str) -> str:
-    """What survives a Ctrl-C: the latest checkpoint, which `--resume` continues exactly."""
-    from katcli.model.checkpoint import find_last_step
-    from katcli.train.run_dir import has_checkpoint
-
-    if not has_checkpoint(out_dir):
-        return f"interrupted before the first checkpoint; nothing was recorded and {out_rel}/ holds no checkpoint"
-    step = find_last_step(out_dir)
-    return (
-        f"interrupted; nothing was recorded, but {out_rel}/ holds the checkpoint of step {step}: "
-        "re-run the same command with --resume to continue exactly from there"
-    )
-
-
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-def _check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
-    """Refuse to resume a checkpoint trained with other flags: it would not continue the same run."""
-    saved = meta.get("config", {})
-    now = cfg.params()
-    for key in sorted(set(saved) | set(now)):
-        if key in _RESUME_FREE or saved.get(key) == now.get(key):
-            continue
-        if key == "density_aware":
-            raise ConfigError(f"{rel}/ was trained {'with' if saved.get(key) else 'without'} --density-aware; resume with the same flags")
-        raise ConfigError(
-            f"{cfg.BATCH_FLAG if key == 'batch_size' else _flag(key)} is {now.get(key)!r} but {rel}/ was trained "
-            f"with {saved.get(key)!r}; "
-            "resume with the same flags (or drop --resume to start over)"
-        )
-
-
-def _check_same_inputs(meta: dict[str, Any], shas: dict[str, str | None], tok_sha: str, rel: str) -> None:
-    """Refuse to resume a checkpoint trained on other inputs: the sample stream would differ."""
-    for path, sha in shas.items():
-        if meta.get("inputs", {}).get(path) != sha:
-            raise KatError(
-                f"{path} changed since {rel}/ was checkpointed, so a resumed run would not continue the same run",
-                hint="drop --resume to start over on the new inputs",
-            )
-    if meta.get("tokenizer_sha256") != tok_sha:
-        raise KatError(f"the tokenizer changed since {rel}/ was checkpointed", hint="drop --resume to start over")
 
 
 # ---------------------------------------------------------------------------------------------------- loop
@@ -530,7 +486,7 @@ def _train(
     try:
         outcome = loop.train()
     except KeyboardInterrupt:
-        raise InterruptedRun(_interrupted_message(job.out_dir, job.out_rel)) from None
+        raise InterruptedRun(interrupted_message(job.out_dir, job.out_rel)) from None
     files: list[Path] = []
     n_train, n_held = len(prep.split.train), len(prep.split.heldout)
     n_items = len(job.train_index)
