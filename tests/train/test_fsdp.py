@@ -112,6 +112,10 @@ def test_two_fsdp_processes_train_like_one_and_save_an_ordinary_checkpoint(tmp_p
     stats = Manifest.load(ws.manifest_path).runs["sft/fsdp"].stats
     assert stats["fsdp"] is True and stats["world_size"] == 2
     assert "fsdp" not in Manifest.load(ws.manifest_path).runs["sft/single"].stats
+    # Each process holds half of the weights, gradients and AdamW state (up to the rounding of odd shapes).
+    whole = Manifest.load(ws.manifest_path).runs["sft/single"].stats["state_mib_per_process"]
+    assert stats["state_mib_per_process"] == pytest.approx(whole / 2, rel=0.02)
+    assert f"{stats['state_mib_per_process']:,.1f} MiB of weights, gradients and optimizer state per process" in proc.stdout
 
 
 @pytest.mark.slow

@@ -136,6 +136,7 @@ class TrainResult:
     item_noun: str = "pairs"
     run_stats: dict[str, Any] = field(default_factory=dict)  # objective-specific run statistics (timings, …)
     fsdp: bool = False
+    state_bytes: int = 0  # parameters + gradients + optimizer state held by one process (rank 0)
 
 
 class _ReadOnlyRun:
@@ -514,6 +515,7 @@ def _train(
                 "heldout_" + _headline_key(report): report.to_json()["overall"] if report is not None else None,
                 "pad_fraction": round(outcome.pad_fraction, 6),
                 "tokens_per_s": round(outcome.tokens_per_s, 1),
+                "state_mib_per_process": round(outcome.state_bytes / 2**20, 3),
                 "world_size": dist.world_size,
                 "device": str(dist.device),
                 **({"fsdp": True} if cfg.fsdp else {}),
@@ -530,7 +532,7 @@ def _train(
         tokens_per_s=outcome.tokens_per_s, pad_fraction=outcome.pad_fraction,
         sequences=dict(job.built.meta.get("sequences", {})), notes=list(prep.notes),
         forced_over=list(run.forced_over), files=files, train_items=n_items, item_noun=job.built.item_noun,
-        run_stats=run_stats, fsdp=cfg.fsdp,
+        run_stats=run_stats, fsdp=cfg.fsdp, state_bytes=outcome.state_bytes,
     )
 
 

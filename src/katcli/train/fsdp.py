@@ -133,6 +133,21 @@ def scalar(value: torch.Tensor) -> float:
     return float(value.full_tensor() if isinstance(value, DTensor) else value)
 
 
+def state_bytes(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> int:
+    """Bytes this rank holds of the trained state — parameters, gradients, optimizer state — counting only its own
+    shard of a sharded tensor: what `--fsdp` divides by the number of processes."""
+    from torch.distributed.tensor import DTensor
+
+    def local(t: torch.Tensor) -> int:
+        t = t.to_local() if isinstance(t, DTensor) else t
+        return t.numel() * t.element_size()
+
+    total = sum(local(p) + (local(p.grad) if p.grad is not None else 0) for p in params)
+    for state in optimizer.state.values():
+        total += sum(local(v) for v in state.values() if isinstance(v, torch.Tensor) and v.dim() > 0)
+    return total
+
+
 def _slot_names(module: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
     by_id = {id(p): name for name, p in module.named_parameters()}
     return [by_id[id(p)] for group in optimizer.param_groups for p in group["params"]]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from katcli.train.fsdp import (
     scalar,
     set_gradient_sync,
     shard_model,
+    state_bytes,
 )
 from katcli.train.metrics_log import METRICS_FILE, MetricsLog, rounded
 from katcli.train.objective import EvalResult, Objective, add_stats
@@ -77,6 +79,7 @@ class TrainOutcome:
     pad_tokens: int = 0
     train_seconds: float = 0.0
     prepare_seconds: float = 0.0  # of train_seconds: building micro-batches (GRPO: rollouts and rewards)
+    state_bytes: int = 0  # parameters + gradients + optimizer state held by this process at the end
     last: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -161,7 +164,11 @@ class TrainingLoop:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         # Buffers are the deterministic rotary tables: nothing to broadcast (and gloo has no bf16 broadcast).
-        return DDP(self.obj.module, device_ids=ids, broadcast_buffers=False)
+        # torch 2.13 deprecates the flag, but its replacement still broadcasts at init, so keep it and its warning
+        # out of the user's console.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`broadcast_buffers` is deprecated", category=FutureWarning)
+            return DDP(self.obj.module, device_ids=ids, broadcast_buffers=False)
 
     def _whole_model(self, needed: bool = True) -> contextlib.AbstractContextManager[None]:
         """The sharded model gathered for code that calls it outside the training forward (rollouts, evaluation)."""
@@ -239,6 +246,7 @@ class TrainingLoop:
             log.close()
         outcome.eval = self.last_eval
         outcome.files = files
+        outcome.state_bytes = state_bytes(self.params, self.optimizer)
         return outcome
 
     def _step(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
