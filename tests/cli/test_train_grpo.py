@@ -130,26 +130,3 @@ def test_help_states_the_learning_rates_the_command_uses(kat, command, monkeypat
     lr = re.search(r"--lr LR Peak learning rate \(default (\S+) with --init, (\S+) from scratch[;)]", out)
     assert lr is not None, out
     assert (float(lr.group(1)), float(lr.group(2))) == (cfg.LR_INIT, cfg.LR_SCRATCH)
-
-
-def test_eval_policy_warns_when_a_grpo_policy_is_scored_by_its_own_reward_model(kat, ws_dir, trained, monkeypatch):
-    # `kat eval policy` looked for meta["rm"]["run"], which no stage writes (GRPO records "reward_model"), so the
-    # "optimistic reward" note never appeared for a policy judged by the very model it was trained against.
-    import evalkit
-
-    import katcli.pipeline.eval_policy as mod
-
-    monkeypatch.setattr(mod, "default_embedder", lambda device: (evalkit.bag_of_words_embedder(), {"model": "bow"}))
-    assert kat("-q", "train", "grpo", *TINY, "--name", "g").exit_code == 0
-    meta = json.loads(next((ws_dir / "grpo_checkpoints" / "g").glob("meta_*.json")).read_text())
-    assert meta["reward_model"]["name"] == "uniform"
-    args = ["eval", "policy", "sft/uniform", "grpo/g", "--prompts", "5", "--samples", "2", "--max-new-tokens", "4",
-            "--device", "cpu", "--threads", "1", "--json"]
-    notes = json.loads(kat(*args, "--rm", "uniform").stdout)["notes"]
-    assert ("grpo/g was trained against the reward model uniform; its reward under uniform is optimistic (it "
-            "learned that model's quirks): judge it with another --rm") in notes
-    shutil.copytree(ws_dir / "rm_checkpoints" / "uniform", ws_dir / "rm_checkpoints" / "other")  # same weights
-    notes = json.loads(kat(*args, "--rm", str(ws_dir / "rm_checkpoints" / "other")).stdout)["notes"]
-    assert not any("optimistic" in n for n in notes)
-    notes = json.loads(kat(*args).stdout)["notes"]
-    assert "grpo/g was trained against uniform: score with a different --rm" in notes

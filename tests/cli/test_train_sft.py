@@ -47,3 +47,14 @@ def test_missing_upstream_bad_init_and_nothing_to_resume(kat, ws_dir):
         "Hint: pass a run name from sft_checkpoints/, dpo_checkpoints/, grpo_checkpoints/, models/, rm_checkpoints/ "
         "(or STAGE/NAME), or a directory holding model_<step>.pt + meta_<step>.json\n"
     )
+
+
+def test_fsdp_without_torchrun_is_an_error_naming_the_launcher(kat, ws_dir):
+    rmkit.make_workspace(ws_dir, rmkit.templated_pairs(30), with_weights=False)
+    result = kat("train", "sft", *TINY, "--fsdp")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: --fsdp shards the model over torchrun's processes, but this is a single process\n"
+        "Hint: launch it as `torchrun --nproc_per_node=N -m katcli train sft … --fsdp`, or drop --fsdp\n"
+    )
+    assert not (ws_dir / "sft_checkpoints").exists()

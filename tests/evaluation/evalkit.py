@@ -53,7 +53,8 @@ def write_policy(
     if heldout is not None:
         meta["heldout"] = heldout
     if rm_run is not None:
-        meta["reward_model"] = {"name": rm_run}  # as `kat train grpo` records it (also "path", "step")
+        # What `kat train grpo` records (pipeline/train_grpo.py: `reward_model`).
+        meta["reward_model"] = {"name": rm_run, "path": f"rm_checkpoints/{rm_run}", "step": None}
     save_checkpoint(directory, step, model, meta)
     tok = directory / ("tokenizer.json" if layout == "run" else "tokenizer/tokenizer.json")
     tok.parent.mkdir(parents=True, exist_ok=True)

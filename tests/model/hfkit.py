@@ -2,7 +2,9 @@
 
 Everything offline: a word-level tokenizer trained in the test with the `tokenizers` library (plus special tokens
 and a ChatML-style chat template; the encoder's gives BERT's segment ids), a Llama-style and a GPT-2-style causal LM
-and a BERT-style encoder, each a few tens of thousands of parameters. Tests import it by name (tests/model is on
+and a BERT-style encoder, each a few tens of thousands of parameters; `build_classifier` saves one of them with a
+sequence-classification head (an "off-the-shelf" reward model), `plain_rewards` scores texts with plain
+`transformers` the way kat renders them. Tests import it by name (tests/model is on
 pytest's pythonpath) and build the models once per session.
 """
 
@@ -16,6 +18,9 @@ CHATML = (
 )
 DECODER_SPECIALS = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<unk>"]
 ENCODER_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Training flags that run a tiny model for a few steps in about a second on one CPU thread.
+FAST_TRAINING = dict(max_steps=3, batch_size=8, max_len=64, val_ratio=0.2, eval_every=0, save_every=0, device="cpu",
+                     threads=1, lr=1e-3)
 
 
 def _texts(pairs: list[dict]) -> list[str]:
@@ -96,3 +101,42 @@ def build_model(kind: str, tokenizer, directory: Path, *, seed: int = 0) -> Path
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
+
+
+def build_classifier(kind: str, tokenizer, directory: Path, *, num_labels: int = 1, seed: int = 0) -> Path:
+    """A tiny random `llama` or `bert` `…ForSequenceClassification` (a random head, as a trained one would be)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    base = build_model(kind, tokenizer, directory.with_name(directory.name + "-base"), seed=seed)
+    cfg = AutoConfig.from_pretrained(str(base), num_labels=num_labels)
+    torch.manual_seed(seed + 1)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    with torch.no_grad():  # a head of a visible size: rewards spread well beyond the 1e-5 tolerance
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def plain_rewards(directory: Path, rows, *, encoder: bool, end: str = "<|im_end|>") -> list[float]:
+    """Rewards of (messages, reply) rows in plain `transformers`, one unpadded row at a time: encoders get the
+    conversation as `role: content` lines and the reply as segment B, decoders the chat template, the reply and the
+    end-of-turn token."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(directory)).eval()
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    out = []
+    with torch.no_grad():
+        for messages, reply in rows:
+            if encoder:
+                enc = tok("\n".join(f"{m['role']}: {m['content']}" for m in messages), reply, return_tensors="pt")
+            else:
+                prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                enc = tok(prompt + reply + end, add_special_tokens=False, return_tensors="pt")
+            out.append(model(**enc).logits[0, 0].item())
+    return out

@@ -14,7 +14,6 @@ import io
 import json
 import math
 import random
-import socket
 from collections import OrderedDict
 from pathlib import Path
 
@@ -170,13 +169,6 @@ def planted_rm_and_policy(root: Path, *, n_prompts: int = 200, rm_steps: int = 6
     run_train_rm(ws, tiny_config(max_steps=rm_steps, max_len=64, lr=3e-3))
     run_train_sft(ws, tiny_sft_config(max_steps=sft_steps, max_len=64))
     return ws
-
-
-def free_port() -> int:
-    """A free localhost TCP port for a torchrun rendezvous."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 TEMPLATE = "sure thing : please"

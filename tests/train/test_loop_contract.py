@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from loopkit import ToyObjective, run_toy
+from torchrunkit import free_port
 
 from katcli.train.ddp import DistContext
 from katcli.train.loop import LoopSettings, TrainingLoop
@@ -82,12 +82,6 @@ dist.shutdown()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_torchrun_shards_each_item_once_and_only_rank_0_writes(tmp_path):
     out = tmp_path / "run"
@@ -97,7 +91,7 @@ def test_torchrun_shards_each_item_once_and_only_rank_0_writes(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(script)]
+           f"--master_port={free_port()}", str(script)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["meta_000006.json", "metrics.jsonl", "model_000006.pt",

@@ -4,15 +4,13 @@ reward is negated), trains only on training prompts, resumes bit for bit and run
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from rmkit import MARKER, free_port, planted_rm_and_policy
+from rmkit import MARKER, planted_rm_and_policy
+from torchrunkit import torchrun
 
 import katcli.train.objectives.grpo as grpo_mod
 from katcli.errors import ConfigError, InterruptedRun, KatError
@@ -145,6 +143,12 @@ def test_kl_to_the_reference_is_measured_and_starts_at_zero(planted):
     assert lines[-1]["kl"] > 1e-5
     meta = json.loads(next(res.directory.glob("meta_*.json")).read_text())
     assert meta["reference"]["same_as"] == "init"
+    # What `kat eval policy` reads to warn that scoring with this reward model is optimistic.
+    from katcli.pipeline.train_grpo import trained_reward_model
+
+    trained = trained_reward_model(meta)
+    assert trained is not None and trained["name"] == "uniform"
+    assert planted.abs(trained["path"]).resolve() == planted.abs("rm_checkpoints/uniform").resolve()
 
 
 @pytest.mark.slow
@@ -222,25 +226,22 @@ def test_bad_reward_models_and_references_are_refused(planted, tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_write_one_checkpoint_with_the_single_process_batch(planted):
+@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+def test_torchrun_two_processes_write_one_checkpoint_with_the_single_process_batch(planted, layout):
+    """DDP, and FSDP (whose rollouts and evaluation run on the gathered weights) give one process's step."""
     ws = planted
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "grpo", "--name", "ddp",
+    proc = torchrun(
+        ws, "train", "grpo", "--name", layout,
         "--rm", "uniform", "--init", "sft/uniform", "--max-steps", "2", "--prompts-per-step", "4",
         "--group-size", "4", "--max-new-tokens", "8", "--max-len", "64", "--val-ratio", "0.2",
         "--scale-rewards", "batch", "--beta", "0", "--lr", "1e-3", "--eval-prompts", "4", "--device", "cpu",
-        "--eval-every", "0", "--save-every", "0",
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run_dir = ws.abs("grpo_checkpoints/ddp")
+        "--eval-every", "0", "--save-every", "0", *(["--fsdp"] if layout == "fsdp" else []),
+    )
+    run_dir = ws.abs(f"grpo_checkpoints/{layout}")
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "meta_000002.json", "metrics.jsonl", "model_000002.pt", "optim_000002.pt", "tokenizer.json",
     ]
-    assert proc.stdout.count("Trained 2 steps on cpu × 2") == 1
+    assert proc.stdout.count("Trained 2 steps on cpu × 2" + (" (FSDP)" if layout == "fsdp" else "") + ":") == 1
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["replies"] for x in lines if "type" not in x] == [16, 16]  # the global batch, over both ranks
     # One process, same flags: the same rollouts, so the same rewards (the global batch is the same).

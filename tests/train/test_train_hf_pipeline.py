@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hfkit import build_model, train_tokenizer
+from hfkit import build_model, plain_rewards, train_tokenizer
 from rmkit import make_workspace, planted_pairs
 
 from katcli.errors import KatError
@@ -69,8 +69,6 @@ def _kat_rewards(run_dir: Path, rows):
 
 @pytest.mark.parametrize("kind", ["llama", "bert"])
 def test_hf_reward_model_trains_and_reloads_in_plain_transformers(tmp_path, hf_models, kind):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     ws = _ws(tmp_path, hf_models)
     res = run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models[kind]}", **COMMON))
     assert res.step == 3
@@ -89,18 +87,10 @@ def test_hf_reward_model_trains_and_reloads_in_plain_transformers(tmp_path, hf_m
     rows = [(p["prefix"]["messages"], p["chosen"]) for p in held] + [(p["prefix"]["messages"], p["rejected"]) for p in held]
     kat = _kat_rewards(res.directory, rows)
 
-    plain = AutoModelForSequenceClassification.from_pretrained(str(res.directory)).eval()
-    tok = AutoTokenizer.from_pretrained(str(res.directory))
-    with torch.no_grad():
-        for (messages, reply), want in zip(rows, kat):
-            if kind == "bert":  # the conversation as role: content lines, the reply as the second segment
-                text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-                enc = tok(text, reply, return_tensors="pt")
-            else:  # chat template for the prompt, the reply, then the end-of-turn token
-                prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-                enc = tok(prompt + reply + "<|im_end|>", add_special_tokens=False, return_tensors="pt")
-            got = plain(**enc).logits[0, 0].item()
-            assert got == pytest.approx(want, abs=TOL)
+    # Encoders: the conversation as role: content lines, the reply as the second segment; decoders: the chat
+    # template for the prompt, the reply, then the end-of-turn token (hfkit.plain_rewards).
+    plain = plain_rewards(res.directory, rows, encoder=kind == "bert")
+    np.testing.assert_allclose(kat, plain, atol=TOL, rtol=0)
 
 
 def _plain_logprobs(model, ids):
@@ -261,6 +251,36 @@ def test_hf_grpo_trains_with_an_hf_reward_model_and_reloads(tmp_path, hf_models)
         assert torch.allclose(token_logprobs(policy, ids), _plain_logprobs(plain, ids), atol=TOL)
 
 
+@pytest.mark.slow
+def test_fsdp_grpo_on_an_hf_policy_samples_and_steps_like_one_process(tmp_path, hf_models):
+    """Rollouts through transformers' cache on the gathered Llama, the sharded update, `save_pretrained` of the
+    gathered weights: step for step what one process computes."""
+    from torchrunkit import torchrun
+    from transformers import AutoModelForCausalLM
+
+    from katcli.pipeline.train_grpo import run_train_grpo, tiny_grpo_config
+
+    ws = _ws(tmp_path, hf_models)
+    run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models['bert']}", **COMMON))
+    torchrun(ws, "train", "grpo", "--name", "fsdp", "--rm", "uniform", "--init", f"hf:{hf_models['llama']}",
+             "--max-steps", "2", "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "5",
+             "--max-len", "64", "--val-ratio", "0.2", "--scale-rewards", "batch", "--beta", "0.1", "--lr", "1e-3",
+             "--eval-prompts", "4", "--device", "cpu", "--eval-every", "0", "--save-every", "0", "--fsdp")
+    single = run_train_grpo(ws, tiny_grpo_config(
+        name="single", init=f"hf:{hf_models['llama']}", rm="uniform", max_steps=2, batch_size=4, group_size=4,
+        max_new_tokens=5, scale_rewards="batch", beta=0.1, eval_prompts=4, lr=1e-3, warmup_steps=None, threads=None,
+    ))
+    two = [json.loads(x) for x in ws.abs("grpo_checkpoints/fsdp/metrics.jsonl").read_text().splitlines()]
+    one = [json.loads(x) for x in (single.directory / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip(one, two, strict=True):
+        for key in ("reward", "loss", "grad_norm", "kl", "completions/mean_length"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    plain = AutoModelForCausalLM.from_pretrained(str(ws.abs("grpo_checkpoints/fsdp"))).state_dict()
+    for name, p in AutoModelForCausalLM.from_pretrained(str(single.directory)).state_dict().items():
+        assert torch.allclose(plain[name], p, atol=1e-5), name
+
+
 def test_hf_dpo_trains_reloads_and_evaluates_beside_an_hf_reward_model(tmp_path, hf_models):
     from transformers import AutoModelForCausalLM
 
@@ -318,32 +338,34 @@ def test_an_hf_sft_run_is_a_dpo_reference_and_a_policy_for_eval_policy(tmp_path,
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_train_an_hf_reward_model_like_one(tmp_path, hf_models):
-    import os
-    import subprocess
-    import sys
-
-    from rmkit import free_port
+@pytest.mark.parametrize("layout", ["ddp", "fsdp"])
+def test_torchrun_two_processes_train_an_hf_reward_model_like_one(tmp_path, hf_models, layout):
+    """DDP, and FSDP sharding the decoder layers: one process's step; the saved model is an ordinary one."""
+    from torchrunkit import torchrun
+    from transformers import AutoModelForSequenceClassification
 
     ws = _ws(tmp_path, hf_models)
     flags = ["--max-steps", "2", "--batch-size", "8", "--max-len", "64", "--val-ratio", "0.2", "--eval-every", "0",
              "--save-every", "0", "--lr", "1e-3", "--device", "cpu"]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", "-m", "katcli", "-w", str(ws.root), "train", "rm", "--name", "ddp",
-           "--init", f"hf:{hf_models['llama']}", *flags]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("Trained 2 steps on cpu × 2") == 1
-    run_dir = ws.abs("rm_checkpoints/ddp")
+    proc = torchrun(ws, "train", "rm", "--name", layout, "--init", f"hf:{hf_models['llama']}", *flags,
+                    *(["--fsdp"] if layout == "fsdp" else []))
+    assert proc.stdout.count("Trained 2 steps on cpu × 2" + (" (FSDP)" if layout == "fsdp" else "") + ":") == 1
+    assert "returned a view tensor" not in proc.stderr  # FSDP's warning about views is kat's to silence
+    run_dir = ws.abs(f"rm_checkpoints/{layout}")
     assert {"model.safetensors", "config.json", "tokenizer.json", "model_000002.pt"} <= {p.name for p in run_dir.iterdir()}
     single = run_train_rm(ws, TrainRMConfig(name="single", init=f"hf:{hf_models['llama']}", **{**COMMON, "max_steps": 2}))
     two = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"type"' not in x]
     one = [json.loads(x) for x in (single.directory / "metrics.jsonl").read_text().splitlines() if '"type"' not in x]
-    for a, b in zip(one, two):  # the same global batch: the same loss and gradient norm
+    for a, b in zip(one, two, strict=True):  # the same global batch: the same loss and gradient norm
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    # The exported model is whole (not one rank's shard) and scores as kat scores it, in plain transformers.
+    plain = AutoModelForSequenceClassification.from_pretrained(str(run_dir)).eval()
+    reference = AutoModelForSequenceClassification.from_pretrained(str(single.directory)).eval()
+    for name, p in reference.state_dict().items():
+        assert torch.allclose(plain.state_dict()[name], p, atol=1e-5), name
+    rows = [(p["prefix"]["messages"], p["chosen"]) for p in _heldout_texts(hf_models, 4)]
+    assert np.allclose(_kat_rewards(run_dir, rows), _kat_rewards(single.directory, rows), atol=1e-5)
 
 
 def test_gradient_checkpointing_changes_memory_not_the_step(tmp_path, hf_models):

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from katcli.cli import train_options as T
 from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
 from katcli.cli.render import print_labelled, run_reported, sampling_label
 from katcli.cli.workspace_opt import state_of, workspace_of
@@ -85,7 +86,8 @@ def rm(
     checkpoints: Annotated[
         list[str],
         typer.Argument(metavar="CKPT...", help="Run names under rm_checkpoints/ (e.g. uniform density), DPO runs "
-                       "(dpo/NAME: a DPO policy is an implicit reward model) or checkpoint directories.",
+                       "(dpo/NAME: a DPO policy is an implicit reward model), checkpoint directories, or hf:NAME|DIR "
+                       "(a Hugging Face reward model as it is: a sequence classifier with num_labels=1).",
                        show_default=False),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.rm/1).")] = False,
@@ -96,11 +98,13 @@ def rm(
         bool, typer.Option("--force", help="Evaluate even if inputs are modified or stale, or the models were "
                            "trained on other pairs."),
     ] = False,
+    trust_remote_code: T.TrustRemoteCode = False,
 ) -> None:
     """Compare reward models (and DPO policies) on the same held-out pairs: accuracy overall, per source and quintile.
 
-    Held-out pairs are the prompts each model's training held out (same --seed and --val-ratio required); density
-    quintiles run from Q1 (lowest weight, commonest prompts) to Q5 (highest weight, rarest prompts).
+    Held-out pairs are the prompts each model's training held out (same --seed and --val-ratio required); an
+    hf:NAME|DIR reward model is scored as it is on those pairs, in the same columns. Density quintiles run from Q1
+    (lowest weight, commonest prompts) to Q5 (highest weight, rarest prompts).
 
     Example: kat -w ./exp eval rm uniform density
     """
@@ -110,7 +114,7 @@ def rm(
     state = state_of(ctx)
     data = run_reported(state, as_json, lambda report: run_eval_rm(
         workspace_of(ctx), checkpoints, device=device, batch_size=batch_size, threads=threads, force=force,
-        progress=report,
+        trust_remote_code=trust_remote_code, progress=report,
     ))
     if data is None:
         return
@@ -122,6 +126,11 @@ def rm(
         markup=False,
     )
     for m in models:
+        if "hf" in m:  # an off-the-shelf reward model: where it came from, not how kat trained it
+            src = m["hf"]
+            how = f"revision {src['revision']}" if src.get("revision") else src["location"]
+            state.out.print(f"  {m['name']}: Hugging Face model as it is ({src['source']}, {how})", markup=False)
+            continue
         state.out.print(f"  {m['name']}: {sampling_label(m['weighting'])} sampling, step {m['step']:,}, {m['path']}",
                         markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")

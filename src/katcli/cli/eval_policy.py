@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from katcli.cli import train_options as T
 from katcli.cli.options import ForceUpstream
 from katcli.cli.render import print_labelled, run_reported
 from katcli.data.schema import SHORT_OF
@@ -128,8 +129,9 @@ def policy(
     ],
     rm: Annotated[
         list[str] | None,
-        typer.Option("--rm", metavar="RM_RUN", help="Reward model to score with (repeatable): a run name under "
-                     "rm_checkpoints/, else a directory path. Prefer one no policy was trained against.",
+        typer.Option("--rm", metavar="RUN|DIR|hf:NAME", help="Reward model to score with (repeatable): a run name "
+                     "under rm_checkpoints/, a directory path, or hf:NAME|DIR (a Hugging Face sequence classifier "
+                     "with num_labels=1, as it is). Prefer one no policy was trained against.",
                      show_default=False, rich_help_panel="Quality"),
     ] = None,
     baseline: Annotated[
@@ -165,6 +167,7 @@ def policy(
                      show_default=False),
     ] = None,
     force: ForceUpstream = False,
+    trust_remote_code: T.TrustRemoteCode = False,
 ) -> None:
     """Compare policies on the same held-out prompts: reward, win rate, diversity and style, with intervals.
 
@@ -180,7 +183,7 @@ def policy(
     cfg = EvalPolicyConfig(
         policies=tuple(policies), rms=tuple(rm or ()), baseline=baseline, prompts=prompts, samples=samples,
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, device=device,
-        threads=threads, batch_size=batch_size, force=force,
+        threads=threads, batch_size=batch_size, force=force, trust_remote_code=trust_remote_code,
     )
     state = state_of(ctx)
     data = run_reported(state, as_json, lambda report: run_eval_policy(workspace_of(ctx), cfg, progress=report))

@@ -41,10 +41,12 @@ def train_dpo(
     chat_template: T.ChatTemplate = None,
     trust_remote_code: T.TrustRemoteCode = False,
     gradient_checkpointing: T.GradientCheckpointing = False,
+    fsdp: T.Fsdp = False,
     ref: Annotated[
         str | None,
-        typer.Option("--ref", metavar="RUN|DIR", help="The frozen reference policy (default: the --init model). "
-                     "Its log-probs are computed once and cached in the run directory.", rich_help_panel=_DPO,
+        typer.Option("--ref", metavar="RUN|DIR|hf:NAME", help="The frozen reference policy: a run, a directory or "
+                     "hf:NAME|DIR (a Hugging Face causal LM with the policy's vocabulary) (default: the --init "
+                     "model). Its log-probs are computed once and cached in the run directory.", rich_help_panel=_DPO,
                      show_default=False),
     ] = None,
     beta: Annotated[float, typer.Option("--beta", metavar="B", help="Strength of the pull toward the reference "

@@ -23,14 +23,16 @@ LOSS = "GRPO loss"
 
 RM = Annotated[
     str | None,
-    typer.Option("--rm", metavar="RUN|DIR", help="The frozen reward model that scores replies: a run of "
-                 "rm_checkpoints/ or a checkpoint directory (required).", rich_help_panel=T.MODEL,
+    typer.Option("--rm", metavar="RUN|DIR|hf:NAME", help="The frozen reward model that scores replies: a run of "
+                 "rm_checkpoints/, a checkpoint directory, or hf:NAME|DIR (a Hugging Face sequence classifier with "
+                 "num_labels=1, as it is) (required).", rich_help_panel=T.MODEL,
                  show_default=False),
 ]
 Ref = Annotated[
     str | None,
-    typer.Option("--ref", metavar="RUN|DIR", help="KL reference policy (default: the --init model, frozen; "
-                 "none with --beta 0).", rich_help_panel=T.MODEL, show_default=False),
+    typer.Option("--ref", metavar="RUN|DIR|hf:NAME", help="KL reference policy: a run, a directory or hf:NAME|DIR "
+                 "(a Hugging Face causal LM with the policy's vocabulary) (default: the --init model, frozen; none "
+                 "with --beta 0).", rich_help_panel=T.MODEL, show_default=False),
 ]
 PromptsPerStep = Annotated[
     int, typer.Option("--prompts-per-step", metavar="N", help="Prompts per optimizer step, over all processes.",
@@ -91,6 +93,7 @@ def train_grpo(
     chat_template: T.ChatTemplate = None,
     trust_remote_code: T.TrustRemoteCode = False,
     gradient_checkpointing: T.GradientCheckpointing = False,
+    fsdp: T.Fsdp = False,
     ref: Ref = None,
     depth: T.Depth = None,
     max_len: T.MaxLen = 512,

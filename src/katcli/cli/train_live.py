@@ -90,8 +90,10 @@ def print_run_summary(state: AppState, result: Any, *, items: str = "training pa
         markup=False,
     )
     out.print(
-        f"Trained {result.step:,} steps on {result.device} × {result.world_size}: "
-        f"{result.tokens_per_s:,.0f} tokens/s, pad fraction {result.pad_fraction:.1%}",
+        f"Trained {result.step:,} steps on {result.device} × {result.world_size}{' (FSDP)' if result.fsdp else ''}: "
+        f"{result.tokens_per_s:,.0f} tokens/s, pad fraction {result.pad_fraction:.1%}"
+        + (f", {result.state_bytes / 2**20:,.1f} MiB of weights, gradients and optimizer state per process"
+           if result.fsdp else ""),
         markup=False,
     )
 

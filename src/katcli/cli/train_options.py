@@ -107,6 +107,10 @@ SaveEvery = Annotated[int, typer.Option("--save-every", metavar="N", help="Check
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest checkpoint of this run exactly.",
                                       rich_help_panel=RUN)]
 Device = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to train.", rich_help_panel=RUN)]
+Fsdp = Annotated[
+    bool, typer.Option("--fsdp", help="Under torchrun: shard the model, gradients and optimizer state over the "
+                       "processes (PyTorch FSDP2) instead of a full copy on each (DDP).", rich_help_panel=RUN),
+]
 Threads = Annotated[
     int | None,
     typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
@@ -117,7 +121,7 @@ _COMMON = (
     "name", "density_aware", "pair_weighting", "init", "depth", "max_steps", "batch_size", "micro_batch_size", "lr",
     "weight_decay", "warmup_steps", "grad_clip", "max_len", "max_response_len", "val_ratio", "eval_every",
     "save_every", "resume", "seed", "device", "threads", "force", "chat_template", "trust_remote_code",
-    "gradient_checkpointing",
+    "gradient_checkpointing", "fsdp",
 )
 
 

@@ -32,6 +32,7 @@ def train_sft(
     chat_template: T.ChatTemplate = None,
     trust_remote_code: T.TrustRemoteCode = False,
     gradient_checkpointing: T.GradientCheckpointing = False,
+    fsdp: T.Fsdp = False,
     depth: T.Depth = None,
     max_len: T.MaxLen = 512,
     max_response_len: T.MaxResponseLen = None,

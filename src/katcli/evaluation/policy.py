@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import KatError
+from katcli.model.hf import AS_IS_KIND as HF_BASE_KIND  # a Hugging Face causal LM evaluated as it is
 
 KIND = "kat-policy"
 REWARD_MODEL_KIND = "kat-reward-model"
-HF_BASE_KIND = "hf-model"  # a Hugging Face causal LM evaluated as it is, with no kat run around it
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer/tokenizer.json")
 
 
@@ -66,7 +66,7 @@ def policy_tokenizer_file(directory: Path) -> Path:
     )
 
 
-def load_policy(directory: Path, *, device: Any = "cpu") -> LoadedPolicy:
+def load_policy(directory: Path, *, device: Any = "cpu", trust_remote_code: bool = False) -> LoadedPolicy:
     """The GPT and tokenizer of a policy directory; the tokenizer must be the one the meta records."""
     from katcli.model.checkpoint import load_model
     from katcli.model.hf import is_hf_dir
@@ -79,8 +79,9 @@ def load_policy(directory: Path, *, device: Any = "cpu") -> LoadedPolicy:
         from katcli.model.hf import HFSource, load_tokenizer
         from katcli.model.hf_models import load_policy as load_hf_policy
 
-        hf = load_hf_policy(directory, HFSource(str(directory), "local", str(directory)), seed=0)
-        tokenizer = load_tokenizer(directory, encoder=False, chat_template=None, trust_remote_code=False)
+        source = HFSource(str(directory), "local", str(directory), trust_remote_code=trust_remote_code)
+        hf = load_hf_policy(directory, source, seed=0)
+        tokenizer = load_tokenizer(directory, encoder=False, chat_template=None, trust_remote_code=trust_remote_code)
         return LoadedPolicy(hf.to(device).eval(), tokenizer, step, meta, model_file)
     if is_hf_dir(directory):  # a Hugging Face backbone's run
         model, tokenizer = run_dir.load_policy(directory, step=step)

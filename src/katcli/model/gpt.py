@@ -204,6 +204,9 @@ class GPT(nn.Module):
     """nanochat's GPT. State-dict keys: `transformer.wte.weight`, `transformer.h.{i}.attn.c_q|c_k|c_v|c_proj.weight`,
     `transformer.h.{i}.mlp.c_fc|c_proj.weight`, `lm_head.weight`."""
 
+    # transformers' name for the layers that are never split across devices: `--fsdp` shards each `Block` alone.
+    _no_split_modules = ("Block",)
+
     def __init__(self, config: GPTConfig, *, seed: int | None = 0) -> None:
         super().__init__()
         config.validate()

@@ -30,6 +30,7 @@ from typing import Any
 from katcli.errors import KatError
 
 PREFIX = "hf:"
+AS_IS_KIND = "hf-model"  # the `kind` of an HF model used as it is (`hf:NAME|DIR`), with no kat run around it
 END = "<|assistant_end|>"
 USER_START = "<|user_start|>"
 NO_TOKEN = -1  # what `encode_special(USER_START)` gives: no id equals it, so trimming keeps only the first id
@@ -261,16 +262,25 @@ def is_reward_dir(d: Path) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
+def vocab_difference(a: Any, b: Any) -> str | None:
+    """How two transformers tokenizers' token → id maps differ (None: the same), for a reference's refusal."""
+    va, vb = a.get_vocab(), b.get_vocab()
+    if va == vb:
+        return None
+    moved = sum(1 for t, i in va.items() if vb.get(t) != i)
+    return f"{moved:,} of the policy's {len(va):,} tokens have another id or none in the reference's {len(vb):,}"
+
+
 # ---------------------------------------------------------------------------------------------------- saving
 
 
-def atomic_save_pretrained(obj: Any, directory: Path) -> list[Path]:
+def atomic_save_pretrained(obj: Any, directory: Path, *, state_dict: Any = None) -> list[Path]:
     """`obj.save_pretrained` into a temporary directory, then each file fsync'ed and `os.replace`d into place."""
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".hf-save-", dir=directory))
     try:
         with quiet_transformers():
-            obj.save_pretrained(str(tmp))
+            obj.save_pretrained(str(tmp), **({"state_dict": state_dict} if state_dict is not None else {}))
         out = []
         for f in sorted(tmp.iterdir()):
             with open(f, "rb") as fh:

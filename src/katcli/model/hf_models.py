@@ -91,9 +91,11 @@ class _HFModule(nn.Module):
     def load_checkpoint_state(self, state: Any) -> None:
         self.load_state_dict(dict(state), strict=True)
 
-    def export_pretrained(self, directory: Path) -> list[Path]:
-        """The model as `save_pretrained` writes it (config.json, model.safetensors, …) into `directory`."""
-        return atomic_save_pretrained(self.hf, directory)
+    def export_pretrained(self, directory: Path, *, state: Any = None) -> list[Path]:
+        """The model as `save_pretrained` writes it (config.json, model.safetensors, …) into `directory`; `state`
+        (this module's `checkpoint_state()` keys) replaces the live weights, e.g. gathered whole from FSDP shards."""
+        inner = None if state is None else {k.removeprefix("hf."): v for k, v in state.items()}
+        return atomic_save_pretrained(self.hf, directory, state_dict=inner)
 
 
 def _positions(real: Any) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import KatError
-from katcli.pipeline.reference import resolve_reference
+from katcli.pipeline.reference import load_reference_model, resolve_reference
 from katcli.pipeline.training import Prepared, record_input
 from katcli.progress import ProgressFn
 from katcli.workspace import Workspace
@@ -27,16 +27,18 @@ STAGE = "dpo"
 
 @dataclass
 class DPOReference:
-    directory: Path | None  # None: the starting model itself (a fresh --depth model)
+    directory: Path | None  # None: the starting model itself (a fresh --depth model or an hf: --init)
     step: int | None
     sha256: str
     is_init: bool
+    hf: dict[str, Any] | None = None  # `--ref hf:NAME|DIR`: its source (katcli.model.hf.HFSource)
 
     def to_json(self, ws: Workspace) -> dict[str, Any]:
         from katcli.pipeline.runs import recorded_path
 
         path = recorded_path(ws, self.directory) if self.directory is not None else None
-        return {"path": path, "step": self.step, "sha256": self.sha256, "is_init": self.is_init}
+        out = {"path": path, "step": self.step, "sha256": self.sha256, "is_init": self.is_init}
+        return out if self.hf is None else {**out, "hf": self.hf}
 
 
 def resolve_dpo_reference(prep: Prepared) -> DPOReference:
@@ -57,9 +59,13 @@ def resolve_dpo_reference(prep: Prepared) -> DPOReference:
         step = int(prep.init_info["step"])
         return DPOReference(prep.init_dir, step, sha256_file(checkpoint_paths(prep.init_dir, step)["model"]), True)
     ref = resolve_reference(prep, cfg.ref)
-    ref_dir, step, files = ref.directory, ref.step, ref.files
-    same = prep.init_dir is not None and prep.init_dir.resolve() == ref_dir.resolve()
-    return DPOReference(ref_dir, step, sha256_file(files["model"]), same and step == prep.init_info["step"])
+    if ref.hf is not None:  # the same hf: model as --init: its weights are the starting model's
+        init_src = prep.init_info.get("hf") if prep.init_dir is None else None
+        same = init_src is not None and all(init_src.get(k) == ref.hf[k] for k in ("location", "revision"))
+    else:
+        same = prep.init_dir is not None and prep.init_dir.resolve() == ref.directory.resolve()
+        same = same and ref.step == prep.init_info["step"]
+    return DPOReference(ref.directory, ref.step, ref.weights_sha256(), same, hf=ref.hf)
 
 
 def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
@@ -76,7 +82,6 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
         load_ref_logps,
         save_ref_logps,
     )
-    from katcli.train.run_dir import load_policy_model
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
@@ -110,7 +115,7 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
     def compute() -> Any:
         # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
         # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
-        model = prep.gpt if ref.is_init else load_policy_model(ref.directory, step=ref.step)
+        model = prep.gpt if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
         model.to(dist.device)
         batches = eval_batches(
             enc, np.arange(len(enc)), batch_size=max(prep.micro_batch_size, 8), pad_id=prep.tokenizer.pad_token_id
@@ -159,9 +164,10 @@ def heldout_reference_logps(
     import numpy as np
 
     from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.hf import is_hf_dir
+    from katcli.pipeline.hf_source import weights_sha256
     from katcli.train.batching import eval_batches
     from katcli.train.ref_cache import RefCacheKey, compute_ref_logps, load_ref_logps
-    from katcli.train.run_dir import load_policy_model
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
@@ -182,16 +188,21 @@ def heldout_reference_logps(
             hint=f"re-run `kat train dpo --name {directory.name}`",
         )
     ref_dir = Path(ref_path) if Path(ref_path).is_absolute() else ws.abs(ref_path)
-    ref_step = meta["reference"].get("step")
-    ref_file = checkpoint_paths(ref_dir, ref_step)["model"]
-    if not ref_file.is_file() or sha256_file(ref_file) != key.reference_sha256:
+    ref_step, hf = meta["reference"].get("step"), meta["reference"].get("hf")
+    if hf is not None:  # an hf: reference: its weights as they are now
+        ref_file = ref_dir / "config.json"
+        current = weights_sha256(ref_dir) if is_hf_dir(ref_dir) else None
+    else:
+        ref_file = checkpoint_paths(ref_dir, ref_step)["model"]
+        current = sha256_file(ref_file) if ref_file.is_file() else None
+    if current != key.reference_sha256:
         raise KatError(
             f"{name}: its cached reference log-probs cannot be used ({reason}) and its reference is no longer the "
             "model it was trained against",
             file=str(ref_file),
             hint=f"re-run `kat train dpo --name {directory.name}` against the current reference",
         )
-    model = load_policy_model(ref_dir, step=ref_step)
+    model = load_reference_model(ref_dir, ref_step, hf)
     model.to(device).eval()
     notes.append(f"{name}: recomputed the held-out reference log-probs from {ref_path} ({reason})")
     batches = eval_batches(enc, np.arange(len(enc)), batch_size=batch_size, pad_id=pad_id)

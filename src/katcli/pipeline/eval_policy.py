@@ -1,6 +1,8 @@
 """`kat eval policy`: sample several policies on the same held-out prompts and compare quality and diversity.
 
-POLICY arguments are resolved by `katcli.pipeline.policies` (run names first, then paths). A reward model (`--rm`) is a run name under `rm_checkpoints/` or a directory (as for `kat eval rm`).
+POLICY arguments are resolved by `katcli.pipeline.policies` (run names first, then paths; `hf:NAME|DIR` a Hugging
+Face causal LM as it is). A reward model (`--rm`) is a run name under `rm_checkpoints/`, a directory, or `hf:NAME|DIR`
+(an off-the-shelf sequence classifier, as for `kat eval rm`).
 
 Prompts: the held-out prompts of the shared prompt-level split (`katcli.train.split`; seed and val_ratio from the
 policies' metas when they record one, all of which must agree, else `--seed` and 0.05), drawn stratified by density
@@ -24,8 +26,10 @@ import numpy as np
 
 from katcli.errors import ConfigError, KatError
 from katcli.evaluation.measures import SCHEMA
-from katcli.pipeline.eval_rm import fresh_density_weights, resolve_checkpoint, rm_tokenizer, workspace_rel
+from katcli.model.hf import AS_IS_KIND, is_hf_ref
+from katcli.pipeline.eval_rm import fresh_density_weights, hf_scorer, load_scorer, resolve_checkpoint, workspace_rel
 from katcli.pipeline.policies import PolicyRef, resolve_policy, unique_labels
+from katcli.pipeline.train_grpo import trained_reward_model
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -53,6 +57,7 @@ class EvalPolicyConfig:
     threads: int | None = None
     batch_size: int = 16
     force: bool = False
+    trust_remote_code: bool = False  # for hf: models that run their own code (recorded with the evaluation)
 
     def __post_init__(self) -> None:
         if not self.policies:
@@ -98,7 +103,7 @@ def run_eval_policy(
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.train import inputs as I
     from katcli.train.ddp import resolve_device
-    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
+    from katcli.train.rm_checkpoint import read_rm_meta
     from katcli.train.split import split_pairs
 
     gen_cfg = GenerationConfig(
@@ -129,11 +134,11 @@ def run_eval_policy(
     # -- policies, baseline, reward models --------------------------------------------------------------------
     refs: list[PolicyRef] = []
     for arg in cfg.policies:
-        ref = resolve_policy(ws, arg)
+        ref = resolve_policy(ws, arg, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != ref.directory for r in refs):
             refs.append(ref)
     if cfg.baseline is not None:
-        base_ref = resolve_policy(ws, cfg.baseline)
+        base_ref = resolve_policy(ws, cfg.baseline, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != base_ref.directory for r in refs):
             refs.insert(0, base_ref)
         baseline = next(i for i, r in enumerate(refs) if r.directory == base_ref.directory)
@@ -148,26 +153,25 @@ def run_eval_policy(
 
     rms: list[tuple[str, Path, int, dict[str, Any]]] = []
     for arg in cfg.rms:
-        name, directory = resolve_checkpoint(ws, arg)
+        if is_hf_ref(arg):  # an off-the-shelf reward model, scored as it is
+            name, directory, step, meta = hf_scorer(arg, trust_remote_code=cfg.trust_remote_code, flag="--rm")
+        else:
+            name, directory = resolve_checkpoint(ws, arg)
+            step, meta = read_rm_meta(directory)
+            check_model_file(f"--rm {name}", checkpoint_paths(directory, step)["model"])
         if any(d == directory for _, d, _, _ in rms):
             continue
-        step, meta = read_rm_meta(directory)
-        check_model_file(f"--rm {name}", checkpoint_paths(directory, step)["model"])
         rms.append((name, directory, step, meta))
     if len({r[0] for r in rms}) < len(rms):
         raise KatError("two --rm reward models have the same name", hint="pass one of them by a unique path")
     rm_names = [r[0] for r in rms]
     for ref, (_, meta, _) in zip(refs, metas):
-        # What `kat train grpo` records: {"name", "path" (workspace-relative or absolute), "step"}.
-        trained = meta.get("reward_model") if isinstance(meta.get("reward_model"), dict) else {}
-        trained_rm = trained.get("name")
-        if not isinstance(trained_rm, str):
+        trained = trained_reward_model(meta)
+        if trained is None:
             continue
-        if isinstance(trained.get("path"), str):  # the same directory, whatever name it is given now
-            trained_dir = (ws.root / trained["path"]).resolve()
-            same = [n for n, d, _, _ in rms if Path(d).resolve() == trained_dir]
-        else:
-            same = [n for n, d, _, _ in rms if n == trained_rm or d.name == trained_rm]
+        trained_rm = str(trained["name"])
+        trained_dir = ws.abs(trained["path"]).resolve() if trained.get("path") else None
+        same = [n for n, d, _, _ in rms if n == trained_rm or (trained_dir is not None and d.resolve() == trained_dir)]
         if same:
             notes.append(
                 f"{ref.label} was trained against the reward model {trained_rm}; its reward under {same[0]} is "
@@ -222,7 +226,10 @@ def run_eval_policy(
             notes.append(f"forced: {ref.label}'s held-out set differs from the one the current pairs give")
     for name, _, _, meta in rms:
         held = meta.get("heldout", {})
-        if (held.get("seed"), held.get("val_ratio")) != (split_seed, val_ratio):
+        if meta.get("kind") == AS_IS_KIND:
+            notes.append(f"--rm {name} is a Hugging Face model as it is: kat cannot tell whether it was trained on "
+                         "these prompts")
+        elif (held.get("seed"), held.get("val_ratio")) != (split_seed, val_ratio):
             notes.append(
                 f"--rm {name} was trained with another split (--seed {held.get('seed')} --val-ratio "
                 f"{held.get('val_ratio')}): some evaluation prompts may be among its training prompts"
@@ -250,7 +257,7 @@ def run_eval_policy(
     policies_json: list[dict[str, Any]] = []
     try:
         for ref, (step, meta, model_file) in zip(refs, metas):
-            loaded = load_policy(ref.directory, device=dev)
+            loaded = load_policy(ref.directory, device=dev, trust_remote_code=cfg.trust_remote_code)
             t0 = time.perf_counter()
             replies, counts = generate_replies(
                 loaded.model, loaded.tokenizer, prompt_msgs, draw.ids, gen_cfg, name=ref.label, progress=progress
@@ -269,8 +276,7 @@ def run_eval_policy(
             )
         for name, directory, step, meta in rms:
             t0 = time.perf_counter()
-            tokenizer = rm_tokenizer(ws, name, directory, meta)
-            rm, _ = load_rm(directory, step, device=dev)
+            rm, tokenizer = load_scorer(ws, name, directory, step, meta, device=dev)
             scorer = RewardScorer.from_meta(rm, tokenizer, meta, batch_size=32)
             for out in outputs:
                 out.rewards[name] = score_replies(
@@ -318,7 +324,10 @@ def run_eval_policy(
         },
         "baseline": refs[baseline].label,
         "policies": policies_json,
-        "reward_models": [{"name": n, "path": str(d), "step": s} for n, d, s, _ in rms],
+        "reward_models": [
+            {"name": n, "path": str(d), "step": s, **({"hf": m["hf"]} if m.get("kind") == AS_IS_KIND else {})}
+            for n, d, s, m in rms
+        ],
         "embedding_model": embed_info,
         "groups": dict(group_sizes(sources, draw.quintile)),
         "measures": [
@@ -357,7 +366,7 @@ def _write_generations(
     recorded with its inputs."""
     from katcli.evaluation.measures import reply_rows
     from katcli.evaluation.policy import policy_meta
-    from katcli.model.checkpoint import checkpoint_paths, meta_bytes
+    from katcli.model.checkpoint import meta_bytes
     from katcli.pipeline.stage import StageRun
 
     params = {
@@ -365,6 +374,7 @@ def _write_generations(
         "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
         "heldout": {k: data["heldout"][k] for k in ("seed", "val_ratio")},
         "reward_models": [r["name"] for r in data["reward_models"]],
+        **({"trust_remote_code": True} if cfg.trust_remote_code else {}),
     }
     document = meta_bytes(recorded_document(ws, data))
     for ref, out, pj in zip(refs, outputs, data["policies"]):
@@ -374,7 +384,7 @@ def _write_generations(
                 if draw.stratified and ws.abs(rel).is_file():
                     run.input(rel)
             files = [policy_meta(ref.directory)[2]]
-            files += [checkpoint_paths(Path(r["path"]), r["step"])["model"] for r in data["reward_models"]]
+            files += [_rm_weights(Path(r["path"]), r) for r in data["reward_models"]]
             for f in files:
                 rel = workspace_rel(ws, f)
                 if rel is not None and run.judge.manifest.owner_of(rel) is not None:
@@ -389,3 +399,13 @@ def _write_generations(
             run.describe(rel, rows=len(rows))
             run.output(f"{P.EVAL_POLICY_DIR}/{ref.run}/{P.EVAL_POLICY_DOCUMENT}").write_bytes(document)
             run.stats.update({"prompts": len(draw.ids), "samples": cfg.samples, "tokens": pj["tokens_generated"]})
+
+
+def _rm_weights(directory: Path, record: dict[str, Any]) -> Path:
+    """The weights file a reward model of the document was read from (an input of every policy's record)."""
+    from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.hf import WEIGHTS
+
+    if "hf" in record:
+        return next(directory / w for w in WEIGHTS if (directory / w).is_file())
+    return checkpoint_paths(directory, record["step"])["model"]

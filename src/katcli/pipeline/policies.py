@@ -36,16 +36,19 @@ class PolicyRef:
         return _UNSAFE.sub("_", f"{self.kind}-{self.name}")
 
 
-def resolve_policy(ws: Workspace, arg: str) -> PolicyRef:
+def resolve_policy(ws: Workspace, arg: str, *, trust_remote_code: bool = False) -> PolicyRef:
     """A run name under the workspace's policy directories (KIND/NAME to choose), else a directory path
     (`katcli.pipeline.runs`' one rule; this function only words the errors and names the result); `hf:NAME|DIR` is
     a Hugging Face causal LM as it is (e.g. the base model before training, `katcli.pipeline.hf_source`)."""
     from katcli.model.hf import PREFIX, is_hf_ref
 
     if is_hf_ref(arg):
+        from katcli.model.hf import check_model_dir
         from katcli.pipeline.hf_source import resolve
 
-        return PolicyRef(arg, "hf", arg[len(PREFIX):], resolve(arg, flag="POLICY")[0])
+        d = resolve(arg, trust_remote_code=trust_remote_code, flag="POLICY")[0]
+        check_model_dir(d, trust_remote_code=trust_remote_code)  # safetensors only, remote code only with the flag
+        return PolicyRef(arg, "hf", arg[len(PREFIX):], d)
     found = lookup_run(ws, arg, POLICY_STAGES)
     if isinstance(found, list):
         raise KatError(

@@ -1,10 +1,13 @@
 """The frozen reference policy of DPO and GRPO (`--ref`): which checkpoint, and whether it fits the policy.
 
-A reference must be a policy checkpoint (a kat policy run or an imported nanochat model, never a reward model), with
-the policy's tokenizer and vocabulary: both objectives compare the two models' log-probs token by token (DPO's
-log-ratios, GRPO's KL term). `policy_checkpoint` checks what a directory holds; `resolve_reference` resolves a
-`--ref` argument by the one run-name-or-path rule, checks it against the policy and records its files as inputs.
-Loading its weights, or caching its log-probs, is the calling stage's business.
+A reference must be a policy checkpoint (a kat policy run, an imported nanochat model, or a Hugging Face causal LM
+as it is, `hf:NAME|DIR`; never a reward model), with the policy's tokenizer and vocabulary: both objectives compare
+the two models' log-probs token by token (DPO's log-ratios, GRPO's KL term). For an `hf:` reference that means the
+same token → id map as the policy's tokenizer (a chat template is irrelevant: the reference reads the policy's
+ids) and as many token ids. `policy_checkpoint` checks what a directory holds; `resolve_reference` resolves a
+`--ref` argument by the one run-name-or-path rule (or `hf:`, by `katcli.pipeline.hf_source`), checks it against the
+policy and records its files as inputs; `ReferenceCheckpoint.load` gives the frozen module. Caching its log-probs
+is the calling stage's business.
 
 This module knows checkpoints' metas and the workspace's runs; not objectives or losses.
 """
@@ -28,9 +31,32 @@ POLICY_HINT = (
 class ReferenceCheckpoint:
     name: str  # as the user named it (or the directory's name)
     directory: Path
-    step: int
+    step: int | None  # None: a Hugging Face model as it is
     meta: dict[str, Any]
-    files: dict[str, Path]  # model, meta, optim paths of that step
+    files: dict[str, Path]  # model, meta, optim paths of that step (an HF model: its weights as "model")
+    hf: dict[str, Any] | None = None  # an `hf:NAME|DIR` reference: its source, as `--init hf:` records it
+
+    def weights_sha256(self) -> str:
+        """The reference's identity in DPO's log-prob cache key."""
+        from katcli.pipeline.hf_source import weights_sha256
+        from katcli.workspace.hashing import sha256_file
+
+        return weights_sha256(self.directory) if self.hf is not None else sha256_file(self.files["model"])
+
+    def load(self) -> Any:
+        """The frozen reference module: kat's GPT or an HF causal LM (a kat run's or as it is)."""
+        return load_reference_model(self.directory, self.step, self.hf)
+
+
+def load_reference_model(directory: Path, step: int | None, hf: dict[str, Any] | None) -> Any:
+    from katcli.train.run_dir import load_policy_model
+
+    if hf is None:
+        return load_policy_model(directory, step=step)
+    from katcli.model.hf import HFSource
+    from katcli.model.hf_models import load_policy
+
+    return load_policy(directory, HFSource(**hf), seed=0)
 
 
 def policy_checkpoint(directory: Path, flag: str) -> tuple[int, dict[str, Any], Path]:
@@ -57,9 +83,12 @@ def policy_checkpoint(directory: Path, flag: str) -> tuple[int, dict[str, Any], 
 def resolve_reference(prep: Any, value: str, *, flag: str = "--ref") -> ReferenceCheckpoint:
     """The `--ref` checkpoint, refused unless it is a policy with the policy's tokenizer and vocabulary."""
     from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.hf import is_hf_ref
     from katcli.pipeline.runs import POLICY_STAGES, resolve_run
     from katcli.pipeline.training import record_input
 
+    if is_hf_ref(value):
+        return _hf_reference(prep, value, flag)
     name, directory = resolve_run(prep.ws, value, (*POLICY_STAGES, "rm"), flag=flag)
     step, meta, meta_path = policy_checkpoint(directory, flag)
     tok_sha = prep.tokenizer.sha256()
@@ -67,19 +96,59 @@ def resolve_reference(prep: Any, value: str, *, flag: str = "--ref") -> Referenc
     if recorded not in (None, tok_sha):
         raise KatError(
             f"{flag} was trained with another tokenizer (sha256 {recorded[:12]}…) than the policy ({tok_sha[:12]}…)",
-            file=str(meta_path),
-            hint=f"the reference's log-probs are compared token by token with the policy's: pass a {flag} that "
-            "shares the policy's tokenizer (e.g. the --init model, the default)",
+            file=str(meta_path), hint=_same_tokens_hint(flag, "that shares the policy's tokenizer"),
         )
-    vocab = int(meta["model_config"].get("vocab_size", -1))
-    if vocab != prep.gpt.config.vocab_size:
-        raise KatError(
-            f"{flag} has {vocab} token ids but the policy has {prep.gpt.config.vocab_size}",
-            file=str(meta_path),
-            hint=f"the reference's log-probs are compared token by token with the policy's: pass a {flag} with the "
-            "policy's vocabulary (e.g. the --init model, the default)",
-        )
+    _check_vocab(prep, int(meta["model_config"].get("vocab_size", -1)), flag, meta_path)
     files = checkpoint_paths(directory, step)
     for key in ("model", "meta"):
         record_input(prep.ws, prep.run, files[key])
     return ReferenceCheckpoint(name, directory, step, meta, files)
+
+
+def _same_tokens_hint(flag: str, what: str) -> str:
+    return (f"the reference's log-probs are compared token by token with the policy's: pass a {flag} {what} "
+            "(e.g. the --init model, the default)")
+
+
+def _check_vocab(prep: Any, vocab: int, flag: str, file: Path) -> None:
+    if vocab != prep.gpt.config.vocab_size:
+        raise KatError(
+            f"{flag} has {vocab} token ids but the policy has {prep.gpt.config.vocab_size}", file=str(file),
+            hint=_same_tokens_hint(flag, "with the policy's vocabulary"),
+        )
+
+
+def _hf_reference(prep: Any, value: str, flag: str) -> ReferenceCheckpoint:
+    """`--ref hf:NAME|DIR`: a causal LM as it is, refused unless its tokens are the policy's (ids and count)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from katcli.model import hf as H
+    from katcli.pipeline.hf_source import record_hf_inputs, resolve
+
+    trust = bool(prep.cfg.trust_remote_code)
+    d, source = resolve(value, trust_remote_code=trust, flag=flag)
+    H.check_model_dir(d, trust_remote_code=trust)
+    config = AutoConfig.from_pretrained(str(d), trust_remote_code=trust)
+    if H.is_reward_dir(d):
+        raise KatError(f"{flag} {value} is a reward model, not a policy", file=str(d / "config.json"),
+                       hint=f"{POLICY_HINT}, or a Hugging Face causal LM (hf:NAME|DIR)")
+    if H.is_encoder(config):
+        raise KatError(f"{flag} {value}: a {config.model_type} encoder cannot be a reference policy (it is not a "
+                       "causal LM)", file=str(d / "config.json"), hint="pass a decoder (Llama, Qwen, GPT-2, …)")
+    policy_tok = getattr(prep.tokenizer, "tok", None)
+    if policy_tok is None:
+        raise KatError(
+            f"{flag} {value} is a Hugging Face model but the policy is kat's GPT with kat's tokenizer",
+            file=str(d), hint=f"pass a kat policy as {flag} (one with the policy's tokenizer), or start the policy "
+            f"from a Hugging Face model with this one's tokenizer (e.g. --init {value})",
+        )
+    with H.quiet_transformers():
+        ref_tok = AutoTokenizer.from_pretrained(str(d), trust_remote_code=trust)
+    differs = H.vocab_difference(policy_tok, ref_tok)
+    if differs is not None:
+        raise KatError(f"{flag} {value} has another vocabulary than the policy: {differs}", file=str(d),
+                       hint=_same_tokens_hint(flag, "that shares the policy's tokenizer"))
+    _check_vocab(prep, int(config.vocab_size), flag, d / "config.json")
+    record_hf_inputs(prep.ws, prep.run, d)
+    weights = next(d / w for w in H.WEIGHTS if (d / w).is_file())
+    return ReferenceCheckpoint(value, d, None, {"kind": H.AS_IS_KIND}, {"model": weights}, hf=source.to_json())

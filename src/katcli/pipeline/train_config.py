@@ -17,7 +17,8 @@ from katcli.errors import ConfigError
 
 DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
-_HF_FLAGS = ("chat_template", "trust_remote_code", "gradient_checkpointing")
+# Recorded only when set, so the records of runs that do not use them are unchanged.
+_RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -52,10 +53,11 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     force: bool = False
-    # Hugging Face backbones (`--init hf:…`); recorded only when set, so kat-GPT runs' records are unchanged.
+    # Hugging Face backbones (`--init hf:…`).
     chat_template: str | None = None
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard over torchrun's ranks (FSDP2) instead of DDP; resumable with or without
 
     def __post_init__(self) -> None:
         self.validate()
@@ -131,7 +133,7 @@ class TrainConfig:
         out["pair_weighting"] = self.weighting
         out["lr"] = self.resolved_lr
         out["max_response_len"] = self.resolved_max_response_len
-        for key in _HF_FLAGS:
+        for key in _RECORDED_WHEN_SET:
             if not out[key]:
                 del out[key]
         if self.chat_template is not None:

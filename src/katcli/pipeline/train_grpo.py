@@ -5,9 +5,11 @@ step by the shared weighted sampler (uniform, or ∝ density weight with `--dens
 is the sampler's batch. For each prompt the policy samples `--group-size` replies (`katcli.train.objectives.grpo`),
 the reward model `--rm` scores them with its own tokenizer and truncation (`katcli.train.rm_scoring`), and the
 clipped, KL-regularised GRPO loss (`katcli.train.grpo_losses`) updates the policy. The reference for the KL term is
-`--ref` or the starting model, frozen; `--beta 0` loads none. Evaluation: greedy and sampled replies to a fixed set
-of held-out prompts, scored by the same reward model, per source and per density quintile
-(`katcli.train.policy_eval`). The result is a plain GPT checkpoint (kind `kat-policy`).
+`--ref` or the starting model, frozen; `--beta 0` loads none. Either may be a Hugging Face model as it is
+(`--rm hf:…` a sequence classifier with one label, `--ref hf:…` a causal LM with the policy's vocabulary).
+Evaluation: greedy and sampled replies to a fixed set of held-out prompts, scored by the same reward model, per
+source and per density quintile (`katcli.train.policy_eval`). The result is a plain GPT checkpoint (kind
+`kat-policy`).
 
 Prompts are rendered with the policy's tokenizer and fitted by the one truncation rule (`fit_responses`) so that
 prompt + `--max-new-tokens` fits `--max-len`. Everything else (ranks, split, sampler, resume, records) is
@@ -100,6 +102,12 @@ class TrainGRPOConfig(TrainConfig):
         )
 
 
+def trained_reward_model(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The reward model a GRPO checkpoint's meta says it was trained against (`name`, `path`), or None."""
+    rm = meta.get("reward_model")
+    return rm if isinstance(rm, dict) and rm.get("name") else None
+
+
 def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
     """A configuration that trains in seconds on 2 CPU cores from a tiny SFT policy (smoke tests, quickstart)."""
     base: dict[str, Any] = dict(
@@ -114,11 +122,23 @@ def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
 def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
     """(reward model, its tokenizer, what this run records of it, its meta) for --rm; refused when stale."""
     from katcli.model.checkpoint import checkpoint_paths
+    from katcli.model.hf import is_hf_ref
+    from katcli.pipeline.hf_source import hf_reward_model, load_hf_reward_model, record_hf_inputs
     from katcli.pipeline.runs import recorded_path, resolve_run
     from katcli.train.rm_checkpoint import load_rm, read_rm_meta
     from katcli.train.run_dir import TOKENIZER_FILE, load_run_tokenizer
 
     cfg: TrainGRPOConfig = prep.cfg
+    if is_hf_ref(cfg.rm):  # an off-the-shelf reward model, as it is
+        directory, meta = hf_reward_model(
+            str(cfg.rm), trust_remote_code=cfg.trust_remote_code, flag="--rm",
+            no_head_hint=f"pass an AutoModelForSequenceClassification with num_labels=1 (e.g. an OpenAssistant "
+            f"DeBERTa reward model), or a run of `kat train rm` (--init {cfg.rm} trains one from this model)",
+        )
+        record_hf_inputs(prep.ws, prep.run, directory)
+        rm, rm_tok = load_hf_reward_model(directory, meta, device=prep.dist.device)
+        info = {"name": str(cfg.rm), "path": recorded_path(prep.ws, directory), "step": None, "hf": meta["hf"]}
+        return rm, rm_tok, info, meta
     name, directory = resolve_run(prep.ws, str(cfg.rm), ("rm",), flag="--rm")
     try:
         step, meta = read_rm_meta(directory)
@@ -158,7 +178,6 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
     """The frozen KL reference: --ref, else a copy of the starting model; none with --beta 0."""
     from katcli.pipeline.reference import resolve_reference
     from katcli.pipeline.runs import recorded_path
-    from katcli.train.run_dir import load_policy_model
 
     cfg: TrainGRPOConfig = prep.cfg
     if cfg.beta == 0:
@@ -168,9 +187,10 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
     if cfg.ref is None:
         return copy.deepcopy(prep.gpt).to(prep.dist.device), {"same_as": "init", **prep.init_info}
     checked = resolve_reference(prep, cfg.ref)
-    name, directory, step = checked.name, checked.directory, checked.step
-    ref = load_policy_model(directory, step=step)  # kat's GPT or an HF causal LM, with the checked tokenizer
-    return ref.to(prep.dist.device), {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
+    info = {"name": checked.name, "path": recorded_path(prep.ws, checked.directory), "step": checked.step}
+    if checked.hf is not None:
+        info["hf"] = checked.hf
+    return checked.load().to(prep.dist.device), info  # kat's GPT or an HF causal LM, with the checked tokenizer
 
 
 def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[list[int], bool]:

@@ -18,7 +18,7 @@ Its flags are `katcli.pipeline.train_config.TrainConfig`.
   `--seed` and `--val-ratio` holds out the same prompts, and no prompt is in both sets.
 - **Sampling.** One weighted sampler over the objective's training items (the training pairs, or the objective's
   own items such as GRPO's prompts, `Built.item_prefix_ids`); its effective sample size is recorded.
-- **Resume.** Same flags (apart from `_RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
+- **Resume.** Same flags (apart from `train_resume.RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
   stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same name.
 - **Records.** At the end the final files are adopted into the manifest with the run's statistics.
 
@@ -37,13 +37,16 @@ from typing import Any
 from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.pipeline.stage import StageRun
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
+from katcli.pipeline.train_resume import (
+    check_same_flags,
+    check_same_inputs,
+    interrupted_message,
+)
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 TOKENIZER = f"{P.TOKENIZER_DIR}/tokenizer.json"
-# Flags that may change between an interrupted run and its --resume without changing what is computed.
-_RESUME_FREE = {"eval_every", "save_every", "device", "threads"}
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -132,6 +135,8 @@ class TrainResult:
     train_items: int = 0  # what the sampler draws from: train_pairs, or the objective's own items
     item_noun: str = "pairs"
     run_stats: dict[str, Any] = field(default_factory=dict)  # objective-specific run statistics (timings, …)
+    fsdp: bool = False
+    state_bytes: int = 0  # parameters + gradients + optimizer state held by one process (rank 0)
 
 
 class _ReadOnlyRun:
@@ -322,6 +327,11 @@ def _prepare(
     from katcli.train.split import split_pairs
 
     notes: list[str] = []
+    if cfg.fsdp and not dist.distributed:
+        raise ConfigError(
+            "--fsdp shards the model over torchrun's processes, but this is a single process",
+            hint=f"launch it as `torchrun --nproc_per_node=N -m katcli train {stage.stage} … --fsdp`, or drop --fsdp",
+        )
     if cfg.batch_size % dist.world_size:
         raise ConfigError(
             f"{cfg.BATCH_FLAG} {cfg.batch_size} must be divisible by the number of processes ({dist.world_size})"
@@ -332,7 +342,7 @@ def _prepare(
     if cfg.resume:
         if not has_checkpoint(out_dir):
             raise KatError(f"nothing to resume: {out_rel}/ has no checkpoint", hint="drop --resume to start a new run")
-        _check_same_flags(cfg, read_run_meta(out_dir, (stage.kind,), hint=resume_hint)[1], out_rel)
+        check_same_flags(cfg, read_run_meta(out_dir, (stage.kind,), hint=resume_hint)[1], out_rel)
 
     # -- inputs ------------------------------------------------------------------------------------------
     pairs_path = run.input(P.PAIRS)
@@ -390,7 +400,7 @@ def _prepare(
         max_steps=cfg.max_steps, micro_batch_size=micro, lr=cfg.resolved_lr,
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, eval_every=cfg.eval_every,
-        save_every=cfg.save_every, seed=cfg.seed,
+        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp,
     )
     fingerprint = split.fingerprint([p.id for p in pairs])
     train_prompts = len(set(train_pids))
@@ -405,7 +415,10 @@ def _prepare(
         "model_config": gpt.config.to_dict(),
         "tokenizer_sha256": tokenizer.sha256(),
         "config": cfg.params(),
-        "training": {"warmup_steps": settings.warmup_steps, "micro_batch_size": micro, "world_size": dist.world_size},
+        "training": {
+            "warmup_steps": settings.warmup_steps, "micro_batch_size": micro, "world_size": dist.world_size,
+            **({"fsdp": True} if cfg.fsdp else {}),
+        },
         "init": init_info,
         "inputs": input_shas,
         "heldout": {
@@ -425,63 +438,18 @@ def _prepare(
     resume_step = resume_optim = None
     if cfg.resume:
         step, meta = read_run_meta(out_dir, (stage.kind,), hint=resume_hint)
-        _check_same_inputs(meta, input_shas, tokenizer.sha256(), out_rel)
+        check_same_inputs(meta, input_shas, tokenizer.sha256(), out_rel)
         ckpt = load_checkpoint(out_dir, step, device="cpu", load_optim=True)
         built.objective.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
         resume_step, resume_optim = step, ckpt.optim_state
         notes.append(f"resumed from step {step} of {out_rel}/")
-    built.objective.module.to(dist.device)
+    if not cfg.fsdp:  # --fsdp: `fully_shard` moves one layer at a time and keeps its shard (never the whole model)
+        built.objective.module.to(dist.device)
     return _Job(
         prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
         meta_base=meta_base, resume_step=resume_step, resume_optim=resume_optim, train_index=train_index, ess=ess,
         train_prompts=train_prompts, heldout_prompts=heldout_prompts, fingerprint=fingerprint,
     )
-
-
-def _interrupted_message(out_dir: Path, out_rel: str) -> str:
-    """What survives a Ctrl-C: the latest checkpoint, which `--resume` continues exactly."""
-    from katcli.model.checkpoint import find_last_step
-    from katcli.train.run_dir import has_checkpoint
-
-    if not has_checkpoint(out_dir):
-        return f"interrupted before the first checkpoint; nothing was recorded and {out_rel}/ holds no checkpoint"
-    step = find_last_step(out_dir)
-    return (
-        f"interrupted; nothing was recorded, but {out_rel}/ holds the checkpoint of step {step}: "
-        "re-run the same command with --resume to continue exactly from there"
-    )
-
-
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-def _check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
-    """Refuse to resume a checkpoint trained with other flags: it would not continue the same run."""
-    saved = meta.get("config", {})
-    now = cfg.params()
-    for key in sorted(set(saved) | set(now)):
-        if key in _RESUME_FREE or saved.get(key) == now.get(key):
-            continue
-        if key == "density_aware":
-            raise ConfigError(f"{rel}/ was trained {'with' if saved.get(key) else 'without'} --density-aware; resume with the same flags")
-        raise ConfigError(
-            f"{cfg.BATCH_FLAG if key == 'batch_size' else _flag(key)} is {now.get(key)!r} but {rel}/ was trained "
-            f"with {saved.get(key)!r}; "
-            "resume with the same flags (or drop --resume to start over)"
-        )
-
-
-def _check_same_inputs(meta: dict[str, Any], shas: dict[str, str | None], tok_sha: str, rel: str) -> None:
-    """Refuse to resume a checkpoint trained on other inputs: the sample stream would differ."""
-    for path, sha in shas.items():
-        if meta.get("inputs", {}).get(path) != sha:
-            raise KatError(
-                f"{path} changed since {rel}/ was checkpointed, so a resumed run would not continue the same run",
-                hint="drop --resume to start over on the new inputs",
-            )
-    if meta.get("tokenizer_sha256") != tok_sha:
-        raise KatError(f"the tokenizer changed since {rel}/ was checkpointed", hint="drop --resume to start over")
 
 
 # ---------------------------------------------------------------------------------------------------- loop
@@ -519,7 +487,7 @@ def _train(
     try:
         outcome = loop.train()
     except KeyboardInterrupt:
-        raise InterruptedRun(_interrupted_message(job.out_dir, job.out_rel)) from None
+        raise InterruptedRun(interrupted_message(job.out_dir, job.out_rel)) from None
     files: list[Path] = []
     n_train, n_held = len(prep.split.train), len(prep.split.heldout)
     n_items = len(job.train_index)
@@ -547,8 +515,10 @@ def _train(
                 "heldout_" + _headline_key(report): report.to_json()["overall"] if report is not None else None,
                 "pad_fraction": round(outcome.pad_fraction, 6),
                 "tokens_per_s": round(outcome.tokens_per_s, 1),
+                "state_mib_per_process": round(outcome.state_bytes / 2**20, 3),
                 "world_size": dist.world_size,
                 "device": str(dist.device),
+                **({"fsdp": True} if cfg.fsdp else {}),
             }
         )
         if "hf" in prep.init_info:  # the base model a Hugging Face backbone started from (kat status shows it)
@@ -562,7 +532,7 @@ def _train(
         tokens_per_s=outcome.tokens_per_s, pad_fraction=outcome.pad_fraction,
         sequences=dict(job.built.meta.get("sequences", {})), notes=list(prep.notes),
         forced_over=list(run.forced_over), files=files, train_items=n_items, item_noun=job.built.item_noun,
-        run_stats=run_stats,
+        run_stats=run_stats, fsdp=cfg.fsdp, state_bytes=outcome.state_bytes,
     )
 
 

@@ -1,7 +1,8 @@
 """The one training loop every objective runs in: sample, shard, accumulate, clip, step, log, evaluate, save.
 
 One optimizer step consumes one global batch of items from the sampler. Under torchrun each rank takes its share
-(`sampler.shard`); the objective turns it into micro-batches (gradient accumulation); DDP averages the gradients.
+(`sampler.shard`); the objective turns it into micro-batches (gradient accumulation); DDP averages the gradients
+(or, with `fsdp`, FSDP2 shards the model and reduce-scatters them: `katcli.train.fsdp`).
 Each micro-batch's summed loss is divided by the step's global loss denominator (summed over ranks) times the
 world size, so after DDP's average the gradient is exactly the mean over the global batch — over pairs, reply tokens
 or whatever the objective averages over — for any world size and micro-batch size. Then: gradient clipping, AdamW
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,16 @@ import torch
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
+from katcli.train.fsdp import (
+    full_optimizer_state,
+    full_parameters,
+    load_full_optimizer_state,
+    materialize,
+    scalar,
+    set_gradient_sync,
+    shard_model,
+    state_bytes,
+)
 from katcli.train.metrics_log import METRICS_FILE, MetricsLog, rounded
 from katcli.train.objective import EvalResult, Objective, add_stats
 from katcli.train.run_dir import save_step
@@ -54,6 +66,7 @@ class LoopSettings:
     eval_every: int = 0  # 0: evaluate only at the end
     save_every: int = 0  # 0: save only at the end
     seed: int = 0  # seeds torch's global RNG on a fresh run, so the saved RNG state is reproducible too
+    fsdp: bool = False  # shard the model over the ranks (FSDP2) instead of replicating it (DDP)
 
 
 @dataclass
@@ -66,6 +79,7 @@ class TrainOutcome:
     pad_tokens: int = 0
     train_seconds: float = 0.0
     prepare_seconds: float = 0.0  # of train_seconds: building micro-batches (GRPO: rollouts and rewards)
+    state_bytes: int = 0  # parameters + gradients + optimizer state held by this process at the end
     last: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -102,6 +116,9 @@ class TrainingLoop:
         self.meta_fn = meta_fn or (lambda step, report: {})
         self.progress = progress if dist.is_main else no_progress
         self.on_step = on_step if dist.is_main else None
+        self.sharded = settings.fsdp and dist.distributed
+        if self.sharded:  # before the optimizer: it must hold the sharded parameters
+            shard_model(objective.module, device=dist.device, world_size=dist.world_size)
         self.params = objective.trainable_parameters()
         self.optimizer = torch.optim.AdamW(
             self.params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
@@ -120,14 +137,19 @@ class TrainingLoop:
                 "the checkpoint was trained on a different sample stream (pairs, weights, seed or batch size differ)",
                 hint="resume with the same inputs and flags, or drop --resume to start over",
             )
-        self.optimizer.load_state_dict(optim_state["optimizer"])
+        if self.sharded:
+            load_full_optimizer_state(self.obj.module, self.optimizer, optim_state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(optim_state["optimizer"])
         if isinstance(optim_state.get("torch_rng"), torch.Tensor):
             torch.set_rng_state(optim_state["torch_rng"])
         self.start_step = int(step)
 
     def _optim_state(self, step: int) -> dict[str, Any]:
+        # Under --fsdp the state is gathered whole, in the unsharded layout: the run resumes with or without it.
+        optimizer = full_optimizer_state(self.obj.module, self.optimizer) if self.sharded else self.optimizer.state_dict()
         return {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "sampler": self.sampler.state(step),
             "torch_rng": torch.get_rng_state(),
             "step": step,
@@ -136,28 +158,41 @@ class TrainingLoop:
     # ---------------------------------------------------------------------------------------------- loop
 
     def _wrapped(self) -> torch.nn.Module:
-        if not self.dist.distributed:
+        if not self.dist.distributed or self.sharded:  # FSDP shards the module in place (`__init__`)
             return self.obj.module
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         # Buffers are the deterministic rotary tables: nothing to broadcast (and gloo has no bf16 broadcast).
-        return DDP(self.obj.module, device_ids=ids, broadcast_buffers=False)
+        # torch 2.13 deprecates the flag, but its replacement still broadcasts at init, so keep it and its warning
+        # out of the user's console.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`broadcast_buffers` is deprecated", category=FutureWarning)
+            return DDP(self.obj.module, device_ids=ids, broadcast_buffers=False)
+
+    def _whole_model(self, needed: bool = True) -> contextlib.AbstractContextManager[None]:
+        """The sharded model gathered for code that calls it outside the training forward (rollouts, evaluation)."""
+        return full_parameters(self.obj.module) if self.sharded and needed else contextlib.nullcontext()
 
     def evaluate(self, step: int) -> EvalResult | None:
-        report = self.obj.evaluate(step)
+        with self._whole_model():
+            report = self.obj.evaluate(step)
         if report is not None:
             self.last_eval = report
         return report
 
     def _save(self, step: int, report: EvalResult | None) -> list[Path]:
         files: list[Path] = []
+        if self.sharded:  # collectives: every rank gathers, rank 0 writes
+            state, optim = materialize(self.obj.checkpoint_state()), self._optim_state(step)
+        elif self.out_dir is not None:
+            state, optim = self.obj.checkpoint_state(), self._optim_state(step)
         if self.out_dir is not None:
             meta = {"kind": self.obj.kind, **self.meta_fn(step, report)}
-            files = save_step(self.out_dir, step, self.obj.checkpoint_state(), meta, self._optim_state(step))
+            files = save_step(self.out_dir, step, state, meta, optim)
             export = getattr(self.obj.module, "export_pretrained", None)  # HF backbones: save_pretrained too
             if export is not None:
-                files = [*files, *export(self.out_dir)]
+                files = [*files, *export(self.out_dir, state=state if self.sharded else None)]
         self.dist.barrier()
         return files
 
@@ -211,6 +246,7 @@ class TrainingLoop:
             log.close()
         outcome.eval = self.last_eval
         outcome.files = files
+        outcome.state_bytes = state_bytes(self.params, self.optimizer)
         return outcome
 
     def _step(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
@@ -221,7 +257,8 @@ class TrainingLoop:
         batch = self.train_index[self.sampler.batch(step)]
         mine = shard(batch, self.dist.rank, self.dist.world_size)
         t0 = time.perf_counter()
-        micros = self.obj.prepare(step, mine, micro_batch_size=s.micro_batch_size)
+        with self._whole_model(getattr(self.obj, "prepare_runs_model", False)):
+            micros = self.obj.prepare(step, mine, micro_batch_size=s.micro_batch_size)
         self._prepare_s = time.perf_counter() - t0
         denom = torch.tensor([float(self.obj.loss_denominator(micros))], dtype=torch.float64, device=self.device)
         self.dist.all_reduce_sum(denom)
@@ -233,14 +270,18 @@ class TrainingLoop:
             self.optimizer.zero_grad(set_to_none=True)
             for k, micro in enumerate(micros):
                 sync = k == len(micros) - 1 or not self.dist.distributed
-                ctx = contextlib.nullcontext() if sync else model.no_sync()  # type: ignore[operator]
+                if self.sharded:
+                    set_gradient_sync(model, sync)
+                    ctx = contextlib.nullcontext()
+                else:
+                    ctx = contextlib.nullcontext() if sync else model.no_sync()  # type: ignore[operator]
                 with ctx:
                     loss_sum, stats = self.obj.loss(model, micro, pass_index=pass_index)
                     if share > 0:
                         (loss_sum / share).backward()
                 add_stats(sums, stats, self.device)
             clip = s.grad_clip if s.grad_clip > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
+            grad_norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, clip))
             self.optimizer.step()
         keys = sorted(sums)
         if self.dist.distributed:

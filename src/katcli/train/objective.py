@@ -5,7 +5,8 @@ sample stream and its sharding over ranks, the eval/save cadence, `metrics.jsonl
 `--resume`. An objective owns what differs between reward models, SFT, DPO and GRPO:
 
 - `prepare(step, items)`: this rank's micro-batches for one step, from its share of the step's sampled items
-  (indices into the objective's own data). GRPO does its rollouts here.
+  (indices into the objective's own data). GRPO does its rollouts here (and sets `prepare_runs_model`, so under
+  `--fsdp` the loop gathers the sharded weights around it).
 - `loss_denominator(micros)`: this rank's share of what the step's loss is averaged over (pairs, reply tokens, …).
   The loop sums it over ranks, so the gradient is exactly the mean over the *global* batch for any world size and
   any micro-batch split.

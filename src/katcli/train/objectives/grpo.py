@@ -93,6 +93,7 @@ class GRPOObjective:
             raise ValueError("beta > 0 needs a reference model")
         self.gpt = gpt
         self.module = gpt
+        self.prepare_runs_model = True  # rollouts: under --fsdp the loop gathers the weights for `prepare`
         self.tokenizer = tokenizer
         self.prompts = list(prompts)
         self.prompt_tokens = [list(p) for p in prompt_tokens]

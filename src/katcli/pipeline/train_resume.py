@@ -1,0 +1,64 @@
+"""`--resume` of a training run: what may differ from the interrupted run, what may not, and what a Ctrl-C leaves.
+
+A resumed run continues exactly (model, optimizer, sample stream, RNG) only with the flags and inputs it was trained
+with; `check_same_flags` and `check_same_inputs` refuse anything else naming the flag or file, `RESUME_FREE` lists
+what changes where the run runs, not what it computes. This module knows checkpoint metas and flags; not how a run
+is trained or recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from katcli.errors import ConfigError, KatError
+from katcli.pipeline.train_config import TrainConfig
+
+# Flags that may change between an interrupted run and its --resume without changing what is computed.
+RESUME_FREE = {"eval_every", "save_every", "device", "threads", "fsdp"}
+
+
+def interrupted_message(out_dir: Path, out_rel: str) -> str:
+    """What survives a Ctrl-C: the latest checkpoint, which `--resume` continues exactly."""
+    from katcli.model.checkpoint import find_last_step
+    from katcli.train.run_dir import has_checkpoint
+
+    if not has_checkpoint(out_dir):
+        return f"interrupted before the first checkpoint; nothing was recorded and {out_rel}/ holds no checkpoint"
+    step = find_last_step(out_dir)
+    return (
+        f"interrupted; nothing was recorded, but {out_rel}/ holds the checkpoint of step {step}: "
+        "re-run the same command with --resume to continue exactly from there"
+    )
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
+    """Refuse to resume a checkpoint trained with other flags: it would not continue the same run."""
+    saved = meta.get("config", {})
+    now = cfg.params()
+    for key in sorted(set(saved) | set(now)):
+        if key in RESUME_FREE or saved.get(key) == now.get(key):
+            continue
+        if key == "density_aware":
+            raise ConfigError(f"{rel}/ was trained {'with' if saved.get(key) else 'without'} --density-aware; resume with the same flags")
+        raise ConfigError(
+            f"{cfg.BATCH_FLAG if key == 'batch_size' else _flag(key)} is {now.get(key)!r} but {rel}/ was trained "
+            f"with {saved.get(key)!r}; "
+            "resume with the same flags (or drop --resume to start over)"
+        )
+
+
+def check_same_inputs(meta: dict[str, Any], shas: dict[str, str | None], tok_sha: str, rel: str) -> None:
+    """Refuse to resume a checkpoint trained on other inputs: the sample stream would differ."""
+    for path, sha in shas.items():
+        if meta.get("inputs", {}).get(path) != sha:
+            raise KatError(
+                f"{path} changed since {rel}/ was checkpointed, so a resumed run would not continue the same run",
+                hint="drop --resume to start over on the new inputs",
+            )
+    if meta.get("tokenizer_sha256") != tok_sha:
+        raise KatError(f"the tokenizer changed since {rel}/ was checkpointed", hint="drop --resume to start over")
