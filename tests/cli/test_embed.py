@@ -169,6 +169,18 @@ def test_wrong_row_count_in_embeddings_from(kat_embed, ws_dir, planted, tmp_path
     assert "embed" not in Manifest.load(ws_dir / P.MANIFEST).runs
 
 
+def test_a_file_that_is_no_npy_at_all_says_so(kat_embed, ws_dir, planted, tmp_path):
+    # numpy falls back to unpickling a file without its magic, and its error spoke of "pickled (object) data"
+    bad = tmp_path / "emb.npy"
+    bad.write_text("0.1,0.2\n0.3,0.4\n", encoding="utf-8")  # a CSV saved under the wrong name
+    result = kat_embed("--embeddings-from", bad)
+    assert result.exit_code == 1
+    assert err(result).splitlines() == [
+        f"Error: not a .npy file: it does not start with numpy's magic bytes (\\x93NUMPY) ({bad.resolve()})",
+        "Hint: save it with numpy.save(path, array) — a plain numeric [N, D] array, no pickled objects",
+    ]
+
+
 def test_changed_prefixes_are_detected_and_named(kat_embed, ws_dir, planted):
     from katcli.pipeline.embed import check_embeddings_current
 

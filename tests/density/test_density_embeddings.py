@@ -54,8 +54,13 @@ def test_unreadable_files(tmp_path):
         load_embeddings(tmp_path / "missing.npy", 3)
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"not an npy file at all")
-    with pytest.raises(KatError, match="not a readable .npy array"):
+    with pytest.raises(KatError, match="not a .npy file: it does not start with numpy's magic bytes"):
         load_embeddings(junk, 3)
+    cut = tmp_path / "cut.npy"
+    np.save(cut, np.ones((3, 4)))
+    cut.write_bytes(cut.read_bytes()[:20])  # the magic, then a broken header
+    with pytest.raises(KatError, match="not a readable .npy array"):
+        load_embeddings(cut, 3)
     pickled = tmp_path / "obj.npy"
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(KatError, match="not a readable .npy array"):

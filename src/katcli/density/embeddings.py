@@ -61,7 +61,14 @@ def normalise_rows(emb: np.ndarray) -> np.ndarray:
 
 def load_embeddings(path: Path, n_expected: int) -> np.ndarray:
     """A user's `[N, D]` .npy, validated against the prefix count and L2-normalised to float32."""
+    hint = "save it with numpy.save(path, array) — a plain numeric [N, D] array, no pickled objects"
     try:
+        # Without numpy's magic, np.load tries to unpickle the file and blames "pickled (object) data".
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+        if head != b"\x93NUMPY" and not head.startswith(b"PK"):  # PK: an .npz archive, refused below
+            raise KatError("not a .npy file: it does not start with numpy's magic bytes (\\x93NUMPY)",
+                           file=str(path), hint=hint)
         raw = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise KatError(
@@ -70,11 +77,7 @@ def load_embeddings(path: Path, n_expected: int) -> np.ndarray:
     except IsADirectoryError:
         raise KatError("--embeddings-from must be a .npy file, not a directory", file=str(path)) from None
     except (ValueError, OSError, EOFError) as exc:
-        raise KatError(
-            f"not a readable .npy array ({exc})",
-            file=str(path),
-            hint="save it with numpy.save(path, array) — a plain numeric [N, D] array, no pickled objects",
-        ) from None
+        raise KatError(f"not a readable .npy array ({exc})", file=str(path), hint=hint) from None
     if not isinstance(raw, np.ndarray):
         raise KatError(
             "expected one array in a .npy file (got an archive)", file=str(path), hint="use numpy.save, not savez"
