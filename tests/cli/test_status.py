@@ -186,15 +186,20 @@ def test_at_80_columns_something_stale_still_shows_every_command_whole(kat, popu
         assert any(line.startswith(f"│ {row['title']} ") and f" {row['state']} " in line for line in table), row
 
 
+def _record_every_stage(ws, named):
+    """tokenizer, a `uniform` run of each of `named` and the 3D view, on top of `populated`."""
+    record_stage(ws, "tokenizer", {"tokenizer/tokenizer.json": "t"}, inputs=(P.PAIRS,))
+    for stage in named:
+        record_stage(ws, stage, {f"{stage}_checkpoints/uniform/model_000001.pt": "w"}, name="uniform",
+                     inputs=(P.PAIRS,))
+    record_stage(ws, "viz", {"viz/embeddings_3d.json": "{}", "viz/embeddings_3d.html": "<p>"},
+                 inputs=(P.EMBEDDINGS,))
+
+
 def test_a_stale_report_is_next_once_every_required_stage_is_ok(kat, populated):
     # Every stage ok but the report (its input changed): status listed `kat report` under "Run next:" and then
     # ended "Everything is up to date.".
-    record_stage(populated, "tokenizer", {"tokenizer/tokenizer.json": "t"}, inputs=(P.PAIRS,))
-    for stage in ("rm", "sft", "dpo", "grpo"):
-        record_stage(populated, stage, {f"{stage}_checkpoints/uniform/model_000001.pt": "w"}, name="uniform",
-                     inputs=(P.PAIRS,))
-    record_stage(populated, "viz", {"viz/embeddings_3d.json": "{}", "viz/embeddings_3d.html": "<p>"},
-                 inputs=(P.EMBEDDINGS,))
+    _record_every_stage(populated, ("rm", "sft", "dpo", "grpo"))
     record_stage(populated, "eval-policy", {"eval/policy/sft-uniform/evaluation.json": "{}"}, name="sft-uniform",
                  inputs=("sft_checkpoints/uniform/model_000001.pt",))
     record_stage(populated, "report", {"reports/report.md": "# r"}, inputs=("eval/policy/sft-uniform/evaluation.json",),
@@ -227,3 +232,20 @@ def test_at_80_columns_one_long_command_does_not_push_the_short_ones_past_the_ed
     short = [x for x in listed if long not in x]
     assert short and all(len(x) <= 80 for x in short), short
     assert len({x.index("  (") for x in short}) == 1  # still aligned with each other
+
+
+def test_next_is_a_stale_run_whose_inputs_are_all_fresh_not_one_that_reads_another_stale_run(kat, populated):
+    # dpo/density reads dpo/uniform's reference log-probs; both went stale when the SFT policy was retrained, and
+    # "Next:" offered dpo/density (sorted first), whose re-run dpo/uniform's re-run then made stale again.
+    _record_every_stage(populated, ("rm", "grpo"))
+    sft = "sft_checkpoints/uniform/model_000001.pt"
+    cache = "dpo_checkpoints/uniform/ref_logps.npy"
+    record_stage(populated, "sft", {sft: "w1"}, name="uniform", command="kat train sft --name uniform")
+    record_stage(populated, "dpo", {"dpo_checkpoints/uniform/model_000001.pt": "p", cache: "c"}, name="uniform",
+                 inputs=(sft,), command="kat train dpo --name uniform --init sft/uniform")
+    record_stage(populated, "dpo", {"dpo_checkpoints/density/model_000001.pt": "p"}, name="density",
+                 inputs=(sft, cache), command="kat train dpo --name density --density-aware --init sft/uniform")
+    record_stage(populated, "sft", {sft: "w2"}, name="uniform", command="kat train sft --name uniform")
+    states, data = _states(kat)
+    assert (states["dpo/density"], states["dpo/uniform"]) == ("stale", "stale")
+    assert data["next_command"] == "kat train dpo --name uniform --init sft/uniform"

@@ -116,6 +116,19 @@ def _never_run(judge: Judge, spec: registry.StageSpec) -> StageStatus:
     )
 
 
+def _ready_first(judge: Judge, todo: list[StageStatus]) -> list[StageStatus]:
+    """`todo` with the runs that read no other pending run's output first (stable otherwise): re-running one that
+    does (dpo/density reads dpo/uniform's reference cache) would leave it stale again once that input is redone."""
+    pending = {r.key for r in todo}
+
+    def waits(row: StageStatus) -> bool:
+        run = judge.manifest.runs.get(row.key)
+        owners = (judge.manifest.owner_of(i.path) for i in (run.inputs if run is not None else ()))
+        return any(o is not None and o.key != row.key and o.key in pending for o in owners)
+
+    return sorted(todo, key=waits)
+
+
 def compute_status(ws: Workspace, *, verify: bool = False) -> WorkspaceStatus:
     judge = load_judge(ws, verify=verify)
     rows: list[StageStatus] = []
@@ -130,7 +143,7 @@ def compute_status(ws: Workspace, *, verify: bool = False) -> WorkspaceStatus:
     judge.hasher.save()
     # An optional stage is never next while a stage of the main pipeline is pending; once none is, a recorded
     # optional run that is out of date (a stale report, a modified import) is, or "Everything is up to date" lies.
-    todo = [r for r in rows if r.state != OK]
+    todo = _ready_first(judge, [r for r in rows if r.state != OK])
     next_command = next((r.command for r in todo if not registry.spec(r.stage).optional), None) or next(
         (r.command for r in todo), None
     )
