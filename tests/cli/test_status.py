@@ -249,3 +249,15 @@ def test_next_is_a_stale_run_whose_inputs_are_all_fresh_not_one_that_reads_anoth
     states, data = _states(kat)
     assert (states["dpo/density"], states["dpo/uniform"]) == ("stale", "stale")
     assert data["next_command"] == "kat train dpo --name uniform --init sft/uniform"
+
+
+def test_one_evaluation_that_went_stale_is_one_run_next_line(kat, populated):
+    # `kat eval policy a b` records a row per policy; each was listed with the same command, once per policy.
+    evaluate = "kat eval policy sft/uniform dpo/uniform --rm uniform"
+    for name in ("sft-uniform", "dpo-uniform"):
+        record_stage(populated, "eval-policy", {f"eval/policy/{name}/evaluation.json": "{}"}, name=name,
+                     inputs=(P.PREFIXES,), command=evaluate)
+    record_stage(populated, "pairs", {P.PAIRS: '{"a": 1}\n{"a": 2}\n{"a": 3}\n'})  # prefixes, evals now stale
+    lines = kat("status").stdout.splitlines()
+    listed = [x for x in lines if x.startswith(f"  {evaluate}")]
+    assert listed == [f"  {evaluate}  (Policy eval (dpo-uniform): stale; Policy eval (sft-uniform): stale)"]

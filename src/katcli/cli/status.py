@@ -72,10 +72,14 @@ def status(
         state.out.print("Run next:", markup=False)
         # Aligned on the longest command that fits the terminal with its reason; a longer one is printed whole,
         # unpadded, rather than widening every line past the edge.
-        fits = [len(r.command) for r in todo if len(r.command) + len(r.title) + len(r.state) + 8 <= state.out.width]
-        width = max(fits, default=0)
-        for row in todo:  # soft_wrap: a command is never broken across lines
-            state.out.print(f"  {row.command:<{width}}  ({row.title}: {row.state})", markup=False, soft_wrap=True)
+        # One line per command: one `kat eval policy` run records a row per policy, all with the same command.
+        groups: dict[str, list[str]] = {}
+        for row in todo:
+            groups.setdefault(row.command, []).append(f"{row.title}: {row.state}")
+        lines = [(command, "; ".join(why)) for command, why in groups.items()]
+        width = max((len(c) for c, why in lines if len(c) + len(why) + 6 <= state.out.width), default=0)
+        for command, why in lines:  # soft_wrap: a command is never broken across lines
+            state.out.print(f"  {command:<{width}}  ({why})", markup=False, soft_wrap=True)
     if result.leftovers:
         size = human_size(sum(f.size for f in result.leftovers))
         state.out.print(
