@@ -261,3 +261,24 @@ def test_one_evaluation_that_went_stale_is_one_run_next_line(kat, populated):
     lines = kat("status").stdout.splitlines()
     listed = [x for x in lines if x.startswith(f"  {evaluate}")]
     assert listed == [f"  {evaluate}  (Policy eval (dpo-uniform): stale; Policy eval (sft-uniform): stale)"]
+
+
+def test_at_80_columns_a_long_run_title_wraps_instead_of_cutting_the_state_and_time(kat, populated, monkeypatch):
+    # With `Policy eval (grpo-density)` rows the table was 84 columns wide: states came out as `missi…`, shapes as
+    # `967×3…` and times as `12-01 16:…`.
+    import re
+
+    record_stage(populated, "eval-policy", {"eval/policy/grpo-density-aware-v2/evaluation.json": "{}"},
+                 name="grpo-density-aware-v2",
+                 inputs=(P.PREFIXES,))
+    (populated / P.PREFIXES).write_text("edited\n", encoding="utf-8")  # "modified", the widest state
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = kat("status").stdout.splitlines()
+    table = [x for x in lines if x.startswith("│ ")]
+    assert all(len(x) <= 80 for x in table) and "…" not in "".join(table)
+    _, data = _states(kat)
+    for row in data["stages"]:
+        assert any(f"│ {row['state']} " in x for x in table), row["state"]
+    times = [x.split("│")[6].strip() for x in table if x.split("│")[6].strip()]
+    assert times and all(re.fullmatch(r"\d\d-\d\d \d\d:\d\d|never", t) for t in times), times
+    assert any(x.startswith("│ Policy eval ") for x in table) and any("(grpo-density-aware-v2)" in x for x in table)

@@ -38,26 +38,27 @@ def status(
     if as_json:
         state.out.print_json(json.dumps(result.to_json()))
         return
-    table = Table(title=f"kat workspace {result.workspace}", title_justify="left")
-    table.add_column("Stage", no_wrap=True)
-    table.add_column("State", no_wrap=True)
-    table.add_column("Files", justify="right", no_wrap=True)
-    table.add_column("Rows", justify="right", no_wrap=True)
-    table.add_column("Size", justify="right", no_wrap=True)
-    table.add_column("Updated", no_wrap=True)
+    cells = []
     for row in result.stages:
         present = sum(a.exists for a in row.artifacts)
         size = sum(a.size or 0 for a in row.artifacts) if present else None
         # Manifest times are UTC ISO-8601; month-day hour:minute is enough to tell runs apart at a glance.
         last = row.last_run.finished_at[5:16].replace("T", " ") if row.last_run else "never"
-        table.add_row(
-            row.title,
-            f"[{_STATE_STYLE.get(row.state, '')}]{row.state}[/]",
-            f"{present}/{len(row.artifacts)}" if row.artifacts else "–",
-            _rows_or_shape(row),
-            human_size(size),
-            last,
-        )
+        cells.append((
+            row.title, row.state, f"{present}/{len(row.artifacts)}" if row.artifacts else "–", _rows_or_shape(row),
+            human_size(size), last,
+        ))
+    table = Table(title=f"kat workspace {result.workspace}", title_justify="left")
+    # Every column but Stage keeps its widest cell whole; a long title (`Policy eval (grpo-density)`) is what wraps
+    # when 80 columns are too few, instead of `missi…` and `12-01 16:…`.
+    table.add_column("Stage", overflow="fold")
+    for i, (head, justify) in enumerate(
+        [("State", "left"), ("Files", "right"), ("Rows", "right"), ("Size", "right"), ("Updated", "left")], start=1
+    ):
+        widest = max([len(head)] + [len(c[i]) for c in cells])
+        table.add_column(head, justify=justify, no_wrap=True, min_width=widest)  # type: ignore[arg-type]
+    for title, row_state, *rest in cells:
+        table.add_row(title, f"[{_STATE_STYLE.get(row_state, '')}]{row_state}[/]", *rest)
     state.out.print(table)
     # Said under the table, not in the Updated column: at 80 columns every column is needed whole.
     print_labelled(state.out, "Forced", [f"{row.title} ran with --force over modified or stale inputs"
