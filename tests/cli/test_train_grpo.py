@@ -130,3 +130,21 @@ def test_help_states_the_learning_rates_the_command_uses(kat, command, monkeypat
     lr = re.search(r"--lr LR Peak learning rate \(default (\S+) with --init, (\S+) from scratch[;)]", out)
     assert lr is not None, out
     assert (float(lr.group(1)), float(lr.group(2))) == (cfg.LR_INIT, cfg.LR_SCRATCH)
+
+
+def test_without_init_grpo_starts_from_the_only_sft_run_as_dpo_does(kat, ws_dir, trained):
+    # `kat train grpo --rm uniform` beside sft/uniform trained a random depth-4 GPT instead (RL from noise); DPO
+    # already defaulted to the workspace's only SFT run.
+    args = [a for a in TINY if a not in ("--init", "sft/uniform")]
+    result = kat("train", "grpo", *args, "--name", "plain")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "trained from scratch" not in result.stdout
+    meta = json.loads(next((ws_dir / "grpo_checkpoints" / "plain").glob("meta_*.json")).read_text())
+    assert meta["init"]["path"] == "sft_checkpoints/uniform" and meta["config"]["init"] == "sft/uniform"
+    shutil.copytree(ws_dir / "sft_checkpoints" / "uniform", ws_dir / "sft_checkpoints" / "other")
+    result = kat("train", "grpo", *args, "--name", "two")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-2:] == [
+        "Error: --init is needed: the workspace has 2 policies to start from (sft/other, sft/uniform)",
+        "Hint: pick one, e.g. --init sft/other",
+    ]

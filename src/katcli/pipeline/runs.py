@@ -11,10 +11,11 @@ This module knows the workspace layout of runs; it does not read checkpoints.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from katcli.errors import KatError
+from katcli.errors import ConfigError, KatError
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
@@ -93,3 +94,24 @@ def recorded_path(ws: Workspace, path: Path) -> str:
         return ws.rel(path)
     except KatError:
         return str(Path(path).resolve())
+
+
+def default_policy_init(ws: Workspace, cfg: Any) -> Any:
+    """A policy objective's config (`kat train dpo|grpo`) with `--init` defaulted to the workspace's SFT run when
+    there is exactly one; without one, or with several, the candidates are named. `--depth` (a fresh toy model)
+    and an explicit `--init` are kept."""
+    if cfg.init is not None or cfg.depth is not None:
+        return cfg
+    sft = list_runs(ws, "sft")
+    if len(sft) == 1:
+        return replace(cfg, init=f"sft/{sft[0]}")
+    candidates = [f"sft/{n}" for n in sft] + [f"model/{n}" for n in list_runs(ws, "model")]
+    if not candidates:
+        raise ConfigError(
+            "--init is needed: the workspace has no SFT run or imported model to start the policy from",
+            hint="run `kat train sft` first (or `kat import nanochat`), or pass --init DIR",
+        )
+    raise ConfigError(
+        f"--init is needed: the workspace has {len(candidates)} policies to start from ({', '.join(candidates)})",
+        hint=f"pick one, e.g. --init {candidates[0]}",
+    )

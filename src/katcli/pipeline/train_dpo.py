@@ -17,12 +17,12 @@ The reference model and its cached log-probs are `katcli.pipeline.dpo_reference`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from katcli.errors import ConfigError
 from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
 from katcli.pipeline.reference import policy_checkpoint
+from katcli.pipeline.runs import default_policy_init
 from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import (
     Built,
@@ -72,27 +72,6 @@ def tiny_dpo_config(**overrides: Any) -> TrainDPOConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- models
-
-
-def default_init(ws: Workspace, cfg: TrainDPOConfig) -> TrainDPOConfig:
-    """`--init` defaults to the workspace's SFT run when there is exactly one; otherwise the candidates are listed."""
-    from katcli.pipeline.runs import list_runs
-
-    if cfg.init is not None or cfg.depth is not None:
-        return cfg
-    sft = list_runs(ws, "sft")
-    if len(sft) == 1:
-        return replace(cfg, init=f"sft/{sft[0]}")
-    candidates = [f"sft/{n}" for n in sft] + [f"model/{n}" for n in list_runs(ws, "model")]
-    if not candidates:
-        raise ConfigError(
-            "--init is needed: the workspace has no SFT run or imported model to start the policy from",
-            hint="run `kat train sft` first (or `kat import nanochat`), or pass --init DIR",
-        )
-    raise ConfigError(
-        f"--init is needed: the workspace has {len(candidates)} policies to start from ({', '.join(candidates)})",
-        hint=f"pick one, e.g. --init {candidates[0]}",
-    )
 
 
 def check_models(ws: Workspace, cfg: TrainDPOConfig) -> None:
@@ -162,6 +141,6 @@ def run_train_dpo(
     on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Train (or resume) one DPO policy and record it as `dpo/<name>`; works alone or under torchrun."""
-    cfg = default_init(ws, cfg)
+    cfg = default_policy_init(ws, cfg)
     check_models(ws, cfg)
     return run_training(ws, cfg, DPO_STAGE, progress=progress, on_step=on_step)

@@ -276,4 +276,6 @@ def run_train_grpo(
     on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Train (or resume) one GRPO policy and record it as `grpo/<name>`; works alone or under torchrun."""
-    return run_training(ws, cfg, GRPO_STAGE, progress=progress, on_step=on_step)
+    from katcli.pipeline.runs import default_policy_init
+
+    return run_training(ws, default_policy_init(ws, cfg), GRPO_STAGE, progress=progress, on_step=on_step)
