@@ -179,3 +179,17 @@ def test_an_edited_meta_or_tokenizer_beside_the_model_is_refused_as_modified(kat
     # an edited training log is no input of the evaluation
     (root / "rm_checkpoints" / "uniform" / "metrics.jsonl").write_text("{}\n", encoding="utf-8")
     assert kat("eval", "rm", "uniform", "--threads", "1", workspace=root).exit_code == 0
+
+
+def test_a_bare_name_that_only_a_dpo_run_has_is_shown_as_that_dpo_run(tmp_path):
+    # With rm_checkpoints/uniform gone, `kat eval rm uniform` scored dpo_checkpoints/uniform and labelled it
+    # `uniform`, the reward model's name, in the header and the table.
+    from katcli.pipeline.eval_rm import resolve_checkpoint
+    from katcli.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    (tmp_path / "dpo_checkpoints" / "uniform").mkdir(parents=True)
+    assert resolve_checkpoint(ws, "uniform") == ("dpo/uniform", (tmp_path / "dpo_checkpoints" / "uniform").resolve())
+    assert resolve_checkpoint(ws, "dpo/uniform")[0] == "dpo/uniform"
+    (tmp_path / "rm_checkpoints" / "uniform").mkdir(parents=True)
+    assert resolve_checkpoint(ws, "uniform")[0] == "uniform"  # the reward model's, when it has one

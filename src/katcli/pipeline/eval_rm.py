@@ -73,14 +73,20 @@ class EvalRMResult:
 def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
     """(display name, directory) of a run under rm_checkpoints/ or dpo_checkpoints/, or a path (`runs`' rule).
 
-    A bare name is the reward model's when rm_checkpoints/ has one of that name; `dpo/NAME` names the DPO run.
+    A bare name is the reward model's when rm_checkpoints/ has one of that name; `dpo/NAME` names the DPO run, and
+    a bare name only a DPO run has is shown as `dpo/NAME` (never as if it were a reward model).
     """
-    from katcli.pipeline.runs import resolve_run
+    from katcli.pipeline.runs import lookup_run, resolve_run
 
     # `kat eval rm uniform density` keeps meaning the reward models when DPO runs share those names.
     bare_rm = "/" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir()
+    stages = ("rm",) if bare_rm else ("rm", "dpo")
     try:
-        return resolve_run(ws, arg, ("rm",) if bare_rm else ("rm", "dpo"), flag="CHECKPOINT")
+        name, directory = resolve_run(ws, arg, stages, flag="CHECKPOINT")
+        found = lookup_run(ws, arg, stages)
+        if "/" not in arg and getattr(found, "stage", None) == "dpo":
+            name = f"dpo/{name}"
+        return name, directory
     except KatError as exc:
         if "several runs" in exc.message:
             raise
