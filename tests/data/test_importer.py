@@ -224,3 +224,38 @@ def test_nothing_valid_is_an_error(tmp_path):
 def test_byte_order_mark_and_crlf_are_tolerated(tmp_path):
     report, pairs = run_import(tmp_path, b"\xef\xbb\xbf" + line(GOOD).replace(b"\n", b"\r\n") + b"\r\n" + line(GOOD))
     assert report.pairs_written == 2 and report.invalid == 0
+
+
+@pytest.mark.parametrize("kind", ["bz2", "xz"])
+def test_bzip2_and_xz_files_are_read_like_gzip(tmp_path, kind):
+    import bz2
+    import lzma
+
+    data = line(GOOD) + line(with_(chosen="Another"))
+    src = tmp_path / f"in.jsonl.{kind}"
+    src.write_bytes(bz2.compress(data) if kind == "bz2" else lzma.compress(data))
+    plain = tmp_path / "in.jsonl"
+    plain.write_bytes(data)
+    outs = []
+    for f in (plain, src):
+        out = io.BytesIO()
+        I.import_pairs([f], out)
+        outs.append(out.getvalue())
+    assert outs[0] == outs[1]
+    src.write_bytes(src.read_bytes()[:-8])
+    with pytest.raises(KatError) as err:
+        I.import_pairs([src], io.BytesIO())
+    tool = "bzip2" if kind == "bz2" else "xz"
+    assert err.value.message.startswith(f"the {tool} stream is truncated or corrupt (")
+    assert err.value.hint == f"`{tool} -t {src}` checks the file; re-download or re-compress it"
+
+
+@pytest.mark.parametrize(("magic", "kind", "tool"), [(b"\x28\xb5\x2f\xfd", "zstd", "zstd -d"),
+                                                     (b"PK\x03\x04", "zip", "unzip")])
+def test_zstd_and_zip_files_are_refused_by_name_not_as_bad_utf8(tmp_path, magic, kind, tool):
+    src = tmp_path / "in.jsonl.x"
+    src.write_bytes(magic + b"\x00" * 40)
+    with pytest.raises(KatError) as err:
+        I.import_pairs([src], io.BytesIO(), skip_invalid=True)
+    assert err.value.located() == f"the file is {kind}-compressed, which kat does not read ({src})"
+    assert err.value.hint == f"decompress it first (`{tool} {src}`), or compress it with gzip"

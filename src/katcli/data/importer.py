@@ -10,8 +10,9 @@ Accepted per line (one JSON object):
 - Anthropic/hh-rlhf's own rows `{"chosen": transcript, "rejected": transcript}`, split at their common prefix
   exactly as `kat pairs download` splits them (`katcli.data.hh.parse_row`).
 
-A file whose first bytes are the gzip magic is read through gzip (HH-RLHF ships as `.jsonl.gz`); a truncated
-or corrupt stream is an error at the line it broke in, never skipped.
+A gzip, bzip2 or xz file (known by its first bytes) is read through the standard library (HH-RLHF ships as
+`.jsonl.gz`); a truncated or corrupt stream is an error at the line it broke in, never skipped. zstd and zip files
+are refused by name.
 
 Every problem is a `LineError(reason)` that the caller locates as `<file>:<line>`: bytes that are not
 UTF-8, a line over `MAX_LINE_BYTES` (read in bounded chunks, never whole), broken JSON, wrong types,
@@ -23,9 +24,11 @@ makes the output atomic, so a failed import leaves nothing behind). No workspace
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import json
+import lzma
 import zlib
 import re
 from collections import Counter
@@ -46,7 +49,11 @@ IMPORT_SRC = "import"
 _FULL_KEYS = {"id", "prefix", "chosen", "rejected", "src", "split", "prefix_id", "meta"}
 _LEGACY_KEYS = {"prompt", "chosen", "rejected"}
 _HH_KEYS = {"chosen", "rejected"}
-_GZIP_MAGIC = b"\x1f\x8b"
+# Compressed files, by their first bytes: the standard library reads these three...
+_COMPRESSED = {b"\x1f\x8b": ("gzip", lambda fh: gzip.GzipFile(fileobj=fh, mode="rb")),
+               b"BZh": ("bzip2", bz2.BZ2File), b"\xfd7zXZ\x00": ("xz", lzma.LZMAFile)}
+# ...and not these, which would otherwise read as "not valid UTF-8 (byte 1 of the line)".
+_UNREADABLE = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -d"), b"PK\x03\x04": ("zip", "unzip")}
 _SRC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ID_BAD = re.compile(r"[\t\r\n]")
 _CHUNK = 1 << 20
@@ -276,23 +283,28 @@ def parse_line(raw: bytes) -> dict[str, Any] | None:
 
 
 def _file_lines(path: Path, shown: str) -> Iterator[tuple[int, bytes | None, int]]:
-    """`iter_lines` of a plain or gzip file; `consumed` counts the file's own (compressed) bytes."""
+    """`iter_lines` of a plain, gzip, bzip2 or xz file; `consumed` counts the file's own (compressed) bytes."""
     with open(path, "rb") as raw_fh:
-        gz = raw_fh.read(2) == _GZIP_MAGIC
+        head = raw_fh.read(6)
         raw_fh.seek(0)
-        fh: BinaryIO = gzip.GzipFile(fileobj=raw_fh, mode="rb") if gz else raw_fh  # type: ignore[assignment]
+        for magic, (kind, tool) in _UNREADABLE.items():
+            if head.startswith(magic):
+                raise KatError(f"the file is {kind}-compressed, which kat does not read", file=shown,
+                               hint=f"decompress it first (`{tool} {shown}`), or compress it with gzip")
+        kind, opener = next((c for m, c in _COMPRESSED.items() if head.startswith(m)), (None, None))
+        fh: BinaryIO = opener(raw_fh) if opener is not None else raw_fh  # type: ignore[operator]
         lineno, pos = 0, 0
         try:
             for lineno, raw, _ in iter_lines(fh):
                 now = raw_fh.tell()
                 yield lineno, raw, now - pos
                 pos = now
-        except (EOFError, OSError, zlib.error) as exc:
-            if not gz:
+        except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+            if kind is None:
                 raise
             raise KatError(
-                f"the gzip stream is truncated or corrupt ({exc})", file=shown, line=lineno + 1,
-                hint=f"`gzip -t {shown}` checks the file; re-download or re-compress it",
+                f"the {kind} stream is truncated or corrupt ({exc})", file=shown, line=lineno + 1,
+                hint=f"`{kind} -t {shown}` checks the file; re-download or re-compress it",
             ) from None
 
 
