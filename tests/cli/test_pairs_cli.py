@@ -195,3 +195,6 @@ def test_help_shows_examples(kat):
         result = kat(*args, workspace=None)
         assert result.exit_code == 0
         assert "Example: kat -w ./exp pairs" in result.stdout
+    out = " ".join(kat("pairs", "import", "--help", workspace=None).stdout.replace("│", " ").split())
+    assert ("JSONL files (plain, .gz, .bz2 or .xz) in kat's pair schema, the legacy {prompt, chosen, rejected} "
+            "form, or HH-RLHF's {chosen, rejected} transcripts.") in out

@@ -143,8 +143,9 @@ def import_(
     ctx: typer.Context,
     files: Annotated[
         list[Path],
-        typer.Argument(metavar="FILE...", help="JSONL files in kat's pair schema or the legacy "
-                       "{prompt, chosen, rejected} form.", show_default=False),
+        typer.Argument(metavar="FILE...", help="JSONL files (plain, .gz, .bz2 or .xz) in kat's pair schema, the "
+                       "legacy {prompt, chosen, rejected} form, or HH-RLHF's {chosen, rejected} transcripts.",
+                       show_default=False),
     ],
     skip_invalid: Annotated[
         bool,
@@ -161,7 +162,7 @@ def import_(
     Missing id, prefix_id and split are derived. The first bad line stops the import with
     "Error: <reason> (<file>:<line>)" and nothing is written, unless --skip-invalid.
 
-    Example: kat -w ./exp pairs import my_pairs.jsonl more_pairs.jsonl --skip-invalid
+    Example: kat -w ./exp pairs import my_pairs.jsonl hh-rlhf/harmless-base/test.jsonl.gz --skip-invalid
     """
     from katcli.pipeline.pairs import ImportConfig, run_import
 
