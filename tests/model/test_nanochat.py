@@ -61,8 +61,10 @@ def test_tag_and_step_selection(tmp_path, tiny_model, tokenizer) -> None:
     assert (read_nanochat(base, source="base").tag, read_nanochat(base, source="base").step) == ("d10", 9)
     assert read_nanochat(base, source="base", tag="d10", step=3).step == 3
     assert read_nanochat(base, source="base", tag="custom").step == 1
-    with pytest.raises(KatError, match="no mid_checkpoints/ in the nanochat directory"):
+    with pytest.raises(KatError, match="no mid_checkpoints/ in the nanochat directory") as info:
         read_nanochat(base, source="mid")
+    # it says which source the directory does have (the default, sft, is often not the one trained)
+    assert info.value.hint == "this directory has base_checkpoints/: pass --source base"
     with pytest.raises(KatError, match="model tag 'd7' not found"):
         read_nanochat(base, source="base", tag="d7")
     with pytest.raises(KatError) as info:

@@ -58,9 +58,10 @@ def locate_checkpoint(base_dir: Path, source: str, tag: str | None, step: int | 
         raise KatError(f"unknown nanochat source {source!r}", hint=f"--source must be one of {', '.join(SOURCES)}")
     root = base_dir / SOURCES[source]
     if not root.is_dir():
-        raise KatError(
-            f"no {SOURCES[source]}/ in the nanochat directory", file=str(base_dir), hint="check BASE_DIR and --source"
-        )
+        have = [s for s, d in SOURCES.items() if (base_dir / d).is_dir()]
+        hint = (f"this directory has {', '.join(SOURCES[s] + '/' for s in have)}: pass "
+                f"{' or '.join('--source ' + s for s in have)}" if have else "check BASE_DIR and --source")
+        raise KatError(f"no {SOURCES[source]}/ in the nanochat directory", file=str(base_dir), hint=hint)
     tags = sorted(p.name for p in root.iterdir() if p.is_dir())
     if tag is None:
         if not tags:
