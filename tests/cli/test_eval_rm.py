@@ -193,3 +193,15 @@ def test_a_bare_name_that_only_a_dpo_run_has_is_shown_as_that_dpo_run(tmp_path):
     assert resolve_checkpoint(ws, "dpo/uniform")[0] == "dpo/uniform"
     (tmp_path / "rm_checkpoints" / "uniform").mkdir(parents=True)
     assert resolve_checkpoint(ws, "uniform")[0] == "uniform"  # the reward model's, when it has one
+
+
+def test_a_policy_that_scores_no_pairs_is_named_for_what_it_is(tmp_path):
+    # `kat eval rm sft/uniform` said "no reward model or DPO policy 'sft/uniform'" beside sft_checkpoints/uniform/
+    from katcli.errors import KatError
+    from katcli.pipeline.eval_rm import resolve_checkpoint
+    from katcli.workspace import Workspace
+
+    (tmp_path / "sft_checkpoints" / "uniform").mkdir(parents=True)
+    with pytest.raises(KatError) as err:
+        resolve_checkpoint(Workspace(tmp_path), "sft/uniform")
+    assert err.value.message == "'sft/uniform' is a run of sft_checkpoints/, not a reward model or DPO policy"

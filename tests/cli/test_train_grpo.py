@@ -81,6 +81,13 @@ def test_bad_reward_models_and_references(kat, ws_dir, trained, tmp_path):
         "Hint: pass a run name from rm_checkpoints/ (or STAGE/NAME), or a directory holding model_<step>.pt + "
         "meta_<step>.json\n"
     )
+    result = with_rm("sft/uniform")  # a run of another stage: said so, not "no such run"
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: --rm sft/uniform: that is a run of sft_checkpoints/, and --rm takes a run of rm_checkpoints/\n"
+        "Hint: pass a run name from rm_checkpoints/ (or STAGE/NAME), or a directory holding model_<step>.pt + "
+        "meta_<step>.json\n"
+    )
     policy = ws_dir.resolve() / "sft_checkpoints" / "uniform"
     result = with_rm(str(policy))
     assert result.exit_code == 1

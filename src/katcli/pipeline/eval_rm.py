@@ -76,7 +76,7 @@ def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
     A bare name is the reward model's when rm_checkpoints/ has one of that name; `dpo/NAME` names the DPO run, and
     a bare name only a DPO run has is shown as `dpo/NAME` (never as if it were a reward model).
     """
-    from katcli.pipeline.runs import lookup_run, resolve_run
+    from katcli.pipeline.runs import RUN_ROOTS, lookup_run, other_stage_run, resolve_run
 
     # `kat eval rm uniform density` keeps meaning the reward models when DPO runs share those names.
     bare_rm = "/" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir()
@@ -90,8 +90,10 @@ def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
     except KatError as exc:
         if "several runs" in exc.message:
             raise
+        other = other_stage_run(ws, arg, stages)
         raise KatError(
-            f"no reward model or DPO policy {arg!r}",
+            f"{arg!r} is a run of {RUN_ROOTS[other.stage]}/, not a reward model or DPO policy" if other is not None
+            else f"no reward model or DPO policy {arg!r}",
             hint=f"pass a run name from {P.RM_DIR}/ or {P.DPO_DIR}/ (e.g. uniform, dpo/density) or a checkpoint "
             "directory",
         ) from None

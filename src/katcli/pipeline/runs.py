@@ -63,6 +63,12 @@ def lookup_run(ws: Workspace, ref: str, stages: Sequence[str]) -> RunRef | list[
     return None
 
 
+def other_stage_run(ws: Workspace, ref: str, stages: Sequence[str]) -> RunRef | None:
+    """The one run of a stage outside `stages` that `ref` names, for an error that says what it is instead."""
+    found = lookup_run(ws, ref, [s for s in RUN_ROOTS if s not in stages])
+    return found if isinstance(found, RunRef) and found.stage is not None else None
+
+
 def resolve_run(ws: Workspace, ref: str, stages: Sequence[str], *, flag: str) -> tuple[str, Path]:
     """(display name, directory) for a run reference; `flag` names the argument in errors."""
     found = lookup_run(ws, ref, stages)
@@ -73,6 +79,14 @@ def resolve_run(ws: Workspace, ref: str, stages: Sequence[str], *, flag: str) ->
         )
     if found is None:
         where = ", ".join(f"{RUN_ROOTS[s]}/" for s in stages)
+        other = other_stage_run(ws, ref, stages)
+        if other is not None:  # a run the argument does not take: say which, not "no such run"
+            raise KatError(
+                f"{flag} {ref}: that is a run of {RUN_ROOTS[other.stage]}/, and {flag} takes a run of "
+                f"{' or '.join(f'{RUN_ROOTS[s]}/' for s in stages)}",
+                hint=f"pass a run name from {where} (or STAGE/NAME), or a directory holding model_<step>.pt + "
+                "meta_<step>.json",
+            )
         raise KatError(
             f"{flag} {ref}: no such run or checkpoint directory",
             hint=f"pass a run name from {where} (or STAGE/NAME), or a directory holding model_<step>.pt + "
