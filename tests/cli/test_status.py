@@ -31,6 +31,9 @@ def test_empty_workspace_lists_every_stage_missing(kat, ws_dir):
     assert result.stdout.rstrip().endswith("Next: kat pairs download")
     states, _ = _states(kat)
     assert states == {k: "missing" for k in STAGE_KEYS}
+    rows = json.loads(kat("status", "--json").stdout)["stages"]
+    # A command that runs as offered: GRPO refuses to start without a reward model.
+    assert next(r for r in rows if r["key"] == "grpo")["command"] == "kat train grpo --rm uniform"
     assert not ws_dir.exists(), "status must not create the workspace"
 
 

@@ -124,10 +124,8 @@ def test_resume_refuses_other_flags_and_missing_checkpoints(tmp_path):
     run_train_rm(ws, tiny_config(max_steps=2, **SMALL))
     with pytest.raises(ConfigError) as err:
         run_train_rm(ws, tiny_config(max_steps=2, resume=True, max_len=64, lr=1e-3))
-    assert err.value.message == (
-        "--lr is 0.001 but rm_checkpoints/uniform/ was trained with 0.003; "
-        "resume with the same flags (or drop --resume to start over)"
-    )
+    assert err.value.message == "--lr is 0.001 but rm_checkpoints/uniform/ was trained with 0.003"
+    assert err.value.hint == "resume with --lr 0.003, as it was trained (or drop --resume to start over)"
 
 
 def test_density_aware_needs_the_density_weights(tmp_path):

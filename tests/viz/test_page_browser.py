@@ -117,14 +117,20 @@ INTERACT = """
   at("pointermove", 560, 330, {buttons: 1});
   at("pointerup", 560, 330);
   document.querySelector('input[name="colour"][value="source"]').click();
+  const drawnBefore = body.dataset.drawn;
   document.querySelector('#sources input[type="checkbox"]').click();
-  setTimeout(() => {
+  // The redraw after the filter comes in an animation frame: wait for it (a loaded machine delays frames), then
+  // read the canvas.
+  let waited = 0;
+  const finish = () => {
+    if (body.dataset.drawn === drawnBefore && waited < 4000) { waited += 100; setTimeout(finish, 100); return; }
     const after = snapshot();
     let changed = 0;
     for (let k = 0; k < after.length; k += 4) if (after[k] !== before[k] || after[k + 2] !== before[k + 2]) changed++;
     body.dataset.changedPixels = String(changed);
     body.dataset.done = "yes";
-  }, 500);
+  };
+  setTimeout(finish, 500);
 })();
 </script>
 """
@@ -137,7 +143,7 @@ def test_hover_rotate_recolour_and_filter(tmp_path, chromium):
     driven = tmp_path / "driven.html"
     driven.write_text(html.replace("</body>", INTERACT + "</body>"), encoding="utf-8")
 
-    run = chromium.run(driven, "--dump-dom", "--virtual-time-budget=5000")
+    run = chromium.run(driven, "--dump-dom", "--virtual-time-budget=10000")
     dom = run.stdout
     assert [ln for ln in run.console_lines() if CONSOLE_PROBLEMS.search(ln)] == []
     assert dom_attribute(dom, "data-done") == "yes"

@@ -152,7 +152,7 @@ def policy(
         typer.Option("--top-p", metavar="P", help="Nucleus sampling: keep the smallest set of tokens with "
                      "probability ≥ P (default: off).", show_default=False, rich_help_panel="Sampling"),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the prompt draw, every (prompt, sample) and the "
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seeds the prompt draw, every (prompt, sample) and the "
                                       "bootstrap; the held-out split when no policy records one.",
                                       rich_help_panel="Sampling")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Prompts per generation batch.",

@@ -14,7 +14,6 @@ import typer
 from rich.table import Table
 
 from katcli.cli import train_options as T
-from katcli.cli.options import ForceUpstream
 from katcli.cli.train_live import is_main_rank, live, print_run_summary
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -126,7 +125,7 @@ def train_grpo(
     resume: T.Resume = False,
     device: T.Device = "auto",
     threads: T.Threads = None,
-    force: ForceUpstream = False,
+    force: T.Force = False,
 ) -> None:
     """Improve a policy by GRPO against a frozen reward model, sampling prompts uniformly or by density.
 

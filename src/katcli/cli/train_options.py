@@ -100,13 +100,17 @@ WeightDecay = Annotated[float, typer.Option("--weight-decay", metavar="W", help=
                                             rich_help_panel=OPTIM)]
 GradClip = Annotated[float, typer.Option("--grad-clip", metavar="G", help="Gradient-norm clip (0: off).",
                                          rich_help_panel=OPTIM)]
-EvalEvery = Annotated[int, typer.Option("--eval-every", metavar="N", help="Evaluate on held-out pairs every N "
-                                        "steps (0: only at the end).", rich_help_panel=RUN)]
+EvalEvery = Annotated[int, typer.Option("--eval-every", metavar="N", help="Evaluate on the held-out set (pairs; "
+                                        "GRPO: prompts) every N steps (0: only at the end).", rich_help_panel=RUN)]
 SaveEvery = Annotated[int, typer.Option("--save-every", metavar="N", help="Checkpoint every N steps (0: only "
                                         "at the end); only the latest is kept.", rich_help_panel=RUN)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest checkpoint of this run exactly.",
                                       rich_help_panel=RUN)]
 Device = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to train.", rich_help_panel=RUN)]
+Force = Annotated[
+    bool, typer.Option("--force", help="Use inputs that are modified or stale, or an --init model that trained on "
+                       "this run's held-out prompts (recorded as forced in the manifest).", rich_help_panel="Upstream"),
+]
 Fsdp = Annotated[
     bool, typer.Option("--fsdp", help="Under torchrun: shard the model, gradients and optimizer state over the "
                        "processes (PyTorch FSDP2) instead of a full copy on each (DDP).", rich_help_panel=RUN),

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from katcli.cli import train_options as T
-from katcli.cli.options import ForceUpstream
 from katcli.cli.train_live import accuracy_table, is_main_rank, live, print_run_summary
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -50,7 +49,7 @@ def train_rm(
     resume: T.Resume = False,
     device: T.Device = "auto",
     threads: T.Threads = None,
-    force: ForceUpstream = False,
+    force: T.Force = False,
 ) -> None:
     """Train a Bradley–Terry reward model on the pairs, sampling uniformly or by prompt density.
 

@@ -63,7 +63,9 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("rm", "Reward model", "kat train rm --name {name}", (f"{P.RM_DIR}/{{name}}/",), named=True),
     StageSpec("sft", "SFT policy", "kat train sft --name {name}", (f"{P.SFT_DIR}/{{name}}/",), named=True),
     StageSpec("dpo", "DPO policy", "kat train dpo --name {name}", (f"{P.DPO_DIR}/{{name}}/",), named=True),
-    StageSpec("grpo", "GRPO policy", "kat train grpo --name {name}", (f"{P.GRPO_DIR}/{{name}}/",), named=True),
+    # GRPO cannot run without a reward model: suggest the one `kat train rm` names by default.
+    StageSpec("grpo", "GRPO policy", "kat train grpo --rm uniform --name {name}", (f"{P.GRPO_DIR}/{{name}}/",),
+              named=True),
     StageSpec("viz", "3D view", "kat viz", (f"{P.VIZ_DIR}/embeddings_3d.json", f"{P.VIZ_DIR}/embeddings_3d.html")),
     # Optional until every stage it reports on exists: then `kat status` may suggest it as the last step.
     StageSpec("report", "Report", "kat report", (f"{P.REPORTS_DIR}/",), optional=True),

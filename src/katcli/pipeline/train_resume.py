@@ -43,12 +43,18 @@ def check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
     for key in sorted(set(saved) | set(now)):
         if key in RESUME_FREE or saved.get(key) == now.get(key):
             continue
+        flag = cfg.BATCH_FLAG if key == "batch_size" else _flag(key)
+        start_over = "or drop --resume to start over"
         if key == "density_aware":
-            raise ConfigError(f"{rel}/ was trained {'with' if saved.get(key) else 'without'} --density-aware; resume with the same flags")
+            was = "with" if saved.get(key) else "without"
+            raise ConfigError(f"{rel}/ was trained {was} --density-aware",
+                              hint=f"resume {was} --density-aware, as it was trained ({start_over})")
+        value = saved.get(key)
+        simple = isinstance(value, (int, float, str)) and not isinstance(value, bool)
         raise ConfigError(
-            f"{cfg.BATCH_FLAG if key == 'batch_size' else _flag(key)} is {now.get(key)!r} but {rel}/ was trained "
-            f"with {saved.get(key)!r}; "
-            "resume with the same flags (or drop --resume to start over)"
+            f"{flag} is {now.get(key)!r} but {rel}/ was trained with {value!r}",
+            hint=(f"resume with {flag} {value}, as it was trained ({start_over})" if simple
+                  else f"resume with the flags it was trained with ({start_over})"),
         )
 
 

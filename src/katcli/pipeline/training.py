@@ -305,6 +305,30 @@ def _starting_model(
     return gpt, {"path": recorded_path(ws, init_dir), "step": step}
 
 
+def _check_unseen_heldout(
+    ws: Workspace, cfg: TrainConfig, run: Any, init_dir: Path, heldout: set[str], notes: list[str]
+) -> None:
+    """Refuse (unless --force) held-out prompts that the --init model, or one it started from, trained on."""
+    from katcli.pipeline.init_lineage import init_splits, seen_heldout
+
+    splits = init_splits(init_dir, str(cfg.init), lambda rec: Path(rec) if Path(rec).is_absolute() else ws.abs(rec))
+    for ancestor, n in seen_heldout(heldout, splits):
+        what = (
+            f"{n} of this run's {len(heldout)} held-out prompts are training prompts of {ancestor.label} (trained "
+            f"with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}; this run holds out by --seed {cfg.seed} "
+            f"--val-ratio {cfg.val_ratio})"
+        )
+        if not cfg.force:
+            raise KatError(
+                f"--init {cfg.init}: {what}",
+                hint=f"train with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}, the split it was trained "
+                "on, so held-out prompts stay unseen (or pass --force to evaluate on them anyway, recorded)",
+            )
+        run.forced_over.append(what)
+        notes.append(f"held-out results are optimistic: {what}")
+        return
+
+
 def _prepare(
     ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, progress: ProgressFn
 ) -> _Job:
@@ -365,6 +389,8 @@ def _prepare(
     prefix_ids = [p.prefix_id for p in pairs]
     split = split_pairs(prefix_ids, seed=cfg.seed, val_ratio=cfg.val_ratio)
     train_pids = [prefix_ids[i] for i in split.train]
+    if init_dir is not None:
+        _check_unseen_heldout(ws, cfg, run, init_dir, {prefix_ids[i] for i in split.heldout}, notes)
 
     # -- tokenizer, model, objective ----------------------------------------------------------------------
     if hf_init:
