@@ -14,37 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
-    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    return env
-
-
-def kat(ws: Path, *args: str, processes: int = 1) -> float:
-    if processes == 1:
-        cmd = [sys.executable, "-m", "katcli", "-q", "-w", str(ws), *args]
-    else:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "katcli", "-q", "-w", str(ws), *args]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env=_env(), stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+from hh_workspace import HH, hh_workspace, kat
 
 
 def train(ws: Path, name: str, a: argparse.Namespace, *, processes: int, extra: tuple[str, ...] = ()) -> dict:
@@ -73,13 +47,7 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="kat-fsdp-"))
     try:
-        mirror = root / "mirror" / "Anthropic" / "hh-rlhf" / "harmless-base"
-        mirror.mkdir(parents=True)
-        shutil.copy(HH, mirror / "test.jsonl.gz")
-        ws = root / "ws"
-        kat(ws, "pairs", "download", "--source", "hh", "--from", str(root / "mirror"), "--budget", "1000")
-        kat(ws, "prefixes")
-        kat(ws, "train", "tokenizer", "--vocab-size", "8192")
+        ws = hh_workspace(root)
         one = train(ws, "one", a, processes=1)
         ddp = train(ws, "ddp", a, processes=2)
         fsdp = train(ws, "fsdp", a, processes=2, extra=("--fsdp",))

@@ -15,21 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test-first1000.jsonl.gz"
-
-
-def kat(ws: Path, *args: str) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    subprocess.run([sys.executable, "-m", "katcli", "-q", "-w", str(ws), *args], check=True, env=env)
+from hh_workspace import HH, hh_workspace, kat
 
 
 def train(ws: Path, name: str, model: list[str], a: argparse.Namespace) -> dict:
@@ -60,13 +51,7 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="kat-minilm-hh-"))
     try:
-        mirror = root / "mirror" / "Anthropic" / "hh-rlhf" / "harmless-base"
-        mirror.mkdir(parents=True)
-        shutil.copy(HH, mirror / "test.jsonl.gz")
-        ws = root / "ws"
-        kat(ws, "pairs", "download", "--source", "hh", "--from", str(root / "mirror"), "--budget", "1000")
-        kat(ws, "prefixes")
-        kat(ws, "train", "tokenizer", "--vocab-size", "8192")
+        ws = hh_workspace(root)
         minilm = train(ws, "minilm", ["--init", "hf:sentence-transformers/all-MiniLM-L6-v2", "--lr", str(a.lr)], a)
         gpt = train(ws, "gpt-d6", ["--depth", "6"], a)
         out = {
