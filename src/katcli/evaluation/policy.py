@@ -36,11 +36,10 @@ class LoadedPolicy:
 def policy_meta(directory: Path) -> tuple[int, dict[str, Any], Path]:
     """(step, meta, model file) of the latest checkpoint in `directory`, checked to be a policy."""
     from katcli.model.checkpoint import checkpoint_paths, find_last_step, read_meta
-    from katcli.model.hf import WEIGHTS, is_hf_dir
+    from katcli.model.hf import is_hf_dir, weights_file
 
     if is_hf_dir(directory) and not any(directory.glob("meta_*.json")):  # an HF model as it is (`hf:NAME|DIR`)
-        weights = next((directory / w for w in WEIGHTS if (directory / w).is_file()), directory / WEIGHTS[0])
-        return 0, {"kind": HF_BASE_KIND}, weights
+        return 0, {"kind": HF_BASE_KIND}, weights_file(directory)
     step = find_last_step(directory)
     paths = checkpoint_paths(directory, step)
     meta = read_meta(paths["meta"])

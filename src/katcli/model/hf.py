@@ -44,6 +44,11 @@ TOKENIZER_FILES = (
 )
 
 
+def weights_file(d: Path) -> Path:
+    """The file that identifies a model directory's weights: `model.safetensors`, or a sharded model's index."""
+    return next((d / w for w in WEIGHTS if (d / w).is_file()), d / WEIGHTS[0])
+
+
 def is_hf_ref(ref: str | None) -> bool:
     return ref is not None and ref.startswith(PREFIX)
 

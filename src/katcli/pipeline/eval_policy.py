@@ -404,8 +404,8 @@ def _write_generations(
 def _rm_weights(directory: Path, record: dict[str, Any]) -> Path:
     """The weights file a reward model of the document was read from (an input of every policy's record)."""
     from katcli.model.checkpoint import checkpoint_paths
-    from katcli.model.hf import WEIGHTS
+    from katcli.model.hf import weights_file
 
     if "hf" in record:
-        return next(directory / w for w in WEIGHTS if (directory / w).is_file())
+        return weights_file(directory)
     return checkpoint_paths(directory, record["step"])["model"]

@@ -240,7 +240,6 @@ def run_eval_rm(
     from katcli.train import inputs as I
     from katcli.train.evaluate import evaluate
     from katcli.train.metrics import density_quintiles
-    from katcli.train.ref_cache import ARRAY_FILE, KEY_FILE
     from katcli.train.rm_checkpoint import rm_lengths
     from katcli.train.sequences import encode_pairs
     from katcli.train.split import split_pairs
@@ -274,8 +273,6 @@ def run_eval_rm(
             rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
             if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
                 for f in judge.checkpoint_files(rel):  # its meta too: it holds the split and --max-len scored with
-                    if f.rsplit("/", 1)[-1] in (ARRAY_FILE, KEY_FILE) and not ws.abs(f).exists():
-                        continue  # a deleted reference cache is recomputed from the reference; an edited one is not
                     check(f)
         if directory in seen:
             continue

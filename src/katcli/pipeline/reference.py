@@ -150,5 +150,5 @@ def _hf_reference(prep: Any, value: str, flag: str) -> ReferenceCheckpoint:
                        hint=_same_tokens_hint(flag, "that shares the policy's tokenizer"))
     _check_vocab(prep, int(config.vocab_size), flag, d / "config.json")
     record_hf_inputs(prep.ws, prep.run, d)
-    weights = next(d / w for w in H.WEIGHTS if (d / w).is_file())
+    weights = H.weights_file(d)
     return ReferenceCheckpoint(value, d, None, {"kind": H.AS_IS_KIND}, {"model": weights}, hf=source.to_json())

@@ -19,6 +19,7 @@ from pathlib import Path
 from katcli.errors import UpstreamError
 from katcli.pipeline import registry
 from katcli.workspace import HashCache, Manifest, RunRecord, Workspace, sha256_file
+from katcli.workspace import paths as P
 
 OK, MISSING, MODIFIED, STALE = "ok", "missing", "modified", "stale"
 
@@ -123,14 +124,21 @@ class Judge:
     def checkpoint_files(self, rel_model: str) -> list[str]:
         """What a reader of the checkpoint `rel_model` loads, to check as its inputs: every output its run recorded
         in that directory (meta, tokenizer, Hugging Face files, reference cache) except the training log and the
-        optimizer state. Just `rel_model` when no run recorded it (`check_input` then says so)."""
+        optimizer state. A deleted reference cache is left out: it is a cache, recomputed from the reference by
+        whoever needs it (an edited one is still checked). Just `rel_model` when no run recorded it (`check_input`
+        then says so)."""
         owner = self.manifest.owner_of(rel_model)
         if owner is None:
             return [rel_model]
         folder = rel_model.rsplit("/", 1)[0] + "/"
         files = [o.path for o in owner.outputs if o.path.startswith(folder) and "/" not in o.path[len(folder):]]
         skip = ("metrics.jsonl", "optim_")
-        return [rel_model] + [f for f in files if f != rel_model and not f[len(folder):].startswith(skip)]
+        cache = (P.REF_CACHE_ARRAY, P.REF_CACHE_KEY)
+        return [rel_model] + [
+            f for f in files
+            if f != rel_model and not f[len(folder):].startswith(skip)
+            and not (f[len(folder):] in cache and not self.ws.abs(f).exists())
+        ]
 
 
 def load_judge(ws: Workspace, *, verify: bool = False) -> Judge:

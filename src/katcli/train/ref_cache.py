@@ -38,13 +38,14 @@ from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
 from katcli.train.seq_scoring import LogprobFn, score_batches
+from katcli.workspace import paths as P
 from katcli.workspace.atomic import atomic_write, remove_quietly, write_text_atomic
 from katcli.workspace.hashing import sha256_file
 
 FORMAT_VERSION = 1
 SCHEMA = "kat.ref_logps/1"
-ARRAY_FILE = "ref_logps.npy"
-KEY_FILE = "ref_logps.json"
+ARRAY_FILE = P.REF_CACHE_ARRAY
+KEY_FILE = P.REF_CACHE_KEY
 TASK = "reference log-probs"
 DTYPE = np.dtype(
     [("chosen_logp", "<f8"), ("rejected_logp", "<f8"), ("chosen_tokens", "<i8"), ("rejected_tokens", "<i8")]

@@ -31,6 +31,9 @@ VIZ_DIR = "viz"
 EVAL_POLICY_DIR = "eval/policy"
 #: In each `eval/policy/<run>/`: the `kat.eval.policy/1` document of the evaluation that wrote it.
 EVAL_POLICY_DOCUMENT = "evaluation.json"
+#: In a DPO run directory: the reference log-prob cache (`katcli.train.ref_cache`), array and key.
+REF_CACHE_ARRAY = "ref_logps.npy"
+REF_CACHE_KEY = "ref_logps.json"
 REPORTS_DIR = "reports"
 MANIFEST = "manifest.json"
 # kat's own bookkeeping (lock, hash cache, resumable partial work); never an artifact.
