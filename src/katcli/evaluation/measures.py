@@ -133,7 +133,7 @@ def groups_of(sources: Sequence[str], quintiles: Sequence[int | None]) -> dict[s
     return groups
 
 
-def compare(
+def compare_policies(
     outputs: Sequence[PolicyOutputs],
     baseline: int,
     *,

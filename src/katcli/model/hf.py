@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from katcli.model.run_meta import AS_IS_KIND  # noqa: F401 - re-exported: the kind of an HF model as it is
 from katcli.errors import KatError
 
 PREFIX = "hf:"
-AS_IS_KIND = "hf-model"  # the `kind` of an HF model used as it is (`hf:NAME|DIR`), with no kat run around it
 END = "<|assistant_end|>"
 USER_START = "<|user_start|>"
 NO_TOKEN = -1  # what `encode_special(USER_START)` gives: no id equals it, so trimming keeps only the first id

@@ -17,13 +17,13 @@ This module knows checkpoint metas and the split rule; not models, flags or the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from katcli.errors import KatError
+from katcli.model.run_meta import RunMeta
 from katcli.train.split import is_heldout
 
 MAX_CHAIN = 32  # a guard against a cycle of hand-edited metas, far beyond any real chain
@@ -36,12 +36,11 @@ class TrainedSplit:
     val_ratio: float
 
 
-def _last_meta(directory: Path) -> dict[str, Any] | None:
+def _last_meta(directory: Path) -> RunMeta | None:
     from katcli.model.checkpoint import checkpoint_paths, find_last_step
 
     try:
-        meta_path = checkpoint_paths(directory, find_last_step(directory))["meta"]
-        return json.loads(meta_path.read_text(encoding="utf-8"))
+        return RunMeta.read(checkpoint_paths(directory, find_last_step(directory))["meta"])
     except (OSError, ValueError, KatError):  # an unreadable meta is the loader's to report; here: no record
         return None
 
@@ -59,12 +58,11 @@ def init_splits(init_dir: Path, label: str, resolve: Any) -> list[TrainedSplit]:
             break
         seen.add(directory)
         meta = _last_meta(directory)
-        held = meta.get("heldout") if isinstance(meta, dict) else None
-        if not isinstance(held, dict) or "seed" not in held or "val_ratio" not in held:
+        if meta is None or meta.split is None:
             break
-        out.append(TrainedSplit(label, int(held["seed"]), float(held["val_ratio"])))
-        parent = (meta.get("init") or {}).get("path") if isinstance(meta.get("init"), dict) else None
-        if not isinstance(parent, str):
+        out.append(TrainedSplit(label, int(meta.split.seed), float(meta.split.val_ratio)))
+        parent = meta.init_path
+        if parent is None:
             break
         directory, label = resolve(parent), parent
     return out

@@ -115,7 +115,7 @@ def run_nanochat_import(ws: Workspace, cfg: ImportConfig, *, progress: ProgressF
 
     model_rel = f"{directory_rel}/model_{nc.step:06d}.pt"
     meta_rel = f"{directory_rel}/meta_{nc.step:06d}.json"
-    tok_rel = f"{directory_rel}/{P.TOKENIZER_DIR}/tokenizer.json"
+    tok_rel = f"{directory_rel}/{P.TOKENIZER}"
     params: dict[str, Any] = {
         "base_dir": str(base),
         "source": nc.source,

@@ -23,6 +23,7 @@ from typing import Any
 from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
 from katcli.pipeline.reference import policy_checkpoint
 from katcli.pipeline.runs import default_policy_init
+from katcli.model.run_meta import POLICY_KIND
 from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import (
     Built,
@@ -109,7 +110,7 @@ def _build(prep: Prepared) -> Built:
     out_dir = prep.ws.abs(f"{P.DPO_DIR}/{cfg.run_name}")
     ref_logps, cache_info = reference_logps(prep, enc, ref, out_dir)
     objective = DPOObjective(
-        prep.gpt, enc, ref_logps, loss_cfg=cfg.loss_config(), pad_id=prep.tokenizer.pad_token_id,
+        prep.model, enc, ref_logps, loss_cfg=cfg.loss_config(), pad_id=prep.tokenizer.pad_token_id,
         heldout=prep.heldout(), eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist,
         progress=prep.progress,
     )
@@ -130,7 +131,7 @@ def _build(prep: Prepared) -> Built:
     return Built(objective, enc.pair_lengths[train_index], meta=meta, stats=stats, outputs=[array_file, key_file])
 
 
-DPO_STAGE = TrainingStage(stage=STAGE, run_root=P.DPO_DIR, kind="kat-policy", build=_build, what="policies")
+DPO_STAGE = TrainingStage(stage=STAGE, run_root=P.DPO_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_dpo(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from katcli.model.run_meta import RM_KIND
 from katcli.errors import ConfigError
 from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
@@ -63,7 +64,7 @@ def _build(prep: Prepared) -> Built:
             f"({enc.final_turn_cut:,} into the final user turn) and {enc.responses_cut:,} responses were cut "
             f"to fit --max-len {cfg.max_len}"
         )
-    rm = prep.gpt if getattr(prep.gpt, "is_reward_model", False) else RewardModel(prep.gpt)  # HF: already one
+    rm = prep.model if getattr(prep.model, "is_reward_model", False) else RewardModel(prep.model)  # HF: already one
     objective = RewardModelObjective(
         rm, enc, pad_id=prep.tokenizer.pad_token_id, center_coef=cfg.reward_centering,
         heldout=prep.heldout(), eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist,
@@ -73,7 +74,7 @@ def _build(prep: Prepared) -> Built:
     return Built(objective, enc.pair_lengths[train_index], meta={"sequences": enc.stats})
 
 
-RM_STAGE = TrainingStage(stage=STAGE, run_root=P.RM_DIR, kind="kat-reward-model", build=_build, what="reward models")
+RM_STAGE = TrainingStage(stage=STAGE, run_root=P.RM_DIR, kind=RM_KIND, build=_build, what="reward models")
 
 
 def run_train_rm(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from katcli.model.run_meta import POLICY_KIND
 from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
@@ -56,14 +57,14 @@ def _build(prep: Prepared) -> Built:
             f"user turn) and {enc.responses_cut:,} replies were cut to fit --max-len {cfg.max_len}"
         )
     objective = SFTObjective(
-        prep.gpt, enc, pad_id=prep.tokenizer.pad_token_id, heldout=prep.heldout(),
+        prep.model, enc, pad_id=prep.tokenizer.pad_token_id, heldout=prep.heldout(),
         eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
     train_index = np.asarray(prep.split.train, dtype=np.int64)
     return Built(objective, enc.row_lengths[train_index], meta={"objective": "sft", "sequences": enc.stats})
 
 
-SFT_STAGE = TrainingStage(stage=STAGE, run_root=P.SFT_DIR, kind="kat-policy", build=_build, what="policies")
+SFT_STAGE = TrainingStage(stage=STAGE, run_root=P.SFT_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_sft(

@@ -46,7 +46,7 @@ from katcli.train.metrics import N_QUINTILES
 from katcli.train.metrics_log import rounded
 from katcli.train.objective import Stats, ratio
 from katcli.train.rollout import Rollout, reply_logprobs, rollout_seed
-from katcli.train.run_dir import POLICY_KIND
+from katcli.model.run_meta import POLICY_KIND
 
 Messages = Sequence[Mapping[str, Any]]
 Scorer = Callable[[Sequence[Messages], Sequence[str]], np.ndarray]

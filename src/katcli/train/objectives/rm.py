@@ -25,7 +25,7 @@ from katcli.train.metrics_log import rounded
 from katcli.train.objective import Stats, ratio
 from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.reward_model import RewardModel
-from katcli.train.run_dir import RM_KIND
+from katcli.model.run_meta import RM_KIND
 from katcli.train.sequences import EncodedPairs
 
 

@@ -26,7 +26,7 @@ from katcli.train.metrics import NLLReport, summarize_nll
 from katcli.train.metrics_log import rounded
 from katcli.train.objective import Stats, ratio
 from katcli.train.objectives.encoded import EncodedObjective
-from katcli.train.run_dir import POLICY_KIND
+from katcli.model.run_meta import POLICY_KIND
 from katcli.train.seq_scoring import reply_logprobs
 from katcli.train.sequences import EncodedSequences
 
