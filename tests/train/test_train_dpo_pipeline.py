@@ -98,7 +98,7 @@ def test_cached_reference_equals_a_fresh_reference_forward_bit_for_bit(planted):
     from katcli.train.inputs import read_pairs
     from katcli.train.ref_cache import load_ref_logps
     from katcli.train.run_dir import load_run
-    from katcli.train.seq_scoring import reply_logprobs
+    from katcli.train.seq_scoring import summed_reply_logprobs
     from katcli.train.sequences import encode_pairs
 
     ws, _ = planted
@@ -111,7 +111,7 @@ def test_cached_reference_equals_a_fresh_reference_forward_bit_for_bit(planted):
     pairs = read_pairs(ws.abs(P.PAIRS))
     enc = encode_pairs(tok, [(p.messages, p.chosen, p.rejected) for p in pairs], max_len=64, max_response_len=32)
     ref = load_run(ws.abs("sft_checkpoints/uniform")).model
-    sums, counts = reply_logprobs(ref, enc, np.arange(len(enc)), batch_size=16, pad_id=tok.bos_token_id,
+    sums, counts = summed_reply_logprobs(ref, enc, np.arange(len(enc)), batch_size=16, pad_id=tok.bos_token_id,
                                   device=torch.device("cpu"))
     assert np.array_equal(cached.chosen, sums[:, 0]) and np.array_equal(cached.rejected, sums[:, 1])
     assert np.array_equal(cached.chosen_tokens, counts[:, 0])

@@ -208,7 +208,7 @@ def test_hf_sampling_with_transformers_cache_matches_recomputation_and_teacher_f
     from katcli.model.engine import Engine, SamplingConfig
     from katcli.model.hf import HFSource, load_tokenizer
     from katcli.model.hf_models import load_policy
-    from katcli.train.rollout import Rollout, reply_logprobs
+    from katcli.train.rollout import Rollout, rollout_logprobs
 
     d = Path(hf_models[kind])
     tok = load_tokenizer(d, encoder=False, chat_template=None, trust_remote_code=False)
@@ -223,7 +223,7 @@ def test_hf_sampling_with_transformers_cache_matches_recomputation_and_teacher_f
     assert torch.allclose(cached.logprobs, plain.logprobs, atol=TOL)
     roll = Rollout.from_generation(prompts, cached)
     with torch.no_grad():
-        forced = reply_logprobs(policy, roll)
+        forced = rollout_logprobs(policy, roll)
     assert torch.allclose(forced, roll.old_logp * roll.mask, atol=TOL)
 
 

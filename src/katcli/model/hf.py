@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from katcli.model.run_meta import AS_IS_KIND  # noqa: F401 - re-exported: the kind of an HF model as it is
 from katcli.errors import KatError
 
 PREFIX = "hf:"

@@ -155,7 +155,10 @@ class RunMeta:
             "eval_weights": self.eval_weights, "eval": self.eval, "reward_model": self.reward_model,
             "reference": self.reference, **self.extra,
         }
-        return {k: v for k, v in out.items() if v is not None or k in _KEEP_NULL}
+        keep: set[str] = set()
+        if self.kind in (RM_KIND, POLICY_KIND):  # a training run: readers expect these keys, null or not
+            keep = {"eval", "eval_weights"} | ({"reference"} if self.objective in ("dpo", "grpo") else set())
+        return {k: v for k, v in out.items() if not (v is None or v == {}) or k in keep}
 
     def at_step(self, step: int, report: Any) -> RunMeta:
         """This record as saved at `step`, with the held-out report then (None when not evaluated)."""
@@ -209,9 +212,6 @@ class RunMeta:
         rm = self.reward_model
         return rm if rm is not None and rm.get("name") else None
 
-
-# Written even when None: readers of kat.run/1 files expect the keys (`reference: null` = GRPO with --beta 0).
-_KEEP_NULL = frozenset({"reference", "eval", "eval_weights", "init", "tokenizer_sha256"})
 
 
 def read_meta(path: Path) -> dict[str, Any]:

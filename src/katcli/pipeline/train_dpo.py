@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from katcli.model.run_meta import POLICY_KIND
 from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
 from katcli.pipeline.reference import policy_checkpoint
 from katcli.pipeline.runs import default_policy_init
-from katcli.model.run_meta import POLICY_KIND
 from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import (
     Built,

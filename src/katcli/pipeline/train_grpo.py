@@ -22,11 +22,11 @@ import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from katcli.model.run_meta import POLICY_KIND
 from katcli.errors import ConfigError, KatError
+from katcli.model.run_meta import POLICY_KIND
+from katcli.pipeline.stage import record_input
 from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
-from katcli.pipeline.stage import record_input
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from katcli.model.run_meta import RM_KIND
 from katcli.errors import ConfigError
+from katcli.model.run_meta import RM_KIND
 from katcli.pipeline.train_config import TrainConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
