@@ -1,14 +1,14 @@
 """Checkpoint directories in nanochat's layout, written atomically and read without executing pickles.
 
 A checkpoint directory holds, per step, `model_{step:06d}.pt` (a flat state dict of tensors), `meta_{step:06d}.json`
-(model config, tokenizer sha256, training config, input checksums — whatever the trainer records) and optionally
+(the run's record, `katcli.model.run_meta.RunMeta`: model config, tokenizer sha256, flags, inputs, split) and optionally
 `optim_{step:06d}.pt` for resuming. `.pt` files are always read with `torch.load(..., weights_only=True)`, so a file
 carrying arbitrary pickled objects is refused instead of executed. Every file is written to a temporary name,
 fsync'ed and `os.replace`d, so a crash never leaves a half-written checkpoint under a real name. The latest step is
 found by scanning for `model_<digits>.pt`.
 
 This module knows nothing about the workspace manifest, training loops or what the meta means beyond
-`model_config`, which `load_model` turns into a `GPT`.
+`model_config`, which `load_model` turns into a plain `GPT` (a trained run of any kind is `katcli.train.run_dir.load_run`'s).
 """
 
 from __future__ import annotations

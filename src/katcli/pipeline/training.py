@@ -1,10 +1,8 @@
 """What every `kat train …` stage shares: flags, ranks, inputs, the model to start from, the split, resume, records.
 
-A training stage (`train_rm`, `train_sft`, …) declares a `TrainingStage`: its stage key, run directory, default
-learning rates and one `build` hook that turns the prepared common parts into an objective (its model, encoded data
-and evaluation). Everything else is here, once:
-
-Its flags are `katcli.pipeline.train_config.TrainConfig`.
+A training stage (`train_rm`, `train_sft`, …) declares a `TrainingStage` (its stage key, run directory, checkpoint
+kind and one `build` hook that turns the prepared common parts, `Prepared`, into an objective); its flags are a
+`katcli.pipeline.train_config.TrainConfig`. Everything else is here, once, in phases (`_prepare`):
 
 - **Ranks.** Under torchrun only rank 0 takes the workspace lock, checks upstream, writes and records (`StageRun`);
   the other ranks read the same inputs through `_ReadOnlyRun`. A setup error on any rank is heard by every rank
@@ -12,15 +10,18 @@ Its flags are `katcli.pipeline.train_config.TrainConfig`.
 - **Inputs.** Pairs and prefixes (checked against each other), the tokenizer (the workspace's, or the one shipped
   beside an `--init` model), and the density weights: an input with `--density-aware`; otherwise read only when
   present and fresh, for per-quintile evaluation, and then not recorded as an input.
-- **Starting model.** `--init` (a run name or a directory, see `resolve_model_dir`; `hf:NAME|DIR` and runs made
-  from one: `katcli.pipeline.hf_source`) or `--depth N` from scratch.
-- **Held-out split.** By a seeded hash of the prefix id (`katcli.train.split`): every objective with the same
-  `--seed` and `--val-ratio` holds out the same prompts, and no prompt is in both sets.
+- **Starting model.** `--init` (a run name or a directory, `katcli.pipeline.runs.resolve_run`, loaded by
+  `katcli.train.run_dir.load_run`; `hf:NAME|DIR` and runs made from one: `katcli.pipeline.hf_source`) or
+  `--depth N` from scratch.
+- **Held-out set.** `katcli.pipeline.heldout.build_heldout`, the one the evaluations rebuild: every objective with
+  the same `--seed` and `--val-ratio` holds out the same prompts, and none the `--init` chain trained on.
 - **Sampling.** One weighted sampler over the objective's training items (the training pairs, or the objective's
   own items such as GRPO's prompts, `Built.item_prefix_ids`); its effective sample size is recorded.
-- **Resume.** Same flags (apart from `train_resume.RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
-  stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same name.
-- **Records.** At the end the final files are adopted into the manifest with the run's statistics.
+- **Resume.** Same flags (apart from `train_resume.RESUME_FREE`), same inputs and tokenizer, then the model,
+  optimizer, sample stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same
+  name.
+- **Records.** Every checkpoint's meta is the run's `RunMeta` (`_run_meta`) at that step; at the end the final
+  files are adopted into the manifest with statistics read from the same record.
 
 This module wires files, flags, the manifest and ranks; the training itself is `katcli.train`. It knows nothing
 about Typer or Rich.
@@ -72,6 +73,36 @@ class Prepared:
     notes: list[str]
     heldout_set: Any = None  # katcli.pipeline.heldout.HeldOutSet (the split and its fingerprint)
     weights_used_for: str | None = None  # what the density weights serve ("sampling", "eval quintiles")
+
+    def encode_pairs(self) -> Any:
+        """Every pair, chosen and rejected, with the run's tokenizer and lengths (a note says what was cut)."""
+        from katcli.train.sequences import encode_pairs
+
+        enc = encode_pairs(
+            self.tokenizer, [(p.messages, p.chosen, p.rejected) for p in self.pairs], ids=[p.id for p in self.pairs],
+            max_len=self.cfg.max_len, max_response_len=self.cfg.resolved_max_response_len, progress=self.progress,
+        )
+        self._note_cuts(enc, "pairs had their prefix trimmed", "responses were cut")
+        return enc
+
+    def encode_chosen(self) -> Any:
+        """Every pair's prompt and chosen reply (what SFT imitates), encoded as `encode_pairs` encodes pairs."""
+        from katcli.train.sequences import encode_sequences
+
+        enc = encode_sequences(
+            self.tokenizer, [(p.messages, (p.chosen,)) for p in self.pairs], ids=[p.id for p in self.pairs],
+            max_len=self.cfg.max_len, max_response_len=self.cfg.resolved_max_response_len, progress=self.progress,
+            task="tokenizing replies",
+        )
+        self._note_cuts(enc, "prompts were trimmed", "replies were cut")
+        return enc
+
+    def _note_cuts(self, enc: Any, trimmed: str, cut: str) -> None:
+        if enc.prefix_trimmed or enc.responses_cut:
+            self.notes.append(
+                f"{enc.prefix_trimmed:,} {trimmed} from the left ({enc.final_turn_cut:,} into the final user turn) "
+                f"and {enc.responses_cut:,} {cut} to fit --max-len {self.cfg.max_len}"
+            )
 
     def heldout(self) -> Any:
         """The held-out rows (same indices as `split.heldout`) with their sources, prompts and weights."""
@@ -288,7 +319,7 @@ def _check_unseen_heldout(
     ws: Workspace, cfg: TrainConfig, run: Any, init_dir: Path, heldout: set[str], notes: list[str]
 ) -> None:
     """Refuse (unless --force) held-out prompts that the --init model, or one it started from, trained on."""
-    from katcli.pipeline.init_lineage import init_splits, seen_heldout
+    from katcli.pipeline.heldout import init_splits, seen_heldout
 
     splits = init_splits(init_dir, str(cfg.init), lambda rec: Path(rec) if Path(rec).is_absolute() else ws.abs(rec))
     for ancestor, n in seen_heldout(heldout, splits):

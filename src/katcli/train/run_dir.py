@@ -1,14 +1,19 @@
-"""Training run directories of any objective: which files a step has, saving, pruning, clearing, reading metas.
+"""Run directories of any objective: which files a step has, saving, pruning, clearing; reading and loading a run.
 
 A run directory (`rm_checkpoints/<name>/`, `sft_checkpoints/<name>/`, …) holds, for the latest saved step only,
 nanochat's trio `model_{step:06d}.pt`, `meta_{step:06d}.json` and `optim_{step:06d}.pt` (optimizer state, the sample
 stream's position and the torch RNG state: everything `--resume` needs), plus `tokenizer.json` (so the directory is
 self-contained) and `metrics.jsonl`. Older steps are removed once a newer one is safely on disk. The files are
-written atomically by `katcli.model.checkpoint`. Every meta names its `kind`, so a reward model is never mistaken
-for a policy or the other way round.
+written atomically by `katcli.model.checkpoint`. Every meta is a `katcli.model.run_meta.RunMeta` naming its `kind`,
+so a reward model is never mistaken for a policy or the other way round (`read_run`).
+
+`load_run` is the one way a trained model is loaded (kat's GPT or a Hugging Face backbone, a policy or a reward
+model, or an HF model as it is), with its tokenizer checked by the one tokenizer check (`run_tokenizer`,
+`check_tokenizer`).
 
 Policy runs (SFT, DPO, GRPO) save a plain GPT state dict: the same format `kat import nanochat` writes, so any of
-them is an `--init` for any later stage. This module knows file names and kinds; not the workspace or the loop.
+them is an `--init` for any later stage. This module knows file names, kinds and model classes; not the workspace
+or the loop.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from katcli.workspace import paths as P
 TOKENIZER_FILE = P.TOKENIZER_FILE
 _STEP_FILE = re.compile(r"^(model|meta|optim)_(\d+)\.(pt|json)$")
 # Besides the step files: the metrics log, the tokenizer and, for a Hugging Face backbone, its save_pretrained files.
-_RUN_FILES = frozenset({METRICS_FILE, TOKENIZER_FILE, *EXPORT_FILES, *TOKENIZER_FILES})  # a reward model's state is a GPT's plus this key (katcli.train.reward_model)
+_RUN_FILES = frozenset({METRICS_FILE, TOKENIZER_FILE, *EXPORT_FILES, *TOKENIZER_FILES})
 
 
 def has_checkpoint(directory: Path) -> bool:
@@ -131,12 +136,13 @@ def load_run(
     the step's meta file (a caller that already read it to check the run passes it).
     """
     from katcli.model import hf as H
-    from katcli.model import hf_models as M
 
     if meta is None:  # the step's own record
         step = find_last_step(directory) if step is None else step
         meta = RunMeta.read(checkpoint_paths(directory, step)["meta"])
     if meta.is_as_is:
+        from katcli.model import hf_models as M
+
         source = H.HFSource(**meta.hf) if meta.hf is not None else H.HFSource(
             str(directory), "local", str(directory), trust_remote_code=trust_remote_code)
         tok = None if tokenizer is False else H.load_tokenizer(
@@ -150,6 +156,8 @@ def load_run(
     ckpt = load_checkpoint(directory, ckpt_step, device="cpu")
     state = {k: v.float() for k, v in ckpt.model_state.items()}
     if H.is_hf_dir(directory):
+        from katcli.model import hf_models as M
+
         source = H.HFSource(str(directory), "run", str(directory), trust_remote_code=meta.trust_remote_code)
         if role == "reward":
             model: Any = M.load_reward_model(directory, source, tok or run_tokenizer(directory, meta), seed=0)
@@ -163,8 +171,8 @@ def load_run(
 
 
 def _kat_model(directory: Path, step: int, meta: RunMeta, state: dict[str, torch.Tensor], *, reward: bool) -> Any:
-    from katcli.train.reward_model import HEAD_KEY, RewardModel
-
+    """kat's GPT of a checkpoint; with `reward`, the reward model (GPT + head); a reward model's head is dropped
+    when its body is wanted (a policy or reward model started from it)."""
     source = str(checkpoint_paths(directory, step)["model"])
     if meta.model_config is None:
         raise KatError(
@@ -172,8 +180,11 @@ def _kat_model(directory: Path, step: int, meta: RunMeta, state: dict[str, torch
             hint="pass a GPT checkpoint directory (model_<step>.pt + meta_<step>.json written by kat)",
         )
     config = GPTConfig.from_dict(meta.model_config)
-    body = {k: v for k, v in state.items() if k != HEAD_KEY}
-    gpt = GPT.from_state_dict(config, body, source=source)
+    if not reward and meta.kind != RM_KIND:
+        return GPT.from_state_dict(config, state, source=source)
+    from katcli.train.reward_model import HEAD_KEY, RewardModel
+
+    gpt = GPT.from_state_dict(config, {k: v for k, v in state.items() if k != HEAD_KEY}, source=source)
     if not reward:
         return gpt
     if HEAD_KEY not in state:
