@@ -13,8 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from katcli.cli import train_options as T
-from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
+from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads, TrustRemoteCode
 from katcli.cli.render import print_labelled, run_reported, sampling_label
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.data.schema import SHORT_OF, SOURCES
@@ -98,7 +97,7 @@ def rm(
         bool, typer.Option("--force", help="Evaluate even if inputs are modified or stale, or the models were "
                            "trained on other pairs."),
     ] = False,
-    trust_remote_code: T.TrustRemoteCode = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Compare reward models (and DPO policies) on the same held-out pairs: accuracy overall, per source and quintile.
 

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from katcli.cli import train_options as T
-from katcli.cli.options import ForceUpstream
+from katcli.cli.options import ForceUpstream, TrustRemoteCode
 from katcli.cli.render import print_labelled, run_reported
 from katcli.data.schema import SHORT_OF
 from katcli.cli.workspace_opt import state_of, workspace_of
@@ -167,7 +166,7 @@ def policy(
                      show_default=False),
     ] = None,
     force: ForceUpstream = False,
-    trust_remote_code: T.TrustRemoteCode = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Compare policies on the same held-out prompts: reward, win rate, diversity and style, with intervals.
 

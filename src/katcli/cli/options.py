@@ -6,6 +6,9 @@ from typing import Annotated
 
 import typer
 
+from katcli.cli.config_options import option
+from katcli.pipeline.train_config import TrainConfig
+
 ForceUpstream = Annotated[
     bool,
     typer.Option(
@@ -32,3 +35,6 @@ ScoreThreads = Annotated[
     typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
                  show_default=False, rich_help_panel=_SCORING),
 ]
+
+# The training flag as it is, for the commands that load an hf: model to score or evaluate it.
+TrustRemoteCode = option(TrainConfig, "trust_remote_code")
