@@ -1,8 +1,7 @@
 """`kat pairs download|import`: get preference pairs into `data/pairs_all.jsonl`.
 
-Thin: parse flags, build the pipeline's config, run it with progress bars, render the per-source summary
-(rows read, pairs kept, drops by reason, mean lengths) with Rich. The pipeline is imported inside the
-commands so `kat --help` stays light; this module computes nothing.
+Runs `katcli.pipeline.pairs` with progress bars and renders the per-source summary (rows read, pairs kept, drops
+by reason, mean lengths).
 """
 
 from __future__ import annotations
@@ -17,12 +16,6 @@ from rich.table import Table
 from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
-app = typer.Typer(
-    name="pairs",
-    help="Get preference pairs: download HH-RLHF / UltraFeedback / Stack Exchange, or import your own JSONL.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
 
 _SEL = "Selection"
 # Table labels short enough for an 80-column terminal.
@@ -39,7 +32,6 @@ _SRC = "Source"
 _OUT = "Output"
 
 
-@app.command("download")
 def download(
     ctx: typer.Context,
     source: Annotated[
@@ -138,7 +130,6 @@ def _render_download(out: Any, stats: dict[str, Any]) -> None:
     print_labelled(out, "Note", stats["notes"])
 
 
-@app.command("import")
 def import_(
     ctx: typer.Context,
     files: Annotated[
