@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from katcli.cli.config_options import config_command
-from katcli.cli.train_live import is_main_rank, live, print_run_summary
-from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.cli.train_live import run_objective
+from katcli.cli.workspace_opt import state_of
 from katcli.pipeline.train_config import TrainGRPOConfig
 
 
@@ -35,17 +35,14 @@ def train_grpo(ctx: typer.Context, cfg: TrainGRPOConfig) -> None:
     """
     from katcli.pipeline.train_grpo import run_train_grpo
 
-    state = state_of(ctx)
     fields = {
         "reward": ("reward", "+.3f"), "kl": ("kl", ".4f"), "completions/mean_length": ("len", ".1f"),
         "rollout_s": ("rollout", ".2f"), "scoring_s": ("score", ".2f"), "update_s": ("update", ".2f"),
     }
-    with live(state, fields) as (report, on_step):
-        result = run_train_grpo(workspace_of(ctx), cfg, progress=report, on_step=on_step)
-    if state.quiet or not is_main_rank():
+    result = run_objective(ctx, run_train_grpo, cfg, fields, items="training prompts")
+    if result is None:
         return
-    out = state.out
-    print_run_summary(state, result, items="training prompts")
+    out = state_of(ctx).out
     t = result.run_stats
     if t:
         out.print(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import typer
 
 from katcli.cli.config_options import config_command
-from katcli.cli.train_live import accuracy_table, is_main_rank, live, print_run_summary
-from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.cli.train_live import accuracy_table, run_objective
+from katcli.cli.workspace_opt import state_of
 from katcli.pipeline.train_config import TrainRMConfig
 
 
@@ -26,14 +26,11 @@ def train_rm(ctx: typer.Context, cfg: TrainRMConfig) -> None:
     """
     from katcli.pipeline.train_rm import run_train_rm
 
-    state = state_of(ctx)
     fields = {"loss": ("loss", ".4f"), "accuracy": ("acc", ".2f"), "margin": ("margin", "+.2f")}
-    with live(state, fields) as (report, on_step):
-        result = run_train_rm(workspace_of(ctx), cfg, progress=report, on_step=on_step)
-    if state.quiet or not is_main_rank():
+    result = run_objective(ctx, run_train_rm, cfg, fields)
+    if result is None:
         return
-    out = state.out
-    print_run_summary(state, result)
+    out = state_of(ctx).out
     if result.eval is not None:
         out.print(accuracy_table(
             f"Held-out accuracy, 95% Wilson interval ({result.heldout_pairs:,} pairs, "

@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from katcli.cli.config_options import config_command
-from katcli.cli.train_live import is_main_rank, live, print_run_summary
-from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.cli.train_live import run_objective
+from katcli.cli.workspace_opt import state_of
 from katcli.pipeline.train_config import TrainSFTConfig
 
 
@@ -37,13 +37,10 @@ def train_sft(ctx: typer.Context, cfg: TrainSFTConfig) -> None:
     """
     from katcli.pipeline.train_sft import run_train_sft
 
-    state = state_of(ctx)
-    with live(state, {"loss": ("nll", ".4f"), "perplexity": ("ppl", ".1f")}) as (report, on_step):
-        result = run_train_sft(workspace_of(ctx), cfg, progress=report, on_step=on_step)
-    if state.quiet or not is_main_rank():
+    result = run_objective(ctx, run_train_sft, cfg, {"loss": ("nll", ".4f"), "perplexity": ("ppl", ".1f")})
+    if result is None:
         return
-    out = state.out
-    print_run_summary(state, result)
+    out = state_of(ctx).out
     if result.eval is not None:
         from katcli.train.metrics import quintile_label
 
