@@ -16,6 +16,7 @@ from rich.table import Table
 from katcli.cli.options import ForceUpstream, TrustRemoteCode
 from katcli.cli.render import print_labelled, run_reported
 from katcli.data.schema import SHORT_OF
+from katcli.devices import DEVICES
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.workspace import paths as P
 
@@ -158,7 +159,7 @@ def policy(
                                             rich_help_panel="Sampling")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.policy/1).")]
     = False,
-    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to run the models.")]
+    device: Annotated[str, typer.Option("--device", metavar="|".join(DEVICES), help="Where to run the models.")]
     = "auto",
     threads: Annotated[
         int | None,

@@ -13,6 +13,7 @@ import typer
 
 from katcli.cli.render import human_size, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.pipeline.nanochat_import import SOURCE_NAMES
 
 
 _PANEL = "Options"
@@ -29,7 +30,7 @@ def nanochat(
         ),
     ],
     source: Annotated[
-        Literal["base", "mid", "sft"],
+        Literal[SOURCE_NAMES],
         typer.Option(help="Which training phase's checkpoints to import.", rich_help_panel=_PANEL),
     ] = "sft",
     tag: Annotated[

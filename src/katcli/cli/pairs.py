@@ -15,6 +15,7 @@ from rich.table import Table
 
 from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.data.schema import SHORT_NAMES
 
 
 _SEL = "Selection"
@@ -22,10 +23,8 @@ _SEL = "Selection"
 _LABEL = {"hh-rlhf": "hh-rlhf", "ultrafeedback-binarized": "ultrafeedback", "stack-exchange-preferences": "stack-exchange"}
 
 
-class SourceName(str, Enum):
-    hh = "hh"
-    uf = "uf"
-    se = "se"
+# The short source names of `katcli.data.schema`, as Typer's choice type.
+SourceName = Enum("SourceName", {short: short for short in SHORT_NAMES}, type=str)  # type: ignore[misc]
 
 
 _SRC = "Source"
@@ -37,7 +36,7 @@ def download(
     source: Annotated[
         list[SourceName] | None,
         typer.Option(
-            "--source", "-s", metavar="hh|uf|se",
+            "--source", "-s", metavar="|".join(SHORT_NAMES),
             help="Dataset to use (repeatable): hh = Anthropic/hh-rlhf, uf = UltraFeedback binarized, "
                  "se = Stack Exchange preferences. Default: all three.",
             rich_help_panel=_SEL, show_default=False,
@@ -94,9 +93,10 @@ def download(
     from katcli.pipeline.pairs import DownloadConfig, run_download
 
     state = state_of(ctx)
+    chosen = {"sources": tuple(s.value for s in source)} if source else {}  # none given: the config's default
     cfg = DownloadConfig(
-        sources=tuple(s.value for s in source) if source else ("hh", "uf", "se"), budget=budget, mix=mix, from_dir=from_dir, seed=seed,
-        keep_ties=keep_ties, se_pairs_per_question=se_pairs_per_question, force=force,
+        **chosen, budget=budget, mix=mix, from_dir=from_dir, seed=seed, keep_ties=keep_ties,
+        se_pairs_per_question=se_pairs_per_question, force=force,
     )
     cfg.options()  # bad flags are reported before any progress display starts
     with progress(state) as report:
