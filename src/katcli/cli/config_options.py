@@ -54,12 +54,17 @@ def _sci(x: float) -> str:
 
 def help_text(cfg_cls: type, f: dataclasses.Field) -> str:
     """The field's help with the class's learning-rate constants filled in (`{LR_INIT}`, `{LR_SCRATCH}`)."""
-    return f.metadata["help"].format(LR_INIT=_sci(cfg_cls.LR_INIT), LR_SCRATCH=_sci(cfg_cls.LR_SCRATCH)) \
-        if "{" in f.metadata["help"] else f.metadata["help"]
+    text = f.metadata["help"]
+    return text.format(LR_INIT=_sci(cfg_cls.LR_INIT), LR_SCRATCH=_sci(cfg_cls.LR_SCRATCH)) if "{" in text else text
+
+
+@functools.cache
+def _hints(cfg_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cfg_cls)
 
 
 def _annotation(cfg_cls: type, f: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(cfg_cls)
+    hints = _hints(cfg_cls)
     meta = f.metadata
     kw: dict[str, Any] = {"help": help_text(cfg_cls, f), "rich_help_panel": meta["panel"]}
     if meta.get("metavar"):

@@ -49,9 +49,11 @@ def flag(default: Any, help: str, *, panel: str, metavar: str | None = None, cho
     return field(default=default, metadata=meta)
 
 
-_INIT_HELP = "Start from this model: a run name (models/, sft_checkpoints/, …; STAGE/NAME when several stages have " \
-    "it), a checkpoint directory, or a Hugging Face model (hf:Qwen/Qwen2.5-0.5B-Instruct from the hub cache, " \
-    "hf:DIR a save_pretrained directory)."
+_INIT_HELP = (
+    "Start from this model: a run name (models/, sft_checkpoints/, …; STAGE/NAME when several stages have it), a "
+    "checkpoint directory, or a Hugging Face model (hf:Qwen/Qwen2.5-0.5B-Instruct from the hub cache, hf:DIR a "
+    "save_pretrained directory)."
+)
 
 
 @dataclass(frozen=True)
