@@ -97,10 +97,11 @@ def attach(module: Any, spec: LoraSpec, *, base_name: str, flag: str = "--lora-t
 
 
 def adapted_modules(module: Any) -> list[str]:
-    """The names of the modules that carry adapters (as PEFT resolved the targets), sorted."""
+    """The module names that carry adapters as PEFT resolved the targets (`q_proj`, …, not per layer), sorted."""
     peft_model = peft_of(module)
     targets = peft_model.peft_config["default"].target_modules
-    return sorted(targets) if isinstance(targets, (set, list, tuple)) else [str(targets)]
+    names = targets if isinstance(targets, (set, list, tuple)) else [str(targets)]
+    return sorted({n.rsplit(".", 1)[-1] for n in names})
 
 
 def adapter_state(module: Any) -> dict[str, torch.Tensor]:
@@ -174,7 +175,10 @@ def merge_into(hf: Any, adapter_dir: Path) -> Any:
 
     from katcli.model.hf import quiet_transformers
 
-    with quiet_transformers():
+    import warnings
+
+    with quiet_transformers(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # PEFT's deprecated is_gradient_checkpointing question
         wrapped = PeftModel.from_pretrained(hf, str(adapter_dir))
         return wrapped.merge_and_unload()
 
