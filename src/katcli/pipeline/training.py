@@ -438,6 +438,11 @@ def _prepare_common(
     if hf_init:
         tokenizer, model, init_info = hf_start(ws, cfg, stage.kind, run, init_dir)
         lora = init_info.pop("lora", None)
+        if lora is not None:
+            total = sum(p.numel() for p in model.parameters())
+            notes.append(f"LoRA r={lora['r']} (alpha {lora['alpha']}) on {', '.join(lora['targets'])}: "
+                         f"{lora['trainable_params']:,} trainable parameters of {total:,} "
+                         f"({100 * lora['trainable_params'] / total:.2f}%)")
     else:
         tokenizer = Tokenizer.load(tok_path)
         model, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
