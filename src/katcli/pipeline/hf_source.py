@@ -116,8 +116,7 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
         source = H.HFSource(cfg.init or "", "run", recorded_path(ws, d), trust_remote_code=cfg.trust_remote_code)
     tok_dir = init_dir if chain is not None else d  # a run's tokenizer (its chat template) is the one beside it
     config = H.check_model_dir(d, trust_remote_code=cfg.trust_remote_code)
-    if chain is None:
-        record_hf_inputs(ws, run, d)
+    record_hf_inputs(ws, run, d)
     from transformers import AutoConfig
 
     encoder = H.is_encoder(AutoConfig.from_pretrained(str(d), trust_remote_code=cfg.trust_remote_code))

@@ -36,11 +36,11 @@ class AdapterInit:
 
 
 def adapter_init(ws: Workspace, run: Any, init_dir: Path) -> AdapterInit:
-    """The base model and adapter stack of `--init` when it is a LoRA run, its files recorded as inputs."""
+    """The base model and adapter stack of `--init` when it is a LoRA run, the adapters recorded as inputs (the
+    base's files are the caller's to record, as for any `hf:` model)."""
     from katcli.model import lora as A
     from katcli.model.checkpoint import checkpoint_paths, find_last_step
     from katcli.model.run_meta import RunMeta
-    from katcli.pipeline.hf_source import record_hf_inputs
 
     meta_file = checkpoint_paths(init_dir, find_last_step(init_dir))["meta"]
     rec = RunMeta.read(meta_file).lora
@@ -48,7 +48,6 @@ def adapter_init(ws: Workspace, run: Any, init_dir: Path) -> AdapterInit:
         raise KatError("--init has adapter files but its meta records no LoRA base", file=str(meta_file),
                        hint="re-run the training that wrote it")
     base_dir = A.base_directory(rec["base"], file=meta_file)
-    record_hf_inputs(ws, run, base_dir)
     stack = A.stacked_adapters(init_dir)
     for d in stack:
         record_input(ws, run, d / A.ADAPTER_WEIGHTS)
