@@ -98,6 +98,13 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _hub_error(name: str, exc: BaseException) -> KatError:
+    err = sources.hub_error(name, exc)
+    err.hint = (f"no network? pass --dataset DIR (a local copy in the hub's layout), or fill the HF cache once while "
+                f"online (`huggingface-cli download --repo-type dataset {name}`) and set HF_HUB_OFFLINE=1")
+    return err
+
+
 def _cached_snapshot(name: str) -> Path:
     from huggingface_hub import snapshot_download
 
@@ -123,13 +130,13 @@ def _resolve(spec: DatasetSpec) -> tuple[object, str, Path | None]:
             try:
                 snap = _cached_snapshot(spec.name)
             except Exception:  # noqa: BLE001
-                raise sources.hub_error(spec.name, exc) from None
+                raise _hub_error(spec.name, exc) from None
             return _builder(spec, str(snap)), f"hub {spec.name} (cache {snap})", None
         return b, f"hub {spec.name}{_revision(b)}", None
     try:
         snap = _cached_snapshot(spec.name)
     except Exception as exc:  # noqa: BLE001
-        raise sources.hub_error(spec.name, exc) from None
+        raise _hub_error(spec.name, exc) from None
     return _builder(spec, str(snap)), f"hub {spec.name} (cache {snap})", None
 
 

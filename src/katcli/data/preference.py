@@ -153,6 +153,8 @@ def split_texts(chosen: str, rejected: str) -> Parsed:
     if hh.is_transcript(chosen):
         p = hh.parse_row(chosen, rejected)
         return Parsed(p.messages, p.chosen, p.rejected)
+    if chosen.strip() == rejected.strip():
+        raise Drop(schema.IDENTICAL_REPLIES)  # a tie, not a prompt with two empty replies
     cut = _word_cut(chosen, rejected, hh.common_prefix_len(chosen, rejected))
     prompt = chosen[:cut].strip()
     if not prompt:
