@@ -30,10 +30,19 @@ def cell(acc: dict[str, Any] | None) -> str:
 
 
 def _delta(accs: list[dict[str, Any] | None]) -> list[str]:
-    if len(accs) != 2:
+    """Each other model's accuracy minus the first's (the uniform one: models are ordered uniform first)."""
+    if len(accs) < 2:
         return []
-    a, b = accs
-    return ["–" if a is None or b is None or not a["n"] or not b["n"] else f"{b['accuracy'] - a['accuracy']:+.3f}"]
+    a = accs[0]
+    return ["–" if a is None or b is None or not a["n"] or not b["n"] else f"{b['accuracy'] - a['accuracy']:+.3f}"
+            for b in accs[1:]]
+
+
+def delta_columns(models: list[str]) -> list[str]:
+    """"Δ" for a pair of models; with more arms (several weightings), one "Δ NAME" per arm against the first."""
+    if len(models) < 2:
+        return []
+    return ["Δ"] if len(models) == 2 else [f"Δ {m}" for m in models[1:]]
 
 
 def _interval_drawing(groups: list[tuple[str, list[dict | None]]], models: list[str], xlabel: str) -> Any:
@@ -69,7 +78,7 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     models = [m["name"] for m in doc["models"]]
     held = doc["heldout"]
     what = f"{held['pairs']:,} held-out pairs from {held['prompts']:,} prompts (--seed {held['seed']})"
-    cols_models = models + (["Δ"] if len(models) == 2 else [])
+    cols_models = models + delta_columns(models)
     figures = []
     if all(m["by_quintile"] is not None for m in doc["models"]):
         groups, rows = [], []
