@@ -67,6 +67,7 @@ def train_dpo(
     max_len: T.MaxLen = 512,
     max_response_len: T.MaxResponseLen = None,
     density_aware: T.DensityAware = False,
+    weights: T.Weights = None,
     pair_weighting: T.PairWeighting = None,
     val_ratio: T.ValRatio = 0.05,
     seed: T.Seed = 0,

@@ -97,6 +97,7 @@ def train_grpo(
     depth: T.Depth = None,
     max_len: T.MaxLen = 512,
     density_aware: T.DensityAware = False,
+    weights: T.Weights = None,
     val_ratio: T.ValRatio = 0.05,
     seed: T.Seed = 0,
     no_bucketing: T.NoBucketing = False,

@@ -65,6 +65,12 @@ PairWeighting = Annotated[
                  "(default) gives each prompt its weight in total, shared by its pairs; per-pair gives every "
                  "pair its prompt's weight.", rich_help_panel=SAMPLING, show_default=False),
 ]
+Weights = Annotated[
+    str | None,
+    typer.Option("--weights", metavar="NAME", help="With --density-aware: sample by this weight set (`kat embed "
+                 "--name NAME`) instead of the default one; held-out quintiles stay cut on the default set.",
+                 rich_help_panel=SAMPLING, show_default=False),
+]
 ValRatio = Annotated[
     float, typer.Option("--val-ratio", metavar="R", help="Share of prompts held out (by a seeded hash of the "
                         "prefix id; the same prompts for every objective with one --seed).", rich_help_panel=SAMPLING),
@@ -122,7 +128,7 @@ Threads = Annotated[
 ]
 
 _COMMON = (
-    "name", "density_aware", "pair_weighting", "init", "depth", "max_steps", "batch_size", "micro_batch_size", "lr",
+    "name", "density_aware", "weights", "pair_weighting", "init", "depth", "max_steps", "batch_size", "micro_batch_size", "lr",
     "weight_decay", "warmup_steps", "grad_clip", "max_len", "max_response_len", "val_ratio", "eval_every",
     "save_every", "resume", "seed", "device", "threads", "force", "chat_template", "trust_remote_code",
     "gradient_checkpointing", "fsdp",

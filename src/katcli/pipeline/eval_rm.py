@@ -42,11 +42,12 @@ class ModelEval:
     weighting: str
     report: Any  # katcli.train.metrics.EvalReport
     hf: dict[str, Any] | None = None  # a Hugging Face reward model as it is: its source (katcli.model.hf.HFSource)
+    weights: str | None = None  # the named weight set it sampled by (`--weights`); None: the default or uniform
 
     def to_json(self) -> dict[str, Any]:
         out = {
             "name": self.name, "path": str(self.directory), "step": self.step, "weighting": self.weighting,
-            **self.report.to_json(),
+            **({"weights": self.weights} if self.weights else {}), **self.report.to_json(),
         }
         return out if self.hf is None else {**out, "hf": self.hf}
 
@@ -357,7 +358,7 @@ def run_eval_rm(
                 del rm
             hf = meta.get("hf") if meta.get("kind") == AS_IS_KIND else None
             weighting = "–" if hf is not None else str(cfg.get("pair_weighting", "?"))
-            results.append(ModelEval(name, directory, step, weighting, report, hf=hf))
+            results.append(ModelEval(name, directory, step, weighting, report, hf=hf, weights=cfg.get("weights")))
     finally:
         torch.set_num_threads(threads_before)
     comparisons = [

@@ -18,7 +18,7 @@ from katcli.errors import ConfigError
 DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
 # Recorded only when set, so the records of runs that do not use them are unchanged.
-_RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp")
+_RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp", "weights")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -32,6 +32,7 @@ class TrainConfig:
 
     name: str | None = None
     density_aware: bool = False
+    weights: str | None = None  # the weight set sampled by (`kat embed --name`); None: the default set
     pair_weighting: str | None = None
     init: str | None = None
     depth: int | None = None
@@ -69,6 +70,11 @@ class TrainConfig:
             raise ConfigError("--init and --depth exclude each other: --init starts from a model, --depth from scratch")
         if self.depth is not None and self.depth < 1:
             raise ConfigError("--depth must be at least 1")
+        if self.weights is not None:
+            if not _NAME_RE.match(self.weights):
+                raise ConfigError("--weights must be a weight set's name (letters, digits, '.', '_' or '-')")
+            if not self.density_aware:
+                raise ConfigError("--weights only applies with --density-aware")
         if self.pair_weighting is not None:
             if self.pair_weighting not in WEIGHTINGS:
                 raise ConfigError(f"--pair-weighting must be one of {', '.join(WEIGHTINGS)}")

@@ -68,9 +68,10 @@ class Prepared:
     init_info: dict[str, Any]
     init_dir: Path | None  # the --init checkpoint directory (None: a fresh --depth model)
     weights: dict[str, float] | None  # density weights when read (sampling or eval quintiles)
-    eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
+    eval_weights: dict[str, float] | None  # the quintile weights when they cover every held-out prompt
     micro_batch_size: int
     notes: list[str]
+    quintile_weights: dict[str, float] | None = None  # the default set's, which quintiles are cut on (else `weights`)
 
     def heldout(self) -> Any:
         """The held-out rows (same indices as `split.heldout`) with their sources, prompts and weights."""
@@ -240,13 +241,30 @@ def record_input(ws: Workspace, run: Any, path: Path) -> None:
     run.input(rel)
 
 
-def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, str | None]:
-    """The density weights: an input when sampling by them; else read for eval quintiles when present and fresh."""
+def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, Any, str | None]:
+    """(sampling weights, quintile weights, what the default set serves).
+
+    Sampling by a weight set makes it an input; the quintiles are always cut on the default set, read (when present
+    and fresh) for them alone when the run samples by a named set or not by density at all.
+    """
+    from katcli.pipeline.weight_sets import weight_set_files
     from katcli.train import inputs as I
 
     if cfg.density_aware:
-        weights_path, ids_path = run.input(P.DENSITY_WEIGHTS), run.input(P.EMBED_IDS)
-        return I.read_density_weights(weights_path, ids_path), "sampling"
+        files = weight_set_files(ws, cfg.weights)
+        sampling = I.read_density_weights(run.input(files.weights), run.input(files.ids))
+        if files.weights == P.DENSITY_WEIGHTS:
+            return sampling, sampling, "sampling"
+        quintiles, used_for = _quintile_weights(ws, run, notes)
+        return sampling, quintiles, used_for
+    quintiles, used_for = _quintile_weights(ws, run, notes)
+    return quintiles, quintiles, used_for
+
+
+def _quintile_weights(ws: Workspace, run: Any, notes: list[str]) -> tuple[Any, str | None]:
+    """The default set's weights, for held-out quintiles, when present and fresh."""
+    from katcli.train import inputs as I
+
     if ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file():
         judge = getattr(run, "judge", None)
         fresh = judge is None or (
@@ -382,7 +400,7 @@ def _prepare(
         tok_path = run.input(TOKENIZER)
     else:
         record_input(ws, run, tok_path)
-    weights, weights_used_for = _density_weights(ws, cfg, run, notes)
+    weights, quintile_weights, weights_used_for = _density_weights(ws, cfg, run, notes)
 
     pairs = I.read_pairs(pairs_path, progress=progress)
     I.check_consistency(pairs, I.read_prefix_counts(prefixes_path), prefixes_file=str(prefixes_path))
@@ -399,14 +417,15 @@ def _prepare(
         tokenizer = Tokenizer.load(tok_path)
         gpt, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
     heldout = np.asarray(split.heldout, dtype=np.int64)
-    eval_weights = weights if weights is not None and all(prefix_ids[i] in weights for i in heldout) else None
-    if weights is not None and eval_weights is None:
+    eval_weights = quintile_weights if quintile_weights is not None and all(
+        prefix_ids[i] in quintile_weights for i in heldout) else None
+    if quintile_weights is not None and eval_weights is None:
         notes.append("the density weights do not cover every held-out prompt: no density quintiles")
     micro = cfg.micro_batch_size or cfg.batch_size // dist.world_size
     prepared = Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=split,
         tokenizer=tokenizer, gpt=gpt, init_info=init_info, init_dir=init_dir, weights=weights,
-        eval_weights=eval_weights, micro_batch_size=micro, notes=notes,
+        eval_weights=eval_weights, micro_batch_size=micro, notes=notes, quintile_weights=quintile_weights,
     )
     built = stage.build(prepared)
 
@@ -434,7 +453,8 @@ def _prepare(
     judge = getattr(run, "judge", None)
     input_shas = {}
     if judge is not None:
-        for rel in (P.PAIRS, P.PREFIXES) + ((P.DENSITY_WEIGHTS, P.EMBED_IDS) if cfg.density_aware else ()):
+        sampled = P.weight_set_weights(cfg.weights or P.DEFAULT_WEIGHT_SET)
+        for rel in (P.PAIRS, P.PREFIXES) + ((sampled, P.EMBED_IDS) if cfg.density_aware else ()):
             input_shas[rel] = judge.current_sha(rel)
     meta_base: dict[str, Any] = {
         "format": 1,
@@ -455,6 +475,8 @@ def _prepare(
             "weighting": cfg.weighting, "train_pairs": len(train_index), "train_prompts": train_prompts,
             "ess": round(ess, 3), "ess_fraction": round(ess / len(train_index), 6),
             "items": built.item_noun, "train_items": len(train_index),
+            **({"weights": cfg.weights, "weights_sha256": input_shas.get(P.weight_set_weights(cfg.weights))}
+               if cfg.weights else {}),
         },
         "eval_weights": weights_used_for if eval_weights is not None else None,
         **built.meta,

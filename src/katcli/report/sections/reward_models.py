@@ -112,6 +112,12 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     return figures
 
 
+def _sampling(model: dict[str, Any]) -> str:
+    """`per-prompt sampling`, and the weight set when a named one (`kat embed --name`) was sampled by."""
+    weights = model.get("weights")
+    return f"{model['weighting']} sampling" + (f" by weight set {weights}" if weights else "")
+
+
 def build(ctx: ReportContext) -> Section | None:
     # Uniform runs first, as in the evaluations below, so a run keeps its colour from figure to figure.
     aware = {r.key.split("/", 1)[1]: bool(r.params.get("density_aware")) for r in ctx.runs_of("rm")}
@@ -127,8 +133,7 @@ def build(ctx: ReportContext) -> Section | None:
     for k, doc in enumerate(evaluations.results):
         models = doc["models"]
         section.add(Paragraph(
-            "Held-out set: " + ", ".join(f"{m['name']} ({m['weighting']} sampling, step {m['step']:,})"
-                                         for m in models)
+            "Held-out set: " + ", ".join(f"{m['name']} ({_sampling(m)}, step {m['step']:,})" for m in models)
             + f" on {doc['heldout']['pairs']:,} pairs from {doc['heldout']['prompts']:,} prompts that no training "
             f"pair shares; the numbers are those of `kat eval rm {' '.join(m['name'] for m in models)} --json`."))
         section.add(*_eval_figures(doc, "" if k == 0 else f"-{k + 1}"))
