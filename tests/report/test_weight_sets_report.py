@@ -9,7 +9,9 @@ import shutil
 
 import pytest
 from reportkit import TINY_RM, kat, markdown_tables
+from typer.testing import CliRunner
 
+from katcli.cli.app import app
 from katcli.workspace import paths as P
 
 SHARP = "data/embeddings_offline/weights/sharp"
@@ -39,6 +41,11 @@ def test_a_sharper_weighting_is_its_own_arm(report_density_ws, tmp_path):
     assert meta["config"]["weights"] == "sharp"
     default_meta = json.loads(sorted((root / P.RM_DIR / "density").glob("meta_*.json"))[-1].read_text())
     assert "weights" not in default_meta["sampling"] and "weights" not in default_meta["config"]
+    assert meta["sampling"]["ess"] < default_meta["sampling"]["ess"]  # power 2: a more uneven draw than power 1
+    missing = CliRunner().invoke(app, ["-w", str(root), "train", "rm", "--density-aware", "--weights", "flat",
+                                       *TINY_RM])
+    assert missing.exit_code == 1
+    assert missing.stderr.splitlines()[0] == "Error: --weights flat: no such weight set (sets: default, sharp)"
 
     kat(root, "report", "--device", "cpu", "--out", "r")
     md = (root / "r" / "report.md").read_text(encoding="utf-8")

@@ -59,11 +59,11 @@ class DownloadConfig:
         unknown = [s for s in self.sources if s not in schema.SHORT_NAMES]
         if unknown:
             raise ConfigError(f"--source must be hh, uf or se, got {unknown[0]!r}")
+        columns = parse_columns(self.columns)
         if not self.datasets and (self.config is not None or self.columns is not None
                                   or tuple(self.splits) != DEFAULT_SPLITS):
             raise ConfigError("--config, --split and --columns describe a --dataset; add one")
-        specs = make_specs(tuple(self.datasets), config=self.config, splits=tuple(self.splits),
-                           columns=parse_columns(self.columns))
+        specs = make_specs(tuple(self.datasets), config=self.config, splits=tuple(self.splits), columns=columns)
         chosen = [schema.SHORT_NAMES[s] for s in dict.fromkeys(self.sources)]
         if not chosen and not specs:
             chosen = list(schema.SOURCES)
