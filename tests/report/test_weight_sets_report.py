@@ -57,3 +57,4 @@ def test_a_sharper_weighting_is_its_own_arm(report_density_ws, tmp_path):
     assert quintiles[0][3:] == ["uniform", "density", "sharp", "Δ density", "Δ sharp"]
     assert len(quintiles) == 6  # five quintiles, cut once (on the default set) for all three arms
     assert "sharp (per-prompt sampling by weight set sharp, step 6)" in md
+    assert "Note: density quintiles are cut on the default weight set, not on sharp" in md

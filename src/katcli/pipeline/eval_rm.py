@@ -196,6 +196,7 @@ def rm_tokenizer(ws: Workspace, name: str, directory: Path, meta: dict[str, Any]
 def fresh_density_weights(ws: Workspace, judge: Any, prefix_ids: Sequence[str], notes: list[str]) -> dict | None:
     """The workspace's density weights when present, fresh and covering every prompt in `prefix_ids`; else None
     and a note saying why there are no density quintiles."""
+    from katcli.pipeline.weight_sets import weight_set_names
     from katcli.train import inputs as I
 
     if not (ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file()):
@@ -208,6 +209,9 @@ def fresh_density_weights(ws: Workspace, judge: Any, prefix_ids: Sequence[str], 
     if not all(pid in weights for pid in prefix_ids):
         notes.append("the density weights do not cover every held-out prompt: no density quintiles")
         return None
+    named = [n for n in weight_set_names(ws) if n != P.DEFAULT_WEIGHT_SET]
+    if named:  # arms trained on other weightings are judged on the same strata
+        notes.append(f"density quintiles are cut on the default weight set, not on {', '.join(named)}")
     return weights
 
 
