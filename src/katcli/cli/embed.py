@@ -150,6 +150,7 @@ def embed(
     Example: kat -w ./exp embed --name sharp --power 2
     """
     from katcli.pipeline.embed import EmbedConfig, run_embed
+    from katcli.pipeline.weight_sets import run_weight_set
 
     state = state_of(ctx)
     cfg = EmbedConfig(
@@ -171,7 +172,7 @@ def embed(
     )
     cfg.validate()  # bad flags are reported before any progress display starts
     with progress(state) as report:
-        result = run_embed(workspace_of(ctx), cfg, progress=report)
+        result = (run_weight_set if name is not None else run_embed)(workspace_of(ctx), cfg, progress=report)
     if state.quiet:
         return
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,14 @@ STAGE = "embed"
 OUTPUTS = (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA)
 METADATA_FORMAT = "kat-embeddings/1"
 SHOWN_PROMPTS = 5
+_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_set_name(name: str, flag: str) -> str:
+    """A weight set's name (`kat embed --name`, `--weights`): it becomes a directory under weights/."""
+    if not _SET_NAME.match(name):
+        raise ConfigError(f"{flag} must be letters, digits, '.', '_' or '-' (no slashes), starting alphanumeric")
+    return name
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,6 @@ class EmbedConfig:
     def validate(self) -> None:
         """Every flag, before any lock is taken, file read or model loaded."""
         if self.name is not None:
-            from katcli.pipeline.weight_sets import check_set_name
-
             check_set_name(self.name, "--name")
         self.knn_params()
         self.weight_params()
@@ -227,9 +234,7 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
     """Embed every prefix (or take `--embeddings-from`), compute density weights, record the stage."""
     cfg.validate()
     if cfg.name is not None:
-        from katcli.pipeline.weight_sets import run_weight_set
-
-        return run_weight_set(ws, cfg, progress=progress)
+        raise ValueError("a named weight set is made by katcli.pipeline.weight_sets.run_weight_set")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     scratch: Path | None = None

@@ -14,7 +14,6 @@ files and the manifest, not Typer or Rich.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from katcli.errors import ConfigError, KatError
+from katcli.pipeline.embed import check_set_name
 from katcli.pipeline.stage import StageRun
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -29,7 +29,6 @@ from katcli.workspace import paths as P
 
 STAGE = "weights"
 METADATA_FORMAT = "kat-weights/1"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -38,12 +37,6 @@ class WeightSetFiles:
     weights: str  # workspace-relative paths
     ids: str
     metadata: str
-
-
-def check_set_name(name: str, flag: str) -> str:
-    if not _NAME_RE.match(name):
-        raise ConfigError(f"{flag} must be letters, digits, '.', '_' or '-' (no slashes), starting alphanumeric")
-    return name
 
 
 def weight_set_files(ws: Workspace, name: str | None, *, flag: str = "--weights") -> WeightSetFiles:
