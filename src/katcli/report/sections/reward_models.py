@@ -29,18 +29,18 @@ def cell(acc: dict[str, Any] | None) -> str:
     return accuracy_cell(acc, ci_digits=3)
 
 
-def _delta(accs: list[dict[str, Any] | None]) -> list[str]:
-    """Each other model's accuracy minus the first's (the uniform one: models are ordered uniform first)."""
-    if len(accs) < 2:
+def _delta(accs: list[dict[str, Any] | None], arms: bool = False) -> list[str]:
+    """The second model's accuracy minus the first's; with `arms`, each other model's (models are uniform first)."""
+    if len(accs) < 2 or (len(accs) > 2 and not arms):
         return []
     a = accs[0]
     return ["–" if a is None or b is None or not a["n"] or not b["n"] else f"{b['accuracy'] - a['accuracy']:+.3f}"
             for b in accs[1:]]
 
 
-def delta_columns(models: list[str]) -> list[str]:
-    """"Δ" for a pair of models; with more arms (several weightings), one "Δ NAME" per arm against the first."""
-    if len(models) < 2:
+def delta_columns(models: list[str], arms: bool = False) -> list[str]:
+    """"Δ" for a pair of models; with `arms` (several weightings compared), one "Δ NAME" per arm against the first."""
+    if len(models) < 2 or (len(models) > 2 and not arms):
         return []
     return ["Δ"] if len(models) == 2 else [f"Δ {m}" for m in models[1:]]
 
@@ -78,7 +78,8 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     models = [m["name"] for m in doc["models"]]
     held = doc["heldout"]
     what = f"{held['pairs']:,} held-out pairs from {held['prompts']:,} prompts (--seed {held['seed']})"
-    cols_models = models + delta_columns(models)
+    arms = any(m.get("weights") for m in doc["models"])  # a named weight set: every arm gets its Δ
+    cols_models = models + delta_columns(models, arms)
     figures = []
     if all(m["by_quintile"] is not None for m in doc["models"]):
         groups, rows = [], []
@@ -89,7 +90,7 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
             groups.append((f"Q{q + 1}", accs))
             rng = ranges[q] if q < len(ranges) and ranges[q] else None
             rows.append([quintile_label(q, n), f"{rng[0]:.3g}–{rng[1]:.3g}" if rng else "–", f"{accs[0]['n']:,}",
-                         *(cell(a) for a in accs), *_delta(accs)])
+                         *(cell(a) for a in accs), *_delta(accs, arms)])
         smallest = min(a["n"] for _, accs in groups for a in accs)
         caption = (f"Held-out accuracy per density quintile (Q1 commonest … Q5 rarest prompts) with Wilson 95% "
                    f"intervals, {' vs '.join(models)}, on {what}.{small_sample_note(smallest)}")
@@ -102,7 +103,7 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     rows = []
     for label, accs in groups:
         n = next((a["n"] for a in accs if a is not None), 0)
-        rows.append([label, f"{n:,}", *(cell(a) for a in accs), *_delta(accs)])
+        rows.append([label, f"{n:,}", *(cell(a) for a in accs), *_delta(accs, arms)])
     smallest = min((a["n"] for _, accs in groups for a in accs if a is not None), default=0)
     caption = (f"Held-out accuracy overall and per source with Wilson 95% intervals, {' vs '.join(models)}, on "
                f"{what}.{small_sample_note(smallest)}")
