@@ -1,8 +1,7 @@
 """`kat pairs download|import`: get preference pairs into `data/pairs_all.jsonl`.
 
-Thin: parse flags, build the pipeline's config, run it with progress bars, render the per-source summary
-(rows read, pairs kept, drops by reason, mean lengths) with Rich. The pipeline is imported inside the
-commands so `kat --help` stays light; this module computes nothing.
+Runs `katcli.pipeline.pairs` with progress bars and renders the per-source summary (rows read, pairs kept, drops
+by reason, mean lengths).
 """
 
 from __future__ import annotations
@@ -16,23 +15,16 @@ from rich.table import Table
 
 from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.data.schema import SHORT_NAMES
 
-app = typer.Typer(
-    name="pairs",
-    help="Get preference pairs: download HH-RLHF / UltraFeedback / Stack Exchange, or import your own JSONL.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
 
 _SEL = "Selection"
 # Table labels short enough for an 80-column terminal.
 _LABEL = {"hh-rlhf": "hh-rlhf", "ultrafeedback-binarized": "ultrafeedback", "stack-exchange-preferences": "stack-exchange"}
 
 
-class SourceName(str, Enum):
-    hh = "hh"
-    uf = "uf"
-    se = "se"
+# The short source names of `katcli.data.schema`, as Typer's choice type.
+SourceName = Enum("SourceName", {short: short for short in SHORT_NAMES}, type=str)  # type: ignore[misc]
 
 
 _SRC = "Source"
@@ -40,13 +32,12 @@ _DS = "Any dataset"
 _OUT = "Output"
 
 
-@app.command("download")
 def download(
     ctx: typer.Context,
     source: Annotated[
         list[SourceName] | None,
         typer.Option(
-            "--source", "-s", metavar="hh|uf|se",
+            "--source", "-s", metavar="|".join(SHORT_NAMES),
             help="Dataset to use (repeatable): hh = Anthropic/hh-rlhf, uf = UltraFeedback binarized, "
                  "se = Stack Exchange preferences. Default: all three (none when --dataset is given).",
             rich_help_panel=_SEL, show_default=False,
@@ -133,13 +124,15 @@ def download(
     Example: kat -w ./exp pairs download --source hh --source uf --budget 50k --mix hh=2,uf=1
     Example: kat -w ./exp pairs download --dataset trl-lib/ultrafeedback_binarized --split train --split test
     """
-    from katcli.pipeline.pairs import DownloadConfig, run_download
+    from katcli.pipeline.pairs import DEFAULT_SPLITS, DownloadConfig, run_download
 
     state = state_of(ctx)
+    # None given: the config's default (all three), or none of them beside a --dataset.
+    chosen = {"sources": tuple(s.value for s in source)} if source else ({"sources": ()} if dataset else {})
     cfg = DownloadConfig(
-        sources=tuple(s.value for s in source) if source else (() if dataset else ("hh", "uf", "se")), budget=budget,
-        mix=mix, from_dir=from_dir, seed=seed, keep_ties=keep_ties, se_pairs_per_question=se_pairs_per_question,
-        force=force, datasets=tuple(dataset or ()), config=config, splits=tuple(split or ("train",)), columns=columns,
+        **chosen, budget=budget, mix=mix, from_dir=from_dir, seed=seed, keep_ties=keep_ties,
+        se_pairs_per_question=se_pairs_per_question, force=force, datasets=tuple(dataset or ()), config=config,
+        splits=tuple(split) if split else DEFAULT_SPLITS, columns=columns,
     )
     cfg.options()  # bad flags are reported before any progress display starts
     with progress(state) as report:
@@ -173,7 +166,6 @@ def _render_download(out: Any, stats: dict[str, Any]) -> None:
     print_labelled(out, "Note", stats["notes"])
 
 
-@app.command("import")
 def import_(
     ctx: typer.Context,
     files: Annotated[
