@@ -26,6 +26,9 @@ WEIGHT_SETS_DIR = f"{EMBED_DIR}/weights"
 #: The name of the set `kat embed` writes without `--name` (the files above).
 DEFAULT_WEIGHT_SET = "default"
 TOKENIZER_DIR = "tokenizer"
+#: The tokenizer file: the workspace's under TOKENIZER_DIR, and the copy beside every run's weights.
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER = f"{TOKENIZER_DIR}/{TOKENIZER_FILE}"
 RM_DIR = "rm_checkpoints"
 SFT_DIR = "sft_checkpoints"
 DPO_DIR = "dpo_checkpoints"
