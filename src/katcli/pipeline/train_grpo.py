@@ -164,7 +164,7 @@ def _build(prep: Prepared) -> Built:
         )
     item_pids = [prep.prefix_ids[i] for i in train_rows]
     quintiles = None
-    cut_on = prep.quintile_weights if prep.quintile_weights is not None else prep.weights  # the default set's
+    cut_on = prep.quintile_weights if prep.cfg.weights is not None else prep.weights  # always the default set's
     if cut_on is not None and all(pid in cut_on for pid in item_pids):
         quintiles = density_quintiles(item_pids, cut_on)[0]
     evaluator = PolicyEvaluator(
