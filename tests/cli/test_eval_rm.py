@@ -48,6 +48,11 @@ def test_table_compares_models_side_by_side(kat, trained):
     note = " ".join(line for line in lines if not line.startswith(("│", "┃", "┏", "┡", "└")))
     assert (f"Δ = density − uniform on the same pairs; overall 95% paired interval {lo:+.3f}…{hi:+.3f} (bootstrap "
             "over held-out prompts), p from McNemar's exact test; every group's interval is in --json") in note
+    assert f"80% power (α = .05) to detect |Δ| ≥ {overall['mdd80']:.3f} overall" in note
+    assert overall["mdd80"] == pytest.approx((1.959964 + 0.841621) * overall["se"], rel=1e-4)
+    quint = data["comparisons"][0]["by_quintile"]
+    if quint is not None:  # Holm over the five quintiles: never below McNemar's own p
+        assert all(q["mcnemar_p_holm"] >= q["mcnemar_p"] for q in quint if q["n"])
 
 
 @pytest.fixture(scope="module")

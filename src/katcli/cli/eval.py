@@ -43,11 +43,29 @@ def _p_text(p: float) -> str:
 
 
 def _delta_cell(paired: dict[str, Any] | None) -> str:
-    """Δ = B − A on the same pairs and McNemar's exact p-value (the paired interval is printed under the table)."""
+    """Δ = B − A on the same pairs and McNemar's exact p-value, Holm-adjusted in a quintile's row (the paired
+    interval is printed under the table)."""
     if paired is None or not paired["n"]:
         return "–"
-    p = _p_text(paired["mcnemar_p"])
+    p = _p_text(paired.get("mcnemar_p_holm", paired["mcnemar_p"]))
     return f"{paired['delta']:+.3f} p{'' if p.startswith('<') else '='}{p}"
+
+
+def power_line(cmp: dict[str, Any]) -> str:
+    """What the comparison could detect: the 80%-power minimum detectable Δ overall and per quintile, and the
+    quintiles' multiple-comparison adjustment."""
+    from katcli.evaluation.power import n_needed
+
+    overall = cmp["overall"]
+    text = "80% power (α = .05) to detect |Δ| ≥ " + (f"{overall['mdd80']:.3f} overall" if overall.get("mdd80")
+                                                     is not None else "– overall")
+    quint = [q["mdd80"] for q in cmp["by_quintile"] or [] if q.get("mdd80") is not None]
+    if quint:
+        text += f", {min(quint):.3f}–{max(quint):.3f} per quintile (their p-values Holm-adjusted over the five)"
+    need = n_needed(0.03, overall["se"], overall["n"]) if overall.get("se") else None
+    if need is not None:
+        text += f"; a 3-point Δ overall needs about {need:,} pairs"
+    return text
 
 
 def _paired_rows(cmp: dict[str, Any], models: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
@@ -164,6 +182,7 @@ def rm(
             "interval is in --json",
             markup=False,
         )
+        state.out.print(power_line(data["comparisons"][0]), markup=False)
     print_labelled(state.out, "Note", data["notes"])
 
 

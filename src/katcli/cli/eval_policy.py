@@ -30,10 +30,14 @@ def _fmt(x: float | None, *, signed: bool = False, short: bool = False) -> str:
 
 
 def _cell(est: dict[str, Any] | None, *, signed: bool = False) -> str:
+    """A value over its interval; a Δ whose p (Holm-adjusted in a quintile) is below .05 is starred."""
     if est is None or est.get("value") is None:
         return "–"
     lo, hi = est["ci95"]
     value = _fmt(est["value"], signed=signed)
+    p = est.get("p_holm", est.get("p"))
+    if p is not None and p < 0.05:
+        value += "*"
     if lo is None or hi is None:
         return value
     return f"{value}\n{_fmt(lo, signed=signed, short=True)}…{_fmt(hi, signed=signed, short=True)}"
@@ -217,4 +221,6 @@ def policy(
     legend = [f"{short} = {src}" for src, short in SHORT_OF.items() if src in found]
     if legend:
         state.out.print(f"Sources: {', '.join(legend)}", markup=False)
+    state.out.print("Δ: paired 95% interval; * = p < .05 (per quintile: Holm-adjusted over Q1…Q5)", markup=False)
+    state.out.print("Each Δ's minimum detectable difference at 80% power: mdd80 in --json", markup=False)
     print_labelled(state.out, "Note", data["notes"])

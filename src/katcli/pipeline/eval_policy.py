@@ -99,6 +99,8 @@ def run_eval_policy(
     from katcli.evaluation.policy import load_policy, policy_meta
     from katcli.evaluation.prompts import draw_prompts
     from katcli.evaluation.scoring import score_replies
+    from katcli.evaluation.jackknife import GROUPS as JACKKNIFE_GROUPS
+    from katcli.evaluation.power import METHOD as POWER_METHOD
     from katcli.train.rm_scoring import RewardScorer
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.train import inputs as I
@@ -335,7 +337,11 @@ def run_eval_policy(
             for m in measure_list(rm_names)
         ],
         "results": results,
-        "bootstrap": {"resamples": 1000, "set_resamples": 200, "seed": cfg.seed, "unit": "prompt"},
+        "bootstrap": {
+            "resamples": 1000, "set_resamples": None, "seed": cfg.seed, "unit": "prompt",
+            "set_measures": f"delete-a-group jackknife over prompts ({JACKKNIFE_GROUPS} blocks), t interval on the "
+            "logit scale of the measure's range", "power": POWER_METHOD,
+        },
         "timings": timings,
         "notes": notes,
     }

@@ -22,7 +22,7 @@ Z95 = 1.959963984540054
 N_QUINTILES = 5
 
 
-def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(correct: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; (0, 1) when there is no data."""
     if n <= 0:
         return 0.0, 1.0

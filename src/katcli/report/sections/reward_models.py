@@ -29,11 +29,33 @@ def cell(acc: dict[str, Any] | None) -> str:
     return accuracy_cell(acc, ci_digits=3)
 
 
-def _delta(accs: list[dict[str, Any] | None]) -> list[str]:
+def _delta(accs: list[dict[str, Any] | None], paired: dict[str, Any] | None = None) -> list[str]:
+    """Δ = B − A, with McNemar's p (Holm-adjusted over the quintiles) and the 80%-power minimum detectable Δ when
+    the document holds the paired comparison."""
     if len(accs) != 2:
         return []
     a, b = accs
-    return ["–" if a is None or b is None or not a["n"] or not b["n"] else f"{b['accuracy'] - a['accuracy']:+.3f}"]
+    if a is None or b is None or not a["n"] or not b["n"]:
+        return ["–"]
+    text = f"{b['accuracy'] - a['accuracy']:+.3f}"
+    if paired is not None and paired.get("n"):
+        p = paired.get("mcnemar_p_holm", paired["mcnemar_p"])
+        text += f" (p = {p:.2g}{' Holm' if 'mcnemar_p_holm' in paired else ''}"
+        text += f", MDD {paired['mdd80']:.3f})" if paired.get("mdd80") is not None else ")"
+    return [text]
+
+
+POWER_NOTE = (" Δ's p is McNemar's exact test (per quintile Holm-adjusted over the five); MDD is the smallest Δ the "
+              "comparison detects with 80% power at α = .05.")
+
+
+def _paired(cmp: dict[str, Any] | None, kind: str, key: Any) -> dict[str, Any] | None:
+    """The paired statistics of one row (`overall`, a source, a quintile index) of a `kat eval rm` comparison."""
+    if cmp is None:
+        return None
+    if kind == "quintile":
+        return (cmp.get("by_quintile") or [None] * (key + 1))[key]
+    return cmp["overall"] if key == "overall" else cmp["by_source"].get(key)
 
 
 def _interval_drawing(groups: list[tuple[str, list[dict | None]]], models: list[str], xlabel: str) -> Any:
@@ -70,6 +92,7 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     held = doc["heldout"]
     what = f"{held['pairs']:,} held-out pairs from {held['prompts']:,} prompts (--seed {held['seed']})"
     cols_models = models + (["Δ"] if len(models) == 2 else [])
+    cmp = (doc.get("comparisons") or [None])[0] if len(models) == 2 else None
     figures = []
     if all(m["by_quintile"] is not None for m in doc["models"]):
         groups, rows = [], []
@@ -80,10 +103,11 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
             groups.append((f"Q{q + 1}", accs))
             rng = ranges[q] if q < len(ranges) and ranges[q] else None
             rows.append([quintile_label(q, n), f"{rng[0]:.3g}–{rng[1]:.3g}" if rng else "–", f"{accs[0]['n']:,}",
-                         *(cell(a) for a in accs), *_delta(accs)])
+                         *(cell(a) for a in accs), *_delta(accs, _paired(cmp, "quintile", q))])
         smallest = min(a["n"] for _, accs in groups for a in accs)
         caption = (f"Held-out accuracy per density quintile (Q1 commonest … Q5 rarest prompts) with Wilson 95% "
-                   f"intervals, {' vs '.join(models)}, on {what}.{small_sample_note(smallest)}")
+                   f"intervals, {' vs '.join(models)}, on {what}.{POWER_NOTE if cmp else ''}"
+                   f"{small_sample_note(smallest)}")
         draw = _interval_drawing(groups, models, "density quintile of the prompt")
         figures.append(Figure(f"rm-quintiles{suffix}", "Held-out accuracy by prompt density", caption, draw,
                               table(["Quintile", "Weight range", "Pairs", *cols_models], rows)))
@@ -93,7 +117,7 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     rows = []
     for label, accs in groups:
         n = next((a["n"] for a in accs if a is not None), 0)
-        rows.append([label, f"{n:,}", *(cell(a) for a in accs), *_delta(accs)])
+        rows.append([label, f"{n:,}", *(cell(a) for a in accs), *_delta(accs, _paired(cmp, "source", label))])
     smallest = min((a["n"] for _, accs in groups for a in accs if a is not None), default=0)
     caption = (f"Held-out accuracy overall and per source with Wilson 95% intervals, {' vs '.join(models)}, on "
                f"{what}.{small_sample_note(smallest)}")
