@@ -95,12 +95,12 @@ def run_eval_policy(
     import torch
 
     from katcli.evaluation.generate import GenerationConfig, generate_replies
+    from katcli.evaluation.jackknife import GROUPS as JACKKNIFE_GROUPS
     from katcli.evaluation.measures import PolicyOutputs, compare, group_sizes, measure_list
     from katcli.evaluation.policy import load_policy, policy_meta
+    from katcli.evaluation.power import METHOD as POWER_METHOD
     from katcli.evaluation.prompts import draw_prompts
     from katcli.evaluation.scoring import score_replies
-    from katcli.evaluation.jackknife import GROUPS as JACKKNIFE_GROUPS
-    from katcli.evaluation.power import METHOD as POWER_METHOD
     from katcli.train.rm_scoring import RewardScorer
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.train import inputs as I
