@@ -19,9 +19,11 @@ def test_seeds_spec_takes_a_count_or_a_list():
 
 
 def test_runs_differing_only_in_seed_are_one_arm():
-    cfg = {"lr": 1e-3, "pair_weighting": "uniform", "seed": 0}
+    cfg = {"lr": 1e-3, "pair_weighting": "uniform", "seed": 0, "init": "sft_checkpoints/uniform-s0"}
     configs = {
-        "uniform-s0": cfg, "uniform-s1": {**cfg, "seed": 1}, "uniform-s2": {**cfg, "seed": 2},
+        "uniform-s0": {**cfg, "name": "uniform-s0"},
+        "uniform-s1": {**cfg, "seed": 1, "name": "uniform-s1", "init": "sft_checkpoints/uniform-s1"},
+        "uniform-s2": {**cfg, "seed": 2, "name": "uniform-s2", "init": "sft_checkpoints/uniform-s2"},
         "density-s0": {**cfg, "pair_weighting": "density"}, "density-s1": {**cfg, "pair_weighting": "density",
                                                                            "lr": 3e-3, "seed": 1},
         "solo": cfg,
@@ -30,6 +32,8 @@ def test_runs_differing_only_in_seed_are_one_arm():
     assert arms["uniform"] == ["uniform-s0", "uniform-s1", "uniform-s2"]
     assert arms["density-s0"] == ["density-s0"] and arms["density-s1"] == ["density-s1"]  # lr differs: not one arm
     assert arms["solo"] == ["solo"]
+    other_start = {**configs, "uniform-s2": {**configs["uniform-s2"], "init": "sft_checkpoints/other-s2"}}
+    assert A.replicate_arms(other_start)["uniform-s2"] == ["uniform-s2"]  # started from another arm
 
 
 def test_replicates_pair_by_seed_or_with_a_single_start():

@@ -56,15 +56,26 @@ def arm_name(run: str) -> str:
     return m.group("arm") if m else run
 
 
+def _arm_config(config: Mapping[str, Any], seed_key: str) -> dict[str, Any]:
+    """A run's configuration less what replicates may differ in: the seed, the name, and the replicate suffix of
+    the run it started from (`--init sft/uniform-s1` is replicate 1 of the `sft/uniform` start)."""
+    out = {k: v for k, v in config.items() if k not in (seed_key, "name")}
+    if isinstance(out.get("init"), str):
+        head, _, last = out["init"].rpartition("/")
+        out["init"] = f"{head}/{arm_name(last)}" if head else arm_name(last)
+    return out
+
+
 def replicate_arms(configs: Mapping[str, Mapping[str, Any]], seed_key: str = "seed") -> dict[str, list[str]]:
-    """`{arm: [runs, by seed]}` for runs (name → recorded configuration) that differ only in `seed_key` and share
-    an arm name; a run alone, or differing in anything else, is an arm of one."""
+    """`{arm: [runs, by seed]}` for runs (name → recorded configuration) that differ only in `seed_key` (and name,
+    and which replicate of one start they began from) and share an arm name; a run alone, or differing in anything
+    else, is an arm of one."""
     by_arm: dict[str, list[str]] = {}
     for run in sorted(configs):
         by_arm.setdefault(arm_name(run), []).append(run)
     out: dict[str, list[str]] = {}
     for arm, runs in by_arm.items():
-        rest = [{k: v for k, v in configs[r].items() if k != seed_key} for r in runs]
+        rest = [_arm_config(configs[r], seed_key) for r in runs]
         seeds = [configs[r].get(seed_key) for r in runs]
         if len(runs) > 1 and all(x == rest[0] for x in rest) and len(set(seeds)) == len(seeds):
             out[arm] = sorted(runs, key=lambda r: configs[r].get(seed_key))
