@@ -71,3 +71,20 @@ def test_across_seed_accuracy_and_a_difference_whose_seeds_disagree():
     for s in range(3):
         agree[s][wrong[:20]] = True
     assert A.accuracy_difference_across_seeds(a, agree, pids, sources)["overall"]["ci95"][0] > 0.0
+
+
+def test_one_set_of_quintile_edges_cuts_a_subset_where_the_whole_set_was_cut():
+    from katcli.train.metrics import QUINTILE_KEYS, density_quintiles, quintile_edges
+
+    rng = np.random.default_rng(3)
+    pids = [f"p{i}" for i in range(200)]
+    weights = {p: float(w) for p, w in zip(pids, rng.lognormal(size=200))}
+    edges = quintile_edges(pids, weights)
+    whole, _ = density_quintiles(pids, weights)
+    assert density_quintiles(pids, weights, edges)[0] == whole  # the edges reproduce the equal-count cut
+    sub = pids[:64]  # GRPO's 64 evaluation prompts: cut by the held-out set's edges, not their own
+    own, _ = density_quintiles(sub, weights)
+    shared, ranges = density_quintiles(sub, weights, edges)
+    assert shared == whole[:64] and own != shared
+    assert all(r == [] or r[1] <= (edges + [np.inf])[q] for q, r in enumerate(ranges))
+    assert QUINTILE_KEYS[0] == "q1_commonest" and QUINTILE_KEYS[-1] == "q5_rarest"
