@@ -22,8 +22,9 @@ def test_runs_differing_only_in_seed_are_one_arm():
     cfg = {"lr": 1e-3, "pair_weighting": "uniform", "seed": 0, "init": "sft_checkpoints/uniform-s0"}
     configs = {
         "uniform-s0": {**cfg, "name": "uniform-s0"},
-        "uniform-s1": {**cfg, "seed": 1, "name": "uniform-s1", "init": "sft_checkpoints/uniform-s1"},
-        "uniform-s2": {**cfg, "seed": 2, "name": "uniform-s2", "init": "sft_checkpoints/uniform-s2"},
+        # the split seed (0) is recorded where it differs from the seed
+        "uniform-s1": {**cfg, "seed": 1, "split_seed": 0, "name": "uniform-s1", "init": "sft_checkpoints/uniform-s1"},
+        "uniform-s2": {**cfg, "seed": 2, "split_seed": 0, "name": "uniform-s2", "init": "sft_checkpoints/uniform-s2"},
         "density-s0": {**cfg, "pair_weighting": "density"}, "density-s1": {**cfg, "pair_weighting": "density",
                                                                            "lr": 3e-3, "seed": 1},
         "solo": cfg,
@@ -32,6 +33,8 @@ def test_runs_differing_only_in_seed_are_one_arm():
     assert arms["uniform"] == ["uniform-s0", "uniform-s1", "uniform-s2"]
     assert arms["density-s0"] == ["density-s0"] and arms["density-s1"] == ["density-s1"]  # lr differs: not one arm
     assert arms["solo"] == ["solo"]
+    old = {"old-s0": {**cfg, "name": "old-s0"}, "old-s1": {**cfg, "seed": 1, "name": "old-s1"}}
+    assert A.replicate_arms(old) == {"old-s0": ["old-s0"], "old-s1": ["old-s1"]}  # old runs: split moved with seed
     other_start = {**configs, "uniform-s2": {**configs["uniform-s2"], "init": "sft_checkpoints/other-s2"}}
     assert A.replicate_arms(other_start)["uniform-s2"] == ["uniform-s2"]  # started from another arm
 

@@ -8,7 +8,7 @@ table. It knows nothing about how DPO is done.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -70,6 +70,8 @@ def train_dpo(
     pair_weighting: T.PairWeighting = None,
     val_ratio: T.ValRatio = 0.05,
     seed: T.Seed = 0,
+    split_seed: T.SplitSeed = 0,
+    seeds: T.Seeds = None,
     no_bucketing: T.NoBucketing = False,
     max_steps: T.MaxSteps = 1000,
     batch_size: T.BatchSize = 32,
@@ -96,12 +98,20 @@ def train_dpo(
 
     Example: kat -w ./exp train dpo --init sft/uniform --density-aware --beta 0.1 --max-steps 2000
     """
-    from katcli.pipeline.train_dpo import TrainDPOConfig, run_train_dpo
+    from katcli.pipeline.train_dpo import TrainDPOConfig
 
     cfg = TrainDPOConfig(
         **T.common_config_kwargs(locals()), ref=ref, beta=beta, loss=loss, label_smoothing=label_smoothing,
         sft_weight=sft_weight,
     )
+    for one in T.replicates(ctx, cfg, seeds, refs=("init", "ref")):
+        _train_dpo_one(ctx, one)
+
+
+def _train_dpo_one(ctx: typer.Context, cfg: Any) -> None:
+    """Train one run (one replicate under --seeds) and print its summary."""
+    from katcli.pipeline.train_dpo import run_train_dpo
+
     state = state_of(ctx)
     fields = {"loss": ("loss", ".4f"), "rewards/accuracies": ("acc", ".2f"), "rewards/margins": ("margin", "+.3f")}
     with live(state, fields) as (report, on_step):

@@ -99,6 +99,8 @@ def train_grpo(
     density_aware: T.DensityAware = False,
     val_ratio: T.ValRatio = 0.05,
     seed: T.Seed = 0,
+    split_seed: T.SplitSeed = 0,
+    seeds: T.Seeds = None,
     no_bucketing: T.NoBucketing = False,
     prompts_per_step: PromptsPerStep = 16,
     group_size: GroupSize = 8,
@@ -137,7 +139,7 @@ def train_grpo(
 
     Example: kat -w ./exp train grpo --rm uniform --init sft/uniform --density-aware --max-steps 500
     """
-    from katcli.pipeline.train_grpo import TrainGRPOConfig, run_train_grpo
+    from katcli.pipeline.train_grpo import TrainGRPOConfig
 
     batch_size, pair_weighting, max_response_len = prompts_per_step, None, None
     cfg = TrainGRPOConfig(
@@ -146,6 +148,14 @@ def train_grpo(
         num_iterations=num_iterations, scale_rewards=scale_rewards, loss_type=loss_type, eval_prompts=eval_prompts,
         eval_samples=eval_samples,
     )
+    for one in T.replicates(ctx, cfg, seeds, refs=("init", "rm", "ref")):
+        _train_grpo_one(ctx, one)
+
+
+def _train_grpo_one(ctx: typer.Context, cfg: Any) -> None:
+    """Train one run (one replicate under --seeds) and print its summary."""
+    from katcli.pipeline.train_grpo import run_train_grpo
+
     state = state_of(ctx)
     fields = {
         "reward": ("reward", "+.3f"), "kl": ("kl", ".4f"), "completions/mean_length": ("len", ".1f"),

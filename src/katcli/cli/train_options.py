@@ -6,6 +6,7 @@ flags; `common_config_kwargs` turns them into the shared fields of `katcli.pipel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -70,8 +71,18 @@ ValRatio = Annotated[
                         "prefix id; the same prompts for every objective with one --seed).", rich_help_panel=SAMPLING),
 ]
 Seed = Annotated[
-    int, typer.Option("--seed", metavar="N", help="Seed of the held-out split, the sample stream and a fresh "
-                      "model's init.", rich_help_panel=SAMPLING),
+    int, typer.Option("--seed", metavar="N", help="Seed of the sample stream, a fresh model's init and rollouts "
+                      "(the held-out split has --split-seed).", rich_help_panel=SAMPLING),
+]
+SplitSeed = Annotated[
+    int, typer.Option("--split-seed", metavar="N", help="Seed of the held-out split: every run and replicate with "
+                      "one --split-seed and --val-ratio holds out the same prompts.", rich_help_panel=SAMPLING),
+]
+Seeds = Annotated[
+    str | None, typer.Option("--seeds", metavar="LIST|N", help="Train one run per seed, NAME-s0, NAME-s1, … "
+                             "(0,1,2 or 3 for 0..2): replicates of one arm. An --init (or --rm) naming an arm "
+                             "starts replicate i from its replicate i; naming one run, every replicate from it.",
+                             rich_help_panel=SAMPLING, show_default=False),
 ]
 NoBucketing = Annotated[
     bool, typer.Option("--no-bucketing", help="Do not group sequences of similar length into batches.",
@@ -124,9 +135,19 @@ Threads = Annotated[
 _COMMON = (
     "name", "density_aware", "pair_weighting", "init", "depth", "max_steps", "batch_size", "micro_batch_size", "lr",
     "weight_decay", "warmup_steps", "grad_clip", "max_len", "max_response_len", "val_ratio", "eval_every",
-    "save_every", "resume", "seed", "device", "threads", "force", "chat_template", "trust_remote_code",
+    "save_every", "resume", "seed", "split_seed", "device", "threads", "force", "chat_template", "trust_remote_code",
     "gradient_checkpointing", "fsdp",
 )
+
+
+def replicates(ctx: Any, cfg: Any, seeds: str | None, *, refs: Sequence[str] = ("init",)) -> list[Any]:
+    """The configurations `--seeds` asks for (just `cfg` without it)."""
+    if seeds is None:
+        return [cfg]
+    from katcli.cli.workspace_opt import workspace_of
+    from katcli.pipeline.seeds import replicate_configs
+
+    return replicate_configs(workspace_of(ctx), cfg, seeds, refs=refs)
 
 
 def common_config_kwargs(values: dict[str, Any]) -> dict[str, Any]:

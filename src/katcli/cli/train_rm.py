@@ -8,7 +8,7 @@ nothing about how a reward model is trained.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,6 +32,8 @@ def train_rm(
     pair_weighting: T.PairWeighting = None,
     val_ratio: T.ValRatio = 0.05,
     seed: T.Seed = 0,
+    split_seed: T.SplitSeed = 0,
+    seeds: T.Seeds = None,
     no_bucketing: T.NoBucketing = False,
     max_steps: T.MaxSteps = 1000,
     batch_size: T.BatchSize = 32,
@@ -59,9 +61,17 @@ def train_rm(
 
     Example: kat -w ./exp train rm --density-aware --init nanochat-sft-d20 --max-steps 2000
     """
-    from katcli.pipeline.train_rm import TrainRMConfig, run_train_rm
+    from katcli.pipeline.train_rm import TrainRMConfig
 
     cfg = TrainRMConfig(**T.common_config_kwargs(locals()), reward_centering=reward_centering)
+    for one in T.replicates(ctx, cfg, seeds, refs=("init",)):
+        _train_rm_one(ctx, one)
+
+
+def _train_rm_one(ctx: typer.Context, cfg: Any) -> None:
+    """Train one run (one replicate under --seeds) and print its summary."""
+    from katcli.pipeline.train_rm import run_train_rm
+
     state = state_of(ctx)
     fields = {"loss": ("loss", ".4f"), "accuracy": ("acc", ".2f"), "margin": ("margin", "+.2f")}
     with live(state, fields) as (report, on_step):

@@ -39,6 +39,8 @@ def train_sft(
     pair_weighting: T.PairWeighting = None,
     val_ratio: T.ValRatio = 0.05,
     seed: T.Seed = 0,
+    split_seed: T.SplitSeed = 0,
+    seeds: T.Seeds = None,
     no_bucketing: T.NoBucketing = False,
     max_steps: T.MaxSteps = 1000,
     batch_size: T.BatchSize = 32,
@@ -63,9 +65,17 @@ def train_sft(
 
     Example: kat -w ./exp train sft --init nanochat-base-d20 --density-aware --max-steps 2000
     """
-    from katcli.pipeline.train_sft import TrainSFTConfig, run_train_sft
+    from katcli.pipeline.train_sft import TrainSFTConfig
 
     cfg = TrainSFTConfig(**T.common_config_kwargs(locals()))
+    for one in T.replicates(ctx, cfg, seeds, refs=("init",)):
+        _train_sft_one(ctx, one)
+
+
+def _train_sft_one(ctx: typer.Context, cfg: Any) -> None:
+    """Train one run (one replicate under --seeds) and print its summary."""
+    from katcli.pipeline.train_sft import run_train_sft
+
     state = state_of(ctx)
     with live(state, {"loss": ("nll", ".4f"), "perplexity": ("ppl", ".1f")}) as (report, on_step):
         result = run_train_sft(workspace_of(ctx), cfg, progress=report, on_step=on_step)

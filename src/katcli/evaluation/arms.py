@@ -60,6 +60,7 @@ def _arm_config(config: Mapping[str, Any], seed_key: str) -> dict[str, Any]:
     """A run's configuration less what replicates may differ in: the seed, the name, and the replicate suffix of
     the run it started from (`--init sft/uniform-s1` is replicate 1 of the `sft/uniform` start)."""
     out = {k: v for k, v in config.items() if k not in (seed_key, "name")}
+    out["split_seed"] = config.get("split_seed", config.get(seed_key))  # recorded only where it differs from the seed
     if isinstance(out.get("init"), str):
         head, _, last = out["init"].rpartition("/")
         out["init"] = f"{head}/{arm_name(last)}" if head else arm_name(last)

@@ -58,9 +58,11 @@ class EvalRMResult:
     quintile_ranges: list[list[float]] | None
     notes: list[str] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)  # every model against the first, paired
+    arms: list[dict[str, Any]] = field(default_factory=list)  # arguments naming replicates: across-seed figures
+    arm_comparisons: list[dict[str, Any]] = field(default_factory=list)  # every arm against the first
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": SCHEMA,
             "heldout": self.heldout,
             "quintile_weight_ranges": self.quintile_ranges,
@@ -68,6 +70,9 @@ class EvalRMResult:
             "comparisons": self.comparisons,
             "notes": self.notes,
         }
+        if self.arms:
+            out["arms"], out["arm_comparisons"] = self.arms, self.arm_comparisons
+        return out
 
 
 def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
@@ -246,6 +251,9 @@ def run_eval_rm(
 
     if not checkpoints:
         raise ConfigError("name at least one reward model (e.g. `kat eval rm uniform density`)")
+    from katcli.pipeline.arms import ONE_SEED_NOTE, expand_arms, rm_arm_results
+
+    checkpoints, arms = expand_arms(ws, checkpoints, ("rm", "dpo"))
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if threads is not None and threads < 1:
@@ -281,11 +289,11 @@ def run_eval_rm(
     split_of = [m for m in models if "heldout" in m[3]]
     specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in split_of}
     if len(specs) > 1:
-        desc = ", ".join(f"{m[0]}: --seed {m[3]['heldout']['seed']} --val-ratio {m[3]['heldout']['val_ratio']}"
-                         for m in split_of)
+        desc = ", ".join(f"{m[0]}: split seed {m[3]['heldout']['seed']} --val-ratio {m[3]['heldout']['val_ratio']}"
+                         f" (held-out fingerprint {str(m[3]['heldout'].get('fingerprint'))[:12]})" for m in split_of)
         raise KatError(
             f"the models were split with different held-out settings ({desc}), so they share no held-out set",
-            hint="train them with the same --seed and --val-ratio",
+            hint="train them with the same --split-seed and --val-ratio",
         )
     if specs:
         seed, val_ratio = next(iter(specs))
@@ -375,6 +383,13 @@ def run_eval_rm(
         "seed": seed, "val_ratio": val_ratio, "pairs": len(held), "prompts": len({p.prefix_id for p in held}),
         "fingerprint": fingerprint,
     }
+    if any(len(a.replicates) > 1 for a in arms):
+        arm_json, arm_cmp = rm_arm_results(arms, results, prefix_ids=[p.prefix_id for p in held],
+                                           sources=[p.src for p in held], quintiles=quintile_of)
+    else:
+        arm_json, arm_cmp = [], []
+        notes.append(ONE_SEED_NOTE)
     return EvalRMResult(
-        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons
+        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons,
+        arms=arm_json, arm_comparisons=arm_cmp,
     )

@@ -50,6 +50,7 @@ class TrainConfig:
     bucketing: bool = True
     resume: bool = False
     seed: int = 0
+    split_seed: int = 0  # the held-out split's seed, apart from --seed (init, sample order, rollouts)
     device: str = "auto"
     threads: int | None = None
     force: bool = False
@@ -133,6 +134,8 @@ class TrainConfig:
         out["pair_weighting"] = self.weighting
         out["lr"] = self.resolved_lr
         out["max_response_len"] = self.resolved_max_response_len
+        if self.split_seed == self.seed:  # recorded only when it differs, so runs where they agree keep their bytes
+            del out["split_seed"]
         for key in _RECORDED_WHEN_SET:
             if not out[key]:
                 del out[key]

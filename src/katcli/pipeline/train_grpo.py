@@ -165,9 +165,9 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
         raise KatError(f"--rm {cfg.rm}: the tokenizer beside it is not the one it was trained with",
                        file=str(tok_path), hint="re-run `kat train rm` for it")
     held = meta.get("heldout", {})
-    if (held.get("seed"), held.get("val_ratio")) != (cfg.seed, cfg.val_ratio):
+    if (held.get("seed"), held.get("val_ratio")) != (cfg.split_seed, cfg.val_ratio):
         prep.notes.append(
-            f"--rm {name} was split with --seed {held.get('seed')} --val-ratio {held.get('val_ratio')}: some of "
+            f"--rm {name} was split with split seed {held.get('seed')} --val-ratio {held.get('val_ratio')}: some of "
             "this run's held-out prompts may be among the reward model's training prompts"
         )
     rm, _ = load_rm(directory, step, device=prep.dist.device)

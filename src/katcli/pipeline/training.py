@@ -315,13 +315,13 @@ def _check_unseen_heldout(
     for ancestor, n in seen_heldout(heldout, splits):
         what = (
             f"{n} of this run's {len(heldout)} held-out prompts are training prompts of {ancestor.label} (trained "
-            f"with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}; this run holds out by --seed {cfg.seed} "
-            f"--val-ratio {cfg.val_ratio})"
+            f"with split seed {ancestor.seed} --val-ratio {ancestor.val_ratio}; this run holds out by --split-seed "
+            f"{cfg.split_seed} --val-ratio {cfg.val_ratio})"
         )
         if not cfg.force:
             raise KatError(
                 f"--init {cfg.init}: {what}",
-                hint=f"train with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}, the split it was trained "
+                hint=f"train with --split-seed {ancestor.seed} --val-ratio {ancestor.val_ratio}, the split it was trained "
                 "on, so held-out prompts stay unseen (or pass --force to evaluate on them anyway, recorded)",
             )
         run.forced_over.append(what)
@@ -387,7 +387,7 @@ def _prepare(
     pairs = I.read_pairs(pairs_path, progress=progress)
     I.check_consistency(pairs, I.read_prefix_counts(prefixes_path), prefixes_file=str(prefixes_path))
     prefix_ids = [p.prefix_id for p in pairs]
-    split = split_pairs(prefix_ids, seed=cfg.seed, val_ratio=cfg.val_ratio)
+    split = split_pairs(prefix_ids, seed=cfg.split_seed, val_ratio=cfg.val_ratio)
     train_pids = [prefix_ids[i] for i in split.train]
     if init_dir is not None:
         _check_unseen_heldout(ws, cfg, run, init_dir, {prefix_ids[i] for i in split.heldout}, notes)
@@ -448,7 +448,7 @@ def _prepare(
         "init": init_info,
         "inputs": input_shas,
         "heldout": {
-            "seed": cfg.seed, "val_ratio": cfg.val_ratio, "pairs": len(heldout), "prompts": heldout_prompts,
+            "seed": cfg.split_seed, "val_ratio": cfg.val_ratio, "pairs": len(heldout), "prompts": heldout_prompts,
             "fingerprint": fingerprint,
         },
         "sampling": {
