@@ -93,16 +93,25 @@ def _interval(value: float, seed_var: float, s: int, prompt_se: float | None, pr
     return Estimate(value, lo, hi, n, se=se, df=df)
 
 
+def _unit_means(m: np.ndarray) -> np.ndarray:
+    """Each unit's mean over the seeds where it is defined (NaN where it is nowhere)."""
+    ok = ~np.isnan(m)
+    counts = ok.sum(axis=0)
+    sums = np.where(ok, m, 0.0).sum(axis=0)
+    out = np.full(m.shape[1], np.nan)
+    np.divide(sums, counts, out=out, where=counts > 0)
+    return out
+
+
 def across_seeds_mean(matrix: np.ndarray, rng: Range = Range(), clusters: Sequence[str] | None = None) -> Estimate:
     """A per-prompt (or per-pair) figure over seeds: `matrix[s, j]` is seed s's value on unit j (NaN: undefined),
     units clustered by `clusters` (pairs by prompt id); `n` is the units × seeds it rests on."""
     m = np.asarray(matrix, dtype=np.float64)
-    per_seed = np.array([np.nanmean(row) if (~np.isnan(row)).any() else np.nan for row in m])
+    per_seed = np.array([row[~np.isnan(row)].mean() if (~np.isnan(row)).any() else np.nan for row in m])
     per_seed = per_seed[~np.isnan(per_seed)]
     if len(per_seed) == 0:
         return Estimate(None, None, None, 0)
-    with np.errstate(invalid="ignore"):
-        unit_means = np.nanmean(m, axis=0) if m.shape[1] else np.zeros(0)
+    unit_means = _unit_means(m)
     prompt_se, prompt_df = cluster_mean_se(unit_means, clusters)
     seed_var = float(per_seed.var(ddof=1)) / len(per_seed) if len(per_seed) > 1 else 0.0
     n = int((~np.isnan(m)).sum())
@@ -112,7 +121,7 @@ def across_seeds_mean(matrix: np.ndarray, rng: Range = Range(), clusters: Sequen
 def prompt_only(matrix: np.ndarray, rng: Range = Range(), clusters: Sequence[str] | None = None) -> Estimate:
     """The same figure with the seeds ignored: the replicates' per-prompt averages, an interval over prompts only."""
     m = np.asarray(matrix, dtype=np.float64)
-    unit_means = np.nanmean(m, axis=0)
+    unit_means = _unit_means(m)
     prompt_se, prompt_df = cluster_mean_se(unit_means, clusters)
     ok = unit_means[~np.isnan(unit_means)]
     n = int((~np.isnan(m)).sum())

@@ -32,7 +32,12 @@ def _recorded_config(directory: Path) -> dict[str, Any]:
     metas = sorted(directory.glob("meta_*.json"))
     if not metas:
         return {}
-    return dict(json.loads(metas[-1].read_text(encoding="utf-8")).get("config") or {})
+    meta = json.loads(metas[-1].read_text(encoding="utf-8"))
+    config = dict(meta.get("config") or {})
+    held = meta.get("heldout")
+    if isinstance(held, dict) and "seed" in held:  # the split it actually held out, whatever the flags were
+        config["split_seed"] = held["seed"]
+    return config
 
 
 def _replicates_of(ws: Workspace, arg: str, stages: Sequence[str]) -> list[tuple[str, str, Path]]:

@@ -134,13 +134,21 @@ def run_eval_policy(
                 check(f)
 
     # -- policies, baseline, reward models --------------------------------------------------------------------
+    from katcli.pipeline.arms import ONE_SEED_NOTE, expand_arms
+    from katcli.pipeline.runs import POLICY_STAGES
+
+    policy_args, arms = expand_arms(ws, cfg.policies, POLICY_STAGES)
+    base_arg = cfg.baseline
+    if base_arg is not None:
+        (base_arg, *_), base_arms = expand_arms(ws, [base_arg], POLICY_STAGES)
+        arms = base_arms + [a for a in arms if a.name not in {b.name for b in base_arms}]
     refs: list[PolicyRef] = []
-    for arg in cfg.policies:
+    for arg in policy_args:
         ref = resolve_policy(ws, arg, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != ref.directory for r in refs):
             refs.append(ref)
-    if cfg.baseline is not None:
-        base_ref = resolve_policy(ws, cfg.baseline, trust_remote_code=cfg.trust_remote_code)
+    if base_arg is not None:
+        base_ref = resolve_policy(ws, base_arg, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != base_ref.directory for r in refs):
             refs.insert(0, base_ref)
         baseline = next(i for i, r in enumerate(refs) if r.directory == base_ref.directory)
@@ -191,10 +199,12 @@ def run_eval_policy(
         if isinstance(m.get("heldout"), dict) and "seed" in m["heldout"] and "val_ratio" in m["heldout"]
     }
     if len(specs) > 1:
-        desc = ", ".join(f"{label}: --seed {int(s)} --val-ratio {v}" for (s, v), label in specs.items())
+        fp = {ref.label: str((m.get("heldout") or {}).get("fingerprint"))[:12] for ref, (_, m, _) in zip(refs, metas)}
+        desc = ", ".join(f"{label}: split seed {int(s)} --val-ratio {v} (held-out fingerprint {fp[label]})"
+                         for (s, v), label in specs.items())
         raise KatError(
             f"the policies were trained with different held-out splits ({desc}), so they share no held-out prompts",
-            hint="train them with the same --seed and --val-ratio",
+            hint="train them with the same --split-seed and --val-ratio",
         )
     if specs:
         split_seed, val_ratio = next(iter(specs))
@@ -306,6 +316,9 @@ def run_eval_policy(
     results = compare(
         outputs, baseline, sources=sources, quintiles=draw.quintile, rm_names=rm_names, seed=cfg.seed
     )
+    arm_json, arm_cmp = _arm_results(ws, cfg, arms, refs, outputs, baseline, sources, draw.quintile, rm_names)
+    if not arm_json:
+        notes.append(ONE_SEED_NOTE)
     timings["metrics_s"] = time.perf_counter() - t0
     timings = {k: round(v, 3) for k, v in timings.items()}
 
@@ -337,6 +350,7 @@ def run_eval_policy(
             for m in measure_list(rm_names)
         ],
         "results": results,
+        **({"arms": arm_json, "arm_comparisons": arm_cmp} if arm_json else {}),
         "bootstrap": {
             "resamples": 1000, "set_resamples": None, "seed": cfg.seed, "unit": "prompt",
             "set_measures": f"delete-a-group jackknife over prompts ({JACKKNIFE_GROUPS} blocks), t interval on the "
@@ -347,6 +361,37 @@ def run_eval_policy(
     }
     _write_generations(ws, cfg, refs, outputs, draw, sources, data)
     return EvalPolicyResult(data)
+
+
+def _arm_results(
+    ws: Workspace, cfg: EvalPolicyConfig, arms: Sequence[Any], refs: Sequence[PolicyRef], outputs: Sequence[Any],
+    baseline: int, sources: Sequence[str], quintiles: Sequence[int | None], rm_names: Sequence[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each arm's replicates and across-seed figures, and every arm against the first (the baseline's when it is
+    one); nothing when no argument named replicates."""
+    from katcli.evaluation.policy_arms import arm_difference, arm_figures
+
+    if not any(len(a.replicates) > 1 for a in arms):
+        return [], []
+    index = {r.directory: i for i, r in enumerate(refs)}
+    by_arm = []
+    for arm in arms:
+        found = {seed: index[resolve_policy(ws, arg, trust_remote_code=cfg.trust_remote_code).directory]
+                 for seed, arg in arm.replicates}
+        by_arm.append((arm, {seed: outputs[i] for seed, i in found.items()}, found))
+    kw = dict(sources=sources, quintiles=quintiles, rm_names=rm_names, seed=cfg.seed)
+    base = outputs[baseline]
+    arm_json = []
+    for arm, reps, found in by_arm:
+        entry: dict[str, Any] = {"name": arm.name, "replicates": [
+            {"seed": seed, "run": refs[i].label} for seed, i in sorted(found.items())]}
+        if len(reps) > 1:
+            entry["across_seeds"] = arm_figures([reps[s] for s in sorted(reps)], base, **kw)
+        arm_json.append(entry)
+    first = by_arm[0]
+    comparisons = [{"a": first[0].name, "b": arm.name, **arm_difference(reps, first[1], base, **kw)}
+                   for arm, reps, _ in by_arm[1:]]
+    return arm_json, comparisons
 
 
 def recorded_document(ws: Workspace, data: dict[str, Any]) -> dict[str, Any]:
