@@ -58,12 +58,14 @@ def arm_name(run: str) -> str:
 
 def _arm_config(config: Mapping[str, Any], seed_key: str) -> dict[str, Any]:
     """A run's configuration less what replicates may differ in: the seed, the name, and the replicate suffix of
-    the run it started from (`--init sft/uniform-s1` is replicate 1 of the `sft/uniform` start)."""
+    the runs it started from or was trained against (`--init sft/uniform-s1`, `--rm uniform-s1`: replicate 1 of
+    the `sft/uniform` start and of the `uniform` reward model)."""
     out = {k: v for k, v in config.items() if k not in (seed_key, "name")}
     out["split_seed"] = config.get("split_seed", config.get(seed_key))  # recorded only where it differs from the seed
-    if isinstance(out.get("init"), str):
-        head, _, last = out["init"].rpartition("/")
-        out["init"] = f"{head}/{arm_name(last)}" if head else arm_name(last)
+    for key in ("init", "ref", "rm"):  # starting runs, references and reward models taken by arm
+        if isinstance(out.get(key), str):
+            head, _, last = out[key].rpartition("/")
+            out[key] = f"{head}/{arm_name(last)}" if head else arm_name(last)
     return out
 
 
