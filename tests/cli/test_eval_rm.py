@@ -243,6 +243,9 @@ def test_an_arm_name_evaluates_its_replicates_with_across_seed_estimates(kat, re
     assert kat(*args, workspace=replicated).stdout == first.stdout  # byte-identical
     data = json.loads(first.stdout)
     assert [m["name"] for m in data["models"]] == ["uniform-s0", "uniform-s1", "density-s0", "density-s1"]
+    assert data["heldout"]["quintiles"] == ["q1_commonest", "q2", "q3", "q4", "q5_rarest"]
+    assert len(data["heldout"]["quintile_edges"]) == 4 and data["heldout"]["quintile_edges"] == sorted(
+        data["heldout"]["quintile_edges"])
     uniform, density = data["arms"]
     assert uniform["name"] == "uniform" and [r["seed"] for r in uniform["replicates"]] == [0, 1]
     assert [r["run"] for r in density["replicates"]] == ["density-s0", "density-s1"]

@@ -106,6 +106,7 @@ def run_eval_policy(
     from katcli.train import inputs as I
     from katcli.train.ddp import resolve_device
     from katcli.train.rm_checkpoint import read_rm_meta
+    from katcli.train.metrics import QUINTILE_KEYS, quintile_edges
     from katcli.train.split import split_pairs
 
     gen_cfg = GenerationConfig(
@@ -166,6 +167,9 @@ def run_eval_policy(
         if is_hf_ref(arg):  # an off-the-shelf reward model, scored as it is
             name, directory, step, meta = hf_scorer(arg, trust_remote_code=cfg.trust_remote_code, flag="--rm")
         else:
+            (arg, *_), rm_arm = expand_arms(ws, [arg], ("rm", "dpo"))
+            if rm_arm:  # one judge for every policy: the arm's first replicate
+                notes.append(f"--rm {rm_arm[0].name} names an arm: every policy is scored by its replicate {arg}")
             name, directory = resolve_checkpoint(ws, arg)
             step, meta = read_rm_meta(directory)
             check_model_file(f"--rm {name}", checkpoint_paths(directory, step)["model"])
@@ -331,6 +335,8 @@ def run_eval_policy(
         "prompts": {
             "n": len(draw.ids), "requested": cfg.prompts, "stratified": draw.stratified,
             "per_quintile": draw.per_quintile() or None, "quintile_weight_ranges": draw.quintile_ranges,
+            **({"quintile_edges": quintile_edges(list(first), weights), "quintiles": list(QUINTILE_KEYS)}
+               if draw.stratified else {}),
             "ids": list(draw.ids),
         },
         "sampling": {

@@ -383,6 +383,11 @@ def run_eval_rm(
         "seed": seed, "val_ratio": val_ratio, "pairs": len(held), "prompts": len({p.prefix_id for p in held}),
         "fingerprint": fingerprint,
     }
+    if weights is not None:  # the one cut every reader uses, and which end is rare
+        from katcli.train.metrics import QUINTILE_KEYS, quintile_edges
+
+        heldout["quintile_edges"] = quintile_edges(held_pids, weights)
+        heldout["quintiles"] = list(QUINTILE_KEYS)
     if any(len(a.replicates) > 1 for a in arms):
         arm_json, arm_cmp = rm_arm_results(arms, results, prefix_ids=[p.prefix_id for p in held],
                                            sources=[p.src for p in held], quintiles=quintile_of)

@@ -209,7 +209,7 @@ def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[li
 def _build(prep: Prepared) -> Built:
     import numpy as np
 
-    from katcli.train.metrics import density_quintiles
+    from katcli.train.metrics import density_quintiles, quintile_edges
     from katcli.train.objectives.grpo import GRPOObjective
     from katcli.train.policy_eval import PolicyEvaluator, pick_eval_prompts
     from katcli.train.rm_scoring import RewardScorer
@@ -239,13 +239,19 @@ def _build(prep: Prepared) -> Built:
             f"within --max-len {cfg.max_len}"
         )
     item_pids = [prep.prefix_ids[i] for i in train_rows]
+    held_pids = [prep.prefix_ids[i] for i in prep.split.heldout]
+    # One cut for every reader: the held-out set's quintile edges, for the evaluation prompts and the rollouts.
+    edges = None
+    if prep.weights is not None and all(pid in prep.weights for pid in held_pids):
+        edges = quintile_edges(held_pids, prep.weights)
     quintiles = None
     if prep.weights is not None and all(pid in prep.weights for pid in item_pids):
-        quintiles = density_quintiles(item_pids, prep.weights)[0]
+        quintiles = density_quintiles(item_pids, prep.weights, edges)[0]
     evaluator = PolicyEvaluator(
         prep.tokenizer, scorer, [prep.pairs[i].messages for i in held_rows], [tokens[i] for i in held_rows],
         [prep.prefix_ids[i] for i in held_rows], [prep.pairs[i].src for i in held_rows],
         sampling=cfg.sampling_config(), samples=cfg.eval_samples, seed=cfg.seed, weights=prep.eval_weights,
+        edges=edges if prep.eval_weights is not None else None,
         batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
     objective = GRPOObjective(

@@ -230,12 +230,14 @@ class GroupedReport:
         sources: Sequence[str],
         prefix_ids: Sequence[str],
         weights: Mapping[str, float] | None = None,
+        edges: Sequence[float] | None = None,
     ) -> Any:
-        """The report whose groups are `group(mask)` over the rows: all, each source, each density quintile."""
+        """The report whose groups are `group(mask)` over the rows: all, each source, each density quintile (cut
+        at `edges`, the held-out set's, when given)."""
         src = np.asarray(sources, dtype=object)
         by_quintile = ranges = None
         if weights is not None and all(pid in weights for pid in prefix_ids):
-            quint, ranges = density_quintiles(prefix_ids, weights)
+            quint, ranges = density_quintiles(prefix_ids, weights, edges)
             q = np.asarray(quint)
             by_quintile = [group(q == k) for k in range(N_QUINTILES)]
         return cls(
