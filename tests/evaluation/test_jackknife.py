@@ -13,7 +13,7 @@ from katcli.evaluation import intervals as I
 from katcli.evaluation import jackknife as J
 from katcli.evaluation.diversity import vendi_from_similarity
 from katcli.evaluation.generate import Reply
-from katcli.evaluation.measures import PolicyOutputs, compare, measure_range
+from katcli.evaluation.measures import PolicyOutputs, compare_policies, measure_range
 from katcli.evaluation.power import holm, mdd, n_needed
 from katcli.sample.content import FACTS, HARMFUL, HOWTO
 
@@ -119,7 +119,7 @@ def test_no_interval_leaves_its_range_on_collapsed_random_and_quickstart_sets():
     sources = ["hh" if i % 3 else "uf" for i in range(n)]
     quintiles = [i % 5 for i in range(n)]
     for baseline in range(len(outs)):
-        res = compare(outs, baseline, sources=sources, quintiles=quintiles, rm_names=["rm"], seed=0, resamples=200)
+        res = compare_policies(outs, baseline, sources=sources, quintiles=quintiles, rm_names=["rm"], seed=0, resamples=200)
         checked = 0
         for by_key in res.values():
             for key, by_group in by_key.items():
@@ -138,7 +138,7 @@ def test_no_interval_leaves_its_range_on_collapsed_random_and_quickstart_sets():
                     checked += 1
         assert checked > 300
     # a collapsed set: every set measure has no spread, at its collapsed value
-    res = compare(outs, 0, sources=sources, quintiles=quintiles, rm_names=["rm"], seed=0, resamples=200)
+    res = compare_policies(outs, 0, sources=sources, quintiles=quintiles, rm_names=["rm"], seed=0, resamples=200)
     vendi = res["collapsed"]["across/vendi"]["overall"]
     assert vendi["value"] == pytest.approx(1.0) and vendi["ci95"] == pytest.approx([1.0, 1.0])
     # Holm over the quintiles: never below the raw p, and present on every quintile Δ

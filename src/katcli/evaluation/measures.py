@@ -1,6 +1,6 @@
 """From replies, rewards and embeddings to the comparison table: every measure, every group, with intervals.
 
-Measure families (`MEASURES` lists each measure's key, family and short label):
+Measure families (`measure_list(rm_names)` gives each measure's key, family and short label):
 
 - quality, per reward model `R`: `reward/R` (a prompt's mean reward over its samples) and `win/R` (its win rate
   against the baseline policy, `katcli.evaluation.scoring.win_rate`);
@@ -14,8 +14,8 @@ are averaged over a group's prompts with a percentile bootstrap interval (`katcl
 across-prompt measures get a delete-a-group jackknife interval inside their range (`RANGES`,
 `katcli.evaluation.jackknife`). The Δ of a policy is against the baseline on the same prompts, resamples and
 jackknife blocks, with its p-value and minimum detectable difference; over the five quintiles the p-values are
-Holm-adjusted (`p_holm`, `katcli.evaluation.power`). This module knows measures and groups; not models, files or
-rendering.
+Holm-adjusted (`p_holm`, `katcli.evaluation.power`), all in `compare_policies`. This module knows measures and
+groups; not models, files or rendering.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def groups_of(sources: Sequence[str], quintiles: Sequence[int | None]) -> dict[s
     return groups
 
 
-def compare(
+def compare_policies(
     outputs: Sequence[PolicyOutputs],
     baseline: int,
     *,

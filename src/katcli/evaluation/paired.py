@@ -149,7 +149,7 @@ def paired_diff(
                       se)
 
 
-def compare(
+def compare_margins(
     margins_a: np.ndarray,
     margins_b: np.ndarray,
     *,

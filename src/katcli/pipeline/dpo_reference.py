@@ -17,7 +17,8 @@ from typing import Any
 
 from katcli.errors import KatError
 from katcli.pipeline.reference import load_reference_model, resolve_reference
-from katcli.pipeline.training import Prepared, record_input
+from katcli.pipeline.stage import record_input
+from katcli.pipeline.training import Prepared
 from katcli.progress import ProgressFn
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
@@ -52,7 +53,7 @@ def resolve_dpo_reference(prep: Prepared) -> DPOReference:
     if cfg.ref is None:
         if prep.init_dir is None:  # --depth N: the reference is the fresh model itself
             digest = hashlib.sha256()
-            for k, v in sorted(prep.gpt.state_dict().items()):
+            for k, v in sorted(prep.model.state_dict().items()):
                 digest.update(k.encode())
                 digest.update(v.detach().cpu().contiguous().numpy().tobytes())
             return DPOReference(None, None, digest.hexdigest(), True)
@@ -115,7 +116,7 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
     def compute() -> Any:
         # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
         # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
-        model = prep.gpt if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
+        model = prep.model if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
         model.to(dist.device)
         batches = eval_batches(
             enc, np.arange(len(enc)), batch_size=max(prep.micro_batch_size, 8), pad_id=prep.tokenizer.pad_token_id
@@ -144,7 +145,7 @@ def heldout_reference_logps(
     ws: Workspace,
     name: str,
     directory: Path,
-    meta: dict[str, Any],
+    meta: Any,
     *,
     pairs_sha256: str | None,
     heldout_index: Any,
@@ -171,7 +172,7 @@ def heldout_reference_logps(
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
-    key = RefCacheKey(**meta["ref_cache"]["key"])
+    key = RefCacheKey(**meta.extra["ref_cache"]["key"])
     if key.pairs_sha256 == pairs_sha256:
         found = load_ref_logps(directory, key)
         if found.logps is not None:
@@ -179,7 +180,8 @@ def heldout_reference_logps(
         reason = found.reason
     else:
         reason = "the pairs file changed since the run"
-    ref_path = meta["reference"].get("path")
+    recorded = meta.reference or {}
+    ref_path = recorded.get("path")
     if ref_path is None:
         raise KatError(
             f"{name}: its cached reference log-probs cannot be used ({reason}) and its reference was a fresh "
@@ -188,7 +190,7 @@ def heldout_reference_logps(
             hint=f"re-run `kat train dpo --name {directory.name}`",
         )
     ref_dir = Path(ref_path) if Path(ref_path).is_absolute() else ws.abs(ref_path)
-    ref_step, hf = meta["reference"].get("step"), meta["reference"].get("hf")
+    ref_step, hf = recorded.get("step"), recorded.get("hf")
     if hf is not None:  # an hf: reference: its weights as they are now
         ref_file = ref_dir / "config.json"
         current = weights_sha256(ref_dir) if is_hf_dir(ref_dir) else None

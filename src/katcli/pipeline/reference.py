@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import KatError
-
-POLICY_KINDS = ("kat-policy", "nanochat")
+from katcli.model.run_meta import AS_IS_KIND, POLICY_KINDS, RM_KIND, RunMeta
 POLICY_HINT = (
     "pass a policy: an SFT run (`kat train sft`), an imported model (`kat import nanochat`) or a directory holding "
     "one"
@@ -32,7 +31,7 @@ class ReferenceCheckpoint:
     name: str  # as the user named it (or the directory's name)
     directory: Path
     step: int | None  # None: a Hugging Face model as it is
-    meta: dict[str, Any]
+    meta: RunMeta
     files: dict[str, Path]  # model, meta, optim paths of that step (an HF model: its weights as "model")
     hf: dict[str, Any] | None = None  # an `hf:NAME|DIR` reference: its source, as `--init hf:` records it
 
@@ -49,33 +48,33 @@ class ReferenceCheckpoint:
 
 
 def load_reference_model(directory: Path, step: int | None, hf: dict[str, Any] | None) -> Any:
-    from katcli.train.run_dir import load_policy_model
+    """A frozen reference by what a run recorded of it: a kat run's policy (`load_run`), or an HF causal LM as it
+    is (its source)."""
+    from katcli.model.checkpoint import checkpoint_paths
+    from katcli.train.run_dir import load_run
 
-    if hf is None:
-        return load_policy_model(directory, step=step)
-    from katcli.model.hf import HFSource
-    from katcli.model.hf_models import load_policy
-
-    return load_policy(directory, HFSource(**hf), seed=0)
+    if hf is not None:
+        return load_run(directory, RunMeta(kind=AS_IS_KIND, extra={"hf": hf}), tokenizer=False).model.train()
+    meta = RunMeta.read(checkpoint_paths(directory, step)["meta"])
+    return load_run(directory, meta, step=step, tokenizer=False).model.train()
 
 
-def policy_checkpoint(directory: Path, flag: str) -> tuple[int, dict[str, Any], Path]:
-    """(step, meta, meta file) of a policy checkpoint; a reward model or a non-checkpoint is refused."""
-    from katcli.model.checkpoint import checkpoint_paths, find_last_step, read_meta
-    from katcli.train.run_dir import RM_KIND
+def policy_checkpoint(directory: Path, flag: str) -> tuple[int, RunMeta, Path]:
+    """(step, record, meta file) of a policy checkpoint; a reward model or a non-checkpoint is refused."""
+    from katcli.model.checkpoint import checkpoint_paths, find_last_step
 
     try:
         step = find_last_step(directory)
     except KatError as exc:
         raise KatError(f"{flag}: {exc.message}", file=exc.file, hint=POLICY_HINT) from None
     meta_path = checkpoint_paths(directory, step)["meta"]
-    meta = read_meta(meta_path)
-    if meta.get("kind") == RM_KIND:
+    meta = RunMeta.read(meta_path)
+    if meta.kind == RM_KIND:
         raise KatError(
             f"{flag} is a reward model, not a policy", file=str(meta_path),
             hint=f"{POLICY_HINT}; a reward model scores replies but cannot generate them",
         )
-    if meta.get("kind") not in POLICY_KINDS or "model_config" not in meta:
+    if meta.kind not in POLICY_KINDS or meta.model_config is None:
         raise KatError(f"{flag} is not a policy checkpoint", file=str(meta_path), hint=POLICY_HINT)
     return step, meta, meta_path
 
@@ -85,20 +84,20 @@ def resolve_reference(prep: Any, value: str, *, flag: str = "--ref") -> Referenc
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.model.hf import is_hf_ref
     from katcli.pipeline.runs import POLICY_STAGES, resolve_run
-    from katcli.pipeline.training import record_input
+    from katcli.pipeline.stage import record_input
+    from katcli.train.run_dir import check_tokenizer
 
     if is_hf_ref(value):
         return _hf_reference(prep, value, flag)
     name, directory = resolve_run(prep.ws, value, (*POLICY_STAGES, "rm"), flag=flag)
     step, meta, meta_path = policy_checkpoint(directory, flag)
-    tok_sha = prep.tokenizer.sha256()
-    recorded = meta.get("tokenizer_sha256")
-    if recorded not in (None, tok_sha):
-        raise KatError(
-            f"{flag} was trained with another tokenizer (sha256 {recorded[:12]}…) than the policy ({tok_sha[:12]}…)",
-            file=str(meta_path), hint=_same_tokens_hint(flag, "that shares the policy's tokenizer"),
-        )
-    _check_vocab(prep, int(meta["model_config"].get("vocab_size", -1)), flag, meta_path)
+    tok_sha, recorded = prep.tokenizer.sha256(), meta.tokenizer_sha256
+    check_tokenizer(
+        tok_sha, recorded, f"{flag} was trained with another tokenizer (sha256 {(recorded or '')[:12]}…) than the "
+        f"policy ({tok_sha[:12]}…)", file=meta_path, hint=_same_tokens_hint(flag, "that shares the policy's tokenizer"),
+        required=False,
+    )
+    _check_vocab(prep, int(meta.model_config.get("vocab_size", -1)), flag, meta_path)
     files = checkpoint_paths(directory, step)
     for key in ("model", "meta"):
         record_input(prep.ws, prep.run, files[key])
@@ -111,9 +110,9 @@ def _same_tokens_hint(flag: str, what: str) -> str:
 
 
 def _check_vocab(prep: Any, vocab: int, flag: str, file: Path) -> None:
-    if vocab != prep.gpt.config.vocab_size:
+    if vocab != prep.model.config.vocab_size:
         raise KatError(
-            f"{flag} has {vocab} token ids but the policy has {prep.gpt.config.vocab_size}", file=str(file),
+            f"{flag} has {vocab} token ids but the policy has {prep.model.config.vocab_size}", file=str(file),
             hint=_same_tokens_hint(flag, "with the policy's vocabulary"),
         )
 
@@ -151,4 +150,5 @@ def _hf_reference(prep: Any, value: str, flag: str) -> ReferenceCheckpoint:
     _check_vocab(prep, int(config.vocab_size), flag, d / "config.json")
     record_hf_inputs(prep.ws, prep.run, d)
     weights = H.weights_file(d)
-    return ReferenceCheckpoint(value, d, None, {"kind": H.AS_IS_KIND}, {"model": weights}, hf=source.to_json())
+    return ReferenceCheckpoint(value, d, None, RunMeta(kind=AS_IS_KIND, extra={"hf": source.to_json()}),
+                               {"model": weights}, hf=source.to_json())
