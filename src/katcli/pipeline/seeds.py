@@ -42,5 +42,5 @@ def replicate_configs(ws: Workspace, cfg: Any, seeds: str, *, refs: Sequence[str
     out = []
     for s in wanted:
         moved = {k: replicate_ref(ws, getattr(cfg, k), s, REF_STAGES[k]) for k in refs if hasattr(cfg, k)}
-        out.append(replace(cfg, seed=s, name=replicate_name(cfg.run_name, s), **moved))
+        out.append(replace(cfg, seed=s, name=replicate_name(cfg.run_name, s), seeds=None, **moved))
     return out

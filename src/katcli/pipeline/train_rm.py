@@ -9,12 +9,10 @@ quintile when fresh density weights exist. It knows nothing about Typer or Rich.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from katcli.errors import ConfigError
 from katcli.model.run_meta import RM_KIND
-from katcli.pipeline.train_config import TrainConfig, tiny
+from katcli.pipeline.train_config import TrainRMConfig, tiny
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -22,18 +20,6 @@ from katcli.workspace import paths as P
 
 STAGE = "rm"
 TrainRMResult = TrainResult
-
-
-@dataclass(frozen=True)
-class TrainRMConfig(TrainConfig):
-    """`kat train rm`'s flags: the shared ones plus the reward-centering coefficient."""
-
-    reward_centering: float = 0.0
-
-    def validate(self) -> None:
-        super().validate()
-        if self.reward_centering < 0:
-            raise ConfigError("--reward-centering must be 0 (off) or more")
 
 
 def tiny_config(*, density_aware: bool = False, **overrides: Any) -> TrainRMConfig:
