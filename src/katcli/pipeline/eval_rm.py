@@ -307,7 +307,7 @@ def _score_dpo(
     """A DPO policy as an implicit reward model on the held-out pairs (the same report as a reward model's)."""
     import numpy as np
 
-    from katcli.pipeline.dpo_reference import heldout_reference_logps
+    from katcli.pipeline.reference import heldout_reference_logps
     from katcli.train.dpo_losses import DPOLossConfig
     from katcli.train.objective import HeldOut
     from katcli.train.objectives.dpo import implicit_reward_eval

@@ -12,7 +12,7 @@ Refused before anything slow: an `--init` or `--ref` that is a reward model, a `
 reference whose tokenizer or vocabulary differs from the policy's. Everything else — inputs, the held-out split,
 the sampler and its ESS, resume, ranks, records — is `katcli.pipeline.training`; the loss and evaluation are
 `katcli.train.objectives.dpo`. The output is a plain GPT policy checkpoint, an `--init` for any later stage.
-The reference model and its cached log-probs are `katcli.pipeline.dpo_reference`. This module knows nothing about Typer or Rich.
+The reference model and its cached log-probs are `katcli.pipeline.reference`'s. This module knows nothing about Typer or Rich.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from katcli.model.run_meta import POLICY_KIND
-from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
-from katcli.pipeline.reference import policy_checkpoint
+from katcli.pipeline.reference import policy_checkpoint, reference_logps, resolve_dpo_reference
 from katcli.pipeline.runs import default_policy_init
 from katcli.pipeline.train_config import TrainDPOConfig, tiny
 from katcli.pipeline.training import (
