@@ -148,5 +148,4 @@ def test_set_measure_intervals_and_paired_deltas_cover_their_expected_value(n):
     assert min(coverage.values()) >= NOMINAL_FLOOR, coverage
     assert min(delta_coverage.values()) >= NOMINAL_FLOOR, delta_coverage
     # the planted direction: B is the more collapsed policy, and on average the intervals say so
-    print("coverage", coverage, "delta", delta_coverage, "truth", truth, truth_delta)
     assert all(truth_delta[k] > 0 for k in keys)
