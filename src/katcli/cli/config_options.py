@@ -21,9 +21,10 @@ import typer
 HELP_ORDER = (
     "--rm", "--name", "--init", "--chat-template", "--trust-remote-code", "--gradient-checkpointing", "--fsdp",
     "--ref", "--depth", "--max-len", "--max-response-len", "--density-aware", "--weights", "--pair-weighting",
-    "--val-ratio", "--seed", "--no-bucketing", "--prompts-per-step", "--group-size", "--max-new-tokens", "--temperature",
-    "--top-k", "--top-p", "--beta", "--loss", "--label-smoothing", "--sft-weight", "--epsilon", "--epsilon-high",
-    "--num-iterations", "--scale-rewards", "--loss-type", "--max-steps", "--batch-size", "--micro-batch-size",
+    "--val-ratio", "--seed", "--split-seed", "--seeds", "--no-bucketing", "--prompts-per-step", "--group-size",
+    "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--beta", "--loss", "--label-smoothing", "--sft-weight",
+    "--epsilon", "--epsilon-high", "--num-iterations", "--scale-rewards", "--loss-type", "--max-steps", "--batch-size",
+    "--micro-batch-size",
     "--lr", "--warmup-steps", "--weight-decay", "--grad-clip", "--reward-centering", "--eval-every",
     "--eval-prompts", "--eval-samples", "--save-every", "--resume", "--device", "--threads", "--force",
 )

@@ -80,14 +80,25 @@ def live(state: AppState, fields: dict[str, tuple[str, str]]) -> Iterator[tuple[
 
 def run_objective(ctx: Any, run: Callable[..., Any], cfg: Any, fields: dict[str, tuple[str, str]], *,
                   items: str = "training pairs") -> Any | None:
-    """`run(workspace, cfg)` under the live line, then the shared summary; the result, or None with nothing to show."""
+    """`run(workspace, cfg)` under the live line, then the shared summary; the result, or None with nothing to show.
+
+    With `--seeds`, one run per seed (`katcli.pipeline.seeds`): each gets its summary and `Wrote` line, and the last
+    one's result is returned for the command's own tables."""
+    from katcli.pipeline.seeds import replicate_configs
+
     state = state_of(ctx)
-    with live(state, fields) as (report, on_step):
-        result = run(workspace_of(ctx), cfg, progress=report, on_step=on_step)
-    if state.quiet or not is_main_rank():
-        return None
-    print_run_summary(state, result, items=items)
-    return result
+    configs = [cfg] if getattr(cfg, "seeds", None) is None else replicate_configs(
+        workspace_of(ctx), cfg, cfg.seeds, refs=("init", "ref", "rm"))
+    result = None
+    for k, one in enumerate(configs):
+        with live(state, fields) as (report, on_step):
+            result = run(workspace_of(ctx), one, progress=report, on_step=on_step)
+        if state.quiet or not is_main_rank():
+            continue
+        print_run_summary(state, result, items=items)
+        if k < len(configs) - 1:
+            state.out.print(f"Wrote {result.directory}", markup=False)
+    return None if state.quiet or not is_main_rank() else result
 
 
 def print_run_summary(state: AppState, result: Any, *, items: str = "training pairs") -> None:

@@ -71,9 +71,11 @@ class EvalRMResult:
     quintile_ranges: list[list[float]] | None
     notes: list[str] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)  # every model against the first, paired
+    arms: list[dict[str, Any]] = field(default_factory=list)  # arguments naming replicates: across-seed figures
+    arm_comparisons: list[dict[str, Any]] = field(default_factory=list)  # every arm against the first
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": SCHEMA,
             "heldout": self.heldout,
             "quintile_weight_ranges": self.quintile_ranges,
@@ -81,6 +83,9 @@ class EvalRMResult:
             "comparisons": self.comparisons,
             "notes": self.notes,
         }
+        if self.arms:
+            out["arms"], out["arm_comparisons"] = self.arms, self.arm_comparisons
+        return out
 
 
 def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
@@ -193,6 +198,9 @@ def run_eval_rm(
 
     if not checkpoints:
         raise ConfigError("name at least one reward model (e.g. `kat eval rm uniform density`)")
+    from katcli.pipeline.arms import expand_arms
+
+    checkpoints, arms = expand_arms(ws, checkpoints, ("rm", "dpo"))
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if threads is not None and threads < 1:
@@ -205,7 +213,7 @@ def run_eval_rm(
     weights = fresh_density_weights(ws, check.judge, [p.prefix_id for p in held.held], notes)
     results = _score_all(ws, models, held, weights, pairs_sha, batch_size=batch_size, threads=threads, device=dev,
                          progress=progress, notes=notes)
-    return _result(held, weights, results, notes)
+    return _result(held, weights, results, notes, arms)
 
 
 def _resolve_models(ws: Workspace, checkpoints: Sequence[str], check: InputCheck, trust_remote_code: bool
@@ -235,7 +243,8 @@ def _heldout_set(ws: Workspace, models: list[Scorer], check: InputCheck, progres
     agree = Agreement([(m.name, m.meta) for m in models], check, noun="pairs",
                       retrain=lambda name, meta: f"retrain it with `{_train_command(meta)} --name {name}`")
     spec = agree.split(lambda recorded: "the models were split with different held-out settings ("
-                       + ", ".join(f"{n}: --seed {s.seed} --val-ratio {s.val_ratio}" for n, s in recorded)
+                       + ", ".join(f"{n}: split seed {s.seed} --val-ratio {s.val_ratio} (held-out fingerprint "
+                                   f"{str(s.fingerprint)[:12]})" for n, s in recorded)
                        + "), so they share no held-out set")
     if spec is None:  # Hugging Face models only: the split kat's training stages make by default
         spec = (TrainConfig.seed, TrainConfig.val_ratio)
@@ -320,10 +329,13 @@ def _score_dpo(
     )
 
 
-def _result(held: HeldOutSet, weights: Any, results: list[ModelEval], notes: list[str]) -> EvalRMResult:
-    """The document: every model's report, and every model after the first against the first, paired."""
+def _result(held: HeldOutSet, weights: Any, results: list[ModelEval], notes: list[str], arms: Sequence[Any]
+            ) -> EvalRMResult:
+    """The document: every model's report, every model after the first against the first, paired, and the arms'
+    across-seed figures (`katcli.pipeline.arms`)."""
     from katcli.evaluation.paired import compare_margins
-    from katcli.train.metrics import density_quintiles
+    from katcli.pipeline.arms import ONE_SEED_NOTE, rm_arm_results
+    from katcli.train.metrics import QUINTILE_KEYS, density_quintiles, quintile_edges
 
     pairs = held.held
     quintile_of, quintile_ranges = (None, None)
@@ -344,6 +356,16 @@ def _result(held: HeldOutSet, weights: Any, results: list[ModelEval], notes: lis
         "seed": held.seed, "val_ratio": held.val_ratio, "pairs": len(pairs),
         "prompts": len({p.prefix_id for p in pairs}), "fingerprint": held.fingerprint,
     }
+    if weights is not None:  # the one cut every reader uses, and which end is rare
+        heldout["quintile_edges"] = quintile_edges([p.prefix_id for p in pairs], weights)
+        heldout["quintiles"] = list(QUINTILE_KEYS)
+    if any(len(a.replicates) > 1 for a in arms):
+        arm_json, arm_cmp = rm_arm_results(arms, results, prefix_ids=[p.prefix_id for p in pairs],
+                                           sources=[p.src for p in pairs], quintiles=quintile_of)
+    else:
+        arm_json, arm_cmp = [], []
+        notes.append(ONE_SEED_NOTE)
     return EvalRMResult(
-        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons
+        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons,
+        arms=arm_json, arm_comparisons=arm_cmp,
     )

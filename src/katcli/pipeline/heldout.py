@@ -147,7 +147,7 @@ class Agreement:
         """The (seed, val_ratio) every recording model shares; None when none records one."""
         recorded = [(label, m.split) for label, m in self.models if m.split is not None]
         if len({s.spec for _, s in recorded}) > 1:
-            raise KatError(disagree(recorded), hint="train them with the same --seed and --val-ratio")
+            raise KatError(disagree(recorded), hint="train them with the same --split-seed and --val-ratio")
         return recorded[0][1].spec if recorded else None
 
     def same_pairs(self) -> str | None:

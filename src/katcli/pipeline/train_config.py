@@ -91,7 +91,7 @@ class TrainConfig:
     max_response_len: int | None = flag(None, "Cap on response tokens (default: --max-len / 2).", panel=MODEL,
                                         metavar="N")
     val_ratio: float = flag(0.05, "Share of prompts held out (by a seeded hash of the prefix id; the same prompts "
-                            "for every objective with one --seed).", panel=SAMPLING, metavar="R")
+                            "for every objective with one --split-seed).", panel=SAMPLING, metavar="R")
     eval_every: int = flag(250, "Evaluate on the held-out set (pairs; GRPO: prompts) every N steps (0: only at the "
                            "end).", panel=RUN, metavar="N")
     save_every: int = flag(250, "Checkpoint every N steps (0: only at the end); only the latest is kept.", panel=RUN,
@@ -99,8 +99,14 @@ class TrainConfig:
     bucketing: bool = flag(True, "Do not group sequences of similar length into batches.", panel=SAMPLING,
                            name="--no-bucketing")
     resume: bool = flag(False, "Continue the latest checkpoint of this run exactly.", panel=RUN)
-    seed: int = flag(0, "Seed of the held-out split, the sample stream and a fresh model's init.", panel=SAMPLING,
-                     metavar="N")
+    seed: int = flag(0, "Seed of the sample stream, a fresh model's init and rollouts (the held-out split has "
+                     "--split-seed).", panel=SAMPLING, metavar="N")
+    split_seed: int = flag(0, "Seed of the held-out split: every run and replicate with one --split-seed and "
+                           "--val-ratio holds out the same prompts.", panel=SAMPLING, metavar="N")
+    seeds: str | None = flag(None, "Train one run per seed, NAME-s0, NAME-s1, … (0,1,2, or 3 for 0..2): replicates "
+                             "of one arm. An --init (or --rm, --ref) naming an arm starts replicate i from its "
+                             "replicate i; naming one run, every replicate from it.", panel=SAMPLING,
+                             metavar="LIST|N")
     device: str = flag("auto", "Where to train.", panel=RUN, choices=DEVICES)
     threads: int | None = flag(None, "CPU threads for torch (default: torch's choice).", panel=RUN, metavar="N")
     force: bool = flag(False, "Use inputs that are modified or stale, or an --init model that trained on this run's "
@@ -189,12 +195,14 @@ class TrainConfig:
         return self.max_response_len if self.max_response_len is not None else self.max_len // 2
 
     def params(self) -> dict[str, Any]:
-        """The recorded parameters: every flag that shapes the model (not --force / --resume)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume")}
+        """The recorded parameters: every flag that shapes the model (not --force / --resume / --seeds)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume", "seeds")}
         out["name"] = self.run_name
         out["pair_weighting"] = self.weighting
         out["lr"] = self.resolved_lr
         out["max_response_len"] = self.resolved_max_response_len
+        if self.split_seed == self.seed:  # recorded only when it differs, so runs where they agree keep their bytes
+            del out["split_seed"]
         for key in _RECORDED_WHEN_SET:
             if not out[key]:
                 del out[key]

@@ -87,10 +87,10 @@ def _load_rm(prep: Prepared) -> tuple[Any, dict[str, Any]]:
         )
     rm_tok = run_tokenizer(directory, meta, mismatch=f"--rm {cfg.rm}: the tokenizer beside it is not the one it was "
                            "trained with", hint="re-run `kat train rm` for it")
-    if meta.split is None or meta.split.spec != (cfg.seed, cfg.val_ratio):
+    if meta.split is None or meta.split.spec != (cfg.split_seed, cfg.val_ratio):
         seed, ratio = (meta.split.seed, meta.split.val_ratio) if meta.split is not None else (None, None)
         prep.notes.append(
-            f"--rm {name} was split with --seed {seed} --val-ratio {ratio}: some of "
+            f"--rm {name} was split with split seed {seed} --val-ratio {ratio}: some of "
             "this run's held-out prompts may be among the reward model's training prompts"
         )
     loaded = load_run(directory, meta, step=step, role="reward", device=prep.dist.device, tokenizer=rm_tok)
@@ -132,7 +132,7 @@ def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[li
 def _build(prep: Prepared) -> Built:
     import numpy as np
 
-    from katcli.train.metrics import density_quintiles
+    from katcli.train.metrics import density_quintiles, quintile_edges
     from katcli.train.objectives.grpo import GRPOObjective
     from katcli.train.policy_eval import PolicyEvaluator, pick_eval_prompts
     from katcli.train.rm_scoring import RewardScorer
@@ -163,14 +163,20 @@ def _build(prep: Prepared) -> Built:
             f"within --max-len {cfg.max_len}"
         )
     item_pids = [prep.prefix_ids[i] for i in train_rows]
-    quintiles = None
+    held_pids = [prep.prefix_ids[i] for i in prep.split.heldout]
+    # One cut for every reader: the held-out set's quintile edges, for the evaluation prompts and the rollouts.
     cut_on = prep.quintile_weights if prep.cfg.weights is not None else prep.weights  # always the default set's
+    edges = None
+    if cut_on is not None and all(pid in cut_on for pid in held_pids):
+        edges = quintile_edges(held_pids, cut_on)
+    quintiles = None
     if cut_on is not None and all(pid in cut_on for pid in item_pids):
-        quintiles = density_quintiles(item_pids, cut_on)[0]
+        quintiles = density_quintiles(item_pids, cut_on, edges)[0]
     evaluator = PolicyEvaluator(
         prep.tokenizer, scorer, [prep.pairs[i].messages for i in held_rows], [tokens[i] for i in held_rows],
         [prep.prefix_ids[i] for i in held_rows], [prep.pairs[i].src for i in held_rows],
         sampling=cfg.sampling_config(), samples=cfg.eval_samples, seed=cfg.seed, weights=prep.eval_weights,
+        edges=edges if prep.eval_weights is not None else None,
         batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
     objective = GRPOObjective(

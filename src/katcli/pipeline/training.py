@@ -334,13 +334,13 @@ def _check_unseen_heldout(
     for ancestor, n in seen_heldout(heldout, splits):
         what = (
             f"{n} of this run's {len(heldout)} held-out prompts are training prompts of {ancestor.label} (trained "
-            f"with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}; this run holds out by --seed {cfg.seed} "
-            f"--val-ratio {cfg.val_ratio})"
+            f"with split seed {ancestor.seed} --val-ratio {ancestor.val_ratio}; this run holds out by --split-seed "
+            f"{cfg.split_seed} --val-ratio {cfg.val_ratio})"
         )
         if not cfg.force:
             raise KatError(
                 f"--init {cfg.init}: {what}",
-                hint=f"train with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}, the split it was trained "
+                hint=f"train with --split-seed {ancestor.seed} --val-ratio {ancestor.val_ratio}, the split it was trained "
                 "on, so held-out prompts stay unseen (or pass --force to evaluate on them anyway, recorded)",
             )
         run.forced_over.append(what)
@@ -432,7 +432,7 @@ def _prepare_common(
 
     pairs = I.read_pairs(pairs_path, progress=progress)
     I.check_consistency(pairs, I.read_prefix_counts(prefixes_path), prefixes_file=str(prefixes_path))
-    held = build_heldout(pairs, cfg.seed, cfg.val_ratio)
+    held = build_heldout(pairs, cfg.split_seed, cfg.val_ratio)
     prefix_ids = held.prefix_ids
     if init_dir is not None:
         _check_unseen_heldout(ws, cfg, run, init_dir, {prefix_ids[i] for i in held.split.heldout}, notes)
@@ -514,7 +514,7 @@ def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared,
         training={"warmup_steps": settings.warmup_steps, "micro_batch_size": settings.micro_batch_size,
                   "world_size": dist.world_size, **({"fsdp": True} if cfg.fsdp else {})},
         init=prep.init_info, inputs=inputs,
-        split=Split(cfg.seed, cfg.val_ratio, len(heldout), len({prep.prefix_ids[i] for i in heldout}),
+        split=Split(cfg.split_seed, cfg.val_ratio, len(heldout), len({prep.prefix_ids[i] for i in heldout}),
                     held.fingerprint),
         sampling=sampling, eval_weights=prep.weights_used_for,
         reward_model=extra.pop("reward_model", None), reference=extra.pop("reference", None), extra=extra,
