@@ -125,6 +125,13 @@ def sampling_label(weighting: str) -> str:
     return weighting if weighting == "uniform" else f"density-aware ({weighting})"
 
 
+def num(value: Any, spec: str) -> str:
+    """A number as `format(value, spec)`, or `–` where there is none (a run that recorded null or NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return format(value, spec)
+
+
 def human_size(n: int | None) -> str:
     if n is None:
         return "–"

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from katcli.cli.render import AppState, print_labelled, sampling_label
+from katcli.cli.render import AppState, num, print_labelled, sampling_label
 
 
 def is_main_rank() -> bool:
@@ -22,8 +22,7 @@ def is_main_rank() -> bool:
     return (os.environ.get("RANK") or "0") == "0"
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+_fmt = num
 
 
 @contextlib.contextmanager

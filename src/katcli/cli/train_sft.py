@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from katcli.cli import train_options as T
+from katcli.cli.render import num
 from katcli.cli.train_live import is_main_rank, live, print_run_summary
 from katcli.cli.workspace_opt import state_of, workspace_of
 
@@ -20,8 +21,7 @@ from katcli.cli.workspace_opt import state_of, workspace_of
 def _nll_cells(row: dict[str, Any]) -> tuple[str, str, str]:
     if not row["n"]:
         return "–", "–", "–"
-    ppl = row["perplexity"]
-    return f"{row['tokens']:,}", f"{row['nll']:.4f}", "–" if ppl is None else f"{ppl:,.2f}"
+    return num(row.get("tokens"), ","), num(row.get("nll"), ".4f"), num(row.get("perplexity"), ",.2f")
 
 
 def train_sft(

@@ -30,6 +30,7 @@ from typing import Any
 from katcli import __version__
 from katcli.errors import KatError
 from katcli.pipeline import registry
+from katcli.pipeline.unrecorded import UnrecordedFolder, remove_unrecorded
 from katcli.pipeline.upstream import Judge, load_judge
 from katcli.workspace import ArtifactRecord, InputRecord, Manifest, RunRecord, Workspace, WorkspaceLock
 from katcli.workspace.atomic import commit_temp, remove_quietly, temp_name
@@ -90,6 +91,7 @@ class StageRun:
         self.forced_over: list[str] = []
         self.took_over_lock: dict | None = None
         self.removed_leftovers: list[Leftover] = []
+        self.removed_unrecorded: list[UnrecordedFolder] = []
         self._inputs: dict[str, InputRecord] = {}
         self._outputs: dict[str, Path] = {}  # rel -> temp path (None-like for adopted files)
         self._adopted: set[str] = set()
@@ -107,6 +109,8 @@ class StageRun:
         try:
             self.removed_leftovers = remove_leftovers(self.ws.root)  # temp files of killed runs
             self._judge = load_judge(self.ws, verify=self.verify)
+            # Files unfinished training runs left under ordinary names (a resumable checkpoint is kept).
+            self.removed_unrecorded = remove_unrecorded(self.ws, self._judge.manifest)
         except BaseException:
             self._lock.release()
             raise

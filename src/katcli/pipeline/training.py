@@ -36,6 +36,7 @@ from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.pipeline.stage import StageRun
+from katcli.pipeline.unrecorded import clean_failed_run
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
 from katcli.pipeline.train_resume import (
     check_same_flags,
@@ -186,21 +187,28 @@ def run_training(
             on_step = None
         with contextlib.ExitStack() as stack:
             error: BaseException | None = None
+            locked = False
             try:
-                if dist.is_main:
-                    run: Any = stack.enter_context(
-                        StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
-                    )
-                else:
-                    run = _ReadOnlyRun(ws)
-                job = _prepare(ws, cfg, stage, run, dist, progress)
-            except Exception as exc:  # every rank must hear about a failure before anyone enters a collective
-                error = exc
-            if not dist.agree(error is None):
-                if error is not None:
-                    raise error
-                raise KatError("another training process failed during setup; see its error above")
-            return _train(ws, cfg, stage, run, dist, job, progress, on_step)
+                try:
+                    if dist.is_main:
+                        run: Any = stack.enter_context(
+                            StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
+                        )
+                        locked = True
+                    else:
+                        run = _ReadOnlyRun(ws)
+                    job = _prepare(ws, cfg, stage, run, dist, progress)
+                except Exception as exc:  # every rank must hear about a failure before anyone enters a collective
+                    error = exc
+                if not dist.agree(error is None):
+                    if error is not None:
+                        raise error
+                    raise KatError("another training process failed during setup; see its error above")
+                return _train(ws, cfg, stage, run, dist, job, progress, on_step)
+            except BaseException:
+                if locked:  # under the lock: what this run wrote goes, unless a checkpoint is left for --resume
+                    clean_failed_run(ws, f"{stage.run_root}/{cfg.run_name}")
+                raise
     finally:
         if dist is not None:
             dist.shutdown()
@@ -303,6 +311,23 @@ def _starting_model(
     if cfg.max_len > gpt.rotary_seq_len:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({gpt.rotary_seq_len})")
     return gpt, {"path": recorded_path(ws, init_dir), "step": step}
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def _check_memory(flag: str, value: int, needed: int) -> None:
+    """Refuse a size whose memory estimate exceeds what the machine has, naming the flag, before allocating it."""
+    from katcli.devices import available_memory
+
+    have = available_memory()
+    if have is not None and needed > have:
+        raise ConfigError(
+            f"{flag} {value} needs about {_gib(needed)} of memory for its sample stream alone, more than the "
+            f"{_gib(have)} available",
+            hint=f"lower {flag} (use --micro-batch-size to split a batch into smaller forward passes)",
+        )
 
 
 def _check_unseen_heldout(
@@ -419,6 +444,7 @@ def _prepare(
         item_pids, weights if cfg.density_aware else None, mode=cfg.weighting, noun=built.item_noun
     )
     ess = effective_sample_size(probs)
+    _check_memory(cfg.BATCH_FLAG, cfg.batch_size, WeightedSampler.pool_bytes(cfg.batch_size))
     sampler = WeightedSampler(
         probs, np.asarray(built.item_lengths), seed=cfg.seed, batch_size=cfg.batch_size, bucketing=cfg.bucketing
     )
@@ -513,7 +539,7 @@ def _train(
     try:
         outcome = loop.train()
     except KeyboardInterrupt:
-        raise InterruptedRun(interrupted_message(job.out_dir, job.out_rel)) from None
+        raise InterruptedRun(interrupted_message(job.out_dir, loop.at_step, run.command if dist.is_main else None)) from None
     files: list[Path] = []
     n_train, n_held = len(prep.split.train), len(prep.split.heldout)
     n_items = len(job.train_index)

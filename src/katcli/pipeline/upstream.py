@@ -77,7 +77,7 @@ class Judge:
             return RunVerdict(MISSING, ["the run recorded no outputs"])
         modified = [o.path for o in run.outputs if self.current_sha(o.path) != o.sha256]
         if modified:
-            return RunVerdict(MODIFIED, [f"{p} changed after `{run.command}` wrote it" for p in modified])
+            return RunVerdict(MODIFIED, [f"{p} changed after `{registry.shown_command(run.command)}` wrote it" for p in modified])
         reasons: list[str] = []
         for inp in run.inputs:
             if inp.external:
@@ -109,7 +109,7 @@ class Judge:
         recorded = owner.output(rel)
         if recorded is not None and recorded.sha256 != now:
             return UpstreamError(
-                f"{rel} was modified after `{owner.command}` wrote it",
+                f"{rel} was modified after `{registry.shown_command(owner.command)}` wrote it",
                 hint=f"re-run `{fix}`, or pass --force to use it as it is",
             )
         v = self.verdict(owner)

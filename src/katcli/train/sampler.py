@@ -103,6 +103,11 @@ class WeightedSampler:
         self._pool_index = -1
         self._pool: list[np.ndarray] = []
 
+    @staticmethod
+    def pool_bytes(batch_size: int, pool_batches: int = 32) -> int:
+        """Memory one pool of batches takes while it is drawn: uniforms, indices, lengths and their sort order."""
+        return 32 * int(batch_size) * int(pool_batches)
+
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """`size` indices drawn with replacement from the item distribution (inverse-CDF sampling)."""
         u = rng.random(size)
