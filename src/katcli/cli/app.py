@@ -10,6 +10,7 @@ level, so `kat --help` and `kat status` stay fast.
 
 from __future__ import annotations
 
+import errno
 import shlex
 import sys
 from typing import Annotated, Any
@@ -20,8 +21,8 @@ from typer.core import TyperGroup
 
 from katcli import __version__
 from katcli.cli import interrupts
-from katcli.cli.render import AppState, make_console, print_error
-from katcli.errors import ConfigError, InterruptedRun, KatError
+from katcli.cli.render import AppState, human_size, make_console, print_error
+from katcli.errors import ConfigError, InterruptedRun, KatError, raise_if_interrupted
 from katcli.pipeline.stage import invocation
 
 # Help lists commands in pipeline order (Typer would put every sub-group after every plain command).
@@ -62,7 +63,9 @@ class KatGroup(TyperGroup):
         rest = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         try:
             with interrupts.raising():  # from here Ctrl-C is a KeyboardInterrupt, so stages can clean up
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
+                raise_if_interrupted()  # a Ctrl-C that something swallowed on the way is still an interrupt
+                return result
         except InterruptedRun as exc:  # Ctrl-C mid-run: one line saying where it stopped and how to continue
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             state.err.print(exc.message, markup=False)
@@ -81,7 +84,10 @@ class KatGroup(TyperGroup):
             if state.verbose:
                 state.err.print_exception(show_locals=False)
             where = exc.filename if isinstance(exc.filename, str) else None
-            print_error(state.err, KatError(exc.strerror or str(exc), file=where,
+            message = exc.strerror or str(exc)
+            if exc.errno == errno.ENOSPC:  # name the file and how much room is left, so the fix is obvious
+                message = f"{message} while writing {where or 'an output'}{_free_space(where)}"
+            print_error(state.err, KatError(message, file=None if exc.errno == errno.ENOSPC else where,
                                             hint="nothing was replaced; fix the cause and re-run (--verbose for details)"))
             ctx.exit(1)
         except MemoryError as exc:  # an allocation no size check foresaw: still an Error, never a traceback
@@ -98,6 +104,20 @@ class KatGroup(TyperGroup):
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             state.err.print(interrupts.MESSAGE, markup=False)
             ctx.exit(130)
+
+
+def _free_space(path: str | None) -> str:
+    import shutil
+    from pathlib import Path
+
+    probe = Path(path).parent if path else Path.cwd()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return ""
+    return f" ({human_size(free)} free there)"
 
 
 INT64_MAX = 2**63 - 1

@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from katcli.errors import KatError
+from katcli.errors import KatError, raise_if_interrupted
 from katcli.progress import ProgressFn, no_progress
 
 
@@ -95,6 +95,7 @@ def progress(state: AppState) -> Iterator[ProgressFn]:
     tasks: dict[str, TaskID] = {}
 
     def report(task: str, done: int, total: int | None = None) -> None:
+        raise_if_interrupted()  # progress is the safe point where a swallowed Ctrl-C takes effect
         if not tasks:
             bars.start()  # lazily: a run that fails before any progress leaves no empty display behind
         if task not in tasks:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from katcli.errors import raise_if_interrupted
 from katcli.cli.render import AppState, num, print_labelled, sampling_label
 
 
@@ -62,6 +63,7 @@ def live(state: AppState, fields: dict[str, tuple[str, str]]) -> Iterator[tuple[
         return tasks[task]
 
     def report(task: str, done: int, total: int | None = None) -> None:
+        raise_if_interrupted()  # progress is the safe point where a swallowed Ctrl-C takes effect
         bars.update(task_id(task, total), completed=done, total=total)
 
     def on_step(m: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, KatError
+from katcli.pipeline import registry
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -271,7 +272,8 @@ def run_eval_rm(
             name, directory = resolve_checkpoint(ws, arg)
             step, meta = _read_scorer_meta(directory)
             rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
-            if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
+            if rel is not None and (registry.producer_of(rel) is not None or judge.manifest.owner_of(rel) is not None):
+                # a checkpoint in kat's own run folders must be the one its training run recorded
                 for f in judge.checkpoint_files(rel):  # its meta too: it holds the split and --max-len scored with
                     check(f)
         if directory in seen:

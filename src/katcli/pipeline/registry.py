@@ -181,10 +181,10 @@ def producer_of(path: str) -> tuple[StageSpec, str | None] | None:
     return None
 
 
-def fix_command(path: str) -> str:
-    """The command that writes `path` (for "run X first" hints)."""
+def fix_command(path: str) -> str | None:
+    """The command that writes `path` (for "run X first" hints), or None for a path no stage writes."""
     found = producer_of(path)
     if found is None:
-        return "the stage that writes it"
+        return None
     s, name = found
     return s.command_for(name)

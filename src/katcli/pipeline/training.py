@@ -239,10 +239,18 @@ class _Job:
 
 
 def record_input(ws: Workspace, run: Any, path: Path) -> None:
-    """A file inside the workspace is checked against the manifest; one outside is recorded as external."""
+    """A file of a user-named model or folder: kat's own artifact (a path a stage writes) is checked against the
+    manifest, refused when unrecorded; anything else — outside the workspace or not — is the user's input, hashed
+    and recorded as external."""
+    from katcli.pipeline.registry import producer_of
+
     try:
         rel = ws.rel(path)
     except KatError:
+        run.external_input(path)
+        return
+    judge = getattr(run, "judge", None)
+    if producer_of(rel) is None and (judge is None or judge.manifest.owner_of(rel) is None):
         run.external_input(path)
         return
     run.input(rel)

@@ -99,6 +99,12 @@ class Judge:
         owner = self.manifest.owner_of(rel)
         # The run that wrote it is re-run as it was recorded (flags kept); otherwise the registry's command.
         fix = registry.rerun_command(owner.key, owner.command) if owner is not None else registry.fix_command(rel)
+        if fix is None:  # no stage writes it: a file of the user's, which a stage reads only when named explicitly
+            return UpstreamError(
+                f"{rel} is not a file kat writes" + ("" if now is not None else ", and it is missing"),
+                hint="name your own files explicitly (`kat pairs import FILE`, `--init hf:DIR`, `--rm DIR`): kat "
+                "then records them as your inputs",
+            )
         if now is None:
             return UpstreamError(f"{rel} is missing", hint=f"run `{fix}` first")
         if owner is None:
