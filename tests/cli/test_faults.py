@@ -105,8 +105,16 @@ def test_a_batch_too_big_for_memory_is_an_error_naming_the_flag_and_the_estimate
 
 
 def test_status_lists_unrecorded_run_files_and_the_next_writing_run_removes_them(kat, ws):
-    killed = ws / P.SFT_DIR / "killed"  # what a kill -9 before the first checkpoint leaves
+    from katcli.pipeline.unrecorded import mark
+    from katcli.workspace import Workspace
+
+    killed = ws / P.SFT_DIR / "killed"  # what a kill -9 before the first checkpoint leaves: files and the mark
     killed.mkdir(parents=True)
+    mark(Workspace(ws), f"{P.SFT_DIR}/killed", "kat train sft --name killed")
+    mark(Workspace(ws), f"{P.RM_DIR}/paused", "kat train rm --name paused")
+    mine = ws / P.SFT_DIR / "mine"  # a checkpoint copied in by hand: no run marked it, never touched
+    mine.mkdir()
+    (mine / "model_000001.pt").write_bytes(b"m")
     (killed / "metrics.jsonl").write_text('{"step":1}\n')
     (killed / "tokenizer.json").write_text("{}")
     resumable = ws / P.RM_DIR / "paused"  # a complete checkpoint: --resume continues from it
@@ -124,6 +132,7 @@ def test_status_lists_unrecorded_run_files_and_the_next_writing_run_removes_them
         ("rm_checkpoints/paused", 2), ("sft_checkpoints/killed", None)]
     assert kat("-q", "train", "sft", "--name", "other", *FAST).exit_code == 0
     assert not killed.exists()
+    assert (mine / "model_000001.pt").read_bytes() == b"m"
     assert sorted(p.name for p in resumable.iterdir()) == [
         "meta_000002.json", "metrics.jsonl", "model_000002.pt", "optim_000002.pt"]
     assert [u["folder"] for u in json.loads(kat("status", "--json").stdout)["unrecorded"]] == ["rm_checkpoints/paused"]

@@ -36,7 +36,7 @@ from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.pipeline.stage import StageRun
-from katcli.pipeline.unrecorded import clean_failed_run
+from katcli.pipeline.unrecorded import clean_failed_run, mark, unmark
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
 from katcli.pipeline.train_resume import (
     check_same_flags,
@@ -185,6 +185,7 @@ def run_training(
         if not dist.is_main:
             progress = no_progress
             on_step = None
+        run_rel = f"{stage.run_root}/{cfg.run_name}"
         with contextlib.ExitStack() as stack:
             error: BaseException | None = None
             locked = False
@@ -195,6 +196,7 @@ def run_training(
                             StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
                         )
                         locked = True
+                        mark(ws, run_rel, run.command)  # until recorded, what it writes is an unfinished run's
                     else:
                         run = _ReadOnlyRun(ws)
                     job = _prepare(ws, cfg, stage, run, dist, progress)
@@ -204,11 +206,14 @@ def run_training(
                     if error is not None:
                         raise error
                     raise KatError("another training process failed during setup; see its error above")
-                return _train(ws, cfg, stage, run, dist, job, progress, on_step)
+                result = _train(ws, cfg, stage, run, dist, job, progress, on_step)
             except BaseException:
                 if locked:  # under the lock: what this run wrote goes, unless a checkpoint is left for --resume
-                    clean_failed_run(ws, f"{stage.run_root}/{cfg.run_name}")
+                    clean_failed_run(ws, run_rel)
                 raise
+        if dist.is_main:
+            unmark(ws, run_rel)  # recorded (the StageRun committed as the stack closed)
+        return result
     finally:
         if dist is not None:
             dist.shutdown()

@@ -1,15 +1,17 @@
-"""Files in kat's training run folders that no run records: what a killed, interrupted or failed run left.
+"""Files an unfinished training run left in its run folder: what a killed, interrupted or failed run wrote.
 
 A training run writes its checkpoints, `metrics.jsonl`, `tokenizer.json` and (DPO) reference cache under their
 final names in `<stage>_checkpoints/<name>/` while it runs, and the manifest records them only when it finishes.
-Between a run that did not finish and the next writing command, those files are *unrecorded*:
+So that those files can be told from a user's own (a checkpoint copied in by hand, which `kat eval` may read), a
+run marks its folder in `.kat/unfinished/` when it starts and unmarks it once recorded. In a marked folder, every
+file no run records is *unrecorded*:
 
 - a folder whose latest step has its complete trio (model, meta, optim) is **resumable**: `--resume` continues
   exactly from it, so it is kept, whole, until that run is resumed or re-run (a fresh run clears it itself);
 - every other unrecorded file is a **leftover**: `kat status` lists it and the next writing command removes it.
 
-`kat status` lists both. A run folder is kat's: every file in it is judged, whatever its name. This module reads the
-manifest and lists directories; it imports no torch (status must stay fast) and knows no training internals.
+Unmarked folders are never touched. This module reads the manifest and lists directories; it imports no torch
+(status must stay fast) and knows no training internals.
 """
 
 from __future__ import annotations
@@ -79,22 +81,43 @@ def folder_unrecorded(ws: Workspace, rel_folder: str, recorded: set[str]) -> Unr
     return found
 
 
+def _marker(ws: Workspace, rel_folder: str) -> Path:
+    return ws.state_dir / "unfinished" / rel_folder
+
+
+def mark(ws: Workspace, rel_folder: str, command: str) -> None:
+    """Say that a run of `rel_folder` has started and is not recorded yet (under the workspace lock)."""
+    path = _marker(ws, rel_folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(command + "\n", encoding="utf-8")
+
+
+def unmark(ws: Workspace, rel_folder: str) -> None:
+    _marker(ws, rel_folder).unlink(missing_ok=True)
+
+
+def _marked(ws: Workspace) -> list[str]:
+    out = []
+    for root in TRAINING_ROOTS:
+        base = ws.state_dir / "unfinished" / root
+        if base.is_dir():
+            out += [f"{root}/{p.name}" for p in sorted(base.iterdir()) if p.is_file()]
+    return out
+
+
 def find_unrecorded(ws: Workspace, manifest: Manifest | None = None) -> list[UnrecordedFolder]:
-    """Every training run folder holding unrecorded files, sorted by folder."""
+    """Every marked (unfinished) run folder holding unrecorded files, sorted by folder."""
     if not ws.root.is_dir():
         return []
     manifest = manifest if manifest is not None else Manifest.load(ws.manifest_path)
     recorded = _recorded(manifest)
     out: list[UnrecordedFolder] = []
-    for root in TRAINING_ROOTS:
-        base = ws.abs(root)
-        if not base.is_dir() or base.is_symlink():
-            continue
-        for entry in sorted(base.iterdir()):
-            if entry.is_dir() and not entry.is_symlink():
-                found = folder_unrecorded(ws, f"{root}/{entry.name}", recorded)
-                if found.files:
-                    out.append(found)
+    for rel_folder in _marked(ws):
+        folder = ws.abs(rel_folder)
+        if folder.is_dir() and not folder.is_symlink():
+            found = folder_unrecorded(ws, rel_folder, recorded)
+            if found.files:
+                out.append(found)
     return out
 
 
@@ -118,11 +141,15 @@ def remove_files(ws: Workspace, found: UnrecordedFolder) -> None:
 def remove_unrecorded(ws: Workspace, manifest: Manifest, *, keep_resumable: bool = True) -> list[UnrecordedFolder]:
     """What a writing command does under the workspace lock: remove leftovers, keep resumable folders."""
     gone = []
-    for found in find_unrecorded(ws, manifest):
-        if keep_resumable and found.resumable_step is not None:
+    listed = {f.folder: f for f in find_unrecorded(ws, manifest)}
+    for rel_folder in _marked(ws):
+        found = listed.get(rel_folder)
+        if found is not None and keep_resumable and found.resumable_step is not None:
             continue
-        remove_files(ws, found)
-        gone.append(found)
+        if found is not None:
+            remove_files(ws, found)
+            gone.append(found)
+        unmark(ws, rel_folder)
     return gone
 
 
@@ -132,11 +159,12 @@ def clean_failed_run(ws: Workspace, rel_folder: str) -> UnrecordedFolder | None:
     Returns the folder's unrecorded files when they were kept (resumable), None when removed or there were none.
     """
     if not ws.abs(rel_folder).is_dir():
+        unmark(ws, rel_folder)
         return None
     found = folder_unrecorded(ws, rel_folder, _recorded(Manifest.load(ws.manifest_path)))
-    if not found.files:
-        return None
-    if found.resumable_step is not None:
-        return found
-    remove_files(ws, found)
+    if found.files and found.resumable_step is not None:
+        return found  # marked still: status lists it as resumable
+    if found.files:
+        remove_files(ws, found)
+    unmark(ws, rel_folder)
     return None
