@@ -17,13 +17,12 @@ The reference model and its cached log-probs are `katcli.pipeline.dpo_reference`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
 from katcli.pipeline.reference import policy_checkpoint
 from katcli.pipeline.runs import default_policy_init
-from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.train_config import TrainDPOConfig
 from katcli.pipeline.training import (
     Built,
     Prepared,
@@ -37,28 +36,6 @@ from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "dpo"
-
-
-@dataclass(frozen=True)
-class TrainDPOConfig(TrainConfig):
-    """`kat train dpo`'s flags: the shared ones plus the reference and the loss."""
-
-    ref: str | None = None
-    beta: float = 0.1
-    loss: str = "sigmoid"
-    label_smoothing: float = 0.0
-    sft_weight: float = 0.0
-
-    def validate(self) -> None:
-        super().validate()
-        self.loss_config()
-
-    def loss_config(self) -> Any:  # katcli.train.dpo_losses.DPOLossConfig (imported here: it imports torch)
-        from katcli.train.dpo_losses import DPOLossConfig
-
-        return DPOLossConfig(
-            beta=self.beta, loss=self.loss, label_smoothing=self.label_smoothing, sft_weight=self.sft_weight
-        )
 
 
 def tiny_dpo_config(**overrides: Any) -> TrainDPOConfig:
