@@ -384,6 +384,7 @@ def _prepare(
         WeightedSampler,
         effective_sample_size,
         item_probabilities,
+        pool_bytes,
     )
     from katcli.train.schedule import default_warmup
     from katcli.train.split import split_pairs
@@ -457,7 +458,7 @@ def _prepare(
         item_pids, weights if cfg.density_aware else None, mode=cfg.weighting, noun=built.item_noun
     )
     ess = effective_sample_size(probs)
-    _check_memory(cfg.BATCH_FLAG, cfg.batch_size, WeightedSampler.pool_bytes(cfg.batch_size))
+    _check_memory(cfg.BATCH_FLAG, cfg.batch_size, pool_bytes(cfg.batch_size))
     sampler = WeightedSampler(
         probs, np.asarray(built.item_lengths), seed=cfg.seed, batch_size=cfg.batch_size, bucketing=cfg.bucketing
     )

@@ -75,6 +75,14 @@ def item_probabilities(
     return w / total
 
 
+POOL_BATCHES = 32
+
+
+def pool_bytes(batch_size: int, pool_batches: int = POOL_BATCHES) -> int:
+    """Memory one pool of batches takes while it is drawn: uniforms, indices, lengths and their sort order."""
+    return 32 * int(batch_size) * int(pool_batches)
+
+
 class WeightedSampler:
     """Global batches of training-item indices, step by step, for any number of ranks."""
 
@@ -85,7 +93,7 @@ class WeightedSampler:
         *,
         seed: int,
         batch_size: int,
-        pool_batches: int = 32,
+        pool_batches: int = POOL_BATCHES,
         bucketing: bool = True,
     ) -> None:
         if len(probs) != len(lengths):
@@ -102,11 +110,6 @@ class WeightedSampler:
         self._cdf = cdf / cdf[-1]
         self._pool_index = -1
         self._pool: list[np.ndarray] = []
-
-    @staticmethod
-    def pool_bytes(batch_size: int, pool_batches: int = 32) -> int:
-        """Memory one pool of batches takes while it is drawn: uniforms, indices, lengths and their sort order."""
-        return 32 * int(batch_size) * int(pool_batches)
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """`size` indices drawn with replacement from the item distribution (inverse-CDF sampling)."""
