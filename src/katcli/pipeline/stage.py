@@ -260,3 +260,19 @@ class StageRun:
             manifest.record(self.record)
             manifest.save()
             hasher.save()
+
+
+def record_input(ws: Workspace, run: Any, path: Path) -> None:
+    """A file of a user-named model or folder: kat's own artifact (a path a stage writes) is checked against the
+    manifest, refused when unrecorded; anything else — outside the workspace or not — is the user's input, hashed
+    and recorded as external."""
+    try:
+        rel = ws.rel(path)
+    except KatError:
+        run.external_input(path)
+        return
+    judge = getattr(run, "judge", None)
+    if registry.producer_of(rel) is None and (judge is None or judge.manifest.owner_of(rel) is None):
+        run.external_input(path)
+        return
+    run.input(rel)
