@@ -7,6 +7,8 @@ torch is imported only when a device is actually resolved, so `kat --help` stays
 
 from __future__ import annotations
 
+import os
+
 from typing import TYPE_CHECKING
 
 from katcli.errors import ConfigError
@@ -34,3 +36,18 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     if preference == "cpu" or not cuda:
         return torch.device("cpu")
     return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (MemAvailable on Linux), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

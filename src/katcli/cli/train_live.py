@@ -14,8 +14,9 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from katcli.cli.render import AppState, print_labelled, sampling_label
+from katcli.cli.render import AppState, num, print_labelled, sampling_label
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.errors import raise_if_interrupted
 
 
 def is_main_rank() -> bool:
@@ -23,8 +24,7 @@ def is_main_rank() -> bool:
     return (os.environ.get("RANK") or "0") == "0"
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+_fmt = num
 
 
 @contextlib.contextmanager
@@ -64,6 +64,7 @@ def live(state: AppState, fields: dict[str, tuple[str, str]]) -> Iterator[tuple[
         return tasks[task]
 
     def report(task: str, done: int, total: int | None = None) -> None:
+        raise_if_interrupted()  # progress is the safe point where a swallowed Ctrl-C takes effect
         bars.update(task_id(task, total), completed=done, total=total)
 
     def on_step(m: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, KatError
+from katcli.pipeline import registry
 from katcli.pipeline.heldout import Agreement, HeldOutSet, InputCheck, fresh_density_weights
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
@@ -226,7 +227,10 @@ def _resolve_models(ws: Workspace, checkpoints: Sequence[str], check: InputCheck
         s = read_scorer(ws, arg, trust_remote_code=trust_remote_code)
         if not s.meta.is_as_is:  # an off-the-shelf reward model records no split and no inputs
             rel = workspace_rel(ws, checkpoint_paths(s.directory, s.step)["model"])
-            if rel is not None:  # its meta too: it holds the split and --max-len scored with
+            # in kat's own run folders it must be the one its training run recorded (a folder the user names
+            # elsewhere in the workspace is their input); its meta too: it holds the split and --max-len scored with
+            if rel is not None and (registry.producer_of(rel) is not None
+                                    or check.judge.manifest.owner_of(rel) is not None):
                 for f in check.judge.checkpoint_files(rel):
                     check(f)
         if all(m.directory != s.directory for m in models):

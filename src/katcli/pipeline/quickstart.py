@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from katcli.errors import ConfigError, KatError
+from katcli.pipeline import registry
 from katcli.workspace import Manifest, Workspace
 from katcli.workspace import paths as P
 
@@ -49,7 +50,7 @@ def check_workspace(ws: Workspace) -> None:
     pairs = manifest.runs.get("pairs")
     if pairs is not None and pairs.params.get("from") == "sample":
         return
-    what = (f"its {P.PAIRS} is from `{pairs.command}`, not the built-in sample" if pairs is not None
+    what = (f"its {P.PAIRS} is from `{registry.shown_command(pairs.command)}`, not the built-in sample" if pairs is not None
             else f"it records {', '.join(sorted(manifest.runs))}")
     raise KatError(
         f"{ws.root} already holds an experiment ({what}): quickstart would replace it and retrain over its runs",

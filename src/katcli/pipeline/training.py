@@ -37,6 +37,7 @@ from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.pipeline.stage import StageRun, record_input
+from katcli.pipeline.unrecorded import clean_failed_run, mark, unmark
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
 from katcli.pipeline.train_resume import (
     check_same_flags,
@@ -217,23 +218,35 @@ def run_training(
         if not dist.is_main:
             progress = no_progress
             on_step = None
+        run_rel = f"{stage.run_root}/{cfg.run_name}"
         with contextlib.ExitStack() as stack:
             error: BaseException | None = None
+            locked = False
             try:
-                if dist.is_main:
-                    run: Any = stack.enter_context(
-                        StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
-                    )
-                else:
-                    run = _ReadOnlyRun(ws)
-                job = _prepare(ws, cfg, stage, run, dist, progress)
-            except Exception as exc:  # every rank must hear about a failure before anyone enters a collective
-                error = exc
-            if not dist.agree(error is None):
-                if error is not None:
-                    raise error
-                raise KatError("another training process failed during setup; see its error above")
-            return _train(ws, cfg, stage, run, dist, job, progress, on_step)
+                try:
+                    if dist.is_main:
+                        run: Any = stack.enter_context(
+                            StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
+                        )
+                        locked = True
+                        mark(ws, run_rel, run.command)  # until recorded, what it writes is an unfinished run's
+                    else:
+                        run = _ReadOnlyRun(ws)
+                    job = _prepare(ws, cfg, stage, run, dist, progress)
+                except Exception as exc:  # every rank must hear about a failure before anyone enters a collective
+                    error = exc
+                if not dist.agree(error is None):
+                    if error is not None:
+                        raise error
+                    raise KatError("another training process failed during setup; see its error above")
+                result = _train(ws, cfg, stage, run, dist, job, progress, on_step)
+            except BaseException:
+                if locked:  # under the lock: what this run wrote goes, unless a checkpoint is left for --resume
+                    clean_failed_run(ws, run_rel)
+                raise
+        if dist.is_main:
+            unmark(ws, run_rel)  # recorded (the StageRun committed as the stack closed)
+        return result
     finally:
         if dist is not None:
             dist.shutdown()
@@ -322,6 +335,23 @@ def _starting_model(
     if cfg.max_len > gpt.rotary_seq_len:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({gpt.rotary_seq_len})")
     return gpt, {"path": recorded_path(ws, init_dir), "step": step}
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def _check_memory(flag: str, value: int, needed: int) -> None:
+    """Refuse a size whose memory estimate exceeds what the machine has, naming the flag, before allocating it."""
+    from katcli.devices import available_memory
+
+    have = available_memory()
+    if have is not None and needed > have:
+        raise ConfigError(
+            f"{flag} {value} needs about {_gib(needed)} of memory for its sample stream alone, more than the "
+            f"{_gib(have)} available",
+            hint=f"lower {flag} (use --micro-batch-size to split a batch into smaller forward passes)",
+        )
 
 
 def _check_unseen_heldout(
@@ -456,12 +486,13 @@ def _sampler(cfg: TrainConfig, run: Any, prep: Prepared, built: Built, item_pids
     import numpy as np
 
     from katcli.model.run_meta import Sampling
-    from katcli.train.sampler import WeightedSampler, effective_sample_size, item_probabilities
+    from katcli.train.sampler import WeightedSampler, effective_sample_size, item_probabilities, pool_bytes
 
     probs = item_probabilities(
         item_pids, prep.weights if cfg.density_aware else None, mode=cfg.weighting, noun=built.item_noun
     )
     ess = effective_sample_size(probs)
+    _check_memory(cfg.BATCH_FLAG, cfg.batch_size, pool_bytes(cfg.batch_size))
     sampler = WeightedSampler(
         probs, np.asarray(built.item_lengths), seed=cfg.seed, batch_size=cfg.batch_size, bucketing=cfg.bucketing
     )
@@ -566,7 +597,7 @@ def _train(
     try:
         outcome = loop.train()
     except KeyboardInterrupt:
-        raise InterruptedRun(interrupted_message(job.out_dir, job.out_rel)) from None
+        raise InterruptedRun(interrupted_message(job.out_dir, loop.at_step, run.command if dist.is_main else None)) from None
     extra = getattr(obj, "run_stats", None)
     run_stats = extra(update_seconds=outcome.train_seconds - outcome.prepare_seconds) if extra is not None else {}
     files: list[Path] = []

@@ -20,6 +20,7 @@ This module knows optimizers, ranks and the cadence; not the workspace, manifest
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -124,6 +125,7 @@ class TrainingLoop:
             self.params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
         )
         self.start_step = 0
+        self.at_step = 1  # the step being computed (what a Ctrl-C reports)
         self.last_eval: EvalResult | None = None
         self._prepare_s = 0.0
 
@@ -212,6 +214,7 @@ class TrainingLoop:
         try:
             self.progress("training", self.start_step, s.max_steps)
             for step in range(self.start_step, s.max_steps):
+                self.at_step = step + 1
                 t0 = time.perf_counter()
                 record = self._step(model, step)
                 elapsed = time.perf_counter() - t0
@@ -232,6 +235,8 @@ class TrainingLoop:
                 self.progress("training", done, s.max_steps)
                 final = done == s.max_steps
                 report = None
+                if final or (s.eval_every and done % s.eval_every == 0) or (s.save_every and done % s.save_every == 0):
+                    self._check_weights(done)  # a diverged model is never evaluated, saved or recorded
                 if final or (s.eval_every and done % s.eval_every == 0):
                     report = self.evaluate(done)
                     if report is not None:
@@ -248,6 +253,19 @@ class TrainingLoop:
         outcome.files = files
         outcome.state_bytes = state_bytes(self.params, self.optimizer)
         return outcome
+
+    def _diverged(self, step: int, why: str | None = None) -> KatError:
+        return KatError(
+            f"loss is not finite at step {step}" + (f": {why}" if why else ""),
+            hint=f"lower --lr (this run used {self.s.lr:g}), or check the data for empty or extreme items; "
+            "nothing was recorded",
+        )
+
+    def _check_weights(self, step: int) -> None:
+        """Refuse weights an update made non-finite (a learning rate far too high) before they are used or saved."""
+        local = all(bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all()) for p in self.params)
+        if not self.dist.agree(local):
+            raise self._diverged(step, "the update made the weights non-finite")
 
     def _step(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
         s = self.s
@@ -282,6 +300,8 @@ class TrainingLoop:
                 add_stats(sums, stats, self.device)
             clip = s.grad_clip if s.grad_clip > 0 else float("inf")
             grad_norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, clip))
+            if not math.isfinite(grad_norm):  # the global norm: every rank stops at the same step
+                raise self._diverged(step + 1, f"the gradient norm is {grad_norm}")
             self.optimizer.step()
         keys = sorted(sums)
         if self.dist.distributed:
@@ -290,6 +310,8 @@ class TrainingLoop:
             self.dist.all_reduce_sum(packed)
             sums = {k: packed[i] for i, k in enumerate(keys)}
         totals = {k: float(v.item()) for k, v in sums.items()}
+        if not all(math.isfinite(v) for v in totals.values()):  # summed over ranks: all agree
+            raise self._diverged(step + 1)
         real, pad = int(totals.get("tokens", 0)), int(totals.get("pad_tokens", 0))
         record: dict[str, Any] = {"step": step + 1, "lr": rounded(lr)}
         record.update(self.obj.summarize(totals))

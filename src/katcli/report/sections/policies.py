@@ -77,16 +77,20 @@ def latest_evaluation(ctx: ReportContext) -> tuple[str, str, dict[str, Any]] | N
     # which of them finished last is timing, so the file quoted (and recorded) is the first by name among the
     # copies of the latest document.
     _, _, latest_rel, command = max(kept)
+    hint = "re-run `kat eval policy`, which rewrites it"
+    docs = {}
+    for _, _, r, _ in kept:  # every copy must parse: a truncated one is an error, never silently passed over
+        try:
+            doc = json.loads((ctx.root / r).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise KatError(f"cannot read the policy evaluation: {exc}", file=str(ctx.root / r), hint=hint) from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise KatError(f"the policy evaluation is not a {SCHEMA} document", file=str(ctx.root / r), hint=hint)
+        docs[r] = doc
     latest_bytes = (ctx.root / latest_rel).read_bytes()
     rel = min(r for _, _, r, _ in kept if (ctx.root / r).read_bytes() == latest_bytes)
-    hint = "re-run `kat eval policy`, which rewrites it"
-    try:
-        doc = json.loads(ctx.read(rel).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KatError(f"cannot read the policy evaluation: {exc}", file=str(ctx.root / rel), hint=hint) from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise KatError(f"the policy evaluation is not a {SCHEMA} document", file=str(ctx.root / rel), hint=hint)
-    return rel, command, doc
+    ctx.read(rel)
+    return rel, command, docs[rel]
 
 
 def _groups(doc: dict[str, Any]) -> list[tuple[str, str]]:
