@@ -84,6 +84,7 @@ def train_dpo(
     device: T.Device = "auto",
     threads: T.Threads = None,
     force: T.Force = False,
+    report_to: T.ReportTo = None,
 ) -> None:
     """Train a policy with DPO on the pairs, against a frozen reference, sampling uniformly or by prompt density.
 

@@ -126,6 +126,7 @@ def train_grpo(
     device: T.Device = "auto",
     threads: T.Threads = None,
     force: T.Force = False,
+    report_to: T.ReportTo = None,
 ) -> None:
     """Improve a policy by GRPO against a frozen reward model, sampling prompts uniformly or by density.
 

@@ -120,6 +120,13 @@ Threads = Annotated[
     typer.Option("--threads", metavar="N", help="CPU threads for torch (default: torch's choice).",
                  rich_help_panel=RUN, show_default=False),
 ]
+ReportTo = Annotated[
+    list[str] | None,
+    typer.Option("--report-to", metavar="none|tensorboard|wandb|trackio|mlflow", help="Also log the run to these "
+                 "experiment trackers (repeat or comma-separate; each an extra: pip install 'katcli[tensorboard]'). "
+                 "Offline by default: TensorBoard, Trackio and MLflow write under tracking/, W&B follows WANDB_MODE.",
+                 rich_help_panel=RUN, show_default=False),
+]
 
 _COMMON = (
     "name", "density_aware", "pair_weighting", "init", "depth", "max_steps", "batch_size", "micro_batch_size", "lr",
@@ -133,4 +140,5 @@ def common_config_kwargs(values: dict[str, Any]) -> dict[str, Any]:
     """The shared `TrainConfig` fields from a command's parameters (`locals()`); `--no-bucketing` inverted."""
     out = {k: values[k] for k in _COMMON}
     out["bucketing"] = not values["no_bucketing"]
+    out["report_to"] = tuple(values.get("report_to") or ())
     return out

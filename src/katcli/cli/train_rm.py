@@ -50,6 +50,7 @@ def train_rm(
     device: T.Device = "auto",
     threads: T.Threads = None,
     force: T.Force = False,
+    report_to: T.ReportTo = None,
 ) -> None:
     """Train a Bradley–Terry reward model on the pairs, sampling uniformly or by prompt density.
 

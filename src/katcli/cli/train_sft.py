@@ -53,6 +53,7 @@ def train_sft(
     device: T.Device = "auto",
     threads: T.Threads = None,
     force: T.Force = False,
+    report_to: T.ReportTo = None,
 ) -> None:
     """Fine-tune a policy on the chosen replies (SFT), sampling pairs uniformly or by prompt density.
 

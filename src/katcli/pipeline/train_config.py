@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from katcli.devices import check_device
 from katcli.errors import ConfigError
+from katcli.train.tracking import check_installed, parse_report_to
 
 DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
@@ -58,8 +59,12 @@ class TrainConfig:
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard over torchrun's ranks (FSDP2) instead of DDP; resumable with or without
+    # Experiment trackers (`katcli.train.tracking`): where the run is watched, not what it computes, so never recorded
+    # in params() (a tracked run and an untracked one are the same run; --resume may add or drop trackers).
+    report_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))  # "a,b" and repeats → names
         self.validate()
 
     def validate(self) -> None:
@@ -103,6 +108,7 @@ class TrainConfig:
             raise ConfigError("--threads must be at least 1")
         if self.chat_template is not None and not os.path.isfile(self.chat_template):
             raise ConfigError(f"--chat-template {self.chat_template}: no such file")
+        check_installed(self.report_to)
 
     # ---------------------------------------------------------------------------------------------- resolved values
 
@@ -127,8 +133,8 @@ class TrainConfig:
         return self.max_response_len if self.max_response_len is not None else self.max_len // 2
 
     def params(self) -> dict[str, Any]:
-        """The recorded parameters: every flag that shapes the model (not --force / --resume)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume")}
+        """The recorded parameters: every flag that shapes the model (not --force / --resume / --report-to)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume", "report_to")}
         out["name"] = self.run_name
         out["pair_weighting"] = self.weighting
         out["lr"] = self.resolved_lr

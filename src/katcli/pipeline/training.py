@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
+from katcli.pipeline.run_tracking import open_trackers, record_trackers
 from katcli.pipeline.stage import StageRun
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
 from katcli.pipeline.train_resume import (
@@ -504,9 +505,13 @@ def _train(
         meta["eval"] = report.to_json() if report is not None else None
         return meta
 
+    trackers = None
+    if dist.is_main:
+        config = {k: v for k, v in job.meta_base.items() if k != "format"}
+        trackers = open_trackers(ws, cfg, stage.stage, run.key, config, run.command, job.resume_step, prep.notes)
     loop = TrainingLoop(
         obj, job.train_index, job.sampler, job.settings, dist=dist, out_dir=job.out_dir, meta_fn=meta_fn,
-        progress=progress, on_step=on_step,
+        progress=progress, on_step=on_step, trackers=trackers,
     )
     if job.resume_step is not None:
         loop.restore(job.resume_step, job.resume_optim or {})
@@ -549,6 +554,7 @@ def _train(
         )
         if "hf" in prep.init_info:  # the base model a Hugging Face backbone started from (kat status shows it)
             run.stats["base_model"] = _base_model(prep.init_info["hf"])
+        record_trackers(ws, run, trackers, prep.notes)
     return TrainResult(
         name=cfg.run_name, directory=job.out_dir, step=outcome.step, resumed_from=job.resume_step,
         eval=outcome.eval, train_pairs=n_train, train_prompts=job.train_prompts, heldout_pairs=n_held,
