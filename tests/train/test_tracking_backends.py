@@ -189,3 +189,20 @@ def test_a_tracker_raising_everywhere_changes_no_kat_file(tmp_path, monkeypatch,
         f"Warning: {name} logging failed (start: RuntimeError: bad credentials); it is off for the rest of this "
         "run, training goes on and kat's own files are unaffected" for name in ("wandb", "mlflow")]
     assert not Manifest.load(broken.manifest_path).runs["rm/uniform"].optional_outputs
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_rank_0_logs(tmp_path):
+    require("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torchrunkit import torchrun
+
+    ws = make_workspace(tmp_path / "ws", PAIRS)
+    torchrun(ws, "train", "rm", "--name", "ddp", "--depth", "1", "--max-steps", "4", "--batch-size", "8",
+             "--max-len", "64", "--val-ratio", "0.2", "--device", "cpu", "--report-to", "tensorboard")
+    logdir = ws.abs("tracking/tensorboard/rm/ddp")
+    assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # one writer: rank 0's
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert sorted(p.name for p in ws.abs("tracking").iterdir()) == ["tensorboard"]

@@ -122,9 +122,9 @@ Threads = Annotated[
 ]
 ReportTo = Annotated[
     list[str] | None,
-    typer.Option("--report-to", metavar="none|tensorboard|wandb|trackio|mlflow", help="Also log the run to these "
-                 "experiment trackers (repeat or comma-separate; each an extra: pip install 'katcli[tensorboard]'). "
-                 "Offline by default: TensorBoard, Trackio and MLflow write under tracking/, W&B follows WANDB_MODE.",
+    typer.Option("--report-to", metavar="TRACKER", help="Also log to experiment trackers: none (default), "
+                 "tensorboard, wandb, trackio, mlflow; repeat or comma-separate. Each is an extra (pip install "
+                 "'katcli[wandb]'). Offline by default: they write under tracking/ (W&B follows WANDB_MODE).",
                  rich_help_panel=RUN, show_default=False),
 ]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from katcli.errors import ConfigError, KatError
+from katcli.train.tracking import check_installed, parse_report_to
 from katcli.workspace import Manifest, Workspace
 from katcli.workspace import paths as P
 
@@ -24,8 +25,11 @@ class QuickstartConfig:
     policy_steps: int = 60  # optimizer steps for each tiny policy (SFT, and the policy objectives built on it)
     vocab_size: int = 2048
     threads: int = 1  # one thread per step: on 2 shared cores torch's default oversubscribes and runs slower
+    report_to: tuple[str, ...] = ()  # every training step's --report-to (checked before the first step runs)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))
+        check_installed(self.report_to)
         if self.rm_steps < 1:
             raise ConfigError(f"--rm-steps must be at least 1, got {self.rm_steps}")
         if self.policy_steps < 1:
@@ -62,9 +66,10 @@ class Step:
 
 def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     seed, threads = str(cfg.seed), str(cfg.threads)
+    tracked = ("--report-to", ",".join(cfg.report_to)) if cfg.report_to else ()
     tiny = (
         "--depth", "1", "--batch-size", "16", "--max-len", "256", "--lr", "2e-3", "--val-ratio", "0.2",
-        "--eval-every", "0", "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed,
+        "--eval-every", "0", "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed, *tracked,
     )
     tiny_rm = ("--max-steps", str(cfg.rm_steps), *tiny)
     tiny_policy = ("--max-steps", str(cfg.policy_steps), *tiny)
@@ -73,14 +78,14 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     tiny_dpo = (
         "--init", "sft/uniform", "--max-steps", str(max(1, cfg.policy_steps // 2)), "--batch-size", "16",
         "--max-len", "256", "--lr", "1e-3", "--beta", "0.1", "--val-ratio", "0.2", "--eval-every", "0",
-        "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed,
+        "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed, *tracked,
     )
     # GRPO: 8 prompts × 4 replies of at most 24 tokens per step; the policy learns from its own samples.
     tiny_grpo = (
         "--max-steps", str(max(1, cfg.policy_steps // 3)), "--prompts-per-step", "8", "--group-size", "4",
         "--max-new-tokens", "24", "--max-len", "256", "--lr", "1e-3", "--beta", "0.04", "--val-ratio", "0.2",
         "--eval-every", "0", "--save-every", "0", "--eval-prompts", "16", "--device", "cpu", "--threads", threads,
-        "--seed", seed,
+        "--seed", seed, *tracked,
     )
     return [
         Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample", "--seed", seed)),
