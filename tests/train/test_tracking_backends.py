@@ -15,6 +15,7 @@ from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny mode
 from rmkit import make_tokenizer, make_workspace, planted_pairs
 from trackingkit import installed, require, wandb_history, wandb_records
 
+import katcli.train.tracker_backends as tracker_backends
 import katcli.train.tracking as T
 from katcli.errors import InterruptedRun
 from katcli.pipeline.train_rm import TrainRMConfig, run_train_rm, tiny_config
@@ -178,7 +179,7 @@ def test_a_tracker_raising_everywhere_changes_no_kat_file(tmp_path, monkeypatch,
     tok = make_tokenizer(PAIRS)
     plain = make_workspace(tmp_path / "plain", PAIRS, tokenizer=tok)
     run_train_rm(plain, tiny_config(**SMALL))
-    monkeypatch.setattr(T, "make_backend", Raising)
+    monkeypatch.setattr(tracker_backends, "make_backend", Raising)
     broken = make_workspace(tmp_path / "broken", PAIRS, tokenizer=tok)
     with caplog.at_level(logging.WARNING, logger="katcli.tracking"):
         result = run_train_rm(broken, tiny_config(**SMALL, report_to=("wandb", "mlflow")))

@@ -42,7 +42,8 @@ def open_trackers(ws: Workspace, cfg: Any, stage: str, key: str, config: dict[st
         return None
     import torch
 
-    from katcli.train.tracking import TRACKING_DIR, TrackedRun, Trackers, make_backend
+    from katcli.train.tracker_backends import make_backend
+    from katcli.train.tracking import TRACKING_DIR, TrackedRun, Trackers
 
     side = arm(cfg.density_aware)
     run = TrackedRun(

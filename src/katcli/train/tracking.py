@@ -18,7 +18,7 @@ can change a kat file. **Resume.** Each backend says the last step its tracked r
 not sent again, and `metrics.jsonl` lines the tracked run lacks (a tracker added at `--resume`) are sent first.
 
 This module knows names, the registry of backends and their extras; the backends are
-`katcli.train.tracker_backends` (imported only when one is asked for). It imports no torch.
+`katcli.train.tracker_backends` (`make_backend`; imported only when one is asked for). It imports no torch.
 """
 
 from __future__ import annotations
@@ -160,12 +160,6 @@ class Backend(Protocol):
     def where(self) -> str:
         """Where to look: a workspace-relative directory, a file store or a URL."""
         ...
-
-
-def make_backend(name: str) -> Backend:
-    from katcli.train import tracker_backends as B
-
-    return {TENSORBOARD: B.TensorBoard, WANDB: B.Wandb, TRACKIO: B.Trackio, MLFLOW: B.Mlflow}[name]()
 
 
 class Trackers:
