@@ -19,19 +19,22 @@ import katcli.train.tracker_backends as tracker_backends
 import katcli.train.tracking as T
 from katcli.errors import InterruptedRun
 from katcli.pipeline.train_rm import TrainRMConfig, run_train_rm, tiny_config
-from katcli.train.metrics_log import read_metrics
 from katcli.workspace import Manifest
 
 SMALL = dict(max_len=64, lr=3e-3, max_steps=6, eval_every=3, batch_size=8)
 PAIRS = planted_pairs(60)
 
 
+def _lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
 def _train_lines(run_dir: Path) -> dict[int, dict]:
-    return {row["step"]: row for row in read_metrics(run_dir / "metrics.jsonl") if row.get("type") != "eval"}
+    return {row["step"]: row for row in _lines(run_dir) if row.get("type") != "eval"}
 
 
 def _eval_lines(run_dir: Path) -> dict[int, dict]:
-    return {row["step"]: row for row in read_metrics(run_dir / "metrics.jsonl") if row.get("type") == "eval"}
+    return {row["step"]: row for row in _lines(run_dir) if row.get("type") == "eval"}
 
 
 @pytest.fixture(scope="module")
