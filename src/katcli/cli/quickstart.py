@@ -12,7 +12,7 @@ from typing import Annotated
 import click
 import typer
 
-from katcli.cli.train_options import ReportTo
+from katcli.cli.options import ReportTo
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 

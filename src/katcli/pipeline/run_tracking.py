@@ -35,24 +35,25 @@ def _warn(message: str) -> None:
     log.warning("Warning: %s", message)
 
 
-def open_trackers(ws: Workspace, cfg: Any, stage: str, key: str, config: dict[str, Any], command: str,
+def open_trackers(ws: Workspace, meta: Any, report_to: tuple[str, ...], key: str, command: str,
                   resume_step: int | None, notes: list[str]) -> Any:
-    """The run's `Trackers` (None without --report-to); `config` is what its checkpoints record."""
-    if not cfg.report_to:
+    """The run's `Trackers` (None without --report-to), its identity from the run's `RunMeta`."""
+    if not report_to:
         return None
     import torch
 
     from katcli.train.tracker_backends import make_backend
     from katcli.train.tracking import TRACKING_DIR, TrackedRun, Trackers
 
-    side = arm(cfg.density_aware)
+    side = arm(meta.sampling.density_aware)
+    config = {k: v for k, v in meta.to_json().items() if k not in ("schema", "format", "step", "eval")}
     run = TrackedRun(
-        name=key, group=f"{stage}/{side}", tags=(side, stage), project=project_name(ws), root=ws.abs(TRACKING_DIR),
-        config=config, command=command,
+        name=key, group=f"{meta.objective}/{side}", tags=(side, meta.objective), project=project_name(ws),
+        root=ws.abs(TRACKING_DIR), config=config, command=command,
         versions={"kat": __version__, "torch": torch.__version__, "python": platform.python_version()},
         resume_step=resume_step,
     )
-    return Trackers([make_backend(name) for name in cfg.report_to], run, warn=_warn, note=notes.append)
+    return Trackers([make_backend(name) for name in report_to], run, warn=_warn, note=notes.append)
 
 
 def record_trackers(ws: Workspace, run: Any, trackers: Any, notes: list[str]) -> None:
