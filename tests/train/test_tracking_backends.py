@@ -102,6 +102,7 @@ def test_wandb_offline_run_file(tracked):
     assert "eval/accuracy" in history[3] and "eval/q1_commonest/accuracy" in history[6]
     config = {i.key: json.loads(i.value_json) for i in run.config.update}
     assert config["config"]["name"] == "density-s1" and config["kat_command"]
+    assert any(ws.abs("tracking/wandb/cache").rglob("core-debug-*"))  # wandb-core's logs stay in the workspace
     summary = {i.key or "/".join(i.nested_key): i.value_json for r in records
                if r.WhichOneof("record_type") == "summary" for i in r.summary.update}
     assert json.loads(summary["summary/step"]) == 6

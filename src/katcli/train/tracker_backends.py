@@ -5,7 +5,8 @@ Each is offline by default and keeps what it writes under the workspace's `track
 - TensorBoard: `tracking/tensorboard/<run>/` (a fresh run replaces its old curves; `--resume` reopens the folder
   with `purge_step`, so steps after the checkpoint that the interrupted run had logged are dropped).
 - W&B: `WANDB_MODE` when set; otherwise online only if the W&B host answers and an API key is configured, else
-  `offline` (with a note) into `tracking/wandb/`. The run id is kept in `tracking/ids/wandb/<run>` so `--resume`
+  `offline` (with a note) into `tracking/wandb/` (its cache and data dirs too, unless `WANDB_CACHE_DIR` /
+  `WANDB_DATA_DIR` say otherwise). The run id is kept in `tracking/ids/wandb/<run>` so `--resume`
   continues the same run (`resume="allow"`).
 - Trackio: its local store (`$TRACKIO_DIR`, else `tracking/trackio/`); `--resume` reopens the run by name.
 - MLflow: `$MLFLOW_TRACKING_URI`, else a file store in `tracking/mlflow/`; the run id is kept in
@@ -61,8 +62,9 @@ _EVENT_FILES = itertools.count()  # event files this process opened: names stay 
 
 class TensorBoard:
     """Event files written by tensorboard's own record writer, in the calling thread, one event per step holding all
-    its scalars. (tensorboard's threaded writer and one event per scalar cost a tiny model 2-6% of its step time:
-    the writer thread's pure-Python CRC contends for the GIL; here a step costs one CRC, ~0.3 ms.)"""
+    its scalars. (One event per scalar, as `SummaryWriter.add_scalar` makes, cost ~8x more per step; tensorboard's
+    threaded `EventFileWriter` cost a tiny model 2-6% of its step time, its pure-Python CRC contending for the GIL;
+    here a step costs one CRC, ~0.3 ms: `bench/bench_tracking.py`.)"""
 
     name = TENSORBOARD
     FLUSH_SECONDS = 10.0
@@ -179,6 +181,18 @@ def wandb_mode(env: Mapping[str, str] | None = None,
     return "offline", f"W&B logs offline: {why}; upload later with `wandb sync DIR` (set WANDB_MODE to choose)"
 
 
+@contextlib.contextmanager
+def _env_defaults(values: Mapping[str, str]) -> Any:
+    """Environment variables set for the block where the user has not set them; the environment is restored."""
+    added = [k for k in values if k not in os.environ]
+    os.environ.update({k: values[k] for k in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 class Wandb:
     name = WANDB
 
@@ -193,6 +207,11 @@ class Wandb:
         self.mode, note = wandb_mode()
         if note:
             self.notes.append(note)
+        # wandb-core's own logs and staging files go to ~/.cache unless told otherwise: keep them in the workspace;
+        # an offline run sends no crash reports either.
+        defaults = {"WANDB_CACHE_DIR": str(run.root / "wandb" / "cache"),
+                    "WANDB_DATA_DIR": str(run.root / "wandb" / "data"),
+                    **({"WANDB_ERROR_REPORTING": "false"} if self.mode == "offline" else {})}
         run_id = _stored_id(run, WANDB) if run.resume_step is not None else None
         offline_before = run_id is not None and any((run.root / "wandb").glob(f"offline-run-*-{run_id}"))
         if run_id is None:
@@ -201,12 +220,13 @@ class Wandb:
         settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True,
                                   save_code=False, x_save_requirements=False, x_disable_machine_info=True)
         run.root.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT") or run.project, name=run.name, group=run.group,
-            tags=list(run.tags), config={**run.config, "kat_command": run.command, "kat_versions": run.versions},
-            dir=str(run.root), id=run_id, resume="allow", mode=self.mode, settings=settings,
-            reinit="finish_previous",
-        )
+        with _env_defaults(defaults):  # read when wandb-core starts, at the first init
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT") or run.project, name=run.name, group=run.group,
+                tags=list(run.tags), config={**run.config, "kat_command": run.command, "kat_versions": run.versions},
+                dir=str(run.root), id=run_id, resume="allow", mode=self.mode, settings=settings,
+                reinit="finish_previous",
+            )
         if run.resume_step is None:
             return 0
         if self.mode == "online":
