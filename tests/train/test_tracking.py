@@ -140,3 +140,32 @@ def test_wandb_follows_wandb_mode_and_goes_offline_without_network_or_key():
                             reachable=lambda host: host == "wandb.example.org")
     assert mode == "offline" and "no W&B API key is configured" in note
     assert wandb_mode({"WANDB_API_KEY": "k"}, reachable=lambda host: True) == ("online", None)
+
+
+# One real metrics.jsonl line of each objective (kat quickstart, tiny), and a GRPO evaluation line.
+GRPO_LINE = {"step": 1, "lr": 0.001, "reward": 0.0207, "reward_std": 0.00016, "frac_reward_zero_std": 0.0,
+             "reward/q1_mean": 0.0208, "reward/q1_std": 0.00015, "reward/q2_mean": None, "reward/q2_std": None,
+             "reward/q5_mean": 0.0204, "reward/q5_std": 0.00024, "completions/mean_length": 24.0,
+             "completions/max_length": 24, "completions/clipped_ratio": 1.0, "prompts": 8, "loss": -6.7e-07,
+             "kl": 0.0, "clip_ratio/low_mean": 0.0, "clip_ratio/high_mean": 0.0, "clip_ratio/region_mean": 0.0,
+             "entropy": 7.62, "replies": 32, "grad_norm": 0.15, "tokens": 1472, "pad_tokens": 0, "pad_fraction": 0.0}
+DPO_LINE = {"step": 1, "lr": 0.001, "loss": 0.69, "rewards/chosen": 4.8e-08, "rewards/rejected": 4.8e-08,
+            "rewards/accuracies": 0.06, "rewards/margins": 0.0, "logps/chosen": -65.4, "logps/rejected": -62.9,
+            "nll": 7.27, "pairs": 16, "grad_norm": 0.59, "tokens": 738, "pad_tokens": 30, "pad_fraction": 0.039}
+SFT_LINE = {"step": 1, "lr": 0.002, "loss": 7.62, "perplexity": 2048.0, "replies": 16, "reply_tokens": 148,
+            "grad_norm": 1.59, "tokens": 375, "pad_tokens": 9, "pad_fraction": 0.023}
+GROUP = {"n": 4, "greedy_reward": 0.0194, "sampled_reward": 0.0204, "greedy_length": 24.0, "sampled_length": 23.3}
+GRPO_EVAL = {"overall": GROUP, "by_source": {"hh-rlhf": GROUP}, "by_quintile": [GROUP] * 5,
+             "quintile_weight_ranges": [[0, 1]] * 5}
+
+
+def test_no_tracker_name_is_both_a_metric_and_a_folder():
+    # MLflow's file store keeps a metric as a file named by its path: `train/reward` beside `train/reward/q1_mean`
+    # is "Not a directory" (found by `kat quickstart --report-to mlflow`).
+    grpo = T.step_metrics(GRPO_LINE)
+    assert grpo["train/reward"] == 0.0207 and grpo["train/q1_commonest/reward"] == 0.0208
+    assert grpo["train/q5_rarest/reward_std"] == 0.00024 and "train/q2/reward" not in grpo  # null: not logged
+    for names in (grpo, T.step_metrics(DPO_LINE), T.step_metrics(SFT_LINE), T.eval_metrics(GRPO_EVAL),
+                  T.summary_metrics(step=3, tokens_per_s=1.0, pad_fraction=0.0, train_seconds=1.0, report=GRPO_EVAL)):
+        folders = {name.rsplit("/", 1)[0] for name in names}
+        assert not folders & set(names), folders & set(names)

@@ -8,8 +8,9 @@ identity, configuration, recorded command and versions), `log_step` (each `metri
 (`train/loss`, `train/learning_rate`, `train/grad_norm`, `train/rewards/accuracies`, `train/kl`, `train/reward`,
 `train/completions/mean_length`, …; kat's `lr` → `learning_rate`, the reward model's `reward_mean` →
 `mean_reward`, DPO's `nll` → `nll_loss`) or kat's own name where TRL has none (`train/pad_fraction`,
-`train/bt_loss`). An evaluation metric is `eval/[GROUP/]MEASURE`: GROUP is absent for the whole held-out set,
-`q1_commonest`, `q2` … `q5_rarest` for a density quintile, `source/SRC` for a source; MEASURE is the report's
+`train/bt_loss`; GRPO's per-quintile reward → `train/q1_commonest/reward`, `…/reward_std`). An evaluation
+metric is `eval/[GROUP/]MEASURE`: GROUP is absent for the whole held-out set, `q1_commonest`, `q2` …
+`q5_rarest` for a density quintile, `source/SRC` for a source; MEASURE is the report's
 field (`accuracy`, `accuracy_ci95_low`/`_high`, `loss`, `margin`, `perplexity`, `greedy_reward`, …; `nll` and
 `mean_loss` → `loss`, `mean_margin` → `margin`). The final summary is `summary/…`.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ TRACKING_DIR = "tracking"  # under the workspace: TensorBoard, Trackio and MLflo
 TRL_NAMES = {"lr": "learning_rate", "reward_mean": "mean_reward", "nll": "nll_loss"}
 EVAL_RENAMES = {"nll": "loss", "mean_loss": "loss", "mean_margin": "margin"}
 _NOT_METRICS = {"step", "type"}
+_QUINTILE_KEY = re.compile(r"^(\w+)/q([1-5])_(mean|std)$")
 _EVAL_SKIP = {"n", "correct", "tokens", "quintile_weight_ranges", "ties", "step", "type"}
 
 Warn = Callable[[str], None]
@@ -82,19 +85,28 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def quintile_slug(q: int, n: int = 5) -> str:
+    """`q1_commonest`, `q2`, …, `q5_rarest`: how tracker names spell density quintile `q` (0-based)."""
+    return f"q{q + 1}" + ("_commonest" if q == 0 else "_rarest" if q == n - 1 else "")
+
+
+def _train_name(key: str) -> str:
+    # GRPO's per-quintile rewards (`reward/q1_mean`) follow the quintile scheme (`train/q1_commonest/reward`):
+    # `train/reward` is a metric too, and a name may not be both a metric and a folder (MLflow's file store).
+    m = _QUINTILE_KEY.match(key)
+    if m is not None:
+        return f"train/{quintile_slug(int(m.group(2)) - 1)}/{m.group(1)}" + ("" if m.group(3) == "mean" else "_std")
+    return "train/" + TRL_NAMES.get(key, key)
+
+
 def step_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     """A `metrics.jsonl` training line as tracker metrics (`train/…`, TRL's names); nulls are left out."""
     out: dict[str, float] = {}
     for key, value in record.items():
         number = _number(value)
         if key not in _NOT_METRICS and number is not None:
-            out["train/" + TRL_NAMES.get(key, key)] = number
+            out[_train_name(key)] = number
     return out
-
-
-def quintile_slug(q: int, n: int = 5) -> str:
-    """`q1_commonest`, `q2`, …, `q5_rarest`: how tracker names spell density quintile `q` (0-based)."""
-    return f"q{q + 1}" + ("_commonest" if q == 0 else "_rarest" if q == n - 1 else "")
 
 
 def _group_metrics(prefix: str, group: Mapping[str, Any], out: dict[str, float]) -> None:
