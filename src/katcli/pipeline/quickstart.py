@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from katcli.errors import ConfigError, KatError
 from katcli.pipeline import registry
+from katcli.train.tracking import check_installed, parse_report_to
 from katcli.workspace import Manifest, Workspace
 from katcli.workspace import paths as P
 
@@ -26,8 +27,11 @@ class QuickstartConfig:
     vocab_size: int = 2048
     threads: int = 1  # one thread per step: on 2 shared cores torch's default oversubscribes and runs slower
     seeds: int = 1  # training seeds per arm: N > 1 trains NAME-s<seed> replicates (seeds seed … seed + N − 1)
+    report_to: tuple[str, ...] = ()  # every training step's --report-to (checked before the first step runs)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))
+        check_installed(self.report_to)
         if self.rm_steps < 1:
             raise ConfigError(f"--rm-steps must be at least 1, got {self.rm_steps}")
         if self.policy_steps < 1:
@@ -71,9 +75,10 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     seeding = (("--split-seed", seed) if cfg.seed != 0 else ()) + (
         ("--seed", seed) if cfg.seeds == 1
         else ("--seeds", ",".join(str(cfg.seed + k) for k in range(cfg.seeds))))
+    tracked = ("--report-to", ",".join(cfg.report_to)) if cfg.report_to else ()
     tiny = (
         "--depth", "1", "--batch-size", "16", "--max-len", "256", "--lr", "2e-3", "--val-ratio", "0.2",
-        "--eval-every", "0", "--save-every", "0", "--device", "cpu", "--threads", threads, *seeding,
+        "--eval-every", "0", "--save-every", "0", "--device", "cpu", "--threads", threads, *seeding, *tracked,
     )
     tiny_rm = ("--max-steps", str(cfg.rm_steps), *tiny)
     tiny_policy = ("--max-steps", str(cfg.policy_steps), *tiny)
@@ -82,14 +87,14 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     tiny_dpo = (
         "--init", "sft/uniform", "--max-steps", str(max(1, cfg.policy_steps // 2)), "--batch-size", "16",
         "--max-len", "256", "--lr", "1e-3", "--beta", "0.1", "--val-ratio", "0.2", "--eval-every", "0",
-        "--save-every", "0", "--device", "cpu", "--threads", threads, *seeding,
+        "--save-every", "0", "--device", "cpu", "--threads", threads, *seeding, *tracked,
     )
     # GRPO: 8 prompts × 4 replies of at most 24 tokens per step; the policy learns from its own samples.
     tiny_grpo = (
         "--max-steps", str(max(1, cfg.policy_steps // 3)), "--prompts-per-step", "8", "--group-size", "4",
         "--max-new-tokens", "24", "--max-len", "256", "--lr", "1e-3", "--beta", "0.04", "--val-ratio", "0.2",
         "--eval-every", "0", "--save-every", "0", "--eval-prompts", "16", "--device", "cpu", "--threads", threads,
-        *seeding,
+        *seeding, *tracked,
     )
     return [
         Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample", "--seed", seed)),

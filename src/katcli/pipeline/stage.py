@@ -97,6 +97,7 @@ class StageRun:
         self._outputs: dict[str, Path] = {}  # rel -> temp path (None-like for adopted files)
         self._adopted: set[str] = set()
         self._described: dict[str, dict[str, Any]] = {}
+        self._optional: list[dict[str, str]] = []
         self._lock = WorkspaceLock(ws.state_dir / "lock", self.command)
         self._judge: Judge | None = None
         self.started_at = ""
@@ -205,6 +206,10 @@ class StageRun:
         self._adopted.add(rel)
         return self.ws.check_output(rel)
 
+    def optional_output(self, tracker: str, where: str) -> None:
+        """Record where an experiment tracker wrote (a folder or URL): listed, never hashed, never judged."""
+        self._optional.append({"tracker": tracker, "path": where})
+
     def describe(self, rel: str, *, rows: int | None = None, shape: list[int] | tuple[int, ...] | None = None) -> None:
         self._described[rel] = {"rows": rows, "shape": list(shape) if shape is not None else None}
 
@@ -254,6 +259,7 @@ class StageRun:
                 inputs=list(self._inputs.values()),
                 outputs=records,
                 stats=self.stats,
+                optional_outputs=list(self._optional),
             )
             # Re-read: the lock guarantees nobody else wrote since, but be exact about what we replace.
             manifest = Manifest.load(self.ws.manifest_path)

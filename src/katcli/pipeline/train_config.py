@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from katcli.devices import DEVICES, check_device
 from katcli.errors import ConfigError
 from katcli.train import loss_names as L
+from katcli.train.tracking import check_installed, parse_report_to
 
 DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
@@ -121,8 +122,16 @@ class TrainConfig:
     # Shard over torchrun's ranks (FSDP2) instead of DDP; resumable with or without.
     fsdp: bool = flag(False, "Under torchrun: shard the model, gradients and optimizer state over the processes "
                       "(PyTorch FSDP2) instead of a full copy on each (DDP).", panel=RUN)
+    # Experiment trackers (`katcli.train.tracking`): where the run is watched, not what it computes, so never in
+    # params() (a tracked run and an untracked one are the same run; --resume may add or drop trackers). The flag
+    # gives a list (repeated, comma-separated); __post_init__ turns it into the tuple of backend names.
+    report_to: list[str] | None = flag(
+        None, "Also log to experiment trackers: none (default), tensorboard, wandb, trackio, mlflow; repeat or "
+        "comma-separate. Each is an extra (pip install 'katcli[wandb]'). Offline by default: they write under "
+        "tracking/ (W&B follows WANDB_MODE).", panel=RUN, metavar="TRACKER")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))  # "a,b" and repeats → names
         self.validate()
 
     def validate(self) -> None:
@@ -171,6 +180,7 @@ class TrainConfig:
             raise ConfigError("--threads must be at least 1")
         if self.chat_template is not None and not os.path.isfile(self.chat_template):
             raise ConfigError(f"--chat-template {self.chat_template}: no such file")
+        check_installed(self.report_to)
 
     # ---------------------------------------------------------------------------------------------- resolved values
 
@@ -195,8 +205,8 @@ class TrainConfig:
         return self.max_response_len if self.max_response_len is not None else self.max_len // 2
 
     def params(self) -> dict[str, Any]:
-        """The recorded parameters: every flag that shapes the model (not --force / --resume / --seeds)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume", "seeds")}
+        """The recorded parameters: every flag that shapes the model (not --force / --resume / --seeds / --report-to)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume", "seeds", "report_to")}
         out["name"] = self.run_name
         out["pair_weighting"] = self.weighting
         out["lr"] = self.resolved_lr

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
+from katcli.pipeline.run_tracking import open_trackers, record_trackers
 from katcli.pipeline.stage import StageRun, record_input
 from katcli.pipeline.unrecorded import clean_failed_run, mark, unmark
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
@@ -588,9 +589,12 @@ def _train(
     def meta_fn(step: int, report: Any) -> dict[str, Any]:
         return job.meta.at_step(step, report).to_json()
 
+    trackers = None
+    if dist.is_main:
+        trackers = open_trackers(ws, job.meta, cfg.report_to, run.key, run.command, job.resume_step, prep.notes)
     loop = TrainingLoop(
         obj, job.train_index, job.sampler, job.settings, dist=dist, out_dir=job.out_dir, meta_fn=meta_fn,
-        progress=progress, on_step=on_step,
+        progress=progress, on_step=on_step, trackers=trackers,
     )
     if job.resume_step is not None:
         loop.restore(job.resume_step, job.resume_optim or {})
@@ -604,6 +608,7 @@ def _train(
     if dist.is_main:
         files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files, *job.built.outputs]
         _record(ws, cfg, run, job, outcome, files, run_stats, str(dist.device), dist.world_size)
+        record_trackers(ws, run, trackers, prep.notes)
     return _result(cfg, job, outcome, run, files, run_stats, str(dist.device), dist.world_size)
 
 

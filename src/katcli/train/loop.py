@@ -14,6 +14,10 @@ tokens and pad fraction — no wall-clock values, so identical runs write identi
 from step `s` computes exactly what the uninterrupted run computed after step `s` (on the same device and thread
 count). Only rank 0 writes anything.
 
+With `--report-to`, the same lines (and the evaluations, and a final summary) also go to the experiment trackers
+(`katcli.train.tracking.Trackers`), called from here only, on rank 0; a tracker never changes what is computed or
+written, and one that fails is turned off with a warning.
+
 This module knows optimizers, ranks and the cadence; not the workspace, manifest, CLI, data formats or losses.
 """
 
@@ -49,6 +53,7 @@ from katcli.train.objective import EvalResult, Objective, add_stats
 from katcli.train.run_dir import save_step
 from katcli.train.sampler import WeightedSampler, shard
 from katcli.train.schedule import lr_at
+from katcli.train.tracking import Trackers, summary_metrics
 
 StepCallback = Callable[[dict[str, Any]], None]
 MetaFn = Callable[[int, "EvalResult | None"], dict[str, Any]]
@@ -106,6 +111,7 @@ class TrainingLoop:
         meta_fn: MetaFn | None = None,
         progress: ProgressFn = no_progress,
         on_step: StepCallback | None = None,
+        trackers: Trackers | None = None,
     ) -> None:
         self.obj = objective
         self.train_index = np.asarray(train_index, dtype=np.int64)
@@ -117,6 +123,7 @@ class TrainingLoop:
         self.meta_fn = meta_fn or (lambda step, report: {})
         self.progress = progress if dist.is_main else no_progress
         self.on_step = on_step if dist.is_main else None
+        self.trackers = trackers if dist.is_main else None
         self.sharded = settings.fsdp and dist.distributed
         if self.sharded:  # before the optimizer: it must hold the sharded parameters
             shard_model(objective.module, device=dist.device, world_size=dist.world_size)
@@ -211,6 +218,10 @@ class TrainingLoop:
             # Whatever ran earlier in this process must not leak into the run (or its checkpointed RNG state).
             torch.manual_seed(s.seed)
         files: list[Path] = []
+        trackers = self.trackers
+        finished = False
+        if trackers is not None:
+            trackers.start(history=log.kept)
         try:
             self.progress("training", self.start_step, s.max_steps)
             for step in range(self.start_step, s.max_steps):
@@ -224,6 +235,8 @@ class TrainingLoop:
                 outcome.pad_tokens += record["pad_tokens"]
                 done = step + 1
                 log.write(record)
+                if trackers is not None:
+                    trackers.log_step(record)
                 outcome.step, outcome.last = done, record
                 if self.on_step is not None:
                     live = dict(record)
@@ -240,15 +253,24 @@ class TrainingLoop:
                 if final or (s.eval_every and done % s.eval_every == 0):
                     report = self.evaluate(done)
                     if report is not None:
-                        log.write({"step": done, "type": "eval", **report.to_json()})
+                        line = report.to_json()
+                        log.write({"step": done, "type": "eval", **line})
+                        if trackers is not None:
+                            trackers.log_eval(done, line)
                 if final or (s.save_every and done % s.save_every == 0):
                     files = self._save(done, report if report is not None else self.last_eval)
             if self.start_step >= s.max_steps:  # resumed a finished run: re-evaluate and re-save the last step
                 report = self.evaluate(s.max_steps)
                 files = self._save(s.max_steps, report)
                 outcome.step = s.max_steps
+            finished = True
         finally:
             log.close()
+            if trackers is not None:
+                last = self.last_eval.to_json() if finished and self.last_eval is not None else None
+                trackers.finish(summary_metrics(step=outcome.step, tokens_per_s=outcome.tokens_per_s,
+                                                pad_fraction=outcome.pad_fraction,
+                                                train_seconds=outcome.train_seconds, report=last), ok=finished)
         outcome.eval = self.last_eval
         outcome.files = files
         outcome.state_bytes = state_bytes(self.params, self.optimizer)
