@@ -82,6 +82,7 @@ def train_dpo(
     save_every: T.SaveEvery = 250,
     resume: T.Resume = False,
     device: T.Device = "auto",
+    dtype: T.Dtype = "auto",
     threads: T.Threads = None,
     force: T.Force = False,
 ) -> None:

@@ -107,6 +107,11 @@ SaveEvery = Annotated[int, typer.Option("--save-every", metavar="N", help="Check
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the latest checkpoint of this run exactly.",
                                       rich_help_panel=RUN)]
 Device = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to train.", rich_help_panel=RUN)]
+Dtype = Annotated[
+    str, typer.Option("--dtype", metavar="auto|bf16|fp16|fp32", help="Compute precision (parameters stay fp32): "
+                      "auto is fp32 on the CPU and bf16 on CUDA (fp16 with a gradient scaler on GPUs without native "
+                      "bf16); fp32 uses TF32 matmuls on CUDA. Recorded when set.", rich_help_panel=RUN),
+]
 Force = Annotated[
     bool, typer.Option("--force", help="Use inputs that are modified or stale, or an --init model that trained on "
                        "this run's held-out prompts (recorded as forced in the manifest).", rich_help_panel="Upstream"),
@@ -124,7 +129,7 @@ Threads = Annotated[
 _COMMON = (
     "name", "density_aware", "pair_weighting", "init", "depth", "max_steps", "batch_size", "micro_batch_size", "lr",
     "weight_decay", "warmup_steps", "grad_clip", "max_len", "max_response_len", "val_ratio", "eval_every",
-    "save_every", "resume", "seed", "device", "threads", "force", "chat_template", "trust_remote_code",
+    "save_every", "resume", "seed", "device", "dtype", "threads", "force", "chat_template", "trust_remote_code",
     "gradient_checkpointing", "fsdp",
 )
 

@@ -48,6 +48,7 @@ def train_rm(
     save_every: T.SaveEvery = 250,
     resume: T.Resume = False,
     device: T.Device = "auto",
+    dtype: T.Dtype = "auto",
     threads: T.Threads = None,
     force: T.Force = False,
 ) -> None:

@@ -11,7 +11,7 @@ This module knows DPO run directories, the cache key and the manifest records of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,18 @@ def resolve_dpo_reference(prep: Prepared) -> DPOReference:
     return DPOReference(ref.directory, ref.step, ref.weights_sha256(), same, hf=ref.hf)
 
 
+def reference_batch_size(micro_batch_size: int) -> int:
+    """Pairs per forward of the reference pass (part of the cache key: padding changes the numbers' last bits)."""
+    return max(micro_batch_size, 8)
+
+
+def numerics(device: Any, dtype: Any) -> dict[str, str]:
+    """The cache key's `device` and `dtype` fields for computing on `device` in `dtype` (None: its --dtype auto)."""
+    from katcli.devices import device_label, dtype_name, resolve_dtype
+
+    return {"device": device_label(device), "dtype": dtype_name(dtype if dtype is not None else resolve_dtype("auto", device))}
+
+
 def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The reference log-probs of every encoded pair: this run's cache, another run's matching one, or computed."""
     import numpy as np
@@ -82,15 +94,18 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
         load_ref_logps,
         save_ref_logps,
     )
+    from katcli.model.gpt import set_compute_dtype
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
     cfg = prep.cfg
     dist = prep.dist
+    batch_size = reference_batch_size(prep.micro_batch_size)
     key = RefCacheKey(
         reference_sha256=ref.sha256, pairs_sha256=sha256_file(prep.ws.abs(P.PAIRS)),
         tokenizer_sha256=prep.tokenizer.sha256(), max_len=cfg.max_len,
-        max_response_len=cfg.resolved_max_response_len,
+        max_response_len=cfg.resolved_max_response_len, batch_size=batch_size,
+        **numerics(dist.device, prep.compute_dtype),
     )
     info: dict[str, Any] = {"key": key.to_json()}
     # Another run's cache with the same key holds the same numbers: copy it rather than run the reference again.
@@ -116,10 +131,9 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
         # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
         # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
         model = prep.gpt if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
+        set_compute_dtype(model, prep.compute_dtype)
         model.to(dist.device)
-        batches = eval_batches(
-            enc, np.arange(len(enc)), batch_size=max(prep.micro_batch_size, 8), pad_id=prep.tokenizer.pad_token_id
-        )
+        batches = eval_batches(enc, np.arange(len(enc)), batch_size=batch_size, pad_id=prep.tokenizer.pad_token_id)
         was_training = model.training
         model.eval()
         try:
@@ -171,7 +185,9 @@ def heldout_reference_logps(
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
-    key = RefCacheKey(**meta["ref_cache"]["key"])
+    # The policy is scored here on `device` in its default precision: the reference numbers must come from the
+    # same, or policy − reference carries the precision gap (a cache from another device or dtype is recomputed).
+    key = replace(RefCacheKey.from_json(meta["ref_cache"]["key"]), **numerics(device, None))
     if key.pairs_sha256 == pairs_sha256:
         found = load_ref_logps(directory, key)
         if found.logps is not None:

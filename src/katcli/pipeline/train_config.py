@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from katcli.devices import check_device
+from katcli.devices import check_device, check_dtype
 from katcli.errors import ConfigError
 
 DEFAULT_DEPTH = 4
@@ -51,6 +51,7 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     device: str = "auto"
+    dtype: str = "auto"  # compute precision (katcli.devices.resolve_dtype); recorded only when set
     threads: int | None = None
     force: bool = False
     # Hugging Face backbones (`--init hf:…`).
@@ -99,6 +100,10 @@ class TrainConfig:
         if self.save_every < 0:
             raise ConfigError("--save-every must be 0 (only at the end) or more")
         check_device(self.device)
+        check_dtype(self.dtype)
+        if self.dtype == "fp16" and self.fsdp:
+            # fp16 needs a gradient scaler whose overflow check agrees over shards; kat's is DDP's (per rank).
+            raise ConfigError("--dtype fp16 cannot be combined with --fsdp", hint="use --dtype bf16 or fp32 with --fsdp")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
         if self.chat_template is not None and not os.path.isfile(self.chat_template):
@@ -136,6 +141,8 @@ class TrainConfig:
         for key in _RECORDED_WHEN_SET:
             if not out[key]:
                 del out[key]
+        if self.dtype == "auto":
+            del out["dtype"]
         if self.chat_template is not None:
             out["chat_template"] = os.path.abspath(self.chat_template)
         if self.init is None:

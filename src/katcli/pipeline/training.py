@@ -71,6 +71,7 @@ class Prepared:
     eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
     micro_batch_size: int
     notes: list[str]
+    compute_dtype: Any = None  # torch dtype of --dtype on this device (katcli.devices.resolve_dtype)
 
     def heldout(self) -> Any:
         """The held-out rows (same indices as `split.heldout`) with their sources, prompts and weights."""
@@ -333,8 +334,11 @@ def _prepare(
     ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, progress: ProgressFn
 ) -> _Job:
     import numpy as np
+    import torch
 
+    from katcli.devices import dtype_name, resolve_dtype
     from katcli.model.checkpoint import load_checkpoint
+    from katcli.model.gpt import set_compute_dtype
     from katcli.model.hf import is_hf_dir, is_hf_ref
     from katcli.model.tokenizer import Tokenizer
     from katcli.pipeline.hf_source import hf_start
@@ -403,12 +407,15 @@ def _prepare(
     if weights is not None and eval_weights is None:
         notes.append("the density weights do not cover every held-out prompt: no density quintiles")
     micro = cfg.micro_batch_size or cfg.batch_size // dist.world_size
+    compute_dtype = resolve_dtype(cfg.dtype, dist.device)
+    set_compute_dtype(gpt, compute_dtype)
     prepared = Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=split,
         tokenizer=tokenizer, gpt=gpt, init_info=init_info, init_dir=init_dir, weights=weights,
-        eval_weights=eval_weights, micro_batch_size=micro, notes=notes,
+        eval_weights=eval_weights, micro_batch_size=micro, notes=notes, compute_dtype=compute_dtype,
     )
     built = stage.build(prepared)
+    set_compute_dtype(built.objective.module, compute_dtype)
 
     # -- sampler, settings, meta --------------------------------------------------------------------------
     if built.item_prefix_ids is None:
@@ -426,7 +433,7 @@ def _prepare(
         max_steps=cfg.max_steps, micro_batch_size=micro, lr=cfg.resolved_lr,
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, eval_every=cfg.eval_every,
-        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp,
+        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp, grad_scaler=compute_dtype == torch.float16,
     )
     fingerprint = split.fingerprint([p.id for p in pairs])
     train_prompts = len(set(train_pids))
@@ -444,6 +451,9 @@ def _prepare(
         "training": {
             "warmup_steps": settings.warmup_steps, "micro_batch_size": micro, "world_size": dist.world_size,
             **({"fsdp": True} if cfg.fsdp else {}),
+            # The precision it computed in, unless the CPU's fp32 (so CPU records stay as they always were).
+            **({"dtype": dtype_name(compute_dtype)} if compute_dtype != torch.float32 or dist.device.type != "cpu"
+               else {}),
         },
         "init": init_info,
         "inputs": input_shas,

@@ -126,11 +126,12 @@ def materialize(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def scalar(value: torch.Tensor) -> float:
-    """A reduced value (e.g. the clipped gradient norm) as a float, also when FSDP returns it as a DTensor."""
+def whole(value: torch.Tensor) -> torch.Tensor:
+    """A reduced value (e.g. the clipped gradient norm) as a plain tensor, also when FSDP returns it as a DTensor
+    (still on the device: reading it is the caller's one synchronisation)."""
     from torch.distributed.tensor import DTensor
 
-    return float(value.full_tensor() if isinstance(value, DTensor) else value)
+    return value.full_tensor() if isinstance(value, DTensor) else value
 
 
 def state_bytes(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> int:

@@ -208,8 +208,8 @@ class GRPOObjective:
             None if mb.ref_logp is None else mb.ref_logp.to(device), mb.advantages.to(device), mask, self.config,
             max_new_tokens=self.sampling.max_new_tokens, denominator=1.0,
         )
-        real = int(ro.real.sum())
-        own = loss_denominator(mask, self.config.loss_type, max_new_tokens=self.sampling.max_new_tokens)
+        real = int(ro.real.sum())  # the rollout's tensors are on the CPU: no device sync
+        own = loss_denominator(ro.mask, self.config.loss_type, max_new_tokens=self.sampling.max_new_tokens)
         stats: Stats = {
             "loss_sum": out.numerator.detach(), "loss_den": own, "reply_tokens": out.tokens, "entropy": entropy.detach().sum(), **out.sums,
             "tokens": real, "pad_tokens": ro.real.numel() - real,
