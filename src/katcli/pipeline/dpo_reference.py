@@ -94,7 +94,10 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
         load_ref_logps,
         save_ref_logps,
     )
+    import copy
+
     from katcli.model.gpt import set_compute_dtype
+    from katcli.train.fsdp import shard_model
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
@@ -129,16 +132,28 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
 
     def compute() -> Any:
         # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
-        # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
-        model = prep.gpt if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
+        # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame. Under
+        # --fsdp the reference is sharded for the pass (a copy of the starting model, which the loop shards later):
+        # each GPU holds 1/world of it, never the whole model. Sharding does not change the numbers (each forward
+        # gathers the same fp32 weights), so the cache key does not name it.
+        sharded = cfg.fsdp and dist.distributed
+        if ref.is_init:
+            model = copy.deepcopy(prep.gpt) if sharded else prep.gpt
+        else:
+            model = load_reference_model(ref.directory, ref.step, ref.hf)
         set_compute_dtype(model, prep.compute_dtype)
-        model.to(dist.device)
+        if sharded:
+            shard_model(model.requires_grad_(False), device=dist.device, world_size=dist.world_size)
+        else:
+            model.to(dist.device)
         batches = eval_batches(enc, np.arange(len(enc)), batch_size=batch_size, pad_id=prep.tokenizer.pad_token_id)
         was_training = model.training
         model.eval()
+        score = model_logprob_fn(model, dist.device)
         try:
             return compute_ref_logps(
-                len(enc), batches, model_logprob_fn(model, dist.device), dist=dist, progress=prep.progress
+                len(enc), batches, (lambda mb: _released(model, score(mb))) if sharded else score, dist=dist,
+                progress=prep.progress, lockstep=sharded,
             )
         finally:
             model.train(was_training)
@@ -152,6 +167,14 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
             info["recomputed_because"] = found.reason
             prep.notes.append(f"recomputed the reference log-probs: {found.reason}")
     return logps, info
+
+
+def _released(model: Any, result: Any) -> Any:
+    """`result` of a sharded reference's forward, after freeing the weights its root kept gathered."""
+    from katcli.train.fsdp import release
+
+    release(model)
+    return result
 
 
 def heldout_reference_logps(

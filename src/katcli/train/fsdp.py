@@ -54,6 +54,8 @@ def shard_model(module: nn.Module, *, device: torch.device, world_size: int) -> 
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    if is_sharded(module):  # already sharded (a reference sharded for its pass): nothing to do twice
+        return [*_fsdp_units(module)[1:], module]
     units = shard_units(module)
     if not units:
         raise KatError(
@@ -107,6 +109,13 @@ def full_parameters(module: nn.Module) -> Iterator[None]:
         for unit in units:
             unit.reshard()
             unit.set_reshard_after_forward(unit is not root, recurse=False)
+
+
+def release(module: nn.Module) -> None:
+    """Free the weights a sharded frozen model (a reference) still holds gathered after a no-grad forward: its root
+    keeps them for the output head, and with no backward nothing else reshards it. A no-op when unsharded."""
+    if is_sharded(module):
+        module.reshard()  # type: ignore[operator]
 
 
 def set_gradient_sync(module: nn.Module, enabled: bool) -> None:

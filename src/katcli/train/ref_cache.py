@@ -158,6 +158,7 @@ def compute_ref_logps(
     *,
     dist: DistContext | None = None,
     progress: ProgressFn = no_progress,
+    lockstep: bool = False,
 ) -> RefLogps:
     """Reference log-probs of pairs `0 … n_pairs−1` from `(pair indices, micro-batch)` batches covering each once.
 
@@ -167,7 +168,8 @@ def compute_ref_logps(
     """
     dist = dist or DistContext()
     sums, counts = score_batches(
-        n_pairs, 2, batches, logprob_fn, device=dist.device, dist=dist, progress=progress, task=TASK
+        n_pairs, 2, batches, logprob_fn, device=dist.device, dist=dist, progress=progress, task=TASK,
+        lockstep=lockstep,
     )
     if n_pairs and counts.min() < 1:
         raise ValueError("every reply needs at least one token")

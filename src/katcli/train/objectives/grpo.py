@@ -36,6 +36,7 @@ from katcli.model.engine import Engine, SamplingConfig
 from katcli.model.gpt import GPT
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
+from katcli.train.fsdp import release
 from katcli.train.grpo_losses import (
     GRPOConfig,
     group_advantages,
@@ -142,7 +143,10 @@ class GRPOObjective:
             for lo in range(0, ro.ids.size(0), per):
                 part = ro.rows(slice(lo, lo + per))
                 old = reply_logprobs(self.gpt, part) if self.passes > 1 else None
-                ref = reply_logprobs(self.ref, part) if self.ref is not None else None
+                ref = None
+                if self.ref is not None:
+                    ref = reply_logprobs(self.ref, part)
+                    release(self.ref)  # under --fsdp: back to this rank's shard after each micro-batch
                 micros.append(GRPOMicro(part, mine[lo : lo + per], old, ref))  # type: ignore[arg-type]
         t3 = time.perf_counter()
         tokens = float(ro.mask.sum())
