@@ -20,6 +20,8 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 OUT="${OUT:-$ROOT/bench/out}"
 BUDGET_S="${BUDGET_S:-285}"
 DEVICE="${DEVICE:-cuda}"
+# Per-step time limits are sized for a GPU; a CPU rehearsal gets more room.
+LIMIT_SCALE="${LIMIT_SCALE:-$([ "$DEVICE" = cuda ] && echo 1 || echo 6)}"
 DRY=0
 case "${1:-}" in
   --dry-run) DRY=1 ;;
@@ -83,7 +85,7 @@ run() {
   fi
   t0=$SECONDS
   mem_start "$name"
-  timeout "$limit" "$@" > "$LOGS/$name.out" 2> "$LOGS/$name.err"
+  timeout $((limit * LIMIT_SCALE)) "$@" > "$LOGS/$name.out" 2> "$LOGS/$name.err"
   rc=$?
   mem_stop
   if [ "${EXPECT_FAIL:-0}" = 1 ]; then
