@@ -19,93 +19,18 @@ prompt + `--max-new-tokens` fits `--max-len`. Everything else (ranks, split, sam
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from katcli.errors import ConfigError, KatError
-from katcli.pipeline.train_config import TrainConfig
-from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, record_input, run_training
+from katcli.errors import KatError
+from katcli.model.run_meta import POLICY_KIND
+from katcli.pipeline.stage import record_input
+from katcli.pipeline.train_config import TrainGRPOConfig
+from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "grpo"
-MIN_PROMPT = 8  # tokens a rendered prompt keeps at least (<|bos|>, the user turn's markers, a few words)
-
-
-@dataclass(frozen=True)
-class TrainGRPOConfig(TrainConfig):
-    """`kat train grpo`'s flags: the shared ones (`batch_size` is --prompts-per-step) plus rollout and loss flags."""
-
-    LR_SCRATCH: ClassVar[float] = 1e-4
-    LR_INIT: ClassVar[float] = 1e-6  # TRL's GRPO default: RL moves a pretrained policy in small steps
-    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
-
-    rm: str | None = None
-    ref: str | None = None
-    batch_size: int = 16
-    group_size: int = 8
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    beta: float = 0.04
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    num_iterations: int = 1
-    scale_rewards: str = "group"
-    loss_type: str = "dapo"
-    eval_prompts: int = 64
-    eval_samples: int = 2
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.rm:
-            raise ConfigError(
-                "--rm is required: GRPO needs a reward model to score its replies",
-                hint="train one with `kat train rm` and pass its run name, e.g. --rm uniform",
-            )
-        self.grpo_config()
-        self.sampling_config()
-        if self.temperature == 0:
-            raise ConfigError(
-                "--temperature 0 samples the same reply --group-size times: every group has zero reward spread "
-                "and nothing is learned",
-                hint="sample with --temperature 1.0 (evaluation adds greedy replies by itself)",
-            )
-        if self.max_new_tokens + MIN_PROMPT > self.max_len:
-            raise ConfigError(
-                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in the model's context "
-                f"(--max-len {self.max_len}, of which a prompt keeps at least {MIN_PROMPT} tokens)",
-                hint=f"use --max-new-tokens {self.max_len - MIN_PROMPT} or less, or raise --max-len "
-                "(up to what the model supports)",
-            )
-        if self.eval_prompts < 1:
-            raise ConfigError("--eval-prompts must be at least 1")
-        if self.eval_samples < 1:
-            raise ConfigError("--eval-samples must be at least 1")
-
-    def grpo_config(self) -> Any:
-        from katcli.train.grpo_losses import GRPOConfig
-
-        return GRPOConfig(
-            group_size=self.group_size, scale_rewards=self.scale_rewards, loss_type=self.loss_type,
-            epsilon=self.epsilon, epsilon_high=self.epsilon_high, beta=self.beta, num_iterations=self.num_iterations,
-        )
-
-    def sampling_config(self) -> Any:
-        from katcli.model.engine import SamplingConfig
-
-        return SamplingConfig(
-            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-            num_samples=self.group_size, seed=self.seed,
-        )
-
-
-def trained_reward_model(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The reward model a GRPO checkpoint's meta says it was trained against (`name`, `path`), or None."""
-    rm = meta.get("reward_model")
-    return rm if isinstance(rm, dict) and rm.get("name") else None
 
 
 def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
@@ -119,14 +44,14 @@ def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
     return TrainGRPOConfig(**base)
 
 
-def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
-    """(reward model, its tokenizer, what this run records of it, its meta) for --rm; refused when stale."""
+def _load_rm(prep: Prepared) -> tuple[Any, dict[str, Any]]:
+    """(the --rm reward model as a `LoadedRun`, what this run records of it); refused when stale."""
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.model.hf import is_hf_ref
-    from katcli.pipeline.hf_source import hf_reward_model, load_hf_reward_model, record_hf_inputs
+    from katcli.pipeline.hf_source import hf_reward_model, record_hf_inputs
     from katcli.pipeline.runs import recorded_path, resolve_run
-    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
-    from katcli.train.run_dir import TOKENIZER_FILE, load_run_tokenizer
+    from katcli.model.run_meta import RM_KIND
+    from katcli.train.run_dir import load_run, read_run, run_tokenizer
 
     cfg: TrainGRPOConfig = prep.cfg
     if is_hf_ref(cfg.rm):  # an off-the-shelf reward model, as it is
@@ -136,23 +61,23 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
             f"DeBERTa reward model), or a run of `kat train rm` (--init {cfg.rm} trains one from this model)",
         )
         record_hf_inputs(prep.ws, prep.run, directory)
-        rm, rm_tok = load_hf_reward_model(directory, meta, device=prep.dist.device)
-        info = {"name": str(cfg.rm), "path": recorded_path(prep.ws, directory), "step": None, "hf": meta["hf"]}
-        return rm, rm_tok, info, meta
+        loaded = load_run(directory, meta, role="reward", device=prep.dist.device)
+        return loaded, {"name": str(cfg.rm), "path": recorded_path(prep.ws, directory), "step": None, "hf": meta.hf}
     name, directory = resolve_run(prep.ws, str(cfg.rm), ("rm",), flag="--rm")
     try:
-        step, meta = read_rm_meta(directory)
+        step, meta = read_run(directory, (RM_KIND,), hint="pass a directory written by `kat train rm` (e.g. "
+                              "rm_checkpoints/uniform)")
     except KatError as exc:
         raise KatError(f"--rm {cfg.rm}: {exc.message}", file=exc.file, hint=exc.hint) from None
     files = checkpoint_paths(directory, step)
-    tok_path = directory / TOKENIZER_FILE
+    tok_path = directory / P.TOKENIZER_FILE
     if not tok_path.is_file():
-        raise KatError(f"--rm {cfg.rm}: no {TOKENIZER_FILE} beside the reward model", file=str(directory),
+        raise KatError(f"--rm {cfg.rm}: no {P.TOKENIZER_FILE} beside the reward model", file=str(directory),
                        hint="re-run `kat train rm` for it")
     for path in (files["model"], files["meta"], tok_path):
         record_input(prep.ws, prep.run, path)
     judge = getattr(prep.run, "judge", None)
-    trained_on = meta.get("inputs", {}).get(P.PAIRS)
+    trained_on = meta.trained_on(P.PAIRS)
     if judge is not None and trained_on is not None and trained_on != judge.current_sha(P.PAIRS):
         raise KatError(
             f"--rm {cfg.rm} was trained on another version of {P.PAIRS}, so its rewards (and its held-out "
@@ -160,18 +85,16 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
             file=str(files["meta"]),
             hint=f"retrain it with `kat train rm --name {name}` on the current pairs",
         )
-    rm_tok = load_run_tokenizer(directory)
-    if rm_tok.sha256() != meta.get("tokenizer_sha256"):
-        raise KatError(f"--rm {cfg.rm}: the tokenizer beside it is not the one it was trained with",
-                       file=str(tok_path), hint="re-run `kat train rm` for it")
-    held = meta.get("heldout", {})
-    if (held.get("seed"), held.get("val_ratio")) != (cfg.seed, cfg.val_ratio):
+    rm_tok = run_tokenizer(directory, meta, mismatch=f"--rm {cfg.rm}: the tokenizer beside it is not the one it was "
+                           "trained with", hint="re-run `kat train rm` for it")
+    if meta.split is None or meta.split.spec != (cfg.seed, cfg.val_ratio):
+        seed, ratio = (meta.split.seed, meta.split.val_ratio) if meta.split is not None else (None, None)
         prep.notes.append(
-            f"--rm {name} was split with --seed {held.get('seed')} --val-ratio {held.get('val_ratio')}: some of "
+            f"--rm {name} was split with --seed {seed} --val-ratio {ratio}: some of "
             "this run's held-out prompts may be among the reward model's training prompts"
         )
-    rm, _ = load_rm(directory, step, device=prep.dist.device)
-    return rm, rm_tok, {"name": name, "path": recorded_path(prep.ws, directory), "step": step}, meta
+    loaded = load_run(directory, meta, step=step, role="reward", device=prep.dist.device, tokenizer=rm_tok)
+    return loaded, {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
 
 
 def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
@@ -185,7 +108,7 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
             prep.notes.append("--ref is not used with --beta 0 (no KL term, so no reference is loaded)")
         return None, None
     if cfg.ref is None:
-        return _placed(prep, copy.deepcopy(prep.gpt)), {"same_as": "init", **prep.init_info}
+        return _placed(prep, copy.deepcopy(prep.model)), {"same_as": "init", **prep.init_info}
     checked = resolve_reference(prep, cfg.ref)
     info = {"name": checked.name, "path": recorded_path(prep.ws, checked.directory), "step": checked.step}
     if checked.hf is not None:
@@ -229,10 +152,11 @@ def _build(prep: Prepared) -> Built:
     from katcli.train.rm_scoring import RewardScorer
 
     cfg: TrainGRPOConfig = prep.cfg
-    rm, rm_tok, rm_info, rm_meta = _load_rm(prep)
-    set_compute_dtype(rm, prep.compute_dtype)  # rewards in the run's precision too (--dtype fp32: all of it)
+    rm, rm_info = _load_rm(prep)
+    set_compute_dtype(rm.model, prep.compute_dtype)  # rewards in the run's precision too (--dtype fp32: all of it)
     ref, ref_info = _load_ref(prep)
-    scorer = RewardScorer.from_meta(rm, rm_tok, rm_meta, batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
+    scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta,
+                                    batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
 
     def unique(indices: Any) -> list[int]:
         first: dict[str, int] = {}
@@ -264,7 +188,7 @@ def _build(prep: Prepared) -> Built:
         batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
     objective = GRPOObjective(
-        prep.gpt, prep.tokenizer, prompts=[prep.pairs[i].messages for i in train_rows],
+        prep.model, prep.tokenizer, prompts=[prep.pairs[i].messages for i in train_rows],
         prompt_tokens=[tokens[i] for i in train_rows], prompt_ids=item_pids, scorer=scorer,
         config=cfg.grpo_config(), sampling=cfg.sampling_config(), seed=cfg.seed, ref=ref, quintiles=quintiles,
         evaluator=evaluator, dist=prep.dist, progress=prep.progress,
@@ -280,7 +204,7 @@ def _build(prep: Prepared) -> Built:
                  item_prefix_ids=item_pids, item_noun="prompts")
 
 
-GRPO_STAGE = TrainingStage(stage=STAGE, run_root=P.GRPO_DIR, kind="kat-policy", build=_build, what="policies")
+GRPO_STAGE = TrainingStage(stage=STAGE, run_root=P.GRPO_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_grpo(

@@ -34,13 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from katcli.errors import ConfigError
-
-SIGMOID = "sigmoid"
-HINGE = "hinge"
-IPO = "ipo"
-ROBUST = "robust"
-LOSSES = (SIGMOID, IPO, HINGE, ROBUST)
-SMOOTHABLE = (SIGMOID, ROBUST)
+from katcli.train.loss_names import DPO_LOSSES as LOSSES
+from katcli.train.loss_names import HINGE, IPO, ROBUST, SIGMOID, SMOOTHABLE
 
 # Per-step metric names, as TRL's DPOTrainer logs them (means over the step's pairs).
 METRIC_NAMES = (

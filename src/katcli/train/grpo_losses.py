@@ -49,11 +49,10 @@ from dataclasses import dataclass
 import torch
 
 from katcli.errors import ConfigError
+from katcli.train.loss_names import (
+    LOSS_DAPO, LOSS_DR_GRPO, LOSS_GRPO, LOSS_TYPES, SCALE_BATCH, SCALE_GROUP, SCALE_NONE, SCALE_REWARDS,
+)
 
-SCALE_GROUP, SCALE_BATCH, SCALE_NONE = "group", "batch", "none"
-SCALE_REWARDS = (SCALE_GROUP, SCALE_BATCH, SCALE_NONE)
-LOSS_GRPO, LOSS_DR_GRPO, LOSS_DAPO = "grpo", "dr_grpo", "dapo"
-LOSS_TYPES = (LOSS_GRPO, LOSS_DR_GRPO, LOSS_DAPO)
 STD_EPS = 1e-4  # TRL's: keeps a near-constant group's advantages finite
 
 
