@@ -13,8 +13,8 @@ DPO's reference is `--ref` or the starting policy itself, identified by the sha2
 cache when its key still holds, another DPO run's cache with the same key (copied and recorded as an input), or one
 pass of the reference model (`katcli.train.ref_cache`; under --fsdp sharded like the policy), so the reference is
 never in memory while the policy trains. The key names the device, compute dtype and batch size of that pass
-(`numerics`, `reference_batch_size`): they change the numbers' last bits. `heldout_reference_logps` serves `kat eval rm`, which reads a DPO run as an implicit reward model; it never
-writes.
+(`numerics`, `reference_batch_size`): they change the numbers' last bits. `heldout_reference_logps` serves
+`kat eval rm`, which reads a DPO run as an implicit reward model; it never writes.
 
 This module knows checkpoints' metas, the workspace's runs, DPO run directories and the cache key; not objectives
 or losses.
@@ -226,7 +226,8 @@ def numerics(device: Any, dtype: Any) -> dict[str, str]:
     """The cache key's `device` and `dtype` fields for computing on `device` in `dtype` (None: its --dtype auto)."""
     from katcli.devices import device_label, dtype_name, resolve_dtype
 
-    return {"device": device_label(device), "dtype": dtype_name(dtype if dtype is not None else resolve_dtype("auto", device))}
+    chosen = dtype if dtype is not None else resolve_dtype("auto", device)
+    return {"device": device_label(device), "dtype": dtype_name(chosen)}
 
 
 def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
