@@ -26,7 +26,7 @@ HELP_ORDER = (
     "--epsilon", "--epsilon-high", "--num-iterations", "--scale-rewards", "--loss-type", "--max-steps", "--batch-size",
     "--micro-batch-size",
     "--lr", "--warmup-steps", "--weight-decay", "--grad-clip", "--reward-centering", "--eval-every",
-    "--eval-prompts", "--eval-samples", "--save-every", "--resume", "--device", "--threads", "--report-to",
+    "--eval-prompts", "--eval-samples", "--save-every", "--resume", "--device", "--dtype", "--threads", "--report-to",
     "--force",
 )
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from katcli.devices import DEVICES, check_device
+from katcli.devices import DEVICES, DTYPES, check_device, check_dtype
 from katcli.errors import ConfigError
 from katcli.train import loss_names as L
 from katcli.train.tracking import check_installed, parse_report_to
@@ -109,6 +109,9 @@ class TrainConfig:
                              "replicate i; naming one run, every replicate from it.", panel=SAMPLING,
                              metavar="LIST|N")
     device: str = flag("auto", "Where to train.", panel=RUN, choices=DEVICES)
+    dtype: str = flag("auto", "Compute precision (parameters stay fp32): auto is fp32 on the CPU and bf16 on CUDA "
+                      "(fp16 with a gradient scaler on GPUs without native bf16); fp32 uses TF32 matmuls on CUDA. "
+                      "Recorded when set.", panel=RUN, choices=DTYPES)
     threads: int | None = flag(None, "CPU threads for torch (default: torch's choice).", panel=RUN, metavar="N")
     force: bool = flag(False, "Use inputs that are modified or stale, or an --init model that trained on this run's "
                        "held-out prompts (recorded as forced in the manifest).", panel=UPSTREAM)
@@ -176,6 +179,10 @@ class TrainConfig:
         if self.save_every < 0:
             raise ConfigError("--save-every must be 0 (only at the end) or more")
         check_device(self.device)
+        check_dtype(self.dtype)
+        if self.dtype == "fp16" and self.fsdp:
+            # fp16 needs a gradient scaler whose overflow check agrees over shards; kat's is DDP's (per rank).
+            raise ConfigError("--dtype fp16 cannot be combined with --fsdp", hint="use --dtype bf16 or fp32 with --fsdp")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
         if self.chat_template is not None and not os.path.isfile(self.chat_template):
@@ -216,6 +223,8 @@ class TrainConfig:
         for key in _RECORDED_WHEN_SET:
             if not out[key]:
                 del out[key]
+        if self.dtype == "auto":
+            del out["dtype"]
         if self.chat_template is not None:
             out["chat_template"] = os.path.abspath(self.chat_template)
         if self.init is None:

@@ -108,12 +108,25 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
             prep.notes.append("--ref is not used with --beta 0 (no KL term, so no reference is loaded)")
         return None, None
     if cfg.ref is None:
-        return copy.deepcopy(prep.model).to(prep.dist.device), {"same_as": "init", **prep.init_info}
+        return _placed(prep, copy.deepcopy(prep.model)), {"same_as": "init", **prep.init_info}
     checked = resolve_reference(prep, cfg.ref)
     info = {"name": checked.name, "path": recorded_path(prep.ws, checked.directory), "step": checked.step}
     if checked.hf is not None:
         info["hf"] = checked.hf
-    return checked.load().to(prep.dist.device), info  # kat's GPT or an HF causal LM, with the checked tokenizer
+    return _placed(prep, checked.load()), info  # kat's GPT or an HF causal LM, with the checked tokenizer
+
+
+def _placed(prep: Prepared, ref: Any) -> Any:
+    """The frozen reference on this rank's device in the run's precision: whole, or under --fsdp sharded like the
+    policy (a whole copy per GPU would defeat --fsdp for exactly the models that need it)."""
+    from katcli.model.gpt import set_compute_dtype
+    from katcli.train.fsdp import shard_model
+
+    set_compute_dtype(ref, prep.compute_dtype)
+    if prep.cfg.fsdp:  # the copy is still on the CPU (so is the policy): each rank moves only its shard
+        shard_model(ref.requires_grad_(False), device=prep.dist.device, world_size=prep.dist.world_size)
+        return ref
+    return ref.to(prep.dist.device)
 
 
 def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[list[int], bool]:
@@ -132,6 +145,7 @@ def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[li
 def _build(prep: Prepared) -> Built:
     import numpy as np
 
+    from katcli.model.gpt import set_compute_dtype
     from katcli.train.metrics import density_quintiles, quintile_edges
     from katcli.train.objectives.grpo import GRPOObjective
     from katcli.train.policy_eval import PolicyEvaluator, pick_eval_prompts
@@ -139,6 +153,7 @@ def _build(prep: Prepared) -> Built:
 
     cfg: TrainGRPOConfig = prep.cfg
     rm, rm_info = _load_rm(prep)
+    set_compute_dtype(rm.model, prep.compute_dtype)  # rewards in the run's precision too (--dtype fp32: all of it)
     ref, ref_info = _load_ref(prep)
     scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta,
                                     batch_size=max(prep.micro_batch_size * cfg.group_size, 8))

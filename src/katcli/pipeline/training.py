@@ -73,6 +73,7 @@ class Prepared:
     eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
     micro_batch_size: int
     notes: list[str]
+    compute_dtype: Any = None  # torch dtype of --dtype on this device (katcli.devices.resolve_dtype)
     heldout_set: Any = None  # katcli.pipeline.heldout.HeldOutSet (the split and its fingerprint)
     weights_used_for: str | None = None  # what the density weights serve ("sampling", "eval quintiles")
     quintile_weights: dict[str, float] | None = None  # the default set's, which quintiles are cut on (else `weights`)
@@ -385,12 +386,15 @@ def _prepare(
     """Flags → inputs → held-out set → tokenizer and model → the objective → sampler and record → resume."""
     import numpy as np
 
+    from katcli.model.gpt import set_compute_dtype
+
     notes: list[str] = []
     out_rel = f"{stage.run_root}/{cfg.run_name}"
     out_dir = ws.abs(out_rel)
     _check_flags(cfg, stage, dist, out_dir, out_rel)
     prepared = _prepare_common(ws, cfg, stage, run, dist, progress, notes)
     built = stage.build(prepared)
+    set_compute_dtype(built.objective.module, prepared.compute_dtype)
     split = prepared.split
     if built.item_prefix_ids is None:
         item_pids = [prepared.prefix_ids[i] for i in split.train]
@@ -398,7 +402,7 @@ def _prepare(
     else:
         item_pids, train_index = built.item_prefix_ids, np.arange(len(built.item_prefix_ids), dtype=np.int64)
     sampler, sampling = _sampler(cfg, run, prepared, built, item_pids)
-    settings = _loop_settings(cfg, prepared.micro_batch_size)
+    settings = _loop_settings(cfg, prepared)
     meta = _run_meta(cfg, stage, dist, prepared, built, settings, sampling)
     job = _Job(
         prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
@@ -438,6 +442,8 @@ def _prepare_common(
     notes: list[str],
 ) -> Prepared:
     """The inputs, the held-out set, the tokenizer and the starting model: what every objective's build gets."""
+    from katcli.devices import resolve_dtype
+    from katcli.model.gpt import set_compute_dtype
     from katcli.model.hf import is_hf_dir, is_hf_ref
     from katcli.model.tokenizer import Tokenizer
     from katcli.pipeline.heldout import build_heldout, covering
@@ -472,13 +478,15 @@ def _prepare_common(
     else:
         tokenizer = Tokenizer.load(tok_path)
         model, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
+    compute_dtype = resolve_dtype(cfg.dtype, dist.device)
+    set_compute_dtype(model, compute_dtype)
     eval_weights = covering(quintile_weights, [prefix_ids[i] for i in held.split.heldout], notes)
     return Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=held.split,
         tokenizer=tokenizer, model=model, init_info=init_info, init_dir=init_dir, weights=weights,
         eval_weights=eval_weights, micro_batch_size=cfg.micro_batch_size or cfg.batch_size // dist.world_size,
         notes=notes, heldout_set=held, weights_used_for=weights_used_for if eval_weights is not None else None,
-        quintile_weights=quintile_weights,
+        quintile_weights=quintile_weights, compute_dtype=compute_dtype,
     )
 
 
@@ -514,21 +522,26 @@ def _sampled_weights(cfg: TrainConfig) -> str:
     return P.weight_set_weights(cfg.weights or P.DEFAULT_WEIGHT_SET)
 
 
-def _loop_settings(cfg: TrainConfig, micro: int) -> Any:
+def _loop_settings(cfg: TrainConfig, prep: Prepared) -> Any:
+    import torch
+
     from katcli.train.loop import LoopSettings
     from katcli.train.schedule import default_warmup
 
     return LoopSettings(
-        max_steps=cfg.max_steps, micro_batch_size=micro, lr=cfg.resolved_lr,
+        max_steps=cfg.max_steps, micro_batch_size=prep.micro_batch_size, lr=cfg.resolved_lr,
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, eval_every=cfg.eval_every,
-        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp,
+        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp, grad_scaler=prep.compute_dtype == torch.float16,
     )
 
 
 def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared, built: Built, settings: Any,
               sampling: Any) -> Any:
     """What every checkpoint of the run records (`RunMeta`); the step and its report are added at each save."""
+    import torch
+
+    from katcli.devices import dtype_name
     from katcli.model.run_meta import RunMeta, Split
 
     held = prep.heldout_set
@@ -544,7 +557,10 @@ def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared,
         kind=stage.kind, objective=objective_key or stage.stage, model_config=prep.model.config.to_dict(),
         tokenizer_sha256=prep.tokenizer.sha256(), config=cfg.params(),
         training={"warmup_steps": settings.warmup_steps, "micro_batch_size": settings.micro_batch_size,
-                  "world_size": dist.world_size, **({"fsdp": True} if cfg.fsdp else {})},
+                  "world_size": dist.world_size, **({"fsdp": True} if cfg.fsdp else {}),
+                  # The precision it computed in, unless the CPU's fp32 (so CPU records stay as they always were).
+                  **({"dtype": dtype_name(prep.compute_dtype)}
+                     if prep.compute_dtype != torch.float32 or dist.device.type != "cpu" else {})},
         init=prep.init_info, inputs=inputs,
         split=Split(cfg.split_seed, cfg.val_ratio, len(heldout), len({prep.prefix_ids[i] for i in heldout}),
                     held.fingerprint),

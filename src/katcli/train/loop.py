@@ -6,7 +6,8 @@ One optimizer step consumes one global batch of items from the sampler. Under to
 Each micro-batch's summed loss is divided by the step's global loss denominator (summed over ranks) times the
 world size, so after DDP's average the gradient is exactly the mean over the global batch — over pairs, reply tokens
 or whatever the objective averages over — for any world size and micro-batch size. Then: gradient clipping, AdamW
-with warmup + cosine (`schedule.lr_at`), bf16 autocast on CUDA (inside the GPT), fp32 on CPU.
+with warmup + cosine (`schedule.lr_at`), autocast to `--dtype` inside the model (bf16 on CUDA by default, fp32 on
+CPU) and, for fp16, a gradient scaler. The statistics of a step are read back from the device once, at its end.
 
 Every step appends one line to `metrics.jsonl` (the objective's named statistics, learning rate, gradient norm,
 tokens and pad fraction — no wall-clock values, so identical runs write identical files); evaluations append an
@@ -43,13 +44,13 @@ from katcli.train.fsdp import (
     full_parameters,
     load_full_optimizer_state,
     materialize,
-    scalar,
     set_gradient_sync,
     shard_model,
     state_bytes,
+    whole,
 )
 from katcli.train.metrics_log import METRICS_FILE, MetricsLog, rounded
-from katcli.train.objective import EvalResult, Objective, add_stats
+from katcli.train.objective import EvalResult, Objective, add_stats, stat_totals
 from katcli.train.run_dir import save_step
 from katcli.train.sampler import WeightedSampler, shard
 from katcli.train.schedule import lr_at
@@ -73,6 +74,7 @@ class LoopSettings:
     save_every: int = 0  # 0: save only at the end
     seed: int = 0  # seeds torch's global RNG on a fresh run, so the saved RNG state is reproducible too
     fsdp: bool = False  # shard the model over the ranks (FSDP2) instead of replicating it (DDP)
+    grad_scaler: bool = False  # fp16 compute: scale the loss so small gradients do not underflow (GradScaler)
 
 
 @dataclass
@@ -131,6 +133,8 @@ class TrainingLoop:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
         )
+        # Disabled (a no-op) unless --dtype fp16; its state is checkpointed only when enabled.
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=settings.grad_scaler)
         self.start_step = 0
         self.at_step = 1  # the step being computed (what a Ctrl-C reports)
         self.last_eval: EvalResult | None = None
@@ -152,17 +156,22 @@ class TrainingLoop:
             self.optimizer.load_state_dict(optim_state["optimizer"])
         if isinstance(optim_state.get("torch_rng"), torch.Tensor):
             torch.set_rng_state(optim_state["torch_rng"])
+        if self.scaler.is_enabled() and "grad_scaler" in optim_state:
+            self.scaler.load_state_dict(optim_state["grad_scaler"])
         self.start_step = int(step)
 
     def _optim_state(self, step: int) -> dict[str, Any]:
         # Under --fsdp the state is gathered whole, in the unsharded layout: the run resumes with or without it.
         optimizer = full_optimizer_state(self.obj.module, self.optimizer) if self.sharded else self.optimizer.state_dict()
-        return {
+        state = {
             "optimizer": optimizer,
             "sampler": self.sampler.state(step),
             "torch_rng": torch.get_rng_state(),
             "step": step,
         }
+        if self.scaler.is_enabled():
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     # ---------------------------------------------------------------------------------------------- loop
 
@@ -289,6 +298,15 @@ class TrainingLoop:
         if not self.dist.agree(local):
             raise self._diverged(step, "the update made the weights non-finite")
 
+    def _global_denominator(self, micros: Any) -> float:
+        """The step's loss denominator summed over ranks (computed on the host: one all-reduce under torchrun)."""
+        local = float(self.obj.loss_denominator(micros))
+        if not self.dist.distributed:
+            return local
+        denom = torch.tensor([local], dtype=torch.float64, device=self.device)
+        self.dist.all_reduce_sum(denom)
+        return float(denom.item())  # needed before the first backward: the one synchronisation it costs
+
     def _step(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
         s = self.s
         lr = lr_at(step, peak=s.lr, total_steps=s.max_steps, warmup_steps=s.warmup_steps, min_ratio=s.min_lr_ratio)
@@ -300,12 +318,10 @@ class TrainingLoop:
         with self._whole_model(getattr(self.obj, "prepare_runs_model", False)):
             micros = self.obj.prepare(step, mine, micro_batch_size=s.micro_batch_size)
         self._prepare_s = time.perf_counter() - t0
-        denom = torch.tensor([float(self.obj.loss_denominator(micros))], dtype=torch.float64, device=self.device)
-        self.dist.all_reduce_sum(denom)
         # Each rank's share of the denominator: DDP averages over ranks, so this makes the result a global mean.
-        share = float(denom.item()) / self.dist.world_size
-        sums: dict[str, torch.Tensor] = {}
-        grad_norm = 0.0
+        share = self._global_denominator(micros) / self.dist.world_size
+        sums: dict[str, torch.Tensor | float] = {}
+        grad_norm = torch.zeros((), device=self.device)
         for pass_index in range(self.obj.passes):
             self.optimizer.zero_grad(set_to_none=True)
             for k, micro in enumerate(micros):
@@ -318,26 +334,28 @@ class TrainingLoop:
                 with ctx:
                     loss_sum, stats = self.obj.loss(model, micro, pass_index=pass_index)
                     if share > 0:
-                        (loss_sum / share).backward()
+                        self.scaler.scale(loss_sum / share).backward()
                 add_stats(sums, stats, self.device)
             clip = s.grad_clip if s.grad_clip > 0 else float("inf")
-            grad_norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, clip))
-            if not math.isfinite(grad_norm):  # the global norm: every rank stops at the same step
-                raise self._diverged(step + 1, f"the gradient norm is {grad_norm}")
-            self.optimizer.step()
-        keys = sorted(sums)
-        if self.dist.distributed:
-            # Every rank holds the same named statistics; the union of names is agreed on by construction.
-            packed = torch.stack([sums[k] for k in keys]) if keys else torch.zeros(0, dtype=torch.float64)
-            self.dist.all_reduce_sum(packed)
-            sums = {k: packed[i] for i, k in enumerate(keys)}
-        totals = {k: float(v.item()) for k, v in sums.items()}
-        if not all(math.isfinite(v) for v in totals.values()):  # summed over ranks: all agree
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients (a no-op without fp16)
+            grad_norm = whole(torch.nn.utils.clip_grad_norm_(self.params, clip))
+            self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed, then the scale backs off
+            self.scaler.update()
+        # Every rank holds the same named statistics (the union of names is agreed on by construction): summed over
+        # ranks in one all-reduce and read back, with the gradient norm, in one transfer — not one per statistic.
+        reduce = self.dist.all_reduce_sum if self.dist.distributed else None
+        totals, (grad_norm_value,) = stat_totals(sums, self.device, reduce=reduce, extra=[grad_norm])
+        # A diverged step stops here, before anything is saved or recorded (the global norm and the rank-summed
+        # statistics: every rank stops at the same step). Under fp16 an overflowed gradient is the scaler's
+        # business (the step was skipped), so only the statistics decide there.
+        if not math.isfinite(grad_norm_value) and not self.s.grad_scaler:
+            raise self._diverged(step + 1, f"the gradient norm is {grad_norm_value}")
+        if not all(math.isfinite(v) for v in totals.values()):
             raise self._diverged(step + 1)
         real, pad = int(totals.get("tokens", 0)), int(totals.get("pad_tokens", 0))
         record: dict[str, Any] = {"step": step + 1, "lr": rounded(lr)}
         record.update(self.obj.summarize(totals))
-        record["grad_norm"] = rounded(grad_norm)
+        record["grad_norm"] = rounded(grad_norm_value)
         record["tokens"] = real
         record["pad_tokens"] = pad
         record["pad_fraction"] = rounded(pad / (real + pad)) if real + pad else 0.0
