@@ -12,9 +12,14 @@ interrupts.arm()
 
 def main() -> None:
     interrupts.arm()
-    from katcli.cli.app import main as app_main
+    code: object = 0
+    try:
+        from katcli.cli.app import main as app_main
 
-    app_main()
+        app_main()
+    except SystemExit as exc:
+        code = exc.code
+    interrupts.exit_now(code)  # a Ctrl-C during the teardown is one line and exit 130 too
 
 
 if __name__ == "__main__":

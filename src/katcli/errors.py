@@ -51,3 +51,24 @@ class InterruptedRun(KatError):
 
     def __init__(self, message: str = "interrupted; nothing was written") -> None:
         super().__init__(message, exit_code=130)
+
+
+# A Ctrl-C is remembered as well as raised: a KeyboardInterrupt can be swallowed where it lands (a finalizer's
+# "Exception ignored in", a library's `except BaseException`), and a remembered one is raised again at the next
+# safe point (a progress update, before a stage records itself), so it is never ignored.
+_ctrl_c_seen = False
+
+
+def note_interrupt() -> None:
+    global _ctrl_c_seen
+    _ctrl_c_seen = True
+
+
+def interrupt_pending() -> bool:
+    return _ctrl_c_seen
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt again when a Ctrl-C arrived earlier in this process and did not stop it."""
+    if _ctrl_c_seen:
+        raise KeyboardInterrupt

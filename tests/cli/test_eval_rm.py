@@ -14,7 +14,7 @@ from modelkit import one_torch_thread  # noqa: F401  (autouse fixture: tiny mode
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A workspace with `uniform`, `density` (seed 0) and `other` (seed 1) tiny reward models."""
+    """A workspace with `uniform`, `density` (seed 0) and `other` (seed and split seed 1) tiny reward models."""
     from katcli.pipeline.train_rm import run_train_rm, tiny_config
 
     kit = rmkit
@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     small = dict(max_steps=4, max_len=64, lr=3e-3)
     run_train_rm(ws, tiny_config(**small))
     run_train_rm(ws, tiny_config(density_aware=True, **small))
-    run_train_rm(ws, tiny_config(name="other", seed=1, **small))
+    run_train_rm(ws, tiny_config(name="other", seed=1, split_seed=1, **small))
     return root
 
 
@@ -48,6 +48,11 @@ def test_table_compares_models_side_by_side(kat, trained):
     note = " ".join(line for line in lines if not line.startswith(("│", "┃", "┏", "┡", "└")))
     assert (f"Δ = density − uniform on the same pairs; overall 95% paired interval {lo:+.3f}…{hi:+.3f} (bootstrap "
             "over held-out prompts), p from McNemar's exact test; every group's interval is in --json") in note
+    assert f"80% power (α = .05) to detect |Δ| ≥ {overall['mdd80']:.3f} overall" in note
+    assert overall["mdd80"] == pytest.approx((1.959964 + 0.841621) * overall["se"], rel=1e-4)
+    quint = data["comparisons"][0]["by_quintile"]
+    if quint is not None:  # Holm over the five quintiles: never below McNemar's own p
+        assert all(q["mcnemar_p_holm"] >= q["mcnemar_p"] for q in quint if q["n"])
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +127,21 @@ def test_json_matches_the_evaluation_recorded_at_the_end_of_training(kat, traine
 def test_models_with_different_heldout_sets_are_refused(kat, trained):
     result = kat("eval", "rm", "uniform", "other", workspace=trained)
     assert result.exit_code == 1
+    fp = {n: json.loads(next((trained / "rm_checkpoints" / n).glob("meta_*.json")).read_text())["heldout"]
+          ["fingerprint"][:12] for n in ("uniform", "other")}
+    assert fp["uniform"] != fp["other"]
     assert result.stderr == (
-        "Error: the models were split with different held-out settings (uniform: --seed 0 --val-ratio 0.2, "
-        "other: --seed 1 --val-ratio 0.2), so they share no held-out set\n"
-        "Hint: train them with the same --seed and --val-ratio\n"
+        "Error: the models were split with different held-out settings (uniform: split seed 0 --val-ratio 0.2 "
+        f"(held-out fingerprint {fp['uniform']}), other: split seed 1 --val-ratio 0.2 (held-out fingerprint "
+        f"{fp['other']})), so they share no held-out set\n"
+        "Hint: train them with the same --split-seed and --val-ratio\n"
     )
+
+
+def test_a_run_whose_split_seed_is_its_seed_still_evaluates(kat, trained):
+    # `other` records what runs from before --split-seed record: a held-out split by its own --seed (1)
+    data = json.loads(kat("eval", "rm", "other", "--json", "--threads", "1", workspace=trained).stdout)
+    assert data["heldout"]["seed"] == 1 and data["models"][0]["overall"]["n"] == data["heldout"]["pairs"]
 
 
 def test_unknown_model(kat, trained):
@@ -205,3 +220,47 @@ def test_a_policy_that_scores_no_pairs_is_named_for_what_it_is(tmp_path):
     with pytest.raises(KatError) as err:
         resolve_checkpoint(Workspace(tmp_path), "sft/uniform")
     assert err.value.message == "'sft/uniform' is a run of sft_checkpoints/, not a reward model or DPO policy"
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory):
+    """Two arms of two replicates each (`uniform-s0/-s1`, `density-s0/-s1`), on one split seed (0)."""
+    from katcli.pipeline.train_rm import run_train_rm, tiny_config
+
+    root = tmp_path_factory.mktemp("armws")
+    ws = rmkit.make_workspace(root, rmkit.planted_pairs(60))
+    small = dict(max_steps=2, max_len=64, lr=3e-3)
+    for seed in (0, 1):
+        run_train_rm(ws, tiny_config(name=f"uniform-s{seed}", seed=seed, **small))
+        run_train_rm(ws, tiny_config(name=f"density-s{seed}", density_aware=True, seed=seed, **small))
+    return root
+
+
+def test_an_arm_name_evaluates_its_replicates_with_across_seed_estimates(kat, replicated):
+    args = ("eval", "rm", "uniform", "density", "--json", "--threads", "1")
+    first = kat(*args, workspace=replicated)
+    assert first.exit_code == 0, first.stderr
+    assert kat(*args, workspace=replicated).stdout == first.stdout  # byte-identical
+    data = json.loads(first.stdout)
+    assert [m["name"] for m in data["models"]] == ["uniform-s0", "uniform-s1", "density-s0", "density-s1"]
+    assert data["heldout"]["quintiles"] == ["q1_commonest", "q2", "q3", "q4", "q5_rarest"]
+    assert len(data["heldout"]["quintile_edges"]) == 4 and data["heldout"]["quintile_edges"] == sorted(
+        data["heldout"]["quintile_edges"])
+    uniform, density = data["arms"]
+    assert uniform["name"] == "uniform" and [r["seed"] for r in uniform["replicates"]] == [0, 1]
+    assert [r["run"] for r in density["replicates"]] == ["density-s0", "density-s1"]
+    across = uniform["across_seeds"]
+    assert across["n_seeds"] == 2 and across["overall"]["n"] == 2 * data["heldout"]["pairs"]
+    mean = sum(r["overall"]["accuracy"] for r in uniform["replicates"]) / 2
+    assert across["overall"]["value"] == pytest.approx(mean, abs=1e-6)
+    lo, hi = across["overall"]["ci95"]
+    assert 0.0 <= lo <= mean <= hi <= 1.0 and len(across["by_quintile"]) == 5
+    cmp = data["arm_comparisons"][0]
+    assert (cmp["a"], cmp["b"], cmp["paired_seeds"]) == ("uniform", "density", [[0, 0], [1, 1]])
+    assert {"value", "ci95", "n", "p", "mdd80"} <= set(cmp["overall"])
+    assert not any(n.startswith("one training seed per model") for n in data["notes"])
+    table = kat("eval", "rm", "uniform", "density", "--threads", "1", workspace=replicated).stdout
+    assert "Accuracy across seeds (2/2 replicates; 95% interval over seeds and prompts)" in table
+    one = json.loads(kat("eval", "rm", "uniform-s1", "--json", "--threads", "1", workspace=replicated).stdout)
+    assert "arms" not in one and "one training seed per model: every interval covers held-out prompts only" in \
+        " ".join(one["notes"])

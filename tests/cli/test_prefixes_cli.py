@@ -54,7 +54,9 @@ def test_prefixes_refuses_modified_pairs_unless_forced(kat, ws_dir):
         fh.write(b"\n")
     result = kat("prefixes")
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: data/pairs_all.jsonl was modified after `kat -w ")
+    # Quoted without its `-w DIR`: in a copied or moved workspace that would name the wrong place.
+    assert result.stderr.startswith(
+        "Error: data/pairs_all.jsonl was modified after `kat -q pairs download --from sample --budget 20` wrote it\n")
     forced = kat("prefixes", "--force")
     assert forced.exit_code == 0
     assert "Forced: data/pairs_all.jsonl was modified after" in forced.stdout

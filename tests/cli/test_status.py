@@ -39,7 +39,7 @@ def test_empty_workspace_lists_every_stage_missing(kat, ws_dir):
 
 def test_json_schema_is_stable(kat, populated):
     _, data = _states(kat)
-    assert set(data) == {"schema", "workspace", "stages", "next_command", "leftovers"}
+    assert set(data) == {"schema", "workspace", "stages", "next_command", "leftovers", "unrecorded"}
     assert data["schema"] == "kat.status/1"
     assert data["next_command"] == "kat train tokenizer"
     row = data["stages"][0]

@@ -55,3 +55,22 @@ def test_missing_upstream_and_nothing_to_resume(kat, ws_dir):
     assert result.stderr == (
         "Error: nothing to resume: rm_checkpoints/uniform/ has no checkpoint\nHint: drop --resume to start a new run\n"
     )
+
+
+def test_seeds_train_one_replicate_per_seed_on_one_heldout_set(kat, ws_dir):
+    import json
+
+    rmkit.make_workspace(ws_dir, rmkit.planted_pairs(40), with_weights=False)
+    result = kat("train", "rm", *TINY, "--max-steps", "1", "--seeds", "2")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    metas = {}
+    for seed in (0, 1):
+        run = ws_dir / "rm_checkpoints" / f"uniform-s{seed}"
+        assert f"Wrote {run.resolve()}" in result.stdout
+        metas[seed] = json.loads(next(run.glob("meta_*.json")).read_text())
+    assert [m["config"]["seed"] for m in metas.values()] == [0, 1]
+    assert [m["config"]["name"] for m in metas.values()] == ["uniform-s0", "uniform-s1"]
+    assert metas[0]["heldout"] == metas[1]["heldout"]  # same split seed: one held-out fingerprint
+    bad = kat("train", "rm", *TINY, "--seeds", "1,1")
+    assert bad.exit_code == 1
+    assert bad.stderr == "Error: --seeds lists a seed twice (1,1)\nHint: e.g. --seeds 3 (seeds 0, 1, 2) or --seeds 0,4,7\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,13 +15,13 @@ from katcli.workspace import Manifest
 from katcli.workspace import paths as P
 
 _HOLDER = """
-import sys, time
+import sys
 from pathlib import Path
 from katcli.workspace import WorkspaceLock
 lock = WorkspaceLock(Path(sys.argv[1]), "kat train rm --name uniform")
 lock.acquire()
 print("held", flush=True)
-time.sleep(120)
+sys.stdin.read()  # holds the lock until the test closes our stdin (or kills us): no timer to race
 """
 
 
@@ -30,7 +31,8 @@ def holder(ws_dir):
 
     def start():
         proc = subprocess.Popen(
-            [sys.executable, "-c", _HOLDER, str(ws_dir / P.STATE_DIR / "lock")], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _HOLDER, str(ws_dir / P.STATE_DIR / "lock")], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
         )
         assert proc.stdout.readline().strip() == "held"
         procs.append(proc)
@@ -77,7 +79,8 @@ def test_modified_input_stops_the_stage_and_force_is_recorded(kat, ws_dir):
     pairs.write_text(pairs.read_text(encoding="utf-8").replace("a", "b", 1), encoding="utf-8")
     refused = kat("prefixes")
     assert refused.exit_code == 1
-    assert refused.stderr.splitlines()[0].startswith("Error: data/pairs_all.jsonl was modified after `kat -w ")
+    assert refused.stderr.splitlines()[0] == (  # quoted without -w DIR: right in a copied or moved workspace too
+        "Error: data/pairs_all.jsonl was modified after `kat pairs download --from sample --source uf` wrote it")
     assert refused.stderr.splitlines()[1] == (
         "Hint: re-run `kat pairs download --from sample --source uf`, or pass --force to use it as it is"
     )
@@ -87,7 +90,8 @@ def test_modified_input_stops_the_stage_and_force_is_recorded(kat, ws_dir):
     assert forced.exit_code == 0, forced.output
     run = Manifest.load(ws_dir / P.MANIFEST).runs["prefixes"]
     assert run.forced is True
-    assert run.forced_over[0].startswith("data/pairs_all.jsonl was modified after `kat -w ")
+    assert run.forced_over[0] == (
+        "data/pairs_all.jsonl was modified after `kat pairs download --from sample --source uf` wrote it")
     status = json.loads(kat("status", "--json").stdout)
     by_key = {r["key"]: r for r in status["stages"]}
     assert by_key["pairs"]["state"] == "modified" and by_key["prefixes"]["last_run"]["forced"] is True
@@ -108,10 +112,11 @@ def test_a_failure_mid_stage_keeps_the_old_outputs_and_manifest(kat, ws_dir, mon
         yield disk_full
 
     monkeypatch.setattr("katcli.cli.prefixes.progress", fake_progress)
+    monkeypatch.setattr("shutil.disk_usage", lambda path: shutil._ntuple_diskusage(10 * 2**30, 10 * 2**30, 3 * 2**10))
     result = kat("prefixes")
     assert result.exit_code == 1
-    assert result.stderr == (
-        f"Error: No space left on device ({ws_dir / P.PREFIXES})\n"
+    assert result.stderr == (  # the file being written and the room left
+        f"Error: No space left on device while writing {ws_dir / P.PREFIXES} (3.0 KB free there)\n"
         "Hint: nothing was replaced; fix the cause and re-run (--verbose for details)\n"
     )
     assert (ws_dir / P.MANIFEST).read_bytes() == manifest_before

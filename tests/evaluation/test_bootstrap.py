@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from katcli.evaluation import bootstrap as B
-from katcli.evaluation.diversity import vendi_from_similarity, vendi_score
 
 
 def test_resamples_are_seeded_per_group():
@@ -36,28 +35,3 @@ def test_paired_difference_of_a_policy_with_itself_is_zero():
     # a constant shift is recovered exactly, whatever the spread of the values
     shifted = B.paired_mean_interval([v + 0.3 for v in x], x, idx)
     assert shifted.value == pytest.approx(0.3) and shifted.lo == pytest.approx(0.3) and shifted.hi == pytest.approx(0.3)
-
-
-def test_set_interval_is_the_bias_corrected_bootstrap_around_the_full_set_value():
-    rng = np.random.default_rng(2)
-    emb = rng.normal(size=(40, 8))
-    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    sim = unit @ unit.T
-    stat = lambda c: vendi_from_similarity(sim, c)  # noqa: E731
-    members = np.arange(40)
-    idx = B.resamples(40, 0, "g", b=B.SET_RESAMPLES)
-    counts = B.resample_counts(members, idx, 40)
-    assert (counts.sum(axis=1) == 40).all() and np.array_equal(counts[0], np.bincount(idx[0], minlength=40))
-    full = np.ones(40, dtype=np.int64)
-    est = B.set_interval(stat, full, counts)
-    theta, draws = B.set_draws(stat, full, counts)
-    assert est.value == pytest.approx(vendi_score(emb)) == pytest.approx(theta)
-    # a resample's value is the measure of its multiset: the same as scoring the repeated rows directly
-    assert draws[0] == pytest.approx(vendi_score(emb[idx[0]]))
-    q_lo, q_hi = np.percentile(draws, [2.5, 97.5])
-    bias = draws.mean() - theta
-    assert (est.lo, est.hi) == pytest.approx((q_lo - bias, q_hi - bias))
-    # resamples repeat prompts, so they look less diverse than the full set; the corrected interval still covers it
-    assert q_hi < theta and est.lo < theta < est.hi
-    same = B.paired_set_interval((theta, draws), (theta, draws), 40)
-    assert (same.value, same.lo, same.hi) == (0.0, 0.0, 0.0)

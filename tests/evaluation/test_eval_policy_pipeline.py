@@ -144,3 +144,40 @@ def test_policies_trained_on_different_splits_are_refused(planted, tmp_path):
 def test_a_reward_model_is_not_a_policy(planted):
     with pytest.raises(KatError, match="this is a reward model, not a policy"):
         _run(planted, "please", str(planted["ws"].abs("rm_checkpoints/judge")))
+
+
+def _replicate(planted, kind, name, seed, std):
+    """A replicate policy `NAME-s<seed>` whose record says which seed it was trained with."""
+    directory = evalkit.policy_dir(planted["ws"].root, kind, f"{name}-s{seed}")
+    evalkit.write_policy(directory, evalkit.random_policy(planted["tokenizer"], seed=seed + 1, std=std),
+                         planted["tokenizer"], heldout=evalkit.HELDOUT)
+    meta_file = next(directory.glob("meta_*.json"))
+    meta = json.loads(meta_file.read_text())
+    meta["config"] = {"seed": seed, "name": f"{name}-s{seed}", "std": std}
+    meta_file.write_text(json.dumps(meta))
+
+
+def test_arms_of_replicates_get_across_seed_figures_paired_by_seed(planted):
+    for seed in (0, 1):
+        _replicate(planted, "sft", "calm", seed, 0.2)
+        _replicate(planted, "grpo", "wild", seed, 0.6)
+    data = _run(planted, "sft/calm", "grpo/wild", rms=("judge",), prompts=10, samples=2, max_new_tokens=8)
+    again = _run(planted, "sft/calm", "grpo/wild", rms=("judge",), prompts=10, samples=2, max_new_tokens=8)
+    assert json.dumps(data["arms"]) == json.dumps(again["arms"])  # same command, same figures
+    assert [p["name"] for p in data["policies"]] == ["sft/calm-s0", "sft/calm-s1", "grpo/wild-s0", "grpo/wild-s1"]
+    calm, wild = data["arms"]
+    assert calm["name"] == "sft/calm" and [r["run"] for r in calm["replicates"]] == ["sft/calm-s0", "sft/calm-s1"]
+    across = wild["across_seeds"]
+    assert across["n_seeds"] == 2
+    per_seed = [data["results"][f"grpo/wild-s{s}"]["style/words"]["overall"]["value"] for s in (0, 1)]
+    assert across["style/words"]["overall"]["value"] == pytest.approx(sum(per_seed) / 2, abs=1e-6)
+    for key in ("across/distinct-2", "across/vendi", "within/distinct-1", "win/judge"):
+        fig = across[key]["overall"]
+        lo, hi = fig["ci95"]
+        bound = data["groups"]["overall"] if key == "across/vendi" else 1.0
+        assert lo <= fig["value"] <= hi and 0.0 <= lo and hi <= bound, key
+    cmp = data["arm_comparisons"][0]
+    assert (cmp["a"], cmp["b"], cmp["paired_seeds"]) == ("sft/calm", "grpo/wild", [[0, 0], [1, 1]])
+    assert {"p", "mdd80"} <= set(cmp["style/words"]["overall"])
+    assert all("p_holm" in cmp["across/vendi"][f"Q{k}"] for k in range(1, 6))
+    assert not any(n.startswith("one training seed per model") for n in data["notes"])

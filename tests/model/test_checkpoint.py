@@ -149,3 +149,40 @@ def test_every_refusal_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(KatError) as info:
         load_checkpoint(d)
     assert info.value.message.startswith("checkpoint meta is not valid JSON") and info.value.hint
+
+
+def _storage_devices(path: Path) -> set[str]:
+    """The device every storage in a saved file was recorded on (read without moving anything)."""
+    seen: set[str] = set()
+
+    def where(storage, location):
+        seen.add(location)
+        return storage
+
+    torch.load(path, map_location=where, weights_only=True)
+    return seen
+
+
+def test_files_hold_cpu_tensors_and_a_meta_model_is_refused(tiny_model: GPT, tmp_path: Path) -> None:
+    opt = _trained(tiny_model)
+    paths = save_checkpoint(tmp_path, 1, tiny_model, {"model_config": tiny_model.config.to_dict()},
+                            {"optimizer": opt.state_dict()})
+    assert _storage_devices(paths["model"]) == {"cpu"} and _storage_devices(paths["optim"]) == {"cpu"}
+    # A model whose weights were never loaded (the meta device) has no values: writing it would make a checkpoint
+    # that loads as garbage, on a device no machine has. Refused, and nothing is left behind.
+    with torch.device("meta"):
+        ghost = GPT(tiny_model.config, seed=None)
+    with pytest.raises(ValueError, match="meta device"):
+        save_checkpoint(tmp_path / "ghost", 1, ghost, {"model_config": ghost.config.to_dict()})
+    with pytest.raises(ValueError, match="meta device"):
+        save_checkpoint(tmp_path / "ghost-optim", 1, tiny_model, {}, {"optimizer": {"exp_avg": torch.empty(2, device="meta")}})
+    assert not any((tmp_path / "ghost").glob("*.pt"))
+
+
+def test_on_cpu_moves_every_tensor_of_a_nested_state_and_keeps_cpu_tensors_as_they_are() -> None:
+    from katcli.model.checkpoint import on_cpu
+
+    t = torch.arange(3.0)
+    state = {"a": t, "b": [t, (t, 1)], "c": "x"}
+    out = on_cpu(state)
+    assert out["a"] is t and out["b"][0] is t and out["b"][1][0] is t and out["b"][1][1] == 1 and out["c"] == "x"

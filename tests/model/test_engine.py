@@ -167,3 +167,47 @@ def test_row_seeds_make_a_rows_sample_independent_of_its_batch(tiny_model: GPT, 
     assert torch.equal(engine.generate(PROMPTS, cfg, row_seeds=seeds, use_kv_cache=False).tokens, together.tokens)
     with pytest.raises(ValueError, match="row_seeds has 2 seeds for 6 rows"):
         engine.generate(PROMPTS, cfg, row_seeds=[1, 2])
+
+
+# ------------------------------------------------------------------------------------------- host syncs (item 3)
+
+
+def _decode_syncs(engine: Engine, n: int, **kw) -> int:
+    from synckit import counting_syncs
+
+    with counting_syncs() as count:
+        engine.generate(PROMPTS, max_new_tokens=n, **kw)
+    return len(count)
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=1.0, top_k=20, top_p=0.9), dict(temperature=0.7)])
+def test_decoding_waits_for_the_device_only_at_the_periodic_stop_check(tiny_model: GPT, sampling) -> None:
+    # No stop tokens: every row decodes every token. The prompts differ in length (left padding: the masked path).
+    engine = Engine(tiny_model, stop_token_ids=[])
+    engine.stop_check_every = 8  # what a GPU gets
+    extra = _decode_syncs(engine, 32, num_samples=2, **sampling) - _decode_syncs(engine, 16, num_samples=2, **sampling)
+    assert extra == 16 // 8  # 16 more tokens: two more "has every row stopped?" checks, nothing per token
+
+
+def test_checking_for_stops_every_few_tokens_gives_the_same_samples(tiny_model: GPT, tokenizer: Tokenizer) -> None:
+    stops = list(range(0, tokenizer.vocab_size, 6))  # one token in six stops: every row ends early
+    every_token = Engine(tiny_model, stop_token_ids=stops)
+    assert every_token.stop_check_every == 1  # on the CPU a check costs nothing
+    every_eighth = Engine(tiny_model, stop_token_ids=stops)
+    every_eighth.stop_check_every = 8
+    cfg = SamplingConfig(max_new_tokens=40, temperature=1.2, num_samples=4, seed=3)
+    a, b = every_token.generate(PROMPTS, cfg), every_eighth.generate(PROMPTS, cfg)
+    # Every row stopped well before the end, some of them between two checks: the extra steps wrote nothing.
+    assert bool(a.finished.all()) and a.tokens.size(1) % 8 != 0
+    for field in ("tokens", "logprobs", "mask", "finished"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_the_zero_probability_guard_needs_no_host_check() -> None:
+    # u·total at the very top of the cdf lands past the last positive token: the guard steps back to it.
+    logits = torch.tensor([[0.0, 0.0, float("-inf"), float("-inf")], [0.0, float("-inf"), 0.0, float("-inf")]])
+    from synckit import counting_syncs
+
+    with counting_syncs() as count:
+        out = sample_tokens(logits, None, uniforms=torch.tensor([1.0, 1.0]))
+    assert out.tolist() == [1, 2] and len(count) == 0

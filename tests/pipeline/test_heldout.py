@@ -48,7 +48,7 @@ def test_models_must_agree_on_the_split():
                       InputCheck(_Judge(), False, notes))
     with pytest.raises(KatError, match="a,b") as err:
         agree.split(lambda recorded: ",".join(label for label, _ in recorded))
-    assert err.value.hint == "train them with the same --seed and --val-ratio"
+    assert err.value.hint == "train them with the same --split-seed and --val-ratio"
     assert Agreement([("a", _meta(0, 0.2))], InputCheck(_Judge(), False, notes)).split(str) == (0, 0.2)
     assert Agreement([("hf", RunMeta(kind="hf-model"))], InputCheck(_Judge(), False, notes)).split(str) is None
 

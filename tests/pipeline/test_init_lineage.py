@@ -3,6 +3,8 @@ unless --force (then recorded as forced), and no false alarm for the same split 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from rmkit import make_workspace, planted_pairs
@@ -39,13 +41,14 @@ def test_an_init_trained_on_the_heldout_prompts_is_refused_naming_the_split(ws):
     held = {pairs_pids[i] for i in split_pairs(pairs_pids, seed=3, val_ratio=0.1).heldout}
     seen = sum(1 for p in held if not is_heldout(p, 0, 0.2))
     with pytest.raises(KatError) as err:
-        run_train_rm(ws, tiny_config(init="sft/uniform", depth=None, max_steps=1, max_len=64, seed=3, val_ratio=0.1))
+        run_train_rm(ws, tiny_config(init="sft/uniform", depth=None, max_steps=1, max_len=64, split_seed=3,
+                                     val_ratio=0.1))
     assert err.value.message == (
         f"--init sft/uniform: {seen} of this run's {len(held)} held-out prompts are training prompts of sft/uniform "
-        "(trained with --seed 0 --val-ratio 0.2; this run holds out by --seed 3 --val-ratio 0.1)"
+        "(trained with split seed 0 --val-ratio 0.2; this run holds out by --split-seed 3 --val-ratio 0.1)"
     )
     assert err.value.hint == (
-        "train with --seed 0 --val-ratio 0.2, the split it was trained on, so held-out prompts stay unseen "
+        "train with --split-seed 0 --val-ratio 0.2, the split it was trained on, so held-out prompts stay unseen "
         "(or pass --force to evaluate on them anyway, recorded)"
     )
     assert not ws.abs("rm_checkpoints/uniform").exists()
@@ -57,13 +60,25 @@ def test_an_init_trained_on_the_heldout_prompts_is_refused_naming_the_split(ws):
 def test_the_chain_is_followed_and_force_records_the_leak(ws):
     # sft/second starts from sft/uniform (--seed 0) with --seed 5: a leak, accepted with --force and recorded.
     res = run_train_sft(ws, tiny_sft_config(name="second", init="sft/uniform", depth=None, max_steps=1, max_len=64,
-                                            seed=5, force=True))
+                                            split_seed=5, force=True))
     note = next(n for n in res.notes if n.startswith("held-out results are optimistic: "))
-    assert "training prompts of sft/uniform (trained with --seed 0 --val-ratio 0.2" in note
+    assert "training prompts of sft/uniform (trained with split seed 0 --val-ratio 0.2" in note
     run = Manifest.load(ws.manifest_path).runs["sft/second"]
     assert run.forced and any("held-out prompts are training prompts of sft/uniform" in x for x in run.forced_over)
     # A run from sft/second with sft/second's own split still holds out prompts sft/uniform trained on: the walk
     # goes up the chain and names the grandparent by its recorded path.
     with pytest.raises(KatError, match=r"^--init sft/second: \d+ of this run's \d+ held-out prompts are training "
-                                       r"prompts of sft_checkpoints/uniform \(trained with --seed 0 "):
-        run_train_sft(ws, tiny_sft_config(name="third", init="sft/second", depth=None, max_steps=1, max_len=64, seed=5))
+                                       r"prompts of sft_checkpoints/uniform \(trained with split seed 0 "):
+        run_train_sft(ws, tiny_sft_config(name="third", init="sft/second", depth=None, max_steps=1, max_len=64,
+                                          split_seed=5))
+
+
+def test_another_training_seed_keeps_the_split_and_may_start_from_any_replicate(ws):
+    # The seed-1 run of the issue: a DPO/RM from a seed-0 SFT was refused because the split moved with --seed.
+    res = run_train_rm(ws, tiny_config(init="sft/uniform", depth=None, max_steps=1, max_len=64, seed=1))
+    assert not any("optimistic" in n for n in res.notes)
+    sft_meta = json.loads(next(ws.abs("sft_checkpoints/uniform").glob("meta_*.json")).read_text())
+    rm_meta = json.loads(next(ws.abs("rm_checkpoints/uniform").glob("meta_*.json")).read_text())
+    assert rm_meta["heldout"]["fingerprint"] == sft_meta["heldout"]["fingerprint"]  # one held-out set
+    assert rm_meta["heldout"]["seed"] == 0 and rm_meta["config"]["seed"] == 1
+    assert rm_meta["config"]["split_seed"] == 0 and "split_seed" not in sft_meta["config"]  # recorded when ≠ seed

@@ -64,6 +64,16 @@ def _cell(est, signed=False):
         f"{_num(est['value'], signed)} [{_num(lo, signed)}, {_num(hi, signed)}]")
 
 
+def _delta(est):
+    """A paired Δ as the report shows it: the interval, then p (Holm-adjusted in a quintile) and the 80% MDD."""
+    text = _cell(est, signed=True)
+    if not est or est.get("p") is None:
+        return text
+    p = est.get("p_holm", est["p"])
+    return (text + f" p = {p:.2g}" + (" Holm" if "p_holm" in est else "")
+            + (f", MDD {_num(est['mdd80'], False)}" if est.get("mdd80") else ""))
+
+
 def _eval_policy_args(ws) -> list[str]:
     """The quickstart's `kat eval policy` arguments, from the command its manifest recorded."""
     commands = {r.command for r in Manifest.load(ws / "manifest.json").runs.values() if r.stage == "eval-policy"}
@@ -93,7 +103,7 @@ def test_policy_and_reward_model_tables_hold_the_numbers_of_the_json_outputs(kat
         for name in names:
             for label, group in GROUPS.items():
                 est = doc["results"][name][f"reward/{rm}"][group]
-                delta = "baseline" if name == doc["baseline"] else _cell(est["delta"], signed=True)
+                delta = "baseline" if name == doc["baseline"] else _delta(est["delta"])
                 expected.append([name, label, str(doc["groups"][group]), _cell(est), delta])
         assert reward[1:] == expected
 

@@ -72,7 +72,10 @@ def test_tables_hold_the_numbers_of_kat_eval_rm_json(kat, report_rm_ws):
         assert [[r[0], *r[2:5]] for r in quint[1:]] == expected_quintiles
         by_source = next(t for t in tables if t[0][:2] == ["Group", "Pairs"])
         assert [r[:4] for r in by_source[1:]] == expected_sources
-        diffs = [float(r[5]) for r in quint[1:]]
+        diffs = [float(r[5].split()[0]) for r in quint[1:]]
+        cmp = evaluation["comparisons"][0]["by_quintile"]
+        assert [r[5].split(" (", 1)[1] for r in quint[1:]] == [
+            f"p = {q['mcnemar_p_holm']:.2g} Holm, MDD {q['mdd80']:.3f})" for q in cmp]
         want = [m1["accuracy"] - m0["accuracy"] for m0, m1 in zip(models[0]["by_quintile"], models[1]["by_quintile"])]
         assert diffs == pytest.approx(want, abs=5e-4)
     assert sum(q["n"] for q in models[0]["by_quintile"]) == evaluation["heldout"]["pairs"]

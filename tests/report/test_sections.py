@@ -205,3 +205,35 @@ def test_histogram_bins_span_the_weights():
     assert counts.tolist() == [1, 1, 2] and edges[0] == 0.5 and edges[-1] == 4.0
     counts, edges = histogram(np.ones(7))
     assert counts.tolist() == [7] and len(edges) == 2
+
+
+def test_a_truncated_copy_of_an_older_evaluation_is_an_error_naming_it(tmp_path):
+    """Every kept copy is read: a truncated one is never passed over because another copy is newer."""
+    from katcli.errors import KatError
+
+    ctx, _ = _ctx(tmp_path)
+    doc = _policy_doc({"sft/uniform": 1.0, "dpo/density": 1.5})
+    runs = [_eval_run(tmp_path, "sft-uniform", "2026-01-02T00:00:00Z", doc),
+            _eval_run(tmp_path, "dpo-density", "2026-01-01T00:00:00Z", doc)]
+    ctx.runs = {r.key: r for r in runs}
+    broken = tmp_path / "eval" / "policy" / "dpo-density" / "evaluation.json"
+    broken.write_bytes(broken.read_bytes()[:300])
+    with pytest.raises(KatError, match="^cannot read the policy evaluation: ") as err:
+        policies.build(ctx)
+    assert err.value.file == str(broken)
+
+
+def test_a_run_that_is_not_up_to_date_leads_the_report_as_a_finding(tmp_path):
+    ctx, _ = _ctx(tmp_path)
+    ctx.status = {"stages": [{"key": "eval-policy/dpo-uniform", "state": "modified", "artifacts": [],
+                              "last_run": {"forced": False, "kat_version": "0"},
+                              "reasons": ["eval/policy/dpo-uniform/generations.jsonl changed after `kat eval policy "
+                                          "dpo/uniform` wrote it"], "command": "kat eval policy dpo/uniform"}]}
+    report = build_report(ctx)
+    assert report.sections[0].title == "Findings"
+    assert report.sections[0].blocks[0].text == (
+        "Not up to date — the numbers of these runs come from files changed after they were written, or from stale "
+        "inputs: eval-policy/dpo-uniform is modified: eval/policy/dpo-uniform/generations.jsonl changed after "
+        "`kat eval policy dpo/uniform` wrote it (re-run `kat eval policy dpo/uniform`)")
+    ctx.status = {"stages": [{**ctx.status["stages"][0], "state": "ok", "reasons": []}]}
+    assert "Findings" not in [s.title for s in build_report(ctx).sections]

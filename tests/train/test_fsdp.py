@@ -142,3 +142,34 @@ def test_an_interrupted_fsdp_run_resumes_exactly_and_also_without_fsdp(tmp_path)
     assert alone.resumed_from == 2 and alone.step == 4
     for a, b in zip(_steps(alone.directory), _steps(full), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_fsdp_shards_the_references_and_computes_what_one_process_computes(tmp_path):
+    """DPO's reference pass and GRPO's KL reference run sharded under --fsdp (1/world of the weights per process,
+    every rank in each forward): the DPO cache is bit-identical to one process's, GRPO's KL the same."""
+    from katcli.pipeline.train_dpo import run_train_dpo, tiny_dpo_config
+    from katcli.pipeline.train_grpo import run_train_grpo, tiny_grpo_config
+    from katcli.pipeline.train_rm import run_train_rm, tiny_config
+
+    ws = make_workspace(tmp_path / "ws", planted_pairs(30))
+    run_train_sft(ws, TrainSFTConfig(name="uniform", **{**SINGLE, "eval_every": 0, "save_every": 0}))
+    # 6 held-out + 24 training pairs in reference batches of 8: 4 batches, or with 30 pairs an odd count per rank.
+    torchrun(ws, "train", "dpo", "--name", "fsdp", "--init", "sft/uniform", "--max-steps", "2", "--batch-size", "8",
+             "--micro-batch-size", "2", "--max-len", "64", "--val-ratio", "0.2", "--device", "cpu", "--fsdp")
+    single = run_train_dpo(ws, tiny_dpo_config(name="single", init="sft/uniform", max_steps=2, batch_size=8,
+                                               micro_batch_size=2, max_len=64))
+    runs = Manifest.load(ws.manifest_path).runs
+    assert runs["dpo/fsdp"].stats["ref_cache"] == "computed" and runs["dpo/single"].stats["ref_cache"] == "reused"
+    assert (single.directory / "ref_logps.npy").read_bytes() == ws.abs("dpo_checkpoints/fsdp/ref_logps.npy").read_bytes()
+    # GRPO with a KL term: the reference is sharded like the policy.
+    run_train_rm(ws, tiny_config(name="uniform", max_steps=2, max_len=64))
+    flags = dict(max_steps=1, batch_size=4, group_size=4, max_new_tokens=8, beta=0.1, lr=1e-3, eval_prompts=4)
+    torchrun(ws, "train", "grpo", "--name", "fsdp", "--rm", "uniform", "--init", "sft/uniform", "--max-steps", "1",
+             "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "8", "--max-len", "64",
+             "--val-ratio", "0.2", "--beta", "0.1", "--lr", "1e-3", "--eval-prompts", "4", "--device", "cpu",
+             "--eval-every", "0", "--save-every", "0", "--fsdp")
+    one = run_train_grpo(ws, tiny_grpo_config(name="single", warmup_steps=None, threads=None, **flags))
+    a = json.loads((one.directory / "metrics.jsonl").read_text().splitlines()[0])
+    b = json.loads(ws.abs("grpo_checkpoints/fsdp/metrics.jsonl").read_text().splitlines()[0])
+    assert a["kl"] == pytest.approx(b["kl"], rel=1e-4, abs=1e-7) and a["reward"] == pytest.approx(b["reward"], rel=1e-5)

@@ -130,6 +130,9 @@ def test_save_then_load_round_trips_exactly_and_writes_identical_bytes(tmp_path)
         ("tokenizer_sha256", "f" * 64, "the tokenizer"),
         ("max_len", 512, "--max-len"),
         ("max_response_len", 64, "--max-response-len"),
+        ("device", "cuda:NVIDIA H200", "the device (--device)"),
+        ("dtype", "bf16", "the compute precision (--dtype)"),
+        ("batch_size", 16, "the reference pass's batch size"),
         ("format", 2, "the cache format"),
     ],
 )
@@ -138,6 +141,19 @@ def test_a_different_key_is_stale_and_says_what_changed(tmp_path, field, value, 
     found = load_ref_logps(tmp_path, replace(KEY, **{field: value}))
     assert found.state == "stale" and found.logps is None
     assert found.reason == f"{word} changed since they were computed"
+
+
+def test_a_key_written_before_the_device_fields_reads_as_cpu_fp32_with_an_unknown_batch(tmp_path):
+    # Every cache kat wrote before the key named the device was computed on the CPU in float32.
+    save_ref_logps(tmp_path, KEY, compute_ref_logps(3, _batches(3, 3), _logprob_fn))
+    record = json.loads((tmp_path / KEY_FILE).read_text())
+    old = {k: v for k, v in record["key"].items() if k not in ("device", "dtype", "batch_size")}
+    (tmp_path / KEY_FILE).write_text(json.dumps({**record, "key": old}))
+    assert RefCacheKey.from_json(old) == replace(KEY, device="cpu", dtype="fp32", batch_size=None)
+    assert load_ref_logps(tmp_path, KEY).state == "hit"  # KEY has no batch size either
+    stale = load_ref_logps(tmp_path, replace(KEY, batch_size=8))
+    assert stale.state == "stale" and stale.reason == "the reference pass's batch size changed since they were computed"
+    assert load_ref_logps(tmp_path, replace(KEY, device="cuda:NVIDIA H200")).state == "stale"
 
 
 def test_another_pair_count_is_stale(tmp_path):

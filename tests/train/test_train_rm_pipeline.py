@@ -82,10 +82,11 @@ def test_resume_after_an_interruption_gives_identical_weights(tmp_path):
 
     with pytest.raises(InterruptedRun) as err:
         run_train_rm(broken, cfg, on_step=interrupt)
-    assert err.value.message == (
-        "interrupted; nothing was recorded, but rm_checkpoints/uniform/ holds the checkpoint of step 3: "
-        "re-run the same command with --resume to continue exactly from there"
-    )
+    from katcli.pipeline.registry import with_resume
+    from katcli.pipeline.stage import current_command
+
+    # One line: the step it stopped at, and the command (as typed, plus --resume) that continues exactly.
+    assert err.value.message == f"Interrupted at step 5; `{with_resume(current_command())}` continues from step 3"
     assert err.value.exit_code == 130
     run_dir = broken.abs("rm_checkpoints/uniform")
     assert sorted(p.name for p in run_dir.iterdir() if p.suffix in (".pt", ".json") and p.name != "tokenizer.json") \

@@ -15,18 +15,19 @@ from katcli.workspace import WorkspaceLock
 from katcli.workspace import paths as P
 
 _HOLDER = """
-import sys, time
+import sys
 from pathlib import Path
 from katcli.workspace import WorkspaceLock
 lock = WorkspaceLock(Path(sys.argv[1]), "kat pairs download --budget 1k")
 lock.acquire()
 print("held", flush=True)
-time.sleep(60)
+sys.stdin.read()  # holds the lock until the test closes our stdin (or kills us): no timer to race
 """
 
 
 def _spawn_holder(lock_file):
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(lock_file)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(lock_file)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 

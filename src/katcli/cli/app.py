@@ -8,6 +8,7 @@ Ctrl-C before the boundary is entered (while this module imports, while help is 
 
 from __future__ import annotations
 
+import errno
 import shlex
 import sys
 from typing import Annotated, Any
@@ -18,8 +19,8 @@ from typer.core import TyperGroup
 
 from katcli import __version__
 from katcli.cli import commands, interrupts
-from katcli.cli.render import AppState, make_console, print_error
-from katcli.errors import ConfigError, KatError
+from katcli.cli.render import AppState, human_size, make_console, print_error
+from katcli.errors import ConfigError, InterruptedRun, KatError, raise_if_interrupted
 from katcli.pipeline.stage import invocation
 
 
@@ -44,6 +45,7 @@ class KatGroup(TyperGroup):
         return " ".join(path)
 
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
+        _bound_ints(self)
         argv = list(sys.argv[1:] if args is None else args)
         token = invocation.set(shlex.join(["kat", *argv]))
         try:
@@ -57,7 +59,13 @@ class KatGroup(TyperGroup):
         rest = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         try:
             with interrupts.raising():  # from here Ctrl-C is a KeyboardInterrupt, so stages can clean up
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
+                raise_if_interrupted()  # a Ctrl-C that something swallowed on the way is still an interrupt
+                return result
+        except InterruptedRun as exc:  # Ctrl-C mid-run: one line saying where it stopped and how to continue
+            state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
+            state.err.print(exc.message, markup=False)
+            ctx.exit(exc.exit_code)
         except KatError as exc:
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             if state.verbose:
@@ -72,13 +80,72 @@ class KatGroup(TyperGroup):
             if state.verbose:
                 state.err.print_exception(show_locals=False)
             where = exc.filename if isinstance(exc.filename, str) else None
-            print_error(state.err, KatError(exc.strerror or str(exc), file=where,
+            message = exc.strerror or str(exc)
+            if exc.errno == errno.ENOSPC:  # name the file and how much room is left, so the fix is obvious
+                message = f"{message} while writing {where or 'an output'}{_free_space(where)}"
+            print_error(state.err, KatError(message, file=None if exc.errno == errno.ENOSPC else where,
                                             hint="nothing was replaced; fix the cause and re-run (--verbose for details)"))
+            ctx.exit(1)
+        except MemoryError as exc:  # an allocation no size check foresaw: still an Error, never a traceback
+            state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
+            if state.verbose:
+                state.err.print_exception(show_locals=False)
+            detail = str(exc).split("\n")[0]
+            print_error(state.err, KatError(
+                "out of memory" + (f": {detail}" if detail else ""),
+                hint=f"lower the sizes of `{self.command_path(ctx, rest)}` (batch, micro-batch, length flags); "
+                "nothing was recorded"))
             ctx.exit(1)
         except KeyboardInterrupt:
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             state.err.print(interrupts.MESSAGE, markup=False)
             ctx.exit(130)
+
+
+def _free_space(path: str | None) -> str:
+    import shutil
+    from pathlib import Path
+
+    probe = Path(path).parent if path else Path.cwd()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return ""
+    return f" ({human_size(free)} free there)"
+
+
+INT64_MAX = 2**63 - 1
+_BOUNDED: dict[type, type] = {}
+
+
+def _bounded(kind: type) -> type:
+    """A subclass of an integer parameter type whose values must fit int64 (an `Error:` naming the flag, exit 1)."""
+    if kind not in _BOUNDED:
+        def convert(self: Any, value: Any, param: Any, ctx: Any) -> Any:
+            out = kind.convert(self, value, param, ctx)
+            if isinstance(out, int) and abs(out) > INT64_MAX:
+                flag = max(getattr(param, "opts", None) or [str(value)], key=len)
+                raise ConfigError(f"{flag} {out} is beyond what kat can count (at most 2^63 − 1 = {INT64_MAX})",
+                                  hint=f"pass a smaller {flag}")
+            return out
+
+        _BOUNDED[kind] = type(f"Bounded{kind.__name__}", (kind,), {"convert": convert})
+    return _BOUNDED[kind]
+
+
+def _bound_ints(group: Any) -> None:
+    """Every integer option accepts at most int64's magnitude: a larger count is refused while the command line is
+    parsed, before any work, never accepted to overflow or train "forever" later."""
+    for cmd in group.commands.values():
+        if hasattr(cmd, "commands"):
+            _bound_ints(cmd)
+            continue
+        for param in cmd.params:
+            kind = type(param.type)
+            if kind.__name__ in ("IntParamType", "IntRange"):
+                param.type.__class__ = _bounded(kind)
 
 
 def default_hint(exc: KatError, command: str) -> str:

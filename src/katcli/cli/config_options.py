@@ -21,12 +21,14 @@ import typer
 HELP_ORDER = (
     "--rm", "--name", "--init", "--chat-template", "--trust-remote-code", "--gradient-checkpointing", "--fsdp",
     "--lora-r", "--lora-alpha", "--lora-dropout", "--lora-targets",
-    "--ref", "--depth", "--max-len", "--max-response-len", "--density-aware", "--pair-weighting", "--val-ratio",
-    "--seed", "--no-bucketing", "--prompts-per-step", "--group-size", "--max-new-tokens", "--temperature",
-    "--top-k", "--top-p", "--beta", "--loss", "--label-smoothing", "--sft-weight", "--epsilon", "--epsilon-high",
-    "--num-iterations", "--scale-rewards", "--loss-type", "--max-steps", "--batch-size", "--micro-batch-size",
+    "--ref", "--depth", "--max-len", "--max-response-len", "--density-aware", "--weights", "--pair-weighting",
+    "--val-ratio", "--seed", "--split-seed", "--seeds", "--no-bucketing", "--prompts-per-step", "--group-size",
+    "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--beta", "--loss", "--label-smoothing", "--sft-weight",
+    "--epsilon", "--epsilon-high", "--num-iterations", "--scale-rewards", "--loss-type", "--max-steps", "--batch-size",
+    "--micro-batch-size",
     "--lr", "--warmup-steps", "--weight-decay", "--grad-clip", "--reward-centering", "--eval-every",
-    "--eval-prompts", "--eval-samples", "--save-every", "--resume", "--device", "--threads", "--force",
+    "--eval-prompts", "--eval-samples", "--save-every", "--resume", "--device", "--dtype", "--threads", "--report-to",
+    "--force",
 )
 
 

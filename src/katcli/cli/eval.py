@@ -34,11 +34,29 @@ def _p_text(p: float) -> str:
 
 
 def _delta_cell(paired: dict[str, Any] | None) -> str:
-    """Δ = B − A on the same pairs and McNemar's exact p-value (the paired interval is printed under the table)."""
+    """Δ = B − A on the same pairs and McNemar's exact p-value, Holm-adjusted in a quintile's row (the paired
+    interval is printed under the table)."""
     if paired is None or not paired["n"]:
         return "–"
-    p = _p_text(paired["mcnemar_p"])
+    p = _p_text(paired.get("mcnemar_p_holm", paired["mcnemar_p"]))
     return f"{paired['delta']:+.3f} p{'' if p.startswith('<') else '='}{p}"
+
+
+def power_line(cmp: dict[str, Any]) -> str:
+    """What the comparison could detect: the 80%-power minimum detectable Δ overall and per quintile, and the
+    quintiles' multiple-comparison adjustment."""
+    from katcli.evaluation.power import n_needed
+
+    overall = cmp["overall"]
+    text = "80% power (α = .05) to detect |Δ| ≥ " + (f"{overall['mdd80']:.3f} overall" if overall.get("mdd80")
+                                                     is not None else "– overall")
+    quint = [q["mdd80"] for q in cmp["by_quintile"] or [] if q.get("mdd80") is not None]
+    if quint:
+        text += f", {min(quint):.3f}–{max(quint):.3f} per quintile (their p-values Holm-adjusted over the five)"
+    need = n_needed(0.03, overall["se"], overall["n"]) if overall.get("se") else None
+    if need is not None:
+        text += f"; a 3-point Δ overall needs about {need:,} pairs"
+    return text
 
 
 def _paired_rows(cmp: dict[str, Any], models: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
@@ -122,8 +140,9 @@ def rm(
             how = f"revision {src['revision']}" if src.get("revision") else src["location"]
             state.out.print(f"  {m['name']}: Hugging Face model as it is ({src['source']}, {how})", markup=False)
             continue
-        state.out.print(f"  {m['name']}: {sampling_label(m['weighting'])} sampling, step {m['step']:,}, {m['path']}",
-                        markup=False)
+        by = f" by weight set {m['weights']}" if m.get("weights") else ""
+        state.out.print(f"  {m['name']}: {sampling_label(m['weighting'])} sampling{by}, step {m['step']:,}, "
+                        f"{m['path']}", markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
     # Labels are short (sources as hh/uf/se, spelled out below the table), so rows stay whole at 80 columns; only
     # an imported source's long name may fold, and then the numbers keep their room.
@@ -155,5 +174,47 @@ def rm(
             "interval is in --json",
             markup=False,
         )
+        state.out.print(power_line(data["comparisons"][0]), markup=False)
+    if data.get("arms"):
+        state.out.print(arms_table(data))
+        state.out.print("Across seeds: the mean of the replicates' accuracies; the interval covers seeds and prompts "
+                        "(t over seeds plus prompt variance, Welch–Satterthwaite df)", markup=False)
     print_labelled(state.out, "Note", data["notes"])
 
+
+def _across_cell(fig: dict[str, Any] | None, signed: bool = False) -> str:
+    if fig is None or fig.get("value") is None:
+        return "–"
+    lo, hi = fig["ci95"]
+    sign = "+" if signed else ""
+    value = f"{fig['value']:{sign}.3f}"
+    if signed and fig.get("p") is not None:
+        value += f" p={_p_text(fig.get('p_holm', fig['p']))}"
+    return value if lo is None else f"{value}\n{lo:{sign}.2f}–{hi:{sign}.2f}"
+
+
+def arms_table(data: dict[str, Any]) -> Table:
+    """Across-seed accuracy per arm (and Δ of the second arm against the first), overall, per source, per quintile."""
+    from katcli.train.metrics import quintile_label
+
+    arms = [a for a in data["arms"] if "across_seeds" in a]
+    n_seeds = "/".join(str(a["across_seeds"]["n_seeds"]) for a in arms)
+    table = Table(title=f"Accuracy across seeds ({n_seeds} replicates; 95% interval over seeds and prompts)",
+                  title_justify="left")
+    table.add_column("Group", min_width=len("Q1 commonest"))
+    for a in arms:
+        table.add_column(a["name"], justify="right")
+    cmp = next((c for c in data.get("arm_comparisons", []) if len(arms) == 2 and c["b"] == arms[1]["name"]), None)
+    if cmp is not None:
+        table.add_column("Δ", justify="right")
+    rows = [("overall", [a["across_seeds"]["overall"] for a in arms], cmp and cmp["overall"])]
+    for s in sorted({s for a in arms for s in a["across_seeds"]["by_source"]}):
+        rows.append((SHORT_OF.get(s, s), [a["across_seeds"]["by_source"].get(s) for a in arms],
+                     cmp and cmp["by_source"].get(s)))
+    if all(a["across_seeds"]["by_quintile"] is not None for a in arms):
+        for q in range(5):
+            rows.append((quintile_label(q), [a["across_seeds"]["by_quintile"][q] for a in arms],
+                         cmp and (cmp["by_quintile"] or [None] * 5)[q]))
+    for label, figs, d in rows:
+        table.add_row(label, *(_across_cell(f) for f in figs), *([_across_cell(d, True)] if cmp is not None else []))
+    return table

@@ -30,10 +30,14 @@ def _fmt(x: float | None, *, signed: bool = False, short: bool = False) -> str:
 
 
 def _cell(est: dict[str, Any] | None, *, signed: bool = False) -> str:
+    """A value over its interval; a Δ whose p (Holm-adjusted in a quintile) is below .05 is starred."""
     if est is None or est.get("value") is None:
         return "–"
     lo, hi = est["ci95"]
     value = _fmt(est["value"], signed=signed)
+    p = est.get("p_holm", est.get("p"))
+    if p is not None and p < 0.05:
+        value += "*"
     if lo is None or hi is None:
         return value
     return f"{value}\n{_fmt(lo, signed=signed, short=True)}…{_fmt(hi, signed=signed, short=True)}"
@@ -44,6 +48,26 @@ def _group_label(group: str, n: int) -> str:
         return f"{SHORT_OF.get(group[4:], group[4:])} ({n})"  # hh, uf, se: spelled out on the Sources: line
     extra = {"Q1": " commonest", "Q5": " rarest"}.get(group, "")
     return f"{group}{extra} ({n})"
+
+
+def arms_table(data: dict[str, Any]) -> Table:
+    """Every measure overall across seeds, one column per arm (and Δ of the second against the first)."""
+    arms = [a for a in data["arms"] if "across_seeds" in a]
+    seeds = "/".join(str(a["across_seeds"]["n_seeds"]) for a in arms)
+    table = Table(title=f"Across seeds, all prompts ({seeds} replicates; 95% interval over seeds and prompts)",
+                  title_justify="left")
+    table.add_column("Measure")
+    for a in arms:
+        table.add_column(a["name"], justify="right")
+    cmp = next((c for c in data.get("arm_comparisons", []) if len(arms) == 2 and c["b"] == arms[1]["name"]), None)
+    if cmp is not None:
+        table.add_column("Δ", justify="right")
+    for m in data["measures"]:
+        cells = [_cell(a["across_seeds"].get(m["key"], {}).get("overall")) for a in arms]
+        if cmp is not None:
+            cells.append(_cell(cmp.get(m["key"], {}).get("overall"), signed=True))
+        table.add_row(f"{m['label']} ({m['family'].split('/')[0]})", *cells)
+    return table
 
 
 SIDE_BY_SIDE_MAX = 2  # policies as columns plus a Δ column fit 80 columns for two policies
@@ -217,4 +241,8 @@ def policy(
     legend = [f"{short} = {src}" for src, short in SHORT_OF.items() if src in found]
     if legend:
         state.out.print(f"Sources: {', '.join(legend)}", markup=False)
+    if data.get("arms"):
+        state.out.print(arms_table(data))
+    state.out.print("Δ: paired 95% interval; * = p < .05 (per quintile: Holm-adjusted over Q1…Q5)", markup=False)
+    state.out.print("Each Δ's minimum detectable difference at 80% power: mdd80 in --json", markup=False)
     print_labelled(state.out, "Note", data["notes"])

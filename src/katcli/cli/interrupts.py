@@ -40,6 +40,56 @@ def arm() -> None:
             pass
 
 
+FINISHED_MESSAGE = "Interrupted while exiting: the command had already finished and recorded its outputs."
+
+
+def _raise_and_remember(signum: int, frame: object) -> None:
+    from katcli.errors import note_interrupt
+
+    note_interrupt()
+    raise KeyboardInterrupt
+
+
+def _exit_finished(signum: int, frame: object) -> None:
+    try:
+        os.write(2, (FINISHED_MESSAGE + "\n").encode())
+    finally:
+        os._exit(130)
+
+
+def exit_now(code: object) -> None:
+    """End the `kat` process after its command: run the atexit hooks, flush, `os._exit`.
+
+    Ctrl-C from here on prints one line and exits 130. The interpreter's own teardown is skipped: it restores
+    SIGINT's default action early (a Ctrl-C then killed kat by the signal, status −2, with no line) and can take
+    seconds with torch loaded. Every kat writer has fsync'ed and closed its files before this point.
+    """
+    import atexit
+    import sys
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    try:
+        if _signal.getsignal(_signal.SIGINT) is not _signal.SIG_IGN:
+            _signal.signal(_signal.SIGINT, _exit_finished)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(status)
+
+
 class raising:
     """`with raising():` Ctrl-C raises KeyboardInterrupt inside (a running command cleans up), the quick exit after.
 
@@ -49,7 +99,7 @@ class raising:
     def __enter__(self) -> None:
         self._armed = _signal.getsignal(_signal.SIGINT) is _exit_now
         if self._armed:
-            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            _signal.signal(_signal.SIGINT, _raise_and_remember)
 
     def __exit__(self, *exc: object) -> None:
         if self._armed:

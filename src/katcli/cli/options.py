@@ -39,3 +39,4 @@ ScoreThreads = Annotated[
 
 # The training flag as it is, for the commands that load an hf: model to score or evaluate it.
 TrustRemoteCode = option(TrainConfig, "trust_remote_code")
+ReportTo = option(TrainConfig, "report_to")  # kat quickstart passes it to each training step

@@ -12,6 +12,7 @@ from typing import Annotated
 import click
 import typer
 
+from katcli.cli.options import ReportTo
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 
@@ -27,6 +28,11 @@ def quickstart(
     policy_steps: Annotated[
         int, typer.Option("--policy-steps", metavar="N", help="Steps per tiny policy (SFT, DPO, GRPO).")
     ] = 60,
+    seeds: Annotated[
+        int, typer.Option("--seeds", metavar="N", help="Train every arm N times (seeds --seed … --seed + N − 1, "
+                          "runs NAME-s<seed>): the evaluations report each replicate and the across-seed estimate.")
+    ] = 1,
+    report_to: ReportTo = None,
 ) -> None:
     """Run the whole experiment on the built-in sample in a few minutes on a CPU.
 
@@ -42,7 +48,8 @@ def quickstart(
     if workspace is not None:
         state.workspace = workspace
     ws = workspace_of(ctx)
-    plan = qs.quickstart_plan(qs.QuickstartConfig(seed=seed, rm_steps=rm_steps, policy_steps=policy_steps))
+    plan = qs.quickstart_plan(qs.QuickstartConfig(seed=seed, rm_steps=rm_steps, policy_steps=policy_steps,
+                                                     seeds=seeds, report_to=tuple(report_to or ())))
     qs.check_workspace(ws)
     global_opts = ["-w", str(ws.root)] + (["-q"] if state.quiet else []) + (["-v"] if state.verbose else [])
     root: click.Command = ctx.find_root().command

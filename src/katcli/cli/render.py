@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from katcli.errors import KatError
+from katcli.errors import KatError, raise_if_interrupted
 from katcli.progress import ProgressFn, no_progress
 
 
@@ -95,6 +95,7 @@ def progress(state: AppState) -> Iterator[ProgressFn]:
     tasks: dict[str, TaskID] = {}
 
     def report(task: str, done: int, total: int | None = None) -> None:
+        raise_if_interrupted()  # progress is the safe point where a swallowed Ctrl-C takes effect
         if not tasks:
             bars.start()  # lazily: a run that fails before any progress leaves no empty display behind
         if task not in tasks:
@@ -123,6 +124,13 @@ def sampling_label(weighting: str) -> str:
     """How a run drew its training items: `uniform`, or `density-aware (per-prompt|per-pair)` — never the bare
     pair-weighting, which reads as "uniform over prompts"."""
     return weighting if weighting == "uniform" else f"density-aware ({weighting})"
+
+
+def num(value: Any, spec: str) -> str:
+    """A number as `format(value, spec)`, or `–` where there is none (a run that recorded null or NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return format(value, spec)
 
 
 def human_size(n: int | None) -> str:

@@ -88,6 +88,14 @@ def status(
             f"{result.leftovers[0].path}; the next writing command removes them.",
             markup=False,
         )
+    for u in result.unrecorded:
+        what = (f"a resumable checkpoint of step {u.resumable_step} (kept until that run is resumed with --resume "
+                "or re-run)" if u.resumable_step is not None else "the next writing command removes them")
+        state.out.print(
+            f"Unrecorded: {len(u.files)} file(s) in {u.folder}/ ({human_size(u.size)}) from a run that did not "
+            f"finish, e.g. {u.files[0]}: {what}.",
+            markup=False,
+        )
     if result.next_command:
         state.out.print(f"Next: {result.next_command}", markup=False)
     else:

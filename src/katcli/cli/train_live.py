@@ -14,8 +14,9 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from katcli.cli.render import AppState, print_labelled, sampling_label
+from katcli.cli.render import AppState, num, print_labelled, sampling_label
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.errors import raise_if_interrupted
 
 
 def is_main_rank() -> bool:
@@ -23,8 +24,7 @@ def is_main_rank() -> bool:
     return (os.environ.get("RANK") or "0") == "0"
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+_fmt = num
 
 
 @contextlib.contextmanager
@@ -64,6 +64,7 @@ def live(state: AppState, fields: dict[str, tuple[str, str]]) -> Iterator[tuple[
         return tasks[task]
 
     def report(task: str, done: int, total: int | None = None) -> None:
+        raise_if_interrupted()  # progress is the safe point where a swallowed Ctrl-C takes effect
         bars.update(task_id(task, total), completed=done, total=total)
 
     def on_step(m: dict[str, Any]) -> None:
@@ -80,14 +81,25 @@ def live(state: AppState, fields: dict[str, tuple[str, str]]) -> Iterator[tuple[
 
 def run_objective(ctx: Any, run: Callable[..., Any], cfg: Any, fields: dict[str, tuple[str, str]], *,
                   items: str = "training pairs") -> Any | None:
-    """`run(workspace, cfg)` under the live line, then the shared summary; the result, or None with nothing to show."""
+    """`run(workspace, cfg)` under the live line, then the shared summary; the result, or None with nothing to show.
+
+    With `--seeds`, one run per seed (`katcli.pipeline.seeds`): each gets its summary and `Wrote` line, and the last
+    one's result is returned for the command's own tables."""
+    from katcli.pipeline.seeds import replicate_configs
+
     state = state_of(ctx)
-    with live(state, fields) as (report, on_step):
-        result = run(workspace_of(ctx), cfg, progress=report, on_step=on_step)
-    if state.quiet or not is_main_rank():
-        return None
-    print_run_summary(state, result, items=items)
-    return result
+    configs = [cfg] if getattr(cfg, "seeds", None) is None else replicate_configs(
+        workspace_of(ctx), cfg, cfg.seeds, refs=("init", "ref", "rm"))
+    result = None
+    for k, one in enumerate(configs):
+        with live(state, fields) as (report, on_step):
+            result = run(workspace_of(ctx), one, progress=report, on_step=on_step)
+        if state.quiet or not is_main_rank():
+            continue
+        print_run_summary(state, result, items=items)
+        if k < len(configs) - 1:
+            state.out.print(f"Wrote {result.directory}", markup=False)
+    return None if state.quiet or not is_main_rank() else result
 
 
 def print_run_summary(state: AppState, result: Any, *, items: str = "training pairs") -> None:

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from katcli.cli.config_options import config_command
+from katcli.cli.render import num
 from katcli.cli.train_live import run_objective
 from katcli.cli.workspace_opt import state_of
 from katcli.pipeline.train_config import TrainSFTConfig
@@ -20,8 +21,7 @@ from katcli.pipeline.train_config import TrainSFTConfig
 def _nll_cells(row: dict[str, Any]) -> tuple[str, str, str]:
     if not row["n"]:
         return "–", "–", "–"
-    ppl = row["perplexity"]
-    return f"{row['tokens']:,}", f"{row['nll']:.4f}", "–" if ppl is None else f"{ppl:,.2f}"
+    return num(row.get("tokens"), ","), num(row.get("nll"), ".4f"), num(row.get("perplexity"), ",.2f")
 
 
 @config_command(TrainSFTConfig)

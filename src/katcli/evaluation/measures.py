@@ -10,10 +10,12 @@ Measure families (`measure_list(rm_names)` gives each measure's key, family and 
   replies cut by --max-new-tokens).
 
 Groups: `overall`, `src:<source>` and, with density weights, `Q1` (commonest) … `Q5` (rarest). Per-prompt measures
-are averaged over a group's prompts with a percentile bootstrap interval; across-prompt measures are recomputed on
-each resample (bias-corrected, `katcli.evaluation.bootstrap`). The Δ of a policy is against the baseline on the
-same prompts and resamples (`compare_policies`). This module knows measures and groups; not models, files or
-rendering.
+are averaged over a group's prompts with a percentile bootstrap interval (`katcli.evaluation.bootstrap`);
+across-prompt measures get a delete-a-group jackknife interval inside their range (`RANGES`,
+`katcli.evaluation.jackknife`). The Δ of a policy is against the baseline on the same prompts, resamples and
+jackknife blocks, with its p-value and minimum detectable difference; over the five quintiles the p-values are
+Holm-adjusted (`p_holm`, `katcli.evaluation.power`), all in `compare_policies`. This module knows measures and
+groups; not models, files or rendering.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import numpy as np
 
 from katcli.evaluation import bootstrap as B
 from katcli.evaluation import diversity as D
+from katcli.evaluation import jackknife as J
+from katcli.evaluation.power import holm
 from katcli.evaluation.generate import Reply
 from katcli.evaluation.scoring import win_rate
 
@@ -61,6 +65,22 @@ DIVERSITY = (
     Measure("style/em-dash", "style", "—/1k w", "more em dashes"),
     Measure("style/truncated", "style", "trunc", "more replies cut off"),
 )
+
+
+#: Each measure's range (None = unbounded on that side); Vendi's upper bound is the group's number of prompts.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "win": (0.0, 1.0), "reward": (None, None),
+    "within/distinct-1": (0.0, 1.0), "within/distinct-2": (0.0, 1.0), "within/self-bleu": (0.0, 100.0),
+    "within/emb-div": (0.0, 2.0), "across/distinct-1": (0.0, 1.0), "across/distinct-2": (0.0, 1.0),
+    "across/emb-div": (0.0, 2.0), "across/vendi": (1.0, None), "style/words": (0.0, None),
+    "style/em-dash": (0.0, None), "style/truncated": (0.0, 1.0),
+}
+
+
+def measure_range(key: str, n: int) -> tuple[float | None, float | None]:
+    """The range of measure `key` on a group of `n` prompts (`reward/R` and `win/R` by their family)."""
+    lo, hi = RANGES.get(key, RANGES.get(key.split("/")[0], (None, None)))
+    return (lo, float(max(n, 1))) if key == "across/vendi" else (lo, hi)
 
 
 def quality_measures(rm_names: Sequence[str]) -> list[Measure]:
@@ -143,7 +163,7 @@ def compare_policies(
     rm_names: Sequence[str],
     seed: int,
     resamples: int = B.DEFAULT_RESAMPLES,
-    set_resamples: int = B.SET_RESAMPLES,
+    jackknife_groups: int = J.GROUPS,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """`{policy: {measure key: {group: {value, ci95, n, delta}}}}`; `delta` is None for the baseline itself."""
     base = outputs[baseline]
@@ -154,7 +174,6 @@ def compare_policies(
     for gname, members in groups.items():
         n = len(members)
         idx = B.resamples(n, seed, gname, b=resamples)
-        set_idx = B.resamples(n, seed, gname, "set", b=set_resamples)
         for key in values[baseline]:
             base_v = [values[baseline][key][int(i)] for i in members]
             for p, o in enumerate(outputs):
@@ -166,15 +185,29 @@ def compare_policies(
                 results[o.name].setdefault(key, {})[gname] = {**est.to_json(), "delta": delta}
         full = np.zeros(len(sources), dtype=np.int64)
         full[members] = 1
-        counts = B.resample_counts(members, set_idx, len(sources))
-        base_draws = {k: B.set_draws(f, full, counts) for k, f in stats[baseline].items()}
+        block = J.blocks(n, seed, gname, groups=jackknife_groups)
+        base_draws = {k: J.set_draws(f, full, members, block) for k, f in stats[baseline].items()}
         for p, o in enumerate(outputs):
             for key, f in stats[p].items():
-                draws = base_draws[key] if p == baseline else B.set_draws(f, full, counts)
-                est = B.set_estimate(draws[0], draws[1], n)
-                delta = None if p == baseline else B.paired_set_interval(draws, base_draws[key], n).to_json()
+                lo, hi = measure_range(key, n)
+                draws = base_draws[key] if p == baseline else J.set_draws(f, full, members, block)
+                est = J.set_estimate(draws, n, lo, hi)
+                delta = None if p == baseline else J.paired_set_estimate(draws, base_draws[key], n, lo, hi).to_json()
                 results[o.name].setdefault(key, {})[gname] = {**est.to_json(), "delta": delta}
+    _holm_over_quintiles(results)
     return results
+
+
+def _holm_over_quintiles(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """`p_holm` on each quintile's Δ: Holm's adjustment over the five quintiles of one policy and measure."""
+    qs = [f"Q{k + 1}" for k in range(5)]
+    for by_key in results.values():
+        for by_group in by_key.values():
+            deltas = [(by_group.get(q) or {}).get("delta") for q in qs]
+            if any(d is None for d in deltas):
+                continue
+            for d, adj in zip(deltas, holm([d.get("p") for d in deltas])):
+                d["p_holm"] = None if adj is None else float(f"{adj:.6g}")
 
 
 def measure_list(rm_names: Sequence[str], *, with_embeddings: bool = True) -> list[Measure]:

@@ -12,6 +12,10 @@ says little. Both tests here use the pairing:
   pairs right minus pairs right over the resample's pairs, and the 2.5th and 97.5th percentiles are the 95%
   interval. The resamples are `katcli.evaluation.bootstrap.resamples` (`kat eval policy`'s), seeded per group
   (1000 resamples, seed 0), so the same scores give the same interval.
+- **Power and multiplicity** (`katcli.evaluation.power`): each comparison carries `mdd80`, the smallest Δ it would
+  detect with 80% power at α = .05 given its bootstrap standard error, and over the five density quintiles
+  McNemar's p-values are Holm-adjusted (`mcnemar_p_holm`), since five tests at .05 find something by chance far
+  more often than one.
 
 A pair is correct when its margin is strictly positive (ties count as wrong), as in `katcli.train.metrics`. Groups
 (per source, per density quintile) are compared the same way on their own pairs. This module computes numbers from
@@ -28,10 +32,12 @@ from typing import Any
 import numpy as np
 
 from katcli.evaluation.bootstrap import DEFAULT_RESAMPLES, resamples
+from katcli.evaluation.power import METHOD as POWER_METHOD
+from katcli.evaluation.power import holm, mdd
 
 N_RESAMPLES = DEFAULT_RESAMPLES
 SEED = 0
-METHOD = "McNemar exact test; 95% percentile bootstrap over held-out prompts"
+METHOD = f"McNemar exact test; 95% percentile bootstrap over held-out prompts; {POWER_METHOD}"
 
 
 def mcnemar_exact_p(a_only: int, b_only: int) -> float:
@@ -48,6 +54,30 @@ def mcnemar_exact_p(a_only: int, b_only: int) -> float:
     return min(1.0, 2.0 * math.exp(log_tail))
 
 
+def bootstrap_deltas(
+    diff: np.ndarray,
+    clusters: Sequence[str],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    label: str = "overall",
+) -> np.ndarray:
+    """The resampled mean per-pair `diff` (B correct − A correct), resampling whole clusters; empty for no pairs.
+
+    `label` names the group, so each group draws its own seeded resamples.
+    """
+    diff = np.asarray(diff, dtype=np.float64)
+    if len(diff) != len(clusters):
+        raise ValueError("diff and clusters differ in length")
+    if len(diff) == 0:
+        return np.zeros(0)
+    _, which = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    sums = np.bincount(which, weights=diff)
+    sizes = np.bincount(which).astype(np.float64)
+    idx = resamples(len(sums), seed, "paired-accuracy", label, b=n_resamples)
+    return sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
+
+
 def paired_bootstrap_interval(
     diff: np.ndarray,
     clusters: Sequence[str],
@@ -56,20 +86,10 @@ def paired_bootstrap_interval(
     seed: int = SEED,
     label: str = "overall",
 ) -> tuple[float, float]:
-    """95% percentile interval of the mean per-pair `diff` (B correct − A correct), resampling whole clusters.
-
-    `label` names the group, so each group draws its own seeded resamples.
-    """
-    diff = np.asarray(diff, dtype=np.float64)
-    if len(diff) != len(clusters):
-        raise ValueError("diff and clusters differ in length")
-    if len(diff) == 0:
+    """95% percentile interval of the mean per-pair `diff`, resampling whole clusters ([−1, 1] for no pairs)."""
+    deltas = bootstrap_deltas(diff, clusters, n_resamples=n_resamples, seed=seed, label=label)
+    if len(deltas) == 0:
         return -1.0, 1.0
-    _, which = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
-    sums = np.bincount(which, weights=diff)
-    sizes = np.bincount(which).astype(np.float64)
-    idx = resamples(len(sums), seed, "paired-accuracy", label, b=n_resamples)
-    deltas = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
     low, high = np.percentile(deltas, [2.5, 97.5])
     return float(low), float(high)
 
@@ -85,6 +105,7 @@ class PairedDiff:
     b_only: int  # B right, A wrong
     ci95: tuple[float, float]
     p_value: float
+    se: float | None = None  # the bootstrap standard error of Δ
 
     @property
     def delta(self) -> float:
@@ -99,6 +120,8 @@ class PairedDiff:
             "a_only_correct": self.a_only,
             "b_only_correct": self.b_only,
             "mcnemar_p": float(f"{self.p_value:.6g}"),
+            "se": None if self.se is None else round(self.se, 6),
+            "mdd80": None if (m := mdd(self.se)) is None else round(m, 6),
         }
 
 
@@ -117,10 +140,13 @@ def paired_diff(
     if a.shape != b.shape or len(a) != len(prefix_ids):
         raise ValueError("both models must be scored on the same pairs")
     a_only, b_only = int((a & ~b).sum()), int((b & ~a).sum())
-    interval = paired_bootstrap_interval(
+    deltas = bootstrap_deltas(
         b.astype(np.float64) - a.astype(np.float64), prefix_ids, n_resamples=n_resamples, seed=seed, label=label
     )
-    return PairedDiff(len(a), int(a.sum()), int(b.sum()), a_only, b_only, interval, mcnemar_exact_p(a_only, b_only))
+    interval = (-1.0, 1.0) if len(deltas) == 0 else tuple(float(x) for x in np.percentile(deltas, [2.5, 97.5]))
+    se = float(deltas.std(ddof=1)) if len(deltas) > 1 else None
+    return PairedDiff(len(a), int(a.sum()), int(b.sum()), a_only, b_only, interval, mcnemar_exact_p(a_only, b_only),
+                      se)
 
 
 def compare_margins(
@@ -152,5 +178,8 @@ def compare_margins(
     }
     if quintiles is not None:
         q = np.asarray(quintiles)
-        out["by_quintile"] = [on(q == k, f"quintile:{k}") for k in range(n_groups)]
+        family = [on(q == k, f"quintile:{k}") for k in range(n_groups)]
+        adjusted = holm([d["mcnemar_p"] if d["n"] else None for d in family])
+        out["by_quintile"] = [{**d, "mcnemar_p_holm": None if p is None else float(f"{p:.6g}")}
+                              for d, p in zip(family, adjusted)]
     return out

@@ -15,18 +15,29 @@ import torch
 
 
 def positions_and_mask(
-    real: torch.Tensor, *, past_valid: torch.Tensor | None = None, next_pos: torch.Tensor | None = None
+    real: torch.Tensor,
+    *,
+    past_valid: torch.Tensor | None = None,
+    next_pos: torch.Tensor | None = None,
+    all_real: bool | None = None,
+    past_all_valid: bool | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Rotary positions `(B, T)` and a boolean mask `(B, 1, T, P + T)` for `T` new tokens after `P` cached slots.
 
     `real (B, T)` marks the new tokens that are not padding; `past_valid (B, P)` the cached slots that hold real
     tokens; `next_pos (B,)` each row's next rotary position. Returns `(None, None)` when nothing is padded and the
     plain causal path computes the same thing (nanochat's fast path: no cache, or one token per row).
+    `all_real` / `past_all_valid`: what the caller already knows on the host about `real.all()` /
+    `past_valid.all()` (None: look, which waits for the device — once per decoded token, without them).
     """
     real = real.bool()
     B, T = real.shape
     P = 0 if past_valid is None else past_valid.size(1)
-    aligned = bool(real.all()) and (past_valid is None or bool(past_valid.all()))
+    if all_real is None:
+        all_real = bool(real.all())
+    aligned = all_real and (
+        past_valid is None or (bool(past_valid.all()) if past_all_valid is None else past_all_valid)
+    )
     if aligned and (T == 1 or P == 0):
         return None, None
     offsets = (real.long().cumsum(1) - 1).clamp(min=0)

@@ -77,7 +77,7 @@ def save_checkpoint(
         write_state(state, f)
     if optim_state is not None:
         with atomic_write(paths["optim"]) as f:
-            torch.save(canonical(dict(optim_state)), f)
+            torch.save(canonical(on_cpu(dict(optim_state))), f)
         written["optim"] = paths["optim"]
     with atomic_write(paths["meta"]) as f:
         f.write(meta_bytes(meta))
@@ -105,9 +105,26 @@ def canonical(obj: Any) -> Any:
 
 
 def write_state(state: Mapping[str, torch.Tensor], f: IO[bytes]) -> None:
-    """Serialise a flat state dict. Detached so no autograd metadata is stored; values and dtypes are untouched
-    (a bit-exact round trip)."""
-    torch.save({k: v.detach() for k, v in state.items()}, f)
+    """Serialise a flat state dict. Detached so no autograd metadata is stored, on the CPU (`on_cpu`); values and
+    dtypes are untouched (a bit-exact round trip)."""
+    torch.save(on_cpu({k: v.detach() for k, v in state.items()}), f)
+
+
+def on_cpu(obj: Any) -> Any:
+    """The same structure with every tensor on the CPU. A file records each storage's device, so GPU tensors would
+    make the same weights differ in bytes from a CPU run's and fail a plain `torch.load` on a machine without a
+    GPU. A meta tensor (no data) is refused: it would write a checkpoint without weights."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_meta:
+            raise ValueError("cannot save a tensor on the meta device: it holds no values (load the weights first)")
+        return obj if obj.device.type == "cpu" else obj.cpu()
+    if isinstance(obj, dict):
+        return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [on_cpu(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(on_cpu(v) for v in obj)
+    return obj
 
 
 def meta_bytes(meta: Mapping[str, Any]) -> bytes:

@@ -109,27 +109,29 @@ def sample_tokens(
     candidates: torch.Tensor | None = None
     if top_k is not None and top_k < logits.size(-1):
         logits, candidates = torch.topk(logits, top_k, dim=-1)  # sorted, descending
+    # Cumulative sums in float64 on an accelerator, where no earlier output fixes the bits: rounding then never
+    # decides between two tokens (the CPU keeps float32, so every CPU sample stays what it always was).
+    acc = torch.float32 if logits.device.type == "cpu" else torch.float64
     if top_p is not None and top_p < 1.0:
         if candidates is None:
             logits, candidates = torch.sort(logits, dim=-1, descending=True)
-        probs = logits.softmax(dim=-1)
+        probs = logits.softmax(dim=-1).to(acc)
         # Drop a token when the tokens ranked above it already reach top_p; the top token always survives.
         drop = (probs.cumsum(dim=-1) - probs) >= top_p
         logits = logits.masked_fill(drop, float("-inf"))
     probs = logits.softmax(dim=-1)
-    cdf = probs.cumsum(dim=-1)
+    cdf = probs.to(acc).cumsum(dim=-1)
     if uniforms is not None:
-        u = uniforms.to(device=probs.device, dtype=cdf.dtype).reshape(-1, 1)
+        u = uniforms.to(device=probs.device, dtype=torch.float32).reshape(-1, 1)
     else:
-        u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+        u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=torch.float32)
     # right=True: the first index whose cdf exceeds u·total, so zero-probability tokens are never chosen.
-    choice = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.size(-1) - 1)
+    choice = torch.searchsorted(cdf, u.to(acc) * cdf[:, -1:], right=True).clamp_(max=probs.size(-1) - 1)
     # Guard the one rounding corner (u·total ≥ cdf[-1]): step back to the last token with probability > 0.
+    # Applied unconditionally (a `bool(zero.any())` would stop the GPU once per decoded token).
     zero = probs.gather(1, choice) == 0
-    if bool(zero.any()):
-        last_positive = (probs > 0).long().cumsum(-1).argmax(dim=-1, keepdim=True)
-        choice = torch.where(zero, last_positive, choice)
-    choice = choice.squeeze(-1)
+    last_positive = probs.size(-1) - 1 - (probs > 0).flip(-1).int().argmax(dim=-1, keepdim=True)
+    choice = torch.where(zero, last_positive, choice).squeeze(-1)
     return choice if candidates is None else candidates.gather(1, choice[:, None]).squeeze(-1)
 
 
@@ -144,6 +146,9 @@ def left_pad(prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tens
         ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
         real[i, width - len(p) :] = True
     return ids, real
+
+
+STOP_CHECK_EVERY = 8
 
 
 class Engine:
@@ -161,6 +166,9 @@ class Engine:
         self.model = model
         self.tokenizer = tokenizer
         self.stop_token_ids = sorted({int(t) for t in stop_token_ids})
+        # How often decoding asks whether every row has stopped: each answer stops the host until the device has
+        # caught up, so on a GPU only every few tokens (the extra steps write nothing); on the CPU it is free.
+        self.stop_check_every = 1 if model.device.type == "cpu" else STOP_CHECK_EVERY
 
     @torch.no_grad()
     def generate(
@@ -195,8 +203,9 @@ class Engine:
         n, G = len(prompts), cfg.num_samples
         idx, real = left_pad(prompts)
         P = idx.size(1)
+        padded = not bool(real.all())  # on the CPU tensors: no device sync
         idx, real = idx.to(device), real.to(device)
-        pad_mask = None if bool(real.all()) else real
+        pad_mask = real if padded else None
         total = P + cfg.max_new_tokens
         if total > model.rotary_seq_len:
             raise KatError(
@@ -258,7 +267,7 @@ class Engine:
             finished |= hit
             done |= hit
             progress("sampling", t + 1, cfg.max_new_tokens)
-            if bool(done.all()) or t + 1 == cfg.max_new_tokens:
+            if t + 1 == cfg.max_new_tokens or ((t + 1) % self.stop_check_every == 0 and bool(done.all())):
                 break
             step = tokens[:, t : t + 1]
             if hf_state is not None:
@@ -268,7 +277,7 @@ class Engine:
             else:
                 seq = torch.cat([seq, step], dim=1)
                 seq_real = torch.cat([seq_real, torch.ones_like(step, dtype=torch.bool)], dim=1)
-                pm = None if bool(seq_real.all()) else seq_real
+                pm = seq_real if padded else None  # the prompts' padding, then real tokens only
                 logits = last_logits(model(seq, pad_mask=pm, return_hidden=True))
 
         width = int(mask.sum(1).max())

@@ -3,8 +3,8 @@
 Token embedding → parameter-free RMSNorm → blocks of `x + attn(norm(x))`, `x + mlp(norm(x))` → RMSNorm → untied
 `lm_head` → logits softcapped at 15. Attention uses rotary embeddings (base 10000, cos/sin tables in bf16, rotating
 the two halves of each head), QK RMSNorm, causal SDPA and grouped-query attention when `n_kv_head < n_head`. The MLP is
-`relu(x)²` at 4× width. There are no biases. Parameters are fp32; on CUDA the forward runs under bf16 autocast, on
-CPU it stays fp32.
+`relu(x)²` at 4× width. There are no biases. Parameters are fp32; the forward runs under autocast to
+`compute_dtype` (`--dtype`; by default bf16 on CUDA, fp16 on GPUs without native bf16, fp32 on the CPU).
 
 Beyond nanochat, `forward` takes an optional `pad_mask` (which tokens are real) so left-padded batches of prompts of
 different lengths get the same per-row rotary positions and attention as unpadded ones, and `return_hidden=True`
@@ -123,11 +123,23 @@ def apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
     return torch.cat([y1, y2], dim=-1).to(x.dtype)
 
 
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA, nothing (fp32) elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast_for(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to the compute dtype (`--dtype`; None: `auto` for the device, i.e. fp32 on CPU and bf16 — fp16
+    without native bf16 — on CUDA); nothing for fp32."""
+    if dtype is None:
+        from katcli.devices import resolve_dtype
+
+        dtype = resolve_dtype("auto", device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_compute_dtype(module: nn.Module, dtype: torch.dtype | None) -> None:
+    """Run every kat model inside `module` (a GPT, the GPT in a reward model, an HF backbone) in `dtype`."""
+    for sub in module.modules():
+        if hasattr(sub, "compute_dtype"):
+            sub.compute_dtype = dtype
 
 
 class CausalSelfAttention(nn.Module):
@@ -218,6 +230,7 @@ class GPT(nn.Module):
             }
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.compute_dtype: torch.dtype | None = None  # None: the device's `--dtype auto` (`autocast_for`)
         # Rotary tables are cheap; like nanochat, over-allocate 10x the training length for long generations.
         self.rotary_seq_len = config.sequence_len * 10
         cos, sin = precompute_rotary(self.rotary_seq_len, config.head_dim)
@@ -301,17 +314,19 @@ class GPT(nn.Module):
             raise ValueError("return_hidden and targets are exclusive: hidden states carry no loss")
         if pad_mask is not None and pad_mask.shape != idx.shape:
             raise ValueError(f"pad_mask shape {tuple(pad_mask.shape)} != idx shape {tuple(idx.shape)}")
-        with autocast_for(idx.device):
+        with autocast_for(idx.device, self.compute_dtype):
             positions, attn_mask = self._positions_and_mask(idx, pad_mask, kv_cache)
+            start = 0 if kv_cache is None else kv_cache.pos
             if positions is None:
-                start = 0 if kv_cache is None else kv_cache.pos
                 if start + T > self.rotary_seq_len:
                     raise KatError(
                         f"sequence of {start + T} tokens exceeds the model's rotary table ({self.rotary_seq_len})"
                     )
                 cos_sin = self.cos[:, start : start + T], self.sin[:, start : start + T]
             else:
-                if int(positions.max()) >= self.rotary_seq_len:
+                # A row's positions count its real tokens only, so they stay below start + T: look at the tensor
+                # (a device sync) only when that bound does not already settle it.
+                if start + T > self.rotary_seq_len and int(positions.max()) >= self.rotary_seq_len:
                     raise KatError(
                         f"position {int(positions.max())} exceeds the model's rotary table ({self.rotary_seq_len})"
                     )
@@ -333,7 +348,7 @@ class GPT(nn.Module):
 
     def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """`lm_head` + softcap on final hidden states (e.g. only the last position's, when sampling)."""
-        with autocast_for(hidden.device):
+        with autocast_for(hidden.device, self.compute_dtype):
             return self._head(hidden)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,13 +6,13 @@
 - `HFRewardModel` (`AutoModelForSequenceClassification(num_labels=1)`): `forward(ids, lengths)` as kat's
   RewardModel; transformers' own pooling reads the last real token (decoders: the config's pad id is set apart from
   the end token) or `[CLS]` (encoders, with segment ids when the tokenizer gives them).
-Dropout is off (as in TRL's trainers and kat's GPT); on CUDA the forward runs under bf16 autocast. This module
+Dropout is off (as in TRL's trainers and kat's GPT); the forward runs under autocast to `compute_dtype`
+(`katcli.model.gpt.autocast_for`: `--dtype`, by default bf16 on CUDA and fp32 on the CPU). This module
 knows torch and transformers' model classes; not tokenizers' rendering, files of a run, losses or the loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from katcli.errors import KatError
+from katcli.model.gpt import autocast_for
 from katcli.model.hf import (
     HFSource,
     atomic_save_pretrained,
@@ -56,10 +57,6 @@ def _max_positions(config: Any) -> int:
     return 1 << 30
 
 
-def _autocast(device: Any) -> Any:
-    if getattr(device, "type", str(device)) == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class _HFModule(nn.Module):
@@ -69,6 +66,7 @@ class _HFModule(nn.Module):
         super().__init__()
         self.hf = hf
         self.source = source
+        self.compute_dtype: torch.dtype | None = None  # None: the device's `--dtype auto` (`autocast_for`)
 
     @property
     def config(self) -> HFConfigView:
@@ -137,12 +135,12 @@ class HFPolicy(_HFModule):
         kw: dict[str, Any] = {"attention_mask": ids.new_ones(ids.shape)}
         if pad_mask is not None:
             kw = {"attention_mask": pad_mask.long(), "position_ids": _positions(pad_mask)}
-        with _autocast(ids.device):
+        with autocast_for(ids.device, self.compute_dtype):
             hidden = self.hf.base_model(input_ids=ids, use_cache=False, **kw).last_hidden_state
         return hidden if return_hidden else self.logits_from_hidden(hidden)
 
     def logits_from_hidden(self, hidden: Any) -> Any:
-        with _autocast(hidden.device):
+        with autocast_for(hidden.device, self.compute_dtype):
             return self.hf.get_output_embeddings()(hidden)
 
     def start_generation(self, ids: Any, real: Any) -> tuple[Any, HFGeneration]:
@@ -167,7 +165,7 @@ class HFGeneration:
         self.next_pos = attn.sum(1, keepdim=True)
 
     def run(self, ids: Any, positions: Any) -> Any:
-        with _autocast(ids.device):
+        with autocast_for(ids.device, self.policy.compute_dtype):
             out = self.policy.hf.base_model(
                 input_ids=ids, attention_mask=self.attn, position_ids=positions, cache=self.cache, use_cache=True,
             )
@@ -203,7 +201,7 @@ class HFRewardModel(_HFModule):
         if self.token_types:  # segment B (the reply) starts after the first [SEP]
             sep = (ids == self.sep_id).long()
             kwargs["token_type_ids"] = (((sep.cumsum(1) - sep) > 0) & real).long()
-        with _autocast(ids.device):
+        with autocast_for(ids.device, self.compute_dtype):
             logits = self.hf(input_ids=ids, **kwargs).logits
         return logits[:, 0].float()
 

@@ -37,6 +37,9 @@ class KVCache:
         self.pos = 0
         self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=self.device)
         self.next_pos = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        # Known on the host, so decoding never asks the device: whether every committed slot holds a real token.
+        self.all_valid = True
+        self._one_real: torch.Tensor | None = None  # the `(B, 1)` all-real mask of a decoding step, made once
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
 
@@ -69,8 +72,18 @@ class KVCache:
         start = self.pos
         if start + T > self.max_len:
             raise KatError(f"KV cache overflow: {start + T} tokens for a cache of {self.max_len}")
-        real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if pad_mask is None else pad_mask.bool()
-        return positions_and_mask(real, past_valid=self.valid[:, :start], next_pos=self.next_pos)
+        if pad_mask is not None:
+            real = pad_mask.bool()
+        elif T == 1:
+            if self._one_real is None:
+                self._one_real = torch.ones(B, 1, dtype=torch.bool, device=idx.device)
+            real = self._one_real
+        else:
+            real = torch.ones(B, T, dtype=torch.bool, device=idx.device)
+        return positions_and_mask(
+            real, past_valid=self.valid[:, :start], next_pos=self.next_pos,
+            all_real=True if pad_mask is None else None, past_all_valid=self.all_valid,
+        )
 
     def insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this forward's keys/values at `pos` and return all keys/values so far for `layer`."""
@@ -91,6 +104,8 @@ class KVCache:
             real = pad_mask.bool()
             self.valid[:, self.pos : self.pos + T] = real
             self.next_pos += real.long().sum(1)
+            # Asked once per padded forward (a prefill), never per decoded token.
+            self.all_valid = self.all_valid and bool(real.all())
         self.pos += T
 
     def repeat_rows(self, repeats: int, *, max_len: int | None = None) -> KVCache:
@@ -107,6 +122,7 @@ class KVCache:
             device=self.device,
         )
         out.pos = self.pos
+        out.all_valid = self.all_valid
         out.valid[:, : self.pos] = self.valid[:, : self.pos].repeat_interleave(repeats, dim=0)
         out.next_pos = self.next_pos.repeat_interleave(repeats, dim=0)
         if self.k is not None and self.v is not None:

@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,14 @@ class EvalPolicyResult:
     bootstrap: dict[str, Any]
     timings: dict[str, float]
     notes: list[str]
+    arms: list[dict[str, Any]] = dc_field(default_factory=list)  # arguments naming replicates (`katcli.pipeline.arms`)
+    arm_comparisons: list[dict[str, Any]] = dc_field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        out = {"schema": SCHEMA, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        if not self.arms:  # absent with one seed per policy, as before replicates existed
+            del out["arms"], out["arm_comparisons"]
+        return out
 
     @property
     def data(self) -> dict[str, Any]:
@@ -107,6 +113,7 @@ class _Prompts:
     split_from: str
     first: dict[str, Any]  # held-out prompt id → its first pair
     draw: Any  # katcli.evaluation.prompts.PromptDraw
+    weights: Any = None  # the density weights the draw was stratified by (None: uniform)
 
     @property
     def messages(self) -> list[Any]:
@@ -144,14 +151,15 @@ def run_eval_policy(
     dev = resolve_device(cfg.device)
     notes: list[str] = []
     check = InputCheck(load_judge(ws), cfg.force, notes)
-    policies, baseline = _resolve_policies(ws, cfg, check)
+    policies, baseline, arms = _resolve_policies(ws, cfg, check)
     rms = _resolve_rms(ws, cfg, check)
     _trained_against_notes(ws, policies, rms, notes)
     prompts = _heldout_prompts(ws, cfg, policies, rms, check, progress)
     timings = {"generate_s": 0.0, "score_s": 0.0, "embed_load_s": 0.0, "embed_s": 0.0, "metrics_s": 0.0}
     outputs, policies_json, embed_info = _generate_score_embed(
         ws, cfg, gen_cfg, policies, rms, prompts, dev, embedder, timings, progress)
-    result = _document(cfg, policies, baseline, rms, prompts, outputs, policies_json, embed_info, timings, notes)
+    result = _document(cfg, policies, baseline, rms, prompts, outputs, policies_json, embed_info, timings, notes,
+                       arms)
     _write_generations(ws, cfg, [p.ref for p in policies], outputs, prompts.draw, prompts.sources, result.to_json())
     return result
 
@@ -168,18 +176,27 @@ def _check_model_file(ws: Workspace, check: InputCheck, label: str, model_file: 
             check(f)
 
 
-def _resolve_policies(ws: Workspace, cfg: EvalPolicyConfig, check: InputCheck) -> tuple[list[_Policy], int]:
-    """The policies (each directory once, the baseline first when it is not one of them) and the baseline's index."""
+def _resolve_policies(ws: Workspace, cfg: EvalPolicyConfig, check: InputCheck
+                      ) -> tuple[list[_Policy], int, list[Any]]:
+    """The policies (each directory once, the baseline first when it is not one of them; an arm's replicates in
+    its place), the baseline's index, and the arms (the baseline's first)."""
     from katcli.evaluation.policy import read_policy
+    from katcli.pipeline.arms import expand_arms
+    from katcli.pipeline.runs import POLICY_STAGES
 
+    policy_args, arms = expand_arms(ws, cfg.policies, POLICY_STAGES)
+    base_arg = cfg.baseline
+    if base_arg is not None:  # an arm as the baseline: its first replicate is the per-replicate tables' baseline
+        (base_arg, *_), base_arms = expand_arms(ws, [base_arg], POLICY_STAGES)
+        arms = base_arms + [a for a in arms if a.name not in {b.name for b in base_arms}]
     refs: list[PolicyRef] = []
-    for arg in cfg.policies:
+    for arg in policy_args:
         ref = resolve_policy(ws, arg, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != ref.directory for r in refs):
             refs.append(ref)
     baseline = 0
-    if cfg.baseline is not None:
-        base_ref = resolve_policy(ws, cfg.baseline, trust_remote_code=cfg.trust_remote_code)
+    if base_arg is not None:
+        base_ref = resolve_policy(ws, base_arg, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != base_ref.directory for r in refs):
             refs.insert(0, base_ref)
         baseline = next(i for i, r in enumerate(refs) if r.directory == base_ref.directory)
@@ -188,14 +205,19 @@ def _resolve_policies(ws: Workspace, cfg: EvalPolicyConfig, check: InputCheck) -
         step, meta, model_file = read_policy(ref.directory)
         _check_model_file(ws, check, ref.label, model_file)
         policies.append(_Policy(ref, step, meta, model_file))
-    return policies, baseline
+    return policies, baseline, arms
 
 
 def _resolve_rms(ws: Workspace, cfg: EvalPolicyConfig, check: InputCheck) -> list[Scorer]:
     from katcli.model.checkpoint import checkpoint_paths
 
+    from katcli.pipeline.arms import expand_arms
+
     rms: list[Scorer] = []
     for arg in cfg.rms:
+        (arg, *_), rm_arm = expand_arms(ws, [arg], ("rm", "dpo"))
+        if rm_arm:  # one judge for every policy: the arm's first replicate
+            check.notes.append(f"--rm {rm_arm[0].name} names an arm: every policy is scored by its replicate {arg}")
         s = read_scorer(ws, arg, trust_remote_code=cfg.trust_remote_code, flag="--rm")
         if not s.meta.is_as_is:
             _check_model_file(ws, check, f"--rm {s.name}", checkpoint_paths(s.directory, s.step)["model"])
@@ -236,8 +258,9 @@ def _heldout_prompts(ws: Workspace, cfg: EvalPolicyConfig, policies: list[_Polic
     notes = check.notes
     agree = Agreement([(p.ref.label, p.meta) for p in policies], check, noun="prompts")
     by_spec = lambda recorded: "the policies were trained with different held-out splits (" + ", ".join(  # noqa: E731
-        f"{label}: --seed {int(s)} --val-ratio {v}" for (s, v), label in {
-            (float(sp.seed), float(sp.val_ratio)): lb for lb, sp in recorded}.items()
+        f"{label}: split seed {int(s)} --val-ratio {v} (held-out fingerprint {str(fp)[:12]})"
+        for (s, v), (label, fp) in {
+            (float(sp.seed), float(sp.val_ratio)): (lb, sp.fingerprint) for lb, sp in recorded}.items()
     ) + "), so they share no held-out prompts"
     spec = agree.split(by_spec)
     if spec is not None:
@@ -270,7 +293,7 @@ def _heldout_prompts(ws: Workspace, cfg: EvalPolicyConfig, policies: list[_Polic
         notes.append(f"only {len(draw.ids)} held-out prompts exist: all of them are used")
     elif min(draw.available) * 5 < cfg.prompts:
         notes.append(f"some quintiles hold fewer than {cfg.prompts // 5} held-out prompts: the others make up the rest")
-    return _Prompts(held, split_from, first, draw)
+    return _Prompts(held, split_from, first, draw, weights)
 
 
 def _generate_score_embed(
@@ -358,15 +381,22 @@ def _embed(outputs: list[Any], cfg: EvalPolicyConfig, dev: Any, embedder: Embedd
 def _document(
     cfg: EvalPolicyConfig, policies: list[_Policy], baseline: int, rms: list[Scorer], prompts: _Prompts,
     outputs: list[Any], policies_json: list[dict[str, Any]], embed_info: dict[str, Any], timings: dict[str, float],
-    notes: list[str],
+    notes: list[str], arms: list[Any],
 ) -> EvalPolicyResult:
+    from katcli.evaluation.jackknife import GROUPS as JACKKNIFE_GROUPS
     from katcli.evaluation.measures import compare_policies, group_sizes, measure_list
+    from katcli.evaluation.power import METHOD as POWER_METHOD
+    from katcli.pipeline.arms import ONE_SEED_NOTE
+    from katcli.train.metrics import QUINTILE_KEYS, quintile_edges
 
     draw, sources, rm_names = prompts.draw, prompts.sources, [r.name for r in rms]
     t0 = time.perf_counter()
     results = compare_policies(
         outputs, baseline, sources=sources, quintiles=draw.quintile, rm_names=rm_names, seed=cfg.seed
     )
+    arm_json, arm_cmp = _arm_results(cfg, arms, policies, outputs, baseline, sources, draw.quintile, rm_names)
+    if not arm_json:
+        notes.append(ONE_SEED_NOTE)
     timings["metrics_s"] = time.perf_counter() - t0
     held = prompts.held
     return EvalPolicyResult(
@@ -375,6 +405,8 @@ def _document(
         prompts={
             "n": len(draw.ids), "requested": cfg.prompts, "stratified": draw.stratified,
             "per_quintile": draw.per_quintile() or None, "quintile_weight_ranges": draw.quintile_ranges,
+            **({"quintile_edges": quintile_edges(list(prompts.first), prompts.weights),
+                "quintiles": list(QUINTILE_KEYS)} if draw.stratified else {}),
             "ids": list(draw.ids),
         },
         sampling={"samples": cfg.samples, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
@@ -388,10 +420,52 @@ def _document(
         measures=[{"key": m.key, "family": m.family, "label": m.label, "higher": m.higher, "per_prompt": m.per_prompt}
                   for m in measure_list(rm_names)],
         results=results,
-        bootstrap={"resamples": 1000, "set_resamples": 200, "seed": cfg.seed, "unit": "prompt"},
+        bootstrap={
+            "resamples": 1000, "set_resamples": None, "seed": cfg.seed, "unit": "prompt",
+            "set_measures": f"delete-a-group jackknife over prompts ({JACKKNIFE_GROUPS} blocks), t interval on the "
+            "logit scale of the measure's range", "power": POWER_METHOD,
+        },
         timings={k: round(v, 3) for k, v in timings.items()},
         notes=notes,
+        arms=arm_json, arm_comparisons=arm_cmp,
     )
+
+
+def _arm_results(
+    cfg: EvalPolicyConfig, arms: Sequence[Any], policies: Sequence[_Policy], outputs: Sequence[Any], baseline: int,
+    sources: Sequence[str], quintiles: Sequence[int | None], rm_names: Sequence[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each arm's replicates and across-seed figures, and every arm against the first (the baseline's when it is
+    one); nothing when no argument named replicates."""
+    from katcli.evaluation.policy_arms import arm_difference, arm_figures
+
+    if not any(len(a.replicates) > 1 for a in arms):
+        return [], []
+    index = {p.ref.directory: i for i, p in enumerate(policies)}
+    label = {p.ref.label: i for i, p in enumerate(policies)}
+    kw = dict(sources=sources, quintiles=quintiles, rm_names=rm_names, seed=cfg.seed)
+    base = outputs[baseline]
+    by_arm = []
+    for arm in arms:
+        found = {seed: label.get(arg, index.get(_directory_of(policies, arg))) for seed, arg in arm.replicates}
+        by_arm.append((arm, {seed: outputs[i] for seed, i in found.items()}, found))
+    arm_json = []
+    for arm, reps, found in by_arm:
+        entry: dict[str, Any] = {"name": arm.name, "replicates": [
+            {"seed": seed, "run": policies[i].ref.label} for seed, i in sorted(found.items())]}
+        if len(reps) > 1:
+            entry["across_seeds"] = arm_figures([reps[s] for s in sorted(reps)], base, **kw)
+        arm_json.append(entry)
+    first = by_arm[0]
+    comparisons = [{"a": first[0].name, "b": arm.name, **arm_difference(reps, first[1], base, **kw)}
+                   for arm, reps, _ in by_arm[1:]]
+    return arm_json, comparisons
+
+
+def _directory_of(policies: Sequence[_Policy], arg: str) -> Path | None:
+    """The directory of the policy an arm replicate argument (`sft/uniform-s1`) names, by its run name."""
+    name = arg.rpartition("/")[2]
+    return next((p.ref.directory for p in policies if p.ref.directory.name == name), None)
 
 
 def recorded_document(ws: Workspace, data: dict[str, Any]) -> dict[str, Any]:

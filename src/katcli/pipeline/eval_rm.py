@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, KatError
+from katcli.pipeline import registry
 from katcli.pipeline.heldout import Agreement, HeldOutSet, InputCheck, fresh_density_weights
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
@@ -53,10 +54,12 @@ class ModelEval:
     weighting: str
     report: Any  # katcli.train.metrics.EvalReport
     hf: dict[str, Any] | None = None  # a Hugging Face reward model as it is: its source (katcli.model.hf.HFSource)
+    weights: str | None = None  # the named weight set it sampled by (`--weights`); None: the default or uniform
 
     def to_json(self) -> dict[str, Any]:
         out = {
             "name": self.name, "path": str(self.directory), "step": self.step, "weighting": self.weighting,
+            **({"weights": self.weights} if self.weights else {}),
             **self.report.to_json(),
         }
         return out if self.hf is None else {**out, "hf": self.hf}
@@ -69,9 +72,11 @@ class EvalRMResult:
     quintile_ranges: list[list[float]] | None
     notes: list[str] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)  # every model against the first, paired
+    arms: list[dict[str, Any]] = field(default_factory=list)  # arguments naming replicates: across-seed figures
+    arm_comparisons: list[dict[str, Any]] = field(default_factory=list)  # every arm against the first
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": SCHEMA,
             "heldout": self.heldout,
             "quintile_weight_ranges": self.quintile_ranges,
@@ -79,6 +84,9 @@ class EvalRMResult:
             "comparisons": self.comparisons,
             "notes": self.notes,
         }
+        if self.arms:
+            out["arms"], out["arm_comparisons"] = self.arms, self.arm_comparisons
+        return out
 
 
 def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
@@ -191,6 +199,9 @@ def run_eval_rm(
 
     if not checkpoints:
         raise ConfigError("name at least one reward model (e.g. `kat eval rm uniform density`)")
+    from katcli.pipeline.arms import expand_arms
+
+    checkpoints, arms = expand_arms(ws, checkpoints, ("rm", "dpo"))
     if batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if threads is not None and threads < 1:
@@ -203,7 +214,7 @@ def run_eval_rm(
     weights = fresh_density_weights(ws, check.judge, [p.prefix_id for p in held.held], notes)
     results = _score_all(ws, models, held, weights, pairs_sha, batch_size=batch_size, threads=threads, device=dev,
                          progress=progress, notes=notes)
-    return _result(held, weights, results, notes)
+    return _result(held, weights, results, notes, arms)
 
 
 def _resolve_models(ws: Workspace, checkpoints: Sequence[str], check: InputCheck, trust_remote_code: bool
@@ -216,7 +227,10 @@ def _resolve_models(ws: Workspace, checkpoints: Sequence[str], check: InputCheck
         s = read_scorer(ws, arg, trust_remote_code=trust_remote_code)
         if not s.meta.is_as_is:  # an off-the-shelf reward model records no split and no inputs
             rel = workspace_rel(ws, checkpoint_paths(s.directory, s.step)["model"])
-            if rel is not None:  # its meta too: it holds the split and --max-len scored with
+            # in kat's own run folders it must be the one its training run recorded (a folder the user names
+            # elsewhere in the workspace is their input); its meta too: it holds the split and --max-len scored with
+            if rel is not None and (registry.producer_of(rel) is not None
+                                    or check.judge.manifest.owner_of(rel) is not None):
                 for f in check.judge.checkpoint_files(rel):
                     check(f)
         if all(m.directory != s.directory for m in models):
@@ -233,7 +247,8 @@ def _heldout_set(ws: Workspace, models: list[Scorer], check: InputCheck, progres
     agree = Agreement([(m.name, m.meta) for m in models], check, noun="pairs",
                       retrain=lambda name, meta: f"retrain it with `{_train_command(meta)} --name {name}`")
     spec = agree.split(lambda recorded: "the models were split with different held-out settings ("
-                       + ", ".join(f"{n}: --seed {s.seed} --val-ratio {s.val_ratio}" for n, s in recorded)
+                       + ", ".join(f"{n}: split seed {s.seed} --val-ratio {s.val_ratio} (held-out fingerprint "
+                                   f"{str(s.fingerprint)[:12]})" for n, s in recorded)
                        + "), so they share no held-out set")
     if spec is None:  # Hugging Face models only: the split kat's training stages make by default
         spec = (TrainConfig.seed, TrainConfig.val_ratio)
@@ -276,7 +291,8 @@ def _score_all(
             else:
                 report = _score_rm(loaded.model, encoded[key], pairs, weights, **scoring)
                 del loaded
-            results.append(ModelEval(s.name, s.directory, s.step, s.meta.pair_weighting, report, hf=s.meta.hf))
+            results.append(ModelEval(s.name, s.directory, s.step, s.meta.pair_weighting, report, hf=s.meta.hf,
+                                     weights=s.meta.weight_set))
     finally:
         torch.set_num_threads(threads_before)
     return results
@@ -317,10 +333,13 @@ def _score_dpo(
     )
 
 
-def _result(held: HeldOutSet, weights: Any, results: list[ModelEval], notes: list[str]) -> EvalRMResult:
-    """The document: every model's report, and every model after the first against the first, paired."""
+def _result(held: HeldOutSet, weights: Any, results: list[ModelEval], notes: list[str], arms: Sequence[Any]
+            ) -> EvalRMResult:
+    """The document: every model's report, every model after the first against the first, paired, and the arms'
+    across-seed figures (`katcli.pipeline.arms`)."""
     from katcli.evaluation.paired import compare_margins
-    from katcli.train.metrics import density_quintiles
+    from katcli.pipeline.arms import ONE_SEED_NOTE, rm_arm_results
+    from katcli.train.metrics import QUINTILE_KEYS, density_quintiles, quintile_edges
 
     pairs = held.held
     quintile_of, quintile_ranges = (None, None)
@@ -341,6 +360,16 @@ def _result(held: HeldOutSet, weights: Any, results: list[ModelEval], notes: lis
         "seed": held.seed, "val_ratio": held.val_ratio, "pairs": len(pairs),
         "prompts": len({p.prefix_id for p in pairs}), "fingerprint": held.fingerprint,
     }
+    if weights is not None:  # the one cut every reader uses, and which end is rare
+        heldout["quintile_edges"] = quintile_edges([p.prefix_id for p in pairs], weights)
+        heldout["quintiles"] = list(QUINTILE_KEYS)
+    if any(len(a.replicates) > 1 for a in arms):
+        arm_json, arm_cmp = rm_arm_results(arms, results, prefix_ids=[p.prefix_id for p in pairs],
+                                           sources=[p.src for p in pairs], quintiles=quintile_of)
+    else:
+        arm_json, arm_cmp = [], []
+        notes.append(ONE_SEED_NOTE)
     return EvalRMResult(
-        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons
+        heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons,
+        arms=arm_json, arm_comparisons=arm_cmp,
     )

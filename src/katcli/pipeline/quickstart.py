@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from katcli.errors import ConfigError, KatError
+from katcli.pipeline import registry
+from katcli.train.tracking import check_installed, parse_report_to
 from katcli.workspace import Manifest, Workspace
 from katcli.workspace import paths as P
 
@@ -24,8 +26,12 @@ class QuickstartConfig:
     policy_steps: int = 60  # optimizer steps for each tiny policy (SFT, and the policy objectives built on it)
     vocab_size: int = 2048
     threads: int = 1  # one thread per step: on 2 shared cores torch's default oversubscribes and runs slower
+    seeds: int = 1  # training seeds per arm: N > 1 trains NAME-s<seed> replicates (seeds seed … seed + N − 1)
+    report_to: tuple[str, ...] = ()  # every training step's --report-to (checked before the first step runs)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))
+        check_installed(self.report_to)
         if self.rm_steps < 1:
             raise ConfigError(f"--rm-steps must be at least 1, got {self.rm_steps}")
         if self.policy_steps < 1:
@@ -34,6 +40,8 @@ class QuickstartConfig:
             raise ConfigError(f"--vocab-size must be at least 265 (256 bytes + 9 special tokens), got {self.vocab_size}")
         if self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
 
 
 def check_workspace(ws: Workspace) -> None:
@@ -46,7 +54,7 @@ def check_workspace(ws: Workspace) -> None:
     pairs = manifest.runs.get("pairs")
     if pairs is not None and pairs.params.get("from") == "sample":
         return
-    what = (f"its {P.PAIRS} is from `{pairs.command}`, not the built-in sample" if pairs is not None
+    what = (f"its {P.PAIRS} is from `{registry.shown_command(pairs.command)}`, not the built-in sample" if pairs is not None
             else f"it records {', '.join(sorted(manifest.runs))}")
     raise KatError(
         f"{ws.root} already holds an experiment ({what}): quickstart would replace it and retrain over its runs",
@@ -62,9 +70,15 @@ class Step:
 
 def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     seed, threads = str(cfg.seed), str(cfg.threads)
+    # The split stays with --seed as it always has (the default plan is today's commands, so the same bytes);
+    # replicates of one arm (--seeds N) share it and differ in their training seed only.
+    seeding = (("--split-seed", seed) if cfg.seed != 0 else ()) + (
+        ("--seed", seed) if cfg.seeds == 1
+        else ("--seeds", ",".join(str(cfg.seed + k) for k in range(cfg.seeds))))
+    tracked = ("--report-to", ",".join(cfg.report_to)) if cfg.report_to else ()
     tiny = (
         "--depth", "1", "--batch-size", "16", "--max-len", "256", "--lr", "2e-3", "--val-ratio", "0.2",
-        "--eval-every", "0", "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed,
+        "--eval-every", "0", "--save-every", "0", "--device", "cpu", "--threads", threads, *seeding, *tracked,
     )
     tiny_rm = ("--max-steps", str(cfg.rm_steps), *tiny)
     tiny_policy = ("--max-steps", str(cfg.policy_steps), *tiny)
@@ -73,14 +87,14 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
     tiny_dpo = (
         "--init", "sft/uniform", "--max-steps", str(max(1, cfg.policy_steps // 2)), "--batch-size", "16",
         "--max-len", "256", "--lr", "1e-3", "--beta", "0.1", "--val-ratio", "0.2", "--eval-every", "0",
-        "--save-every", "0", "--device", "cpu", "--threads", threads, "--seed", seed,
+        "--save-every", "0", "--device", "cpu", "--threads", threads, *seeding, *tracked,
     )
     # GRPO: 8 prompts × 4 replies of at most 24 tokens per step; the policy learns from its own samples.
     tiny_grpo = (
         "--max-steps", str(max(1, cfg.policy_steps // 3)), "--prompts-per-step", "8", "--group-size", "4",
         "--max-new-tokens", "24", "--max-len", "256", "--lr", "1e-3", "--beta", "0.04", "--val-ratio", "0.2",
         "--eval-every", "0", "--save-every", "0", "--eval-prompts", "16", "--device", "cpu", "--threads", threads,
-        "--seed", seed,
+        *seeding, *tracked,
     )
     return [
         Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample", "--seed", seed)),

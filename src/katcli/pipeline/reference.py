@@ -11,9 +11,10 @@ policy and records its files as inputs; `ReferenceCheckpoint.load` gives the fro
 DPO's reference is `--ref` or the starting policy itself, identified by the sha256 of its weights
 (`resolve_dpo_reference`). `reference_logps` gives the summed reply log-probs of every encoded pair: this run's
 cache when its key still holds, another DPO run's cache with the same key (copied and recorded as an input), or one
-pass of the reference model (`katcli.train.ref_cache`), so the reference is never in memory while the policy
-trains. `heldout_reference_logps` serves `kat eval rm`, which reads a DPO run as an implicit reward model; it never
-writes.
+pass of the reference model (`katcli.train.ref_cache`; under --fsdp sharded like the policy), so the reference is
+never in memory while the policy trains. The key names the device, compute dtype and batch size of that pass
+(`numerics`, `reference_batch_size`): they change the numbers' last bits. `heldout_reference_logps` serves
+`kat eval rm`, which reads a DPO run as an implicit reward model; it never writes.
 
 This module knows checkpoints' metas, the workspace's runs, DPO run directories and the cache key; not objectives
 or losses.
@@ -21,7 +22,7 @@ or losses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +233,19 @@ def _lora_reference_sha(prep: Prepared) -> str:
     return digest.hexdigest()
 
 
+def reference_batch_size(micro_batch_size: int) -> int:
+    """Pairs per forward of the reference pass (part of the cache key: padding changes the numbers' last bits)."""
+    return max(micro_batch_size, 8)
+
+
+def numerics(device: Any, dtype: Any) -> dict[str, str]:
+    """The cache key's `device` and `dtype` fields for computing on `device` in `dtype` (None: its --dtype auto)."""
+    from katcli.devices import device_label, dtype_name, resolve_dtype
+
+    chosen = dtype if dtype is not None else resolve_dtype("auto", device)
+    return {"device": device_label(device), "dtype": dtype_name(chosen)}
+
+
 def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The reference log-probs of every encoded pair: this run's cache, another run's matching one, or computed."""
     import numpy as np
@@ -246,15 +260,21 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
         load_ref_logps,
         save_ref_logps,
     )
+    import copy
+
+    from katcli.model.gpt import set_compute_dtype
+    from katcli.train.fsdp import shard_model
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
     cfg = prep.cfg
     dist = prep.dist
+    batch_size = reference_batch_size(prep.micro_batch_size)
     key = RefCacheKey(
         reference_sha256=ref.sha256, pairs_sha256=sha256_file(prep.ws.abs(P.PAIRS)),
         tokenizer_sha256=prep.tokenizer.sha256(), max_len=cfg.max_len,
-        max_response_len=cfg.resolved_max_response_len,
+        max_response_len=cfg.resolved_max_response_len, batch_size=batch_size,
+        **numerics(dist.device, prep.compute_dtype),
     )
     info: dict[str, Any] = {"key": key.to_json()}
     # Another run's cache with the same key holds the same numbers: copy it rather than run the reference again.
@@ -278,21 +298,32 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
 
     def compute() -> Any:
         # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
-        # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
-        model = prep.model if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
-        if ref.is_init and prep.lora is not None:
+        # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame. Under
+        # --fsdp the reference is sharded for the pass (a copy of the starting model, which the loop shards later):
+        # each GPU holds 1/world of it, never the whole model. Sharding does not change the numbers (each forward
+        # gathers the same fp32 weights), so the cache key does not name it.
+        sharded = cfg.fsdp and dist.distributed
+        if ref.is_init:
+            model = copy.deepcopy(prep.model) if sharded else prep.model
+        else:
+            model = load_reference_model(ref.directory, ref.step, ref.hf)
+        set_compute_dtype(model, prep.compute_dtype)
+        if sharded:
+            shard_model(model.requires_grad_(False), device=dist.device, world_size=dist.world_size)
+        else:
+            model.to(dist.device)
+        if ref.is_init and prep.lora is not None:  # the policy with its adapters off (one copy of the weights)
             from katcli.model.lora import WithoutAdapters
 
-            model = WithoutAdapters(prep.model)  # the same numbers as the zero-initialised adapters, exactly
-        model.to(dist.device)
-        batches = eval_batches(
-            enc, np.arange(len(enc)), batch_size=max(prep.micro_batch_size, 8), pad_id=prep.tokenizer.pad_token_id
-        )
+            model = WithoutAdapters(prep.model)
+        batches = eval_batches(enc, np.arange(len(enc)), batch_size=batch_size, pad_id=prep.tokenizer.pad_token_id)
         was_training = model.training
         model.eval()
+        score = model_logprob_fn(model, dist.device)
         try:
             return compute_ref_logps(
-                len(enc), batches, model_logprob_fn(model, dist.device), dist=dist, progress=prep.progress
+                len(enc), batches, (lambda mb: _released(model, score(mb))) if sharded else score, dist=dist,
+                progress=prep.progress, lockstep=sharded,
             )
         finally:
             model.train(was_training)
@@ -306,6 +337,14 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
             info["recomputed_because"] = found.reason
             prep.notes.append(f"recomputed the reference log-probs: {found.reason}")
     return logps, info
+
+
+def _released(model: Any, result: Any) -> Any:
+    """`result` of a sharded reference's forward, after freeing the weights its root kept gathered."""
+    from katcli.train.fsdp import release
+
+    release(model)
+    return result
 
 
 def heldout_reference_logps(
@@ -339,7 +378,9 @@ def heldout_reference_logps(
     from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
-    key = RefCacheKey(**meta.extra["ref_cache"]["key"])
+    # The policy is scored here on `device` in its default precision: the reference numbers must come from the
+    # same, or policy − reference carries the precision gap (a cache from another device or dtype is recomputed).
+    key = replace(RefCacheKey.from_json(meta.extra["ref_cache"]["key"]), **numerics(device, None))
     if key.pairs_sha256 == pairs_sha256:
         found = load_ref_logps(directory, key)
         if found.logps is not None:

@@ -59,6 +59,9 @@ STAGES: tuple[StageSpec, ...] = (
         "kat embed",
         (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA),
     ),
+    # Further weightings from the same embeddings (`kat embed --name sharp --power 2`): compared in one report.
+    StageSpec("weights", "Density weight set", "kat embed --name {name}", (f"{P.WEIGHT_SETS_DIR}/{{name}}/",),
+              named=True, optional=True),
     StageSpec("tokenizer", "Tokenizer", "kat train tokenizer", (f"{P.TOKENIZER_DIR}/",)),
     StageSpec("rm", "Reward model", "kat train rm --name {name}", (f"{P.RM_DIR}/{{name}}/",), named=True),
     StageSpec("sft", "SFT policy", "kat train sft --name {name}", (f"{P.SFT_DIR}/{{name}}/",), named=True),
@@ -127,6 +130,27 @@ def _without_workspace(argv: list[str]) -> list[str]:
     return out + argv[i:]
 
 
+def shown_command(recorded: str) -> str:
+    """A recorded command as messages quote it: without its `-w DIR`, which names where the workspace was when it
+    ran (wrong once the workspace is copied or moved)."""
+    try:
+        argv = shlex.split(recorded)
+    except ValueError:
+        return recorded
+    if not argv or argv[0] != "kat":
+        return recorded
+    return shlex.join(["kat", *_without_workspace(argv[1:])])
+
+
+def with_resume(command: str) -> str:
+    """The command as typed, with `--resume` (once): what continues an interrupted training run."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return f"{command} --resume"
+    return shlex.join(argv if "--resume" in argv else [*argv, "--resume"])
+
+
 def rerun_command(key: str, recorded: str | None) -> str:
     """The command that re-runs `key`: the one its run recorded (flags kept, `-w DIR` dropped).
 
@@ -160,10 +184,10 @@ def producer_of(path: str) -> tuple[StageSpec, str | None] | None:
     return None
 
 
-def fix_command(path: str) -> str:
-    """The command that writes `path` (for "run X first" hints)."""
+def fix_command(path: str) -> str | None:
+    """The command that writes `path` (for "run X first" hints), or None for a path no stage writes."""
     found = producer_of(path)
     if found is None:
-        return "the stage that writes it"
+        return None
     s, name = found
     return s.command_for(name)

@@ -20,6 +20,7 @@ from katcli import __version__
 from katcli.errors import ConfigError, KatError
 from katcli.pipeline.eval_rm import run_eval_rm
 from katcli.pipeline.quickstart import Step
+from katcli.pipeline import registry
 from katcli.pipeline.stage import StageRun
 from katcli.pipeline.status import compute_status
 from katcli.progress import ProgressFn, no_progress
@@ -88,7 +89,7 @@ def out_dir_rel(ws: Workspace, out: str) -> str:
         held = next((o.path for o in run.outputs if o.path.startswith(rel + "/")), None)
         if run.stage != STAGE and held is not None:
             raise ConfigError(
-                f"--out {shown} holds {held}, an output of `{run.command}`",
+                f"--out {shown} holds {held}, an output of `{registry.shown_command(run.command)}`",
                 hint=f"pass a directory of its own for the report (default: --out {P.REPORTS_DIR})",
             )
     return rel

@@ -28,7 +28,8 @@ RUN_ROOTS = {
     "rm": P.RM_DIR,
 }
 POLICY_STAGES = ("sft", "dpo", "grpo", "model")
-_ALIASES = {"models": "model"}  # `models/NAME` reads as naturally as `model/NAME`
+ALIASES = {"models": "model"}  # `models/NAME` reads as naturally as `model/NAME`
+_ALIASES = ALIASES
 
 
 @dataclass(frozen=True)

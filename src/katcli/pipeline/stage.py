@@ -17,6 +17,7 @@ This module knows the protocol, not what any stage computes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import shlex
 import signal
 import sys
@@ -28,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from katcli import __version__
-from katcli.errors import KatError
+from katcli.errors import KatError, raise_if_interrupted
 from katcli.pipeline import registry
+from katcli.pipeline.unrecorded import UnrecordedFolder, remove_unrecorded
 from katcli.pipeline.upstream import Judge, load_judge
 from katcli.workspace import ArtifactRecord, InputRecord, Manifest, RunRecord, Workspace, WorkspaceLock
 from katcli.workspace.atomic import commit_temp, remove_quietly, temp_name
@@ -90,23 +92,43 @@ class StageRun:
         self.forced_over: list[str] = []
         self.took_over_lock: dict | None = None
         self.removed_leftovers: list[Leftover] = []
+        self.removed_unrecorded: list[UnrecordedFolder] = []
         self._inputs: dict[str, InputRecord] = {}
         self._outputs: dict[str, Path] = {}  # rel -> temp path (None-like for adopted files)
         self._adopted: set[str] = set()
         self._described: dict[str, dict[str, Any]] = {}
+        self._optional: list[dict[str, str]] = []
         self._lock = WorkspaceLock(ws.state_dir / "lock", self.command)
         self._judge: Judge | None = None
         self.started_at = ""
         self.record: RunRecord | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
+    def _check_paths(self) -> None:
+        """Before any work: every output this stage writes stays inside the workspace, and the manifest is a file."""
+        manifest = self.ws.manifest_path
+        if manifest.is_symlink():
+            target = manifest.resolve()
+            raise KatError(
+                f"{manifest.name} is a symlink (to {target}); kat replaces the manifest by rename, which would "
+                "replace the link with a file",
+                file=str(manifest),
+                hint=f"replace the link with the file itself (`cp --remove-destination {target} {manifest}`), or "
+                f"run with -w {target.parent} if that is the workspace you mean",
+            )
+        for out in self.spec.outputs_for(self.name):
+            self.ws.check_output(out.rstrip("/"))
+
     def __enter__(self) -> StageRun:
+        self._check_paths()
         self.ws.ensure()
         self._lock.acquire()
         self.took_over_lock = self._lock.took_over
         try:
             self.removed_leftovers = remove_leftovers(self.ws.root)  # temp files of killed runs
             self._judge = load_judge(self.ws, verify=self.verify)
+            # Files unfinished training runs left under ordinary names (a resumable checkpoint is kept).
+            self.removed_unrecorded = remove_unrecorded(self.ws, self._judge.manifest)
         except BaseException:
             self._lock.release()
             raise
@@ -118,6 +140,8 @@ class StageRun:
             if exc_type is None:
                 self._commit()
             else:
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.filename is None:
+                    exc.filename = self._newest_output()  # a disk-full write names the file it was writing
                 self._discard()
         except BaseException:
             self._discard()
@@ -139,6 +163,7 @@ class StageRun:
         The file is hashed afresh here, once, not looked up in the hash cache (which serves `kat status`): an
         edit the cache cannot see must still be caught by the check and recorded with its new checksum.
         """
+        self.ws.check_input(rel)
         digest = self.judge.fresh_sha(rel)
         problem = self.judge.check_input(rel)
         if problem is not None:
@@ -150,20 +175,26 @@ class StageRun:
 
     def read(self, rel: str) -> Path:
         """Record a workspace file as read, as it is, without judging it (a report shows stale runs too)."""
+        self.ws.check_input(rel)
         self._inputs[rel] = InputRecord(rel, self.judge.current_sha(rel))
         return self.ws.abs(rel)
 
     def external_input(self, path: Path | str, *, hash_file: bool = True) -> Path:
-        """Record an input from outside the workspace (a user's file, a dataset mirror)."""
+        """Record a user's input (a file or model folder they named, a dataset mirror), wherever it lives: by its
+        workspace-relative path inside the workspace, else by its absolute path; never judged as an artifact."""
         p = Path(path).expanduser().resolve()
         digest = sha256_file(p) if hash_file and p.is_file() else None
-        self._inputs[str(p)] = InputRecord(str(p), digest, external=True)
+        try:
+            key = p.relative_to(self.ws.root).as_posix()
+        except ValueError:
+            key = str(p)
+        self._inputs[key] = InputRecord(key, digest, external=True)
         return p
 
     # -- outputs ---------------------------------------------------------------------------
     def output(self, rel: str) -> Path:
         """A temporary path to write `rel` to; it replaces `rel` only when the whole run succeeds."""
-        target = self.ws.abs(rel)
+        target = self.ws.check_output(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_name(target)
         remove_quietly(tmp)
@@ -173,7 +204,11 @@ class StageRun:
     def adopt(self, rel: str) -> Path:
         """Record an output the stage already put in place itself (e.g. atomically saved checkpoints)."""
         self._adopted.add(rel)
-        return self.ws.abs(rel)
+        return self.ws.check_output(rel)
+
+    def optional_output(self, tracker: str, where: str) -> None:
+        """Record where an experiment tracker wrote (a folder or URL): listed, never hashed, never judged."""
+        self._optional.append({"tracker": tracker, "path": where})
 
     def describe(self, rel: str, *, rows: int | None = None, shape: list[int] | tuple[int, ...] | None = None) -> None:
         self._described[rel] = {"rows": rows, "shape": list(shape) if shape is not None else None}
@@ -183,7 +218,12 @@ class StageRun:
         for tmp in self._outputs.values():
             remove_quietly(tmp)
 
+    def _newest_output(self) -> str | None:
+        written = [(tmp.stat().st_mtime_ns, rel) for rel, tmp in self._outputs.items() if tmp.exists()]
+        return str(self.ws.abs(max(written)[1])) if written else None
+
     def _commit(self) -> None:
+        raise_if_interrupted()  # a Ctrl-C swallowed during the work: record nothing
         missing = [rel for rel, tmp in self._outputs.items() if not tmp.exists()]
         missing += [rel for rel in self._adopted if not self.ws.abs(rel).is_file()]
         if missing:
@@ -219,6 +259,7 @@ class StageRun:
                 inputs=list(self._inputs.values()),
                 outputs=records,
                 stats=self.stats,
+                optional_outputs=list(self._optional),
             )
             # Re-read: the lock guarantees nobody else wrote since, but be exact about what we replace.
             manifest = Manifest.load(self.ws.manifest_path)
@@ -228,10 +269,16 @@ class StageRun:
 
 
 def record_input(ws: Workspace, run: Any, path: Path) -> None:
-    """A file inside the workspace is checked against the manifest; one outside is recorded as external."""
+    """A file of a user-named model or folder: kat's own artifact (a path a stage writes) is checked against the
+    manifest, refused when unrecorded; anything else — outside the workspace or not — is the user's input, hashed
+    and recorded as external."""
     try:
         rel = ws.rel(path)
     except KatError:
+        run.external_input(path)
+        return
+    judge = getattr(run, "judge", None)
+    if registry.producer_of(rel) is None and (judge is None or judge.manifest.owner_of(rel) is None):
         run.external_input(path)
         return
     run.input(rel)

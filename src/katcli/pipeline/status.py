@@ -13,6 +13,7 @@ from typing import Any
 from katcli.pipeline import registry
 from katcli.pipeline.upstream import MISSING, MODIFIED, OK, Judge, load_judge
 from katcli.workspace import RunRecord, Workspace
+from katcli.pipeline.unrecorded import find_unrecorded
 from katcli.workspace.leftovers import find_leftovers
 
 STATUS_SCHEMA = "kat.status/1"
@@ -58,11 +59,21 @@ class LeftoverStatus:
 
 
 @dataclass
+class UnrecordedStatus:
+    folder: str  # workspace-relative run folder
+    files: list[str]
+    size: int
+    resumable_step: int | None  # kept for `--resume`; None: the next writing command removes the files
+
+
+@dataclass
 class WorkspaceStatus:
     workspace: str
     stages: list[StageStatus]
     next_command: str | None
     leftovers: list[LeftoverStatus] = field(default_factory=list)  # temp files of killed runs
+    # Files unfinished training runs left under ordinary names (`katcli.pipeline.unrecorded`), per run folder.
+    unrecorded: list[UnrecordedStatus] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"schema": STATUS_SCHEMA, **asdict(self)}
@@ -148,4 +159,6 @@ def compute_status(ws: Workspace, *, verify: bool = False) -> WorkspaceStatus:
         (r.command for r in todo), None
     )
     leftovers = [LeftoverStatus(ws.rel(f.path), f.size) for f in find_leftovers(ws.root)]
-    return WorkspaceStatus(str(ws.root), rows, next_command, leftovers)
+    unrecorded = [UnrecordedStatus(u.folder, u.files, u.size, u.resumable_step)
+                  for u in find_unrecorded(ws, judge.manifest)]
+    return WorkspaceStatus(str(ws.root), rows, next_command, leftovers, unrecorded)

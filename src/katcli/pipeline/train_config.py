@@ -15,15 +15,16 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from katcli.devices import DEVICES, check_device
+from katcli.devices import DEVICES, DTYPES, check_device, check_dtype
 from katcli.errors import ConfigError
 from katcli.train import loss_names as L
+from katcli.train.tracking import check_installed, parse_report_to
 
 DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
 MIN_PROMPT = 8  # tokens a rendered GRPO prompt keeps at least (<|bos|>, the user turn's markers, a few words)
 # Recorded only when set, so the records of runs that do not use them are unchanged.
-_RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp")
+_RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp", "weights")
 _LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")  # recorded only with --lora-r > 0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -69,6 +70,9 @@ class TrainConfig:
     name: str | None = flag(None, "Run name: <kind>_checkpoints/NAME/ (default: uniform or density).", panel=RUN,
                             metavar="NAME")
     density_aware: bool = flag(False, "Sample rare prompts more often, by their density weight.", panel=SAMPLING)
+    weights: str | None = flag(None, "With --density-aware: sample by this weight set (`kat embed --name NAME`) "
+                               "instead of the default one; held-out quintiles stay cut on the default set.",
+                               panel=SAMPLING, metavar="NAME")
     pair_weighting: str | None = flag(None, "With --density-aware: per-prompt (default) gives each prompt its "
                                       "weight in total, shared by its pairs; per-pair gives every pair its "
                                       "prompt's weight.", panel=SAMPLING, choices=WEIGHTINGS)
@@ -90,7 +94,7 @@ class TrainConfig:
     max_response_len: int | None = flag(None, "Cap on response tokens (default: --max-len / 2).", panel=MODEL,
                                         metavar="N")
     val_ratio: float = flag(0.05, "Share of prompts held out (by a seeded hash of the prefix id; the same prompts "
-                            "for every objective with one --seed).", panel=SAMPLING, metavar="R")
+                            "for every objective with one --split-seed).", panel=SAMPLING, metavar="R")
     eval_every: int = flag(250, "Evaluate on the held-out set (pairs; GRPO: prompts) every N steps (0: only at the "
                            "end).", panel=RUN, metavar="N")
     save_every: int = flag(250, "Checkpoint every N steps (0: only at the end); only the latest is kept.", panel=RUN,
@@ -98,9 +102,18 @@ class TrainConfig:
     bucketing: bool = flag(True, "Do not group sequences of similar length into batches.", panel=SAMPLING,
                            name="--no-bucketing")
     resume: bool = flag(False, "Continue the latest checkpoint of this run exactly.", panel=RUN)
-    seed: int = flag(0, "Seed of the held-out split, the sample stream and a fresh model's init.", panel=SAMPLING,
-                     metavar="N")
+    seed: int = flag(0, "Seed of the sample stream, a fresh model's init and rollouts (the held-out split has "
+                     "--split-seed).", panel=SAMPLING, metavar="N")
+    split_seed: int = flag(0, "Seed of the held-out split: every run and replicate with one --split-seed and "
+                           "--val-ratio holds out the same prompts.", panel=SAMPLING, metavar="N")
+    seeds: str | None = flag(None, "Train one run per seed, NAME-s0, NAME-s1, … (0,1,2, or 3 for 0..2): replicates "
+                             "of one arm. An --init (or --rm, --ref) naming an arm starts replicate i from its "
+                             "replicate i; naming one run, every replicate from it.", panel=SAMPLING,
+                             metavar="LIST|N")
     device: str = flag("auto", "Where to train.", panel=RUN, choices=DEVICES)
+    dtype: str = flag("auto", "Compute precision (parameters stay fp32): auto is fp32 on the CPU and bf16 on CUDA "
+                      "(fp16 with a gradient scaler on GPUs without native bf16); fp32 uses TF32 matmuls on CUDA. "
+                      "Recorded when set.", panel=RUN, choices=DTYPES)
     threads: int | None = flag(None, "CPU threads for torch (default: torch's choice).", panel=RUN, metavar="N")
     force: bool = flag(False, "Use inputs that are modified or stale, or an --init model that trained on this run's "
                        "held-out prompts (recorded as forced in the manifest).", panel=UPSTREAM)
@@ -114,6 +127,13 @@ class TrainConfig:
     # Shard over torchrun's ranks (FSDP2) instead of DDP; resumable with or without.
     fsdp: bool = flag(False, "Under torchrun: shard the model, gradients and optimizer state over the processes "
                       "(PyTorch FSDP2) instead of a full copy on each (DDP).", panel=RUN)
+    # Experiment trackers (`katcli.train.tracking`): where the run is watched, not what it computes, so never in
+    # params() (a tracked run and an untracked one are the same run; --resume may add or drop trackers). The flag
+    # gives a list (repeated, comma-separated); __post_init__ turns it into the tuple of backend names.
+    report_to: list[str] | None = flag(
+        None, "Also log to experiment trackers: none (default), tensorboard, wandb, trackio, mlflow; repeat or "
+        "comma-separate. Each is an extra (pip install 'katcli[wandb]'). Offline by default: they write under "
+        "tracking/ (W&B follows WANDB_MODE).", panel=RUN, metavar="TRACKER")
 
     # LoRA adapters on a Hugging Face backbone (katcli.model.lora, through PEFT).
     lora_r: int = flag(0, "Train LoRA adapters of this rank instead of every weight (0: off); hf: backbones only. "
@@ -126,6 +146,7 @@ class TrainConfig:
                                     panel=LORA, metavar="NAMES")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "report_to", parse_report_to(self.report_to))  # "a,b" and repeats → names
         self.validate()
 
     def validate(self) -> None:
@@ -135,6 +156,11 @@ class TrainConfig:
             raise ConfigError("--init and --depth exclude each other: --init starts from a model, --depth from scratch")
         if self.depth is not None and self.depth < 1:
             raise ConfigError("--depth must be at least 1")
+        if self.weights is not None:
+            if not _NAME_RE.match(self.weights):
+                raise ConfigError("--weights must be a weight set's name (letters, digits, '.', '_' or '-')")
+            if not self.density_aware:
+                raise ConfigError("--weights only applies with --density-aware")
         if self.pair_weighting is not None:
             if self.pair_weighting not in WEIGHTINGS:
                 raise ConfigError(f"--pair-weighting must be one of {', '.join(WEIGHTINGS)}")
@@ -165,11 +191,16 @@ class TrainConfig:
         if self.save_every < 0:
             raise ConfigError("--save-every must be 0 (only at the end) or more")
         check_device(self.device)
+        check_dtype(self.dtype)
+        if self.dtype == "fp16" and self.fsdp:
+            # fp16 needs a gradient scaler whose overflow check agrees over shards; kat's is DDP's (per rank).
+            raise ConfigError("--dtype fp16 cannot be combined with --fsdp", hint="use --dtype bf16 or fp32 with --fsdp")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
         if self.chat_template is not None and not os.path.isfile(self.chat_template):
             raise ConfigError(f"--chat-template {self.chat_template}: no such file")
         self._validate_lora()
+        check_installed(self.report_to)
 
     def _validate_lora(self) -> None:
         if self.lora_r < 0:
@@ -233,15 +264,19 @@ class TrainConfig:
         return self.max_response_len if self.max_response_len is not None else self.max_len // 2
 
     def params(self) -> dict[str, Any]:
-        """The recorded parameters: every flag that shapes the model (not --force / --resume)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume")}
+        """The recorded parameters: every flag that shapes the model (not --force / --resume / --seeds / --report-to)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("force", "resume", "seeds", "report_to")}
         out["name"] = self.run_name
         out["pair_weighting"] = self.weighting
         out["lr"] = self.resolved_lr
         out["max_response_len"] = self.resolved_max_response_len
+        if self.split_seed == self.seed:  # recorded only when it differs, so runs where they agree keep their bytes
+            del out["split_seed"]
         for key in _RECORDED_WHEN_SET:
             if not out[key]:
                 del out[key]
+        if self.dtype == "auto":
+            del out["dtype"]
         if self.lora_r == 0:
             for key in _LORA_FLAGS:
                 del out[key]

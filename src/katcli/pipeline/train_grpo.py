@@ -87,10 +87,10 @@ def _load_rm(prep: Prepared) -> tuple[Any, dict[str, Any]]:
         )
     rm_tok = run_tokenizer(directory, meta, mismatch=f"--rm {cfg.rm}: the tokenizer beside it is not the one it was "
                            "trained with", hint="re-run `kat train rm` for it")
-    if meta.split is None or meta.split.spec != (cfg.seed, cfg.val_ratio):
+    if meta.split is None or meta.split.spec != (cfg.split_seed, cfg.val_ratio):
         seed, ratio = (meta.split.seed, meta.split.val_ratio) if meta.split is not None else (None, None)
         prep.notes.append(
-            f"--rm {name} was split with --seed {seed} --val-ratio {ratio}: some of "
+            f"--rm {name} was split with split seed {seed} --val-ratio {ratio}: some of "
             "this run's held-out prompts may be among the reward model's training prompts"
         )
     loaded = load_run(directory, meta, step=step, role="reward", device=prep.dist.device, tokenizer=rm_tok)
@@ -112,12 +112,25 @@ def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
             from katcli.model.lora import WithoutAdapters
 
             return WithoutAdapters(prep.model), {"same_as": "init", "adapters_disabled": True, **prep.init_info}
-        return copy.deepcopy(prep.model).to(prep.dist.device), {"same_as": "init", **prep.init_info}
+        return _placed(prep, copy.deepcopy(prep.model)), {"same_as": "init", **prep.init_info}
     checked = resolve_reference(prep, cfg.ref)
     info = {"name": checked.name, "path": recorded_path(prep.ws, checked.directory), "step": checked.step}
     if checked.hf is not None:
         info["hf"] = checked.hf
-    return checked.load().to(prep.dist.device), info  # kat's GPT or an HF causal LM, with the checked tokenizer
+    return _placed(prep, checked.load()), info  # kat's GPT or an HF causal LM, with the checked tokenizer
+
+
+def _placed(prep: Prepared, ref: Any) -> Any:
+    """The frozen reference on this rank's device in the run's precision: whole, or under --fsdp sharded like the
+    policy (a whole copy per GPU would defeat --fsdp for exactly the models that need it)."""
+    from katcli.model.gpt import set_compute_dtype
+    from katcli.train.fsdp import shard_model
+
+    set_compute_dtype(ref, prep.compute_dtype)
+    if prep.cfg.fsdp:  # the copy is still on the CPU (so is the policy): each rank moves only its shard
+        shard_model(ref.requires_grad_(False), device=prep.dist.device, world_size=prep.dist.world_size)
+        return ref
+    return ref.to(prep.dist.device)
 
 
 def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[list[int], bool]:
@@ -136,13 +149,15 @@ def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[li
 def _build(prep: Prepared) -> Built:
     import numpy as np
 
-    from katcli.train.metrics import density_quintiles
+    from katcli.model.gpt import set_compute_dtype
+    from katcli.train.metrics import density_quintiles, quintile_edges
     from katcli.train.objectives.grpo import GRPOObjective
     from katcli.train.policy_eval import PolicyEvaluator, pick_eval_prompts
     from katcli.train.rm_scoring import RewardScorer
 
     cfg: TrainGRPOConfig = prep.cfg
     rm, rm_info = _load_rm(prep)
+    set_compute_dtype(rm.model, prep.compute_dtype)  # rewards in the run's precision too (--dtype fp32: all of it)
     ref, ref_info = _load_ref(prep)
     scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta,
                                     batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
@@ -167,13 +182,20 @@ def _build(prep: Prepared) -> Built:
             f"within --max-len {cfg.max_len}"
         )
     item_pids = [prep.prefix_ids[i] for i in train_rows]
+    held_pids = [prep.prefix_ids[i] for i in prep.split.heldout]
+    # One cut for every reader: the held-out set's quintile edges, for the evaluation prompts and the rollouts.
+    cut_on = prep.quintile_weights if prep.cfg.weights is not None else prep.weights  # always the default set's
+    edges = None
+    if cut_on is not None and all(pid in cut_on for pid in held_pids):
+        edges = quintile_edges(held_pids, cut_on)
     quintiles = None
-    if prep.weights is not None and all(pid in prep.weights for pid in item_pids):
-        quintiles = density_quintiles(item_pids, prep.weights)[0]
+    if cut_on is not None and all(pid in cut_on for pid in item_pids):
+        quintiles = density_quintiles(item_pids, cut_on, edges)[0]
     evaluator = PolicyEvaluator(
         prep.tokenizer, scorer, [prep.pairs[i].messages for i in held_rows], [tokens[i] for i in held_rows],
         [prep.prefix_ids[i] for i in held_rows], [prep.pairs[i].src for i in held_rows],
         sampling=cfg.sampling_config(), samples=cfg.eval_samples, seed=cfg.seed, weights=prep.eval_weights,
+        edges=edges if prep.eval_weights is not None else None,
         batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
     objective = GRPOObjective(

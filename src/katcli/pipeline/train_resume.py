@@ -18,18 +18,17 @@ from katcli.pipeline.train_config import TrainConfig
 RESUME_FREE = {"eval_every", "save_every", "device", "threads", "fsdp"}
 
 
-def interrupted_message(out_dir: Path, out_rel: str) -> str:
-    """What survives a Ctrl-C: the latest checkpoint, which `--resume` continues exactly."""
+def interrupted_message(out_dir: Path, at_step: int, command: str | None) -> str:
+    """The one line a Ctrl-C prints: the step it stopped at and, when a checkpoint survives, how to continue."""
     from katcli.model.checkpoint import find_last_step
+    from katcli.pipeline.registry import with_resume
     from katcli.train.run_dir import has_checkpoint
 
     if not has_checkpoint(out_dir):
-        return f"interrupted before the first checkpoint; nothing was recorded and {out_rel}/ holds no checkpoint"
+        return f"Interrupted at step {at_step}; nothing was written (no checkpoint yet)"
     step = find_last_step(out_dir)
-    return (
-        f"interrupted; nothing was recorded, but {out_rel}/ holds the checkpoint of step {step}: "
-        "re-run the same command with --resume to continue exactly from there"
-    )
+    resume = with_resume(command) if command else "the same command with --resume"
+    return f"Interrupted at step {at_step}; `{resume}` continues from step {step}"
 
 
 def _flag(key: str) -> str:

@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
+from katcli.pipeline.run_tracking import open_trackers, record_trackers
 from katcli.pipeline.stage import StageRun, record_input
+from katcli.pipeline.unrecorded import clean_failed_run, mark, unmark
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
 from katcli.pipeline.train_resume import (
     check_same_flags,
@@ -71,9 +73,11 @@ class Prepared:
     eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
     micro_batch_size: int
     notes: list[str]
+    compute_dtype: Any = None  # torch dtype of --dtype on this device (katcli.devices.resolve_dtype)
     heldout_set: Any = None  # katcli.pipeline.heldout.HeldOutSet (the split and its fingerprint)
     lora: dict[str, Any] | None = None  # --lora-r: the run's adapters record (`katcli.pipeline.lora_start`)
     weights_used_for: str | None = None  # what the density weights serve ("sampling", "eval quintiles")
+    quintile_weights: dict[str, float] | None = None  # the default set's, which quintiles are cut on (else `weights`)
 
     def encode_pairs(self) -> Any:
         """Every pair, chosen and rejected, with the run's tokenizer and lengths (a note says what was cut)."""
@@ -217,23 +221,35 @@ def run_training(
         if not dist.is_main:
             progress = no_progress
             on_step = None
+        run_rel = f"{stage.run_root}/{cfg.run_name}"
         with contextlib.ExitStack() as stack:
             error: BaseException | None = None
+            locked = False
             try:
-                if dist.is_main:
-                    run: Any = stack.enter_context(
-                        StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
-                    )
-                else:
-                    run = _ReadOnlyRun(ws)
-                job = _prepare(ws, cfg, stage, run, dist, progress)
-            except Exception as exc:  # every rank must hear about a failure before anyone enters a collective
-                error = exc
-            if not dist.agree(error is None):
-                if error is not None:
-                    raise error
-                raise KatError("another training process failed during setup; see its error above")
-            return _train(ws, cfg, stage, run, dist, job, progress, on_step)
+                try:
+                    if dist.is_main:
+                        run: Any = stack.enter_context(
+                            StageRun(ws, stage.stage, name=cfg.run_name, params=cfg.params(), force=cfg.force)
+                        )
+                        locked = True
+                        mark(ws, run_rel, run.command)  # until recorded, what it writes is an unfinished run's
+                    else:
+                        run = _ReadOnlyRun(ws)
+                    job = _prepare(ws, cfg, stage, run, dist, progress)
+                except Exception as exc:  # every rank must hear about a failure before anyone enters a collective
+                    error = exc
+                if not dist.agree(error is None):
+                    if error is not None:
+                        raise error
+                    raise KatError("another training process failed during setup; see its error above")
+                result = _train(ws, cfg, stage, run, dist, job, progress, on_step)
+            except BaseException:
+                if locked:  # under the lock: what this run wrote goes, unless a checkpoint is left for --resume
+                    clean_failed_run(ws, run_rel)
+                raise
+        if dist.is_main:
+            unmark(ws, run_rel)  # recorded (the StageRun committed as the stack closed)
+        return result
     finally:
         if dist is not None:
             dist.shutdown()
@@ -259,16 +275,24 @@ class _Job:
     train_index: Any  # what the sampler's indices map to: pair indices, or the objective's own item indices
 
 
-def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, str | None]:
-    """The density weights: an input when sampling by them; else read for eval quintiles when present and fresh."""
+def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, Any, str | None]:
+    """(sampling weights, quintile weights, what the default set serves).
+
+    Sampling by a weight set makes it an input; the quintiles are always cut on the default set, read (when present
+    and fresh) for them alone when the run samples by a named set (`--weights`) or not by density at all.
+    """
     from katcli.pipeline.heldout import density_weights
+    from katcli.pipeline.weight_sets import weight_set_files
     from katcli.train import inputs as I
 
     if cfg.density_aware:
-        weights_path, ids_path = run.input(P.DENSITY_WEIGHTS), run.input(P.EMBED_IDS)
-        return I.read_density_weights(weights_path, ids_path), "sampling"
+        files = weight_set_files(ws, cfg.weights)
+        sampling = I.read_density_weights(run.input(files.weights), run.input(files.ids))
+        if files.weights == P.DENSITY_WEIGHTS:
+            return sampling, sampling, "sampling"
     weights = density_weights(ws, getattr(run, "judge", None), notes, what="held-out results have no density quintiles")
-    return weights, "eval quintiles" if weights is not None else None
+    used_for = "eval quintiles" if weights is not None else None
+    return (sampling if cfg.density_aware else weights), weights, used_for
 
 
 def _starting_model(
@@ -323,6 +347,23 @@ def _starting_model(
     return gpt, {"path": recorded_path(ws, init_dir), "step": step}
 
 
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def _check_memory(flag: str, value: int, needed: int) -> None:
+    """Refuse a size whose memory estimate exceeds what the machine has, naming the flag, before allocating it."""
+    from katcli.devices import available_memory
+
+    have = available_memory()
+    if have is not None and needed > have:
+        raise ConfigError(
+            f"{flag} {value} needs about {_gib(needed)} of memory for its sample stream alone, more than the "
+            f"{_gib(have)} available",
+            hint=f"lower {flag} (use --micro-batch-size to split a batch into smaller forward passes)",
+        )
+
+
 def _check_unseen_heldout(
     ws: Workspace, cfg: TrainConfig, run: Any, init_dir: Path, heldout: set[str], notes: list[str]
 ) -> None:
@@ -333,13 +374,13 @@ def _check_unseen_heldout(
     for ancestor, n in seen_heldout(heldout, splits):
         what = (
             f"{n} of this run's {len(heldout)} held-out prompts are training prompts of {ancestor.label} (trained "
-            f"with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}; this run holds out by --seed {cfg.seed} "
-            f"--val-ratio {cfg.val_ratio})"
+            f"with split seed {ancestor.seed} --val-ratio {ancestor.val_ratio}; this run holds out by --split-seed "
+            f"{cfg.split_seed} --val-ratio {cfg.val_ratio})"
         )
         if not cfg.force:
             raise KatError(
                 f"--init {cfg.init}: {what}",
-                hint=f"train with --seed {ancestor.seed} --val-ratio {ancestor.val_ratio}, the split it was trained "
+                hint=f"train with --split-seed {ancestor.seed} --val-ratio {ancestor.val_ratio}, the split it was trained "
                 "on, so held-out prompts stay unseen (or pass --force to evaluate on them anyway, recorded)",
             )
         run.forced_over.append(what)
@@ -353,12 +394,15 @@ def _prepare(
     """Flags → inputs → held-out set → tokenizer and model → the objective → sampler and record → resume."""
     import numpy as np
 
+    from katcli.model.gpt import set_compute_dtype
+
     notes: list[str] = []
     out_rel = f"{stage.run_root}/{cfg.run_name}"
     out_dir = ws.abs(out_rel)
     _check_flags(cfg, stage, dist, out_dir, out_rel)
     prepared = _prepare_common(ws, cfg, stage, run, dist, progress, notes)
     built = stage.build(prepared)
+    set_compute_dtype(built.objective.module, prepared.compute_dtype)
     split = prepared.split
     if built.item_prefix_ids is None:
         item_pids = [prepared.prefix_ids[i] for i in split.train]
@@ -366,7 +410,7 @@ def _prepare(
     else:
         item_pids, train_index = built.item_prefix_ids, np.arange(len(built.item_prefix_ids), dtype=np.int64)
     sampler, sampling = _sampler(cfg, run, prepared, built, item_pids)
-    settings = _loop_settings(cfg, prepared.micro_batch_size)
+    settings = _loop_settings(cfg, prepared)
     meta = _run_meta(cfg, stage, dist, prepared, built, settings, sampling)
     job = _Job(
         prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
@@ -406,6 +450,8 @@ def _prepare_common(
     notes: list[str],
 ) -> Prepared:
     """The inputs, the held-out set, the tokenizer and the starting model: what every objective's build gets."""
+    from katcli.devices import resolve_dtype
+    from katcli.model.gpt import set_compute_dtype
     from katcli.model.hf import is_hf_dir, is_hf_ref
     from katcli.model.tokenizer import Tokenizer
     from katcli.pipeline.heldout import build_heldout, covering
@@ -427,11 +473,11 @@ def _prepare_common(
             tok_path = run.input(P.TOKENIZER)
         else:
             record_input(ws, run, tok_path)
-    weights, weights_used_for = _density_weights(ws, cfg, run, notes)
+    weights, quintile_weights, weights_used_for = _density_weights(ws, cfg, run, notes)
 
     pairs = I.read_pairs(pairs_path, progress=progress)
     I.check_consistency(pairs, I.read_prefix_counts(prefixes_path), prefixes_file=str(prefixes_path))
-    held = build_heldout(pairs, cfg.seed, cfg.val_ratio)
+    held = build_heldout(pairs, cfg.split_seed, cfg.val_ratio)
     prefix_ids = held.prefix_ids
     if init_dir is not None:
         _check_unseen_heldout(ws, cfg, run, init_dir, {prefix_ids[i] for i in held.split.heldout}, notes)
@@ -447,12 +493,15 @@ def _prepare_common(
         tokenizer = Tokenizer.load(tok_path)
         model, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
         lora = None
-    eval_weights = covering(weights, [prefix_ids[i] for i in held.split.heldout], notes)
+    compute_dtype = resolve_dtype(cfg.dtype, dist.device)
+    set_compute_dtype(model, compute_dtype)
+    eval_weights = covering(quintile_weights, [prefix_ids[i] for i in held.split.heldout], notes)
     return Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=held.split,
         tokenizer=tokenizer, model=model, init_info=init_info, init_dir=init_dir, weights=weights,
         eval_weights=eval_weights, micro_batch_size=cfg.micro_batch_size or cfg.batch_size // dist.world_size,
         notes=notes, heldout_set=held, weights_used_for=weights_used_for if eval_weights is not None else None,
+        quintile_weights=quintile_weights, compute_dtype=compute_dtype,
         lora=lora,
     )
 
@@ -462,12 +511,13 @@ def _sampler(cfg: TrainConfig, run: Any, prep: Prepared, built: Built, item_pids
     import numpy as np
 
     from katcli.model.run_meta import Sampling
-    from katcli.train.sampler import WeightedSampler, effective_sample_size, item_probabilities
+    from katcli.train.sampler import WeightedSampler, effective_sample_size, item_probabilities, pool_bytes
 
     probs = item_probabilities(
         item_pids, prep.weights if cfg.density_aware else None, mode=cfg.weighting, noun=built.item_noun
     )
     ess = effective_sample_size(probs)
+    _check_memory(cfg.BATCH_FLAG, cfg.batch_size, pool_bytes(cfg.batch_size))
     sampler = WeightedSampler(
         probs, np.asarray(built.item_lengths), seed=cfg.seed, batch_size=cfg.batch_size, bucketing=cfg.bucketing
     )
@@ -477,33 +527,44 @@ def _sampler(cfg: TrainConfig, run: Any, prep: Prepared, built: Built, item_pids
         weighting=cfg.weighting, density_aware=cfg.density_aware, train_pairs=len(prep.split.train),
         train_prompts=len({prep.prefix_ids[i] for i in prep.split.train}), ess=round(ess, 3),
         ess_fraction=round(ess / n_items, 6), items=built.item_noun, train_items=n_items,
-        weights_sha256=judge.current_sha(P.DENSITY_WEIGHTS) if cfg.density_aware and judge is not None else None,
+        weights_sha256=judge.current_sha(_sampled_weights(cfg)) if cfg.density_aware and judge is not None else None,
+        weights=cfg.weights,
     )
     return sampler, sampling
 
 
-def _loop_settings(cfg: TrainConfig, micro: int) -> Any:
+def _sampled_weights(cfg: TrainConfig) -> str:
+    """The weights file a density-aware run samples by: the default set's, or `--weights NAME`'s."""
+    return P.weight_set_weights(cfg.weights or P.DEFAULT_WEIGHT_SET)
+
+
+def _loop_settings(cfg: TrainConfig, prep: Prepared) -> Any:
+    import torch
+
     from katcli.train.loop import LoopSettings
     from katcli.train.schedule import default_warmup
 
     return LoopSettings(
-        max_steps=cfg.max_steps, micro_batch_size=micro, lr=cfg.resolved_lr,
+        max_steps=cfg.max_steps, micro_batch_size=prep.micro_batch_size, lr=cfg.resolved_lr,
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, eval_every=cfg.eval_every,
-        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp,
+        save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp, grad_scaler=prep.compute_dtype == torch.float16,
     )
 
 
 def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared, built: Built, settings: Any,
               sampling: Any) -> Any:
     """What every checkpoint of the run records (`RunMeta`); the step and its report are added at each save."""
+    import torch
+
+    from katcli.devices import dtype_name
     from katcli.model.run_meta import RunMeta, Split
 
     held = prep.heldout_set
     judge = getattr(prep.run, "judge", None)
     inputs = {}
     if judge is not None:
-        for rel in (P.PAIRS, P.PREFIXES) + ((P.DENSITY_WEIGHTS, P.EMBED_IDS) if cfg.density_aware else ()):
+        for rel in (P.PAIRS, P.PREFIXES) + ((_sampled_weights(cfg), P.EMBED_IDS) if cfg.density_aware else ()):
             inputs[rel] = judge.current_sha(rel)
     heldout = held.split.heldout
     extra = dict(built.meta)
@@ -514,9 +575,12 @@ def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared,
         kind=stage.kind, objective=objective_key or stage.stage, model_config=prep.model.config.to_dict(),
         tokenizer_sha256=prep.tokenizer.sha256(), config=cfg.params(),
         training={"warmup_steps": settings.warmup_steps, "micro_batch_size": settings.micro_batch_size,
-                  "world_size": dist.world_size, **({"fsdp": True} if cfg.fsdp else {})},
+                  "world_size": dist.world_size, **({"fsdp": True} if cfg.fsdp else {}),
+                  # The precision it computed in, unless the CPU's fp32 (so CPU records stay as they always were).
+                  **({"dtype": dtype_name(prep.compute_dtype)}
+                     if prep.compute_dtype != torch.float32 or dist.device.type != "cpu" else {})},
         init=prep.init_info, inputs=inputs,
-        split=Split(cfg.seed, cfg.val_ratio, len(heldout), len({prep.prefix_ids[i] for i in heldout}),
+        split=Split(cfg.split_seed, cfg.val_ratio, len(heldout), len({prep.prefix_ids[i] for i in heldout}),
                     held.fingerprint),
         sampling=sampling, eval_weights=prep.weights_used_for,
         reward_model=extra.pop("reward_model", None), reference=extra.pop("reference", None), extra=extra,
@@ -564,22 +628,26 @@ def _train(
     def meta_fn(step: int, report: Any) -> dict[str, Any]:
         return job.meta.at_step(step, report).to_json()
 
+    trackers = None
+    if dist.is_main:
+        trackers = open_trackers(ws, job.meta, cfg.report_to, run.key, run.command, job.resume_step, prep.notes)
     loop = TrainingLoop(
         obj, job.train_index, job.sampler, job.settings, dist=dist, out_dir=job.out_dir, meta_fn=meta_fn,
-        progress=progress, on_step=on_step,
+        progress=progress, on_step=on_step, trackers=trackers,
     )
     if job.resume_step is not None:
         loop.restore(job.resume_step, job.resume_optim or {})
     try:
         outcome = loop.train()
     except KeyboardInterrupt:
-        raise InterruptedRun(interrupted_message(job.out_dir, job.out_rel)) from None
+        raise InterruptedRun(interrupted_message(job.out_dir, loop.at_step, run.command if dist.is_main else None)) from None
     extra = getattr(obj, "run_stats", None)
     run_stats = extra(update_seconds=outcome.train_seconds - outcome.prepare_seconds) if extra is not None else {}
     files: list[Path] = []
     if dist.is_main:
         files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files, *base_adapters, *job.built.outputs]
         _record(ws, cfg, run, job, outcome, files, run_stats, str(dist.device), dist.world_size)
+        record_trackers(ws, run, trackers, prep.notes)
     return _result(cfg, job, outcome, run, files, run_stats, str(dist.device), dist.world_size)
 
 

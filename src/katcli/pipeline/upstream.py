@@ -77,7 +77,7 @@ class Judge:
             return RunVerdict(MISSING, ["the run recorded no outputs"])
         modified = [o.path for o in run.outputs if self.current_sha(o.path) != o.sha256]
         if modified:
-            return RunVerdict(MODIFIED, [f"{p} changed after `{run.command}` wrote it" for p in modified])
+            return RunVerdict(MODIFIED, [f"{p} changed after `{registry.shown_command(run.command)}` wrote it" for p in modified])
         reasons: list[str] = []
         for inp in run.inputs:
             if inp.external:
@@ -99,6 +99,12 @@ class Judge:
         owner = self.manifest.owner_of(rel)
         # The run that wrote it is re-run as it was recorded (flags kept); otherwise the registry's command.
         fix = registry.rerun_command(owner.key, owner.command) if owner is not None else registry.fix_command(rel)
+        if fix is None:  # no stage writes it: a file of the user's, which a stage reads only when named explicitly
+            return UpstreamError(
+                f"{rel} is not a file kat writes" + ("" if now is not None else ", and it is missing"),
+                hint="name your own files explicitly (`kat pairs import FILE`, `--init hf:DIR`, `--rm DIR`): kat "
+                "then records them as your inputs",
+            )
         if now is None:
             return UpstreamError(f"{rel} is missing", hint=f"run `{fix}` first")
         if owner is None:
@@ -109,7 +115,7 @@ class Judge:
         recorded = owner.output(rel)
         if recorded is not None and recorded.sha256 != now:
             return UpstreamError(
-                f"{rel} was modified after `{owner.command}` wrote it",
+                f"{rel} was modified after `{registry.shown_command(owner.command)}` wrote it",
                 hint=f"re-run `{fix}`, or pass --force to use it as it is",
             )
         v = self.verdict(owner)

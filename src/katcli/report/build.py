@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from katcli.progress import ProgressFn, no_progress
 from katcli.report.context import ReportContext
-from katcli.report.document import Report
+from katcli.report.document import Paragraph, Report, Section
 from katcli.report.plotting import render
 from katcli.report.render import to_html, to_markdown
 from katcli.report.sections import registry
+from katcli.report.sections.provenance import unhealthy_runs
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
@@ -40,6 +41,11 @@ def build_report(ctx: ReportContext) -> Report:
         if section is not None:
             sections.append(section)
     ctx.progress("sections", len(specs), len(specs))
+    stale = unhealthy_runs(ctx)
+    if stale:  # first, so nobody reads a number without knowing which files changed under it
+        sections.insert(0, Section("findings", "Findings", [Paragraph(
+            "Not up to date — the numbers of these runs come from files changed after they were written, or from "
+            "stale inputs: " + " · ".join(stale))]))
     subtitle = (f"kat {ctx.kat_version} · "
                 f"{', '.join(s.title for s in sections) or 'nothing to report yet'}")
     return Report("kat report", subtitle, sections)

@@ -116,6 +116,18 @@ def preference_loss(logits: torch.Tensor, cfg: DPOLossConfig) -> torch.Tensor:
     raise ValueError(f"unknown DPO loss {cfg.loss!r}")
 
 
+def _check_counts(n_c: torch.Tensor, n_r: torch.Tensor) -> None:
+    """Refuse empty replies without reading the counts back to the host (an assert queued on the device: on a GPU
+    a `bool()` here would stall every micro-batch; on the CPU it fails at once)."""
+    try:
+        torch._assert_async((n_c >= 1).all() & (n_r >= 1).all(), _EMPTY_REPLY)
+    except RuntimeError:
+        raise ValueError(_EMPTY_REPLY) from None
+
+
+_EMPTY_REPLY = "every reply needs at least one token"
+
+
 def dpo_loss(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,
@@ -136,8 +148,7 @@ def dpo_loss(
     ref_rejected = ref_rejected.to(policy_rejected.dtype)
     n_c = chosen_tokens.to(policy_chosen.dtype)
     n_r = rejected_tokens.to(policy_rejected.dtype)
-    if bool((n_c < 1).any()) or bool((n_r < 1).any()):
-        raise ValueError("every reply needs at least one token")
+    _check_counts(n_c, n_r)
     ratio_c = policy_chosen - ref_chosen
     ratio_r = policy_rejected - ref_rejected
     h = ratio_c - ratio_r

@@ -54,6 +54,8 @@ def shard_model(module: nn.Module, *, device: torch.device, world_size: int) -> 
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    if is_sharded(module):  # already sharded (a reference sharded for its pass): nothing to do twice
+        return [*_fsdp_units(module)[1:], module]
     units = shard_units(module)
     if not units:
         raise KatError(
@@ -109,6 +111,13 @@ def full_parameters(module: nn.Module) -> Iterator[None]:
             unit.set_reshard_after_forward(unit is not root, recurse=False)
 
 
+def release(module: nn.Module) -> None:
+    """Free the weights a sharded frozen model (a reference) still holds gathered after a no-grad forward: its root
+    keeps them for the output head, and with no backward nothing else reshards it. A no-op when unsharded."""
+    if is_sharded(module):
+        module.reshard()  # type: ignore[operator]
+
+
 def set_gradient_sync(module: nn.Module, enabled: bool) -> None:
     """Gradient accumulation: reduce-scatter only on a step's last micro-batch (FSDP's `no_sync`)."""
     module.set_requires_gradient_sync(enabled)  # type: ignore[operator]
@@ -126,11 +135,12 @@ def materialize(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def scalar(value: torch.Tensor) -> float:
-    """A reduced value (e.g. the clipped gradient norm) as a float, also when FSDP returns it as a DTensor."""
+def whole(value: torch.Tensor) -> torch.Tensor:
+    """A reduced value (e.g. the clipped gradient norm) as a plain tensor, also when FSDP returns it as a DTensor
+    (still on the device: reading it is the caller's one synchronisation)."""
     from torch.distributed.tensor import DTensor
 
-    return float(value.full_tensor() if isinstance(value, DTensor) else value)
+    return value.full_tensor() if isinstance(value, DTensor) else value
 
 
 def state_bytes(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> int:

@@ -196,14 +196,17 @@ class GRPOLoss:
     loss: torch.Tensor
     numerator: torch.Tensor
     denominator: float
-    sums: dict[str, float]
-    tokens: float
+    # Tensors on the batch's device, never read back here: a float() per statistic per micro-batch would stall
+    # the GPU; the loop reads every statistic of a step in one transfer.
+    sums: dict[str, torch.Tensor]
+    tokens: torch.Tensor
 
     def stats(self) -> dict[str, float]:
         """Per-token means under TRL's names (`clip_ratio/low_mean`, `clip_ratio/high_mean`,
         `clip_ratio/region_mean`, `kl` when a reference was given)."""
-        n = self.tokens if self.tokens > 0 else float("nan")
-        return {name: value / n for name, value in self.sums.items()}
+        tokens = float(self.tokens)
+        n = tokens if tokens > 0 else float("nan")
+        return {name: float(value) / n for name, value in self.sums.items()}
 
 
 def grpo_loss(
@@ -249,8 +252,9 @@ def grpo_loss(
         numerator = (per_token.sum(dim=1) / lengths.clamp(min=1.0)).sum()
     else:
         numerator = per_token.sum()
-    own = loss_denominator(mask, config.loss_type, max_new_tokens=max_new_tokens)
-    denom = own if denominator is None else float(denominator)
+    # Counting this batch's own normaliser reads the mask back to the host: only when none was given.
+    denom = loss_denominator(mask, config.loss_type, max_new_tokens=max_new_tokens) if denominator is None \
+        else float(denominator)
     loss = numerator / denom if denom > 0 else numerator * 0.0
 
     with torch.no_grad():
@@ -258,10 +262,10 @@ def grpo_loss(
         low = (ratio < 1.0 - config.epsilon) & (adv < 0) & real
         high = (ratio > 1.0 + config.eps_high) & (adv > 0) & real
         sums = {
-            "clip_ratio/low_mean": float(low.sum()),
-            "clip_ratio/high_mean": float(high.sum()),
-            "clip_ratio/region_mean": float((low | high).sum()),
+            "clip_ratio/low_mean": low.sum(),
+            "clip_ratio/high_mean": high.sum(),
+            "clip_ratio/region_mean": (low | high).sum(),
         }
         if kl is not None:
-            sums["kl"] = float(kl.sum())
-    return GRPOLoss(loss=loss, numerator=numerator, denominator=denom, sums=sums, tokens=float(m.sum()))
+            sums["kl"] = kl.sum()
+    return GRPOLoss(loss=loss, numerator=numerator, denominator=denom, sums=sums, tokens=m.sum().detach())

@@ -6,7 +6,8 @@ One optimizer step consumes one global batch of items from the sampler. Under to
 Each micro-batch's summed loss is divided by the step's global loss denominator (summed over ranks) times the
 world size, so after DDP's average the gradient is exactly the mean over the global batch — over pairs, reply tokens
 or whatever the objective averages over — for any world size and micro-batch size. Then: gradient clipping, AdamW
-with warmup + cosine (`schedule.lr_at`), bf16 autocast on CUDA (inside the GPT), fp32 on CPU.
+with warmup + cosine (`schedule.lr_at`), autocast to `--dtype` inside the model (bf16 on CUDA by default, fp32 on
+CPU) and, for fp16, a gradient scaler. The statistics of a step are read back from the device once, at its end.
 
 Every step appends one line to `metrics.jsonl` (the objective's named statistics, learning rate, gradient norm,
 tokens and pad fraction — no wall-clock values, so identical runs write identical files); evaluations append an
@@ -14,12 +15,17 @@ tokens and pad fraction — no wall-clock values, so identical runs write identi
 from step `s` computes exactly what the uninterrupted run computed after step `s` (on the same device and thread
 count). Only rank 0 writes anything.
 
+With `--report-to`, the same lines (and the evaluations, and a final summary) also go to the experiment trackers
+(`katcli.train.tracking.Trackers`), called from here only, on rank 0; a tracker never changes what is computed or
+written, and one that fails is turned off with a warning.
+
 This module knows optimizers, ranks and the cadence; not the workspace, manifest, CLI, data formats or losses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -38,16 +44,17 @@ from katcli.train.fsdp import (
     full_parameters,
     load_full_optimizer_state,
     materialize,
-    scalar,
     set_gradient_sync,
     shard_model,
     state_bytes,
+    whole,
 )
 from katcli.train.metrics_log import METRICS_FILE, MetricsLog, rounded
-from katcli.train.objective import EvalResult, Objective, add_stats
+from katcli.train.objective import EvalResult, Objective, add_stats, stat_totals
 from katcli.train.run_dir import save_step
 from katcli.train.sampler import WeightedSampler, shard
 from katcli.train.schedule import lr_at
+from katcli.train.tracking import Trackers, summary_metrics
 
 StepCallback = Callable[[dict[str, Any]], None]
 MetaFn = Callable[[int, "EvalResult | None"], dict[str, Any]]
@@ -67,6 +74,7 @@ class LoopSettings:
     save_every: int = 0  # 0: save only at the end
     seed: int = 0  # seeds torch's global RNG on a fresh run, so the saved RNG state is reproducible too
     fsdp: bool = False  # shard the model over the ranks (FSDP2) instead of replicating it (DDP)
+    grad_scaler: bool = False  # fp16 compute: scale the loss so small gradients do not underflow (GradScaler)
 
 
 @dataclass
@@ -105,6 +113,7 @@ class TrainingLoop:
         meta_fn: MetaFn | None = None,
         progress: ProgressFn = no_progress,
         on_step: StepCallback | None = None,
+        trackers: Trackers | None = None,
     ) -> None:
         self.obj = objective
         self.train_index = np.asarray(train_index, dtype=np.int64)
@@ -116,6 +125,7 @@ class TrainingLoop:
         self.meta_fn = meta_fn or (lambda step, report: {})
         self.progress = progress if dist.is_main else no_progress
         self.on_step = on_step if dist.is_main else None
+        self.trackers = trackers if dist.is_main else None
         self.sharded = settings.fsdp and dist.distributed
         if self.sharded:  # before the optimizer: it must hold the sharded parameters
             shard_model(objective.module, device=dist.device, world_size=dist.world_size)
@@ -123,7 +133,10 @@ class TrainingLoop:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
         )
+        # Disabled (a no-op) unless --dtype fp16; its state is checkpointed only when enabled.
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=settings.grad_scaler)
         self.start_step = 0
+        self.at_step = 1  # the step being computed (what a Ctrl-C reports)
         self.last_eval: EvalResult | None = None
         self._prepare_s = 0.0
 
@@ -143,17 +156,22 @@ class TrainingLoop:
             self.optimizer.load_state_dict(optim_state["optimizer"])
         if isinstance(optim_state.get("torch_rng"), torch.Tensor):
             torch.set_rng_state(optim_state["torch_rng"])
+        if self.scaler.is_enabled() and "grad_scaler" in optim_state:
+            self.scaler.load_state_dict(optim_state["grad_scaler"])
         self.start_step = int(step)
 
     def _optim_state(self, step: int) -> dict[str, Any]:
         # Under --fsdp the state is gathered whole, in the unsharded layout: the run resumes with or without it.
         optimizer = full_optimizer_state(self.obj.module, self.optimizer) if self.sharded else self.optimizer.state_dict()
-        return {
+        state = {
             "optimizer": optimizer,
             "sampler": self.sampler.state(step),
             "torch_rng": torch.get_rng_state(),
             "step": step,
         }
+        if self.scaler.is_enabled():
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     # ---------------------------------------------------------------------------------------------- loop
 
@@ -209,9 +227,14 @@ class TrainingLoop:
             # Whatever ran earlier in this process must not leak into the run (or its checkpointed RNG state).
             torch.manual_seed(s.seed)
         files: list[Path] = []
+        trackers = self.trackers
+        finished = False
+        if trackers is not None:
+            trackers.start(history=log.kept)
         try:
             self.progress("training", self.start_step, s.max_steps)
             for step in range(self.start_step, s.max_steps):
+                self.at_step = step + 1
                 t0 = time.perf_counter()
                 record = self._step(model, step)
                 elapsed = time.perf_counter() - t0
@@ -221,6 +244,8 @@ class TrainingLoop:
                 outcome.pad_tokens += record["pad_tokens"]
                 done = step + 1
                 log.write(record)
+                if trackers is not None:
+                    trackers.log_step(record)
                 outcome.step, outcome.last = done, record
                 if self.on_step is not None:
                     live = dict(record)
@@ -232,22 +257,55 @@ class TrainingLoop:
                 self.progress("training", done, s.max_steps)
                 final = done == s.max_steps
                 report = None
+                if final or (s.eval_every and done % s.eval_every == 0) or (s.save_every and done % s.save_every == 0):
+                    self._check_weights(done)  # a diverged model is never evaluated, saved or recorded
                 if final or (s.eval_every and done % s.eval_every == 0):
                     report = self.evaluate(done)
                     if report is not None:
-                        log.write({"step": done, "type": "eval", **report.to_json()})
+                        line = report.to_json()
+                        log.write({"step": done, "type": "eval", **line})
+                        if trackers is not None:
+                            trackers.log_eval(done, line)
                 if final or (s.save_every and done % s.save_every == 0):
                     files = self._save(done, report if report is not None else self.last_eval)
             if self.start_step >= s.max_steps:  # resumed a finished run: re-evaluate and re-save the last step
                 report = self.evaluate(s.max_steps)
                 files = self._save(s.max_steps, report)
                 outcome.step = s.max_steps
+            finished = True
         finally:
             log.close()
+            if trackers is not None:
+                last = self.last_eval.to_json() if finished and self.last_eval is not None else None
+                trackers.finish(summary_metrics(step=outcome.step, tokens_per_s=outcome.tokens_per_s,
+                                                pad_fraction=outcome.pad_fraction,
+                                                train_seconds=outcome.train_seconds, report=last), ok=finished)
         outcome.eval = self.last_eval
         outcome.files = files
         outcome.state_bytes = state_bytes(self.params, self.optimizer)
         return outcome
+
+    def _diverged(self, step: int, why: str | None = None) -> KatError:
+        return KatError(
+            f"loss is not finite at step {step}" + (f": {why}" if why else ""),
+            hint=f"lower --lr (this run used {self.s.lr:g}), or check the data for empty or extreme items; "
+            "nothing was recorded",
+        )
+
+    def _check_weights(self, step: int) -> None:
+        """Refuse weights an update made non-finite (a learning rate far too high) before they are used or saved."""
+        local = all(bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all()) for p in self.params)
+        if not self.dist.agree(local):
+            raise self._diverged(step, "the update made the weights non-finite")
+
+    def _global_denominator(self, micros: Any) -> float:
+        """The step's loss denominator summed over ranks (computed on the host: one all-reduce under torchrun)."""
+        local = float(self.obj.loss_denominator(micros))
+        if not self.dist.distributed:
+            return local
+        denom = torch.tensor([local], dtype=torch.float64, device=self.device)
+        self.dist.all_reduce_sum(denom)
+        return float(denom.item())  # needed before the first backward: the one synchronisation it costs
 
     def _step(self, model: torch.nn.Module, step: int) -> dict[str, Any]:
         s = self.s
@@ -260,12 +318,10 @@ class TrainingLoop:
         with self._whole_model(getattr(self.obj, "prepare_runs_model", False)):
             micros = self.obj.prepare(step, mine, micro_batch_size=s.micro_batch_size)
         self._prepare_s = time.perf_counter() - t0
-        denom = torch.tensor([float(self.obj.loss_denominator(micros))], dtype=torch.float64, device=self.device)
-        self.dist.all_reduce_sum(denom)
         # Each rank's share of the denominator: DDP averages over ranks, so this makes the result a global mean.
-        share = float(denom.item()) / self.dist.world_size
-        sums: dict[str, torch.Tensor] = {}
-        grad_norm = 0.0
+        share = self._global_denominator(micros) / self.dist.world_size
+        sums: dict[str, torch.Tensor | float] = {}
+        grad_norm = torch.zeros((), device=self.device)
         for pass_index in range(self.obj.passes):
             self.optimizer.zero_grad(set_to_none=True)
             for k, micro in enumerate(micros):
@@ -278,22 +334,28 @@ class TrainingLoop:
                 with ctx:
                     loss_sum, stats = self.obj.loss(model, micro, pass_index=pass_index)
                     if share > 0:
-                        (loss_sum / share).backward()
+                        self.scaler.scale(loss_sum / share).backward()
                 add_stats(sums, stats, self.device)
             clip = s.grad_clip if s.grad_clip > 0 else float("inf")
-            grad_norm = scalar(torch.nn.utils.clip_grad_norm_(self.params, clip))
-            self.optimizer.step()
-        keys = sorted(sums)
-        if self.dist.distributed:
-            # Every rank holds the same named statistics; the union of names is agreed on by construction.
-            packed = torch.stack([sums[k] for k in keys]) if keys else torch.zeros(0, dtype=torch.float64)
-            self.dist.all_reduce_sum(packed)
-            sums = {k: packed[i] for i, k in enumerate(keys)}
-        totals = {k: float(v.item()) for k, v in sums.items()}
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients (a no-op without fp16)
+            grad_norm = whole(torch.nn.utils.clip_grad_norm_(self.params, clip))
+            self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed, then the scale backs off
+            self.scaler.update()
+        # Every rank holds the same named statistics (the union of names is agreed on by construction): summed over
+        # ranks in one all-reduce and read back, with the gradient norm, in one transfer — not one per statistic.
+        reduce = self.dist.all_reduce_sum if self.dist.distributed else None
+        totals, (grad_norm_value,) = stat_totals(sums, self.device, reduce=reduce, extra=[grad_norm])
+        # A diverged step stops here, before anything is saved or recorded (the global norm and the rank-summed
+        # statistics: every rank stops at the same step). Under fp16 an overflowed gradient is the scaler's
+        # business (the step was skipped), so only the statistics decide there.
+        if not math.isfinite(grad_norm_value) and not self.s.grad_scaler:
+            raise self._diverged(step + 1, f"the gradient norm is {grad_norm_value}")
+        if not all(math.isfinite(v) for v in totals.values()):
+            raise self._diverged(step + 1)
         real, pad = int(totals.get("tokens", 0)), int(totals.get("pad_tokens", 0))
         record: dict[str, Any] = {"step": step + 1, "lr": rounded(lr)}
         record.update(self.obj.summarize(totals))
-        record["grad_norm"] = rounded(grad_norm)
+        record["grad_norm"] = rounded(grad_norm_value)
         record["tokens"] = real
         record["pad_tokens"] = pad
         record["pad_fraction"] = rounded(pad / (real + pad)) if real + pad else 0.0

@@ -22,7 +22,7 @@ Z95 = 1.959963984540054
 N_QUINTILES = 5
 
 
-def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(correct: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; (0, 1) when there is no data."""
     if n <= 0:
         return 0.0, 1.0
@@ -73,16 +73,35 @@ def quintile_label(q: int, n: int = N_QUINTILES) -> str:
     return f"Q{q + 1}" + (" commonest" if q == 0 else " rarest" if q == n - 1 else "")
 
 
-def density_quintiles(prefix_ids: Sequence[str], weights: Mapping[str, float]) -> tuple[list[int], list[list[float]]]:
-    """Per pair, its prompt's quintile (0 = lowest weight … 4 = highest); plus each quintile's [min, max] weight."""
+#: How JSON names the quintiles, so that every reader sees which end is rare.
+QUINTILE_KEYS = ("q1_commonest", "q2", "q3", "q4", "q5_rarest")
+
+
+def quintile_edges(prefix_ids: Sequence[str], weights: Mapping[str, float]) -> list[float]:
+    """The four upper edges (weights of the last prompt of Q1 … Q4) of the equal-count split of these prompts, the
+    one cut that training-time evaluation, `kat eval` and the report share."""
     prompts = sorted(set(prefix_ids), key=lambda pid: (weights[pid], pid))
     groups = np.array_split(np.arange(len(prompts)), N_QUINTILES)
-    of: dict[str, int] = {}
+    return [float(weights[prompts[int(g[-1])]]) if len(g) else float("-inf") for g in groups[:-1]]
+
+
+def density_quintiles(
+    prefix_ids: Sequence[str], weights: Mapping[str, float], edges: Sequence[float] | None = None
+) -> tuple[list[int], list[list[float]]]:
+    """Per pair, its prompt's quintile (0 = lowest weight … 4 = highest); plus each quintile's [min, max] weight.
+
+    Without `edges` the quintiles are the equal-count split of these prompts; with them (`quintile_edges` of the
+    held-out set) a prompt falls in the first quintile whose upper edge its weight does not exceed, so a subset of
+    prompts (GRPO's evaluation prompts) is cut where the whole held-out set was."""
+    if edges is None:
+        prompts = sorted(set(prefix_ids), key=lambda pid: (weights[pid], pid))
+        groups = np.array_split(np.arange(len(prompts)), N_QUINTILES)
+        of = {prompts[int(k)]: q for q, members in enumerate(groups) for k in members}
+    else:
+        of = {pid: int(np.searchsorted(np.asarray(edges), weights[pid], side="left")) for pid in set(prefix_ids)}
     ranges: list[list[float]] = []
-    for q, members in enumerate(groups):
-        for k in members:
-            of[prompts[int(k)]] = q
-        ws = [weights[prompts[int(k)]] for k in members]
+    for q in range(N_QUINTILES):
+        ws = [weights[pid] for pid, k in of.items() if k == q]
         ranges.append([float(min(ws)), float(max(ws))] if ws else [])
     return [of[pid] for pid in prefix_ids], ranges
 
@@ -211,12 +230,14 @@ class GroupedReport:
         sources: Sequence[str],
         prefix_ids: Sequence[str],
         weights: Mapping[str, float] | None = None,
+        edges: Sequence[float] | None = None,
     ) -> Any:
-        """The report whose groups are `group(mask)` over the rows: all, each source, each density quintile."""
+        """The report whose groups are `group(mask)` over the rows: all, each source, each density quintile (cut
+        at `edges`, the held-out set's, when given)."""
         src = np.asarray(sources, dtype=object)
         by_quintile = ranges = None
         if weights is not None and all(pid in weights for pid in prefix_ids):
-            quint, ranges = density_quintiles(prefix_ids, weights)
+            quint, ranges = density_quintiles(prefix_ids, weights, edges)
             q = np.asarray(quint)
             by_quintile = [group(q == k) for k in range(N_QUINTILES)]
         return cls(

@@ -28,6 +28,7 @@ class MetricsLog:
     def __init__(self, path: Path | None, *, resume_step: int | None) -> None:
         self.path = path
         self._fh = None
+        self.kept: list[dict[str, Any]] = []  # on resume: the lines kept (the run up to its checkpoint)
         if path is None:
             return
         kept: list[str] = []
@@ -42,6 +43,7 @@ class MetricsLog:
         self._fh = open(path, "w", encoding="utf-8", newline="\n")
         for line in kept:
             self._fh.write(line + "\n")
+        self.kept = [json.loads(line) for line in kept]
         self._fh.flush()
 
     def write(self, record: Mapping[str, Any]) -> None:

@@ -57,12 +57,32 @@ class Objective(Protocol):
     def load_checkpoint_state(self, state: Mapping[str, torch.Tensor]) -> None: ...
 
 
-def add_stats(total: dict[str, torch.Tensor], stats: Mapping[str, Any], device: torch.device) -> None:
-    """Accumulate named statistics as float64 tensors (detached: statistics never carry gradients)."""
+def add_stats(total: dict[str, torch.Tensor | float], stats: Mapping[str, Any], device: torch.device) -> None:
+    """Accumulate named statistics in float64 (detached: statistics never carry gradients): tensor statistics as
+    tensors on `device`, plain numbers (counts known on the host) as Python floats, so nothing is copied or read
+    back per micro-batch; `stat_totals` reads a step's totals at once."""
     for key, value in stats.items():
-        v = value.detach().double().sum() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-        v = v.to(device=device, dtype=torch.float64)
+        if isinstance(value, torch.Tensor):
+            v: torch.Tensor | float = value.detach().double().sum().to(device)
+        else:
+            v = float(value)
         total[key] = total[key] + v if key in total else v
+
+
+def stat_totals(
+    sums: Mapping[str, torch.Tensor | float], device: torch.device, *, reduce: Any = None, extra: Sequence[Any] = ()
+) -> tuple[dict[str, float], list[float]]:
+    """The accumulated statistics as floats, in one device-to-host transfer: `reduce(tensor)` (an in-place sum over
+    ranks, or None) runs on them packed in one float64 tensor; `extra` scalars (e.g. the gradient norm) ride along
+    unreduced and come back as the second value."""
+    keys = sorted(sums)
+    packed = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=device) for k in keys]) if keys \
+        else torch.zeros(0, dtype=torch.float64, device=device)
+    if reduce is not None:
+        reduce(packed)
+    tail = [torch.as_tensor(x).detach().to(device=device, dtype=torch.float64).reshape(1) for x in extra]
+    values = torch.cat([packed, *tail]).tolist()  # the step's one synchronisation
+    return dict(zip(keys, values[: len(keys)], strict=True)), values[len(keys) :]
 
 
 def ratio(num: float, den: float) -> float:

@@ -5,7 +5,8 @@ and so are the sampled replies' seeds (`rollout_seed` on an `eval:` prompt key, 
 two evaluations of a run differ only by the policy. Each prompt gets one greedy reply (temperature 0) and K sampled
 ones (the run's temperature / top-k / top-p); every reply is scored by the frozen reward model
 (`katcli.train.rm_scoring`). The report holds the mean greedy and sampled reward and reply length overall, per source
-and per density quintile of the held-out prompts (`katcli.train.metrics.density_quintiles`). Under torchrun each rank
+and per density quintile, cut where the whole held-out set is cut (`katcli.train.metrics.quintile_edges`), so
+GRPO's few evaluation prompts fall in the quintiles `kat eval` and the report use. Under torchrun each rank
 generates every `world_size`-th prompt and the results are summed across ranks, so all ranks hold the full report.
 
 This module knows the Engine, rewards and reports; not files, flags or the training loop.
@@ -87,6 +88,7 @@ class PolicyEvaluator:
         samples: int,
         seed: int,
         weights: Mapping[str, float] | None = None,
+        edges: Sequence[float] | None = None,  # the held-out set's quintile edges (`quintile_edges`)
         batch_size: int = 32,
         dist: DistContext | None = None,
         progress: ProgressFn = no_progress,
@@ -101,6 +103,7 @@ class PolicyEvaluator:
         self.samples = int(samples)
         self.seed = int(seed)
         self.weights = weights if weights is not None and all(p in weights for p in self.prefix_ids) else None
+        self.edges = None if edges is None else list(edges)
         self.batch_size = int(batch_size)
         self.dist = dist or DistContext()
         self.progress = progress
@@ -150,4 +153,4 @@ class PolicyEvaluator:
                 sampled_len_sum=float(t[:, 2 + K :].sum()),
             )
 
-        return RewardReport.grouped(group, self.sources, self.prefix_ids, self.weights)
+        return RewardReport.grouped(group, self.sources, self.prefix_ids, self.weights, self.edges)

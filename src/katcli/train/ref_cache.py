@@ -10,8 +10,12 @@ On disk, in the run directory:
   `rejected_logp` (float64, summed over the reply tokens), `chosen_tokens`, `rejected_tokens` (int64, how many
   reply tokens each sum covers). Plain `.npy`, read with `allow_pickle=False`.
 - `ref_logps.json`: the key the numbers were computed for — the reference weights' sha256, the pairs file's
-  sha256, the tokenizer's sha256, `--max-len`, `--max-response-len` and this module's format version — plus the
-  pair count and the sha256 of `ref_logps.npy` itself.
+  sha256, the tokenizer's sha256, `--max-len`, `--max-response-len`, the device (`cpu`, or `cuda:<GPU model>`),
+  the compute dtype (`fp32`, `bf16`, `fp16`), the batch size of the reference pass (padding changes the
+  kernels, so the last bits) and this module's format version — plus the pair count and the sha256 of
+  `ref_logps.npy` itself. A key recorded before the device, dtype and batch fields existed reads as `cpu` and
+  `fp32` (no kat run had used anything else) with an unknown batch size: such a cache is recomputed once for
+  training, and still serves `kat eval rm` on the CPU.
 
 Loading checks both. A key that differs from the run's means the cache is *stale* (another reference, other pairs,
 other truncation): the caller recomputes, and is told why. A `.npy` whose own sha256 differs from the one recorded
@@ -58,6 +62,9 @@ _KEY_WORDS = {
     "tokenizer_sha256": "the tokenizer",
     "max_len": "--max-len",
     "max_response_len": "--max-response-len",
+    "device": "the device (--device)",
+    "dtype": "the compute precision (--dtype)",
+    "batch_size": "the reference pass's batch size",
     "format": "the cache format",
 }
 
@@ -71,15 +78,24 @@ class RefCacheKey:
     tokenizer_sha256: str
     max_len: int
     max_response_len: int
+    device: str = "cpu"  # `katcli.devices.device_label`: cpu, or cuda:<GPU model>
+    dtype: str = "fp32"  # the compute dtype's --dtype word
+    batch_size: int | None = None  # None: not recorded (a key written before the field existed)
     format: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RefCacheKey:
+        """A recorded key; fields it predates take their defaults (see the module docstring)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def differences(self, other: dict[str, Any]) -> list[str]:
         """The user-facing names of the fields where a recorded key differs from this one."""
         mine = self.to_json()
-        return [_KEY_WORDS[f.name] for f in fields(self) if other.get(f.name) != mine[f.name]]
+        return [_KEY_WORDS[f.name] for f in fields(self) if other.get(f.name, f.default) != mine[f.name]]
 
 
 @dataclass
@@ -142,6 +158,7 @@ def compute_ref_logps(
     *,
     dist: DistContext | None = None,
     progress: ProgressFn = no_progress,
+    lockstep: bool = False,
 ) -> RefLogps:
     """Reference log-probs of pairs `0 … n_pairs−1` from `(pair indices, micro-batch)` batches covering each once.
 
@@ -151,7 +168,8 @@ def compute_ref_logps(
     """
     dist = dist or DistContext()
     sums, counts = score_batches(
-        n_pairs, 2, batches, logprob_fn, device=dist.device, dist=dist, progress=progress, task=TASK
+        n_pairs, 2, batches, logprob_fn, device=dist.device, dist=dist, progress=progress, task=TASK,
+        lockstep=lockstep,
     )
     if n_pairs and counts.min() < 1:
         raise ValueError("every reply needs at least one token")

@@ -115,8 +115,9 @@ def rollout_logprobs(
     """
     inner = model.module if hasattr(model, "module") else model
     device = inner.device
-    ids, real = rollout.ids.to(device), rollout.real.to(device)
-    pad_mask = None if bool(real.all()) else real
+    ids = rollout.ids.to(device)
+    # Decided on the rollout's CPU tensors: `bool()` of a GPU tensor would wait for the device.
+    pad_mask = None if bool(rollout.real.all()) else rollout.real.to(device)
     hidden = model(ids, pad_mask=pad_mask, return_hidden=True)
     P, L = rollout.prompt_width, rollout.completion.size(1)
     out = logprobs_from_hidden(

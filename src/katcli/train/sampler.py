@@ -75,6 +75,14 @@ def item_probabilities(
     return w / total
 
 
+POOL_BATCHES = 32
+
+
+def pool_bytes(batch_size: int, pool_batches: int = POOL_BATCHES) -> int:
+    """Memory one pool of batches takes while it is drawn: uniforms, indices, lengths and their sort order."""
+    return 32 * int(batch_size) * int(pool_batches)
+
+
 class WeightedSampler:
     """Global batches of training-item indices, step by step, for any number of ranks."""
 
@@ -85,7 +93,7 @@ class WeightedSampler:
         *,
         seed: int,
         batch_size: int,
-        pool_batches: int = 32,
+        pool_batches: int = POOL_BATCHES,
         bucketing: bool = True,
     ) -> None:
         if len(probs) != len(lengths):

@@ -53,8 +53,11 @@ def score_batches(
     dist: DistContext | None = None,
     progress: ProgressFn = no_progress,
     task: str = "scoring replies",
+    lockstep: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sums float64 `[n_rows, k]`, counts int64 `[n_rows, k]`) from batches covering rows `0 … n_rows−1` once each.
+
+    `lockstep`: the model is sharded over the ranks (`--fsdp`), so every rank runs the same number of forwards.
 
     A batch is (its rows' positions, a micro-batch of `k·m` sequences: the m first ones, then the m second ones …);
     `value_fn(micro_batch)` returns each sequence's value (its summed log-prob, or a reward) and token count. A rank computes every
@@ -62,6 +65,8 @@ def score_batches(
     the other ranks, which is exact).
     """
     dist = dist or DistContext(device=device)
+    if lockstep:
+        batches = list(batches)
     values = torch.zeros(n_rows, 2 * k, dtype=torch.float64, device=device)  # k sums, then k counts
     seen = np.zeros(n_rows, dtype=np.int64)
     done = 0
@@ -81,6 +86,12 @@ def score_batches(
         progress(task, done, n_rows)
     if not (seen == 1).all():
         raise ValueError("the batches must cover every row exactly once")
+    if lockstep and dist.distributed:
+        # A sharded model's forward is a collective: every rank runs as many as the busiest one (results dropped).
+        assert isinstance(batches, list)
+        mine, rounds = len(range(dist.rank, len(batches), dist.world_size)), -(-len(batches) // dist.world_size)
+        for _ in range(rounds - mine):
+            logprob_fn(batches[0][1])
     dist.all_reduce_sum(values)
     out = values.cpu().numpy()
     return out[:, :k].copy(), out[:, k:].astype(np.int64)

@@ -7,6 +7,7 @@ This module knows nothing about manifests or stages; it moves bytes safely.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -80,6 +81,11 @@ def atomic_write(target: Path | str, mode: str = "wb", **open_kwargs) -> Iterato
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         fsync_dir(target.parent)
+    except OSError as exc:
+        remove_quietly(tmp)
+        if exc.errno == errno.ENOSPC and exc.filename is None:  # a failed write() names no file: name the target
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     except BaseException:
         remove_quietly(tmp)
         raise

@@ -2,8 +2,10 @@
 
 For each stage key (`pairs`, `prefixes`, `rm/uniform`, ...) it keeps the latest run: stage, parameters,
 command line, kat version, start/end time, whether upstream checks were forced, every input
-`{path, sha256}` as read and every output `{path, sha256, size, rows|shape}`. An output path belongs to
-exactly one run: when a newer run writes a path another run recorded, ownership moves to the newer run.
+`{path, sha256}` as read and every output `{path, sha256, size, rows|shape}` (and, for a tracked training run,
+its optional outputs `{tracker, path}`: where TensorBoard, W&B, Trackio or MLflow wrote, never hashed). An
+output path belongs to exactly one run: when a newer run writes a path another run recorded, ownership moves to
+the newer run.
 
 Saving is atomic (temp + fsync + os.replace) and happens only after a stage's outputs are in place.
 This module knows the file format; it does not judge freshness (that is `katcli.pipeline.upstream`).
@@ -60,11 +62,15 @@ class RunRecord:
     inputs: list[InputRecord] = field(default_factory=list)
     outputs: list[ArtifactRecord] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # Where experiment trackers (--report-to) wrote: {tracker, path}; never hashed, so never stale or missing.
+    optional_outputs: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["inputs"] = [asdict(i) for i in self.inputs]
         d["outputs"] = [o.to_json() for o in self.outputs]
+        if not self.optional_outputs:  # absent unless a tracker wrote: untracked runs' records are unchanged
+            del d["optional_outputs"]
         return d
 
     @classmethod
@@ -82,6 +88,7 @@ class RunRecord:
             inputs=[InputRecord(**i) for i in d.get("inputs", [])],
             outputs=[ArtifactRecord(**o) for o in d.get("outputs", [])],
             stats=d.get("stats", {}),
+            optional_outputs=list(d.get("optional_outputs", [])),
         )
 
     def output(self, path: str) -> ArtifactRecord | None:

@@ -21,6 +21,10 @@ EMBEDDINGS = f"{EMBED_DIR}/embeddings.npy"
 DENSITY_WEIGHTS = f"{EMBED_DIR}/density_weights.npy"
 EMBED_IDS = f"{EMBED_DIR}/ids.json"
 EMBED_METADATA = f"{EMBED_DIR}/embeddings_metadata.json"
+#: Named sets of density weights beside the default one (`kat embed --name NAME`), from the same embeddings.
+WEIGHT_SETS_DIR = f"{EMBED_DIR}/weights"
+#: The name of the set `kat embed` writes without `--name` (the files above).
+DEFAULT_WEIGHT_SET = "default"
 TOKENIZER_DIR = "tokenizer"
 #: The tokenizer file: the workspace's under TOKENIZER_DIR, and the copy beside every run's weights.
 TOKENIZER_FILE = "tokenizer.json"
@@ -43,6 +47,16 @@ MANIFEST = "manifest.json"
 STATE_DIR = ".kat"
 
 ENV_WORKSPACE = "KAT_WORKSPACE"
+
+
+def weight_set_weights(name: str) -> str:
+    """`density_weights.npy` of a weight set: the default one's, or `weights/<name>/density_weights.npy`."""
+    return DENSITY_WEIGHTS if name == DEFAULT_WEIGHT_SET else f"{WEIGHT_SETS_DIR}/{name}/density_weights.npy"
+
+
+def weight_set_metadata(name: str) -> str:
+    """How a weight set was made: the default's `embeddings_metadata.json`, or `weights/<name>/weights_metadata.json`."""
+    return EMBED_METADATA if name == DEFAULT_WEIGHT_SET else f"{WEIGHT_SETS_DIR}/{name}/weights_metadata.json"
 
 
 def default_root() -> Path:
@@ -91,6 +105,60 @@ class Workspace:
                 f"{path} is outside the workspace {self.root}",
                 hint="kat artifacts must live inside the workspace",
             ) from None
+
+    def _escape(self, rel: str) -> tuple[Path, Path] | None:
+        """(the first link on the way to `rel`, where it points) when following it leaves the workspace."""
+        p = self.root
+        for part in Path(rel).parts:
+            p = p / part
+            if p.is_symlink():
+                target = p.resolve()
+                if target != self.root and self.root not in target.parents:
+                    return p, target
+            if not p.exists():
+                return None
+        return None
+
+    def check_output(self, rel: str) -> Path:
+        """The absolute path kat may write `rel` at: never through a symlink that leaves the workspace, never over a
+        symlink (outputs are replaced by rename, which would replace the link itself). Raises `KatError`."""
+        escape = self._escape(rel)
+        if escape is not None:
+            link, target = escape
+            raise KatError(
+                f"{rel} would be written outside the workspace: {self.rel_lexical(link)} is a symlink to {target}",
+                hint="kat writes only inside the workspace: replace the link with a real directory or file "
+                f"(`rm {link}`) and re-run",
+            )
+        path = self.abs(rel)
+        if path.is_symlink():
+            raise KatError(
+                f"{rel} is a symlink (to {path.resolve()}), and kat replaces its outputs by rename, which would "
+                "replace the link",
+                hint=f"replace the link with the file itself (`cp --remove-destination {path.resolve()} {path}`) "
+                "and re-run",
+            )
+        return path
+
+    def check_input(self, rel: str) -> Path:
+        """The absolute path of a workspace artifact to read: refused when a symlink takes it outside the workspace
+        (what kat records as read must be the workspace's own file). Links inside the workspace are followed."""
+        escape = self._escape(rel)
+        if escape is not None:
+            link, target = escape
+            raise KatError(
+                f"{rel} is read through a symlink that leaves the workspace: {self.rel_lexical(link)} → {target}",
+                hint=f"replace the link with a copy of what it points to (`cp -r --remove-destination {target} "
+                f"{link}`); a file of your own enters the workspace with `kat pairs import FILE`",
+            )
+        return self.abs(rel)
+
+    def rel_lexical(self, path: Path) -> str:
+        """`path` relative to the root without resolving links (so a link is named as itself)."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
 
     @property
     def manifest_path(self) -> Path:

@@ -49,6 +49,16 @@ def estimate_cell(est: dict[str, Any] | None, signed: bool = False) -> str:
     return f"{value} [{fmt_sig(lo, signed=signed)}, {fmt_sig(hi, signed=signed)}]"
 
 
+def delta_cell(est: dict[str, Any] | None) -> str:
+    """A paired Δ with its interval, its p-value (Holm-adjusted over the quintiles) and its 80%-power MDD."""
+    text = estimate_cell(est, signed=True)
+    if not est or est.get("p") is None:
+        return text
+    p = est.get("p_holm", est["p"])
+    mdd = est.get("mdd80")
+    return text + f" p = {p:.2g}" + (" Holm" if "p_holm" in est else "") + (f", MDD {fmt_sig(mdd)}" if mdd else "")
+
+
 def latest_evaluation(ctx: ReportContext) -> tuple[str, str, dict[str, Any]] | None:
     """(file, command, document) of the eval-policy run that finished last and kept its document, or None."""
     kept = []
@@ -67,16 +77,20 @@ def latest_evaluation(ctx: ReportContext) -> tuple[str, str, dict[str, Any]] | N
     # which of them finished last is timing, so the file quoted (and recorded) is the first by name among the
     # copies of the latest document.
     _, _, latest_rel, command = max(kept)
+    hint = "re-run `kat eval policy`, which rewrites it"
+    docs = {}
+    for _, _, r, _ in kept:  # every copy must parse: a truncated one is an error, never silently passed over
+        try:
+            doc = json.loads((ctx.root / r).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise KatError(f"cannot read the policy evaluation: {exc}", file=str(ctx.root / r), hint=hint) from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise KatError(f"the policy evaluation is not a {SCHEMA} document", file=str(ctx.root / r), hint=hint)
+        docs[r] = doc
     latest_bytes = (ctx.root / latest_rel).read_bytes()
     rel = min(r for _, _, r, _ in kept if (ctx.root / r).read_bytes() == latest_bytes)
-    hint = "re-run `kat eval policy`, which rewrites it"
-    try:
-        doc = json.loads(ctx.read(rel).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KatError(f"cannot read the policy evaluation: {exc}", file=str(ctx.root / rel), hint=hint) from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise KatError(f"the policy evaluation is not a {SCHEMA} document", file=str(ctx.root / rel), hint=hint)
-    return rel, command, doc
+    ctx.read(rel)
+    return rel, command, docs[rel]
 
 
 def _groups(doc: dict[str, Any]) -> list[tuple[str, str]]:
@@ -148,10 +162,11 @@ def reward_figure(doc: dict[str, Any]) -> Figure | None:
     for p in doc["policies"]:
         for group, label in groups:
             est = _estimate(doc, p["name"], key, group)
-            delta = "baseline" if p["name"] == base else estimate_cell((est or {}).get("delta"), signed=True)
+            delta = "baseline" if p["name"] == base else delta_cell((est or {}).get("delta"))
             rows.append([p["name"], label, f"{doc['groups'][group]:,}", estimate_cell(est), delta])
     caption = (f"Mean reward under the reward model {rm} (the first --rm) per policy, overall and per density quintile, on {_what(doc)}; 95% "
-               f"bootstrap intervals over prompts, Δ against {base} paired on the same prompts."
+               f"bootstrap intervals over prompts, Δ against {base} paired on the same prompts (p per quintile "
+               "Holm-adjusted over the five; MDD: the smallest Δ detected with 80% power at α = .05)."
                f"{small_sample_note(_smallest(doc, groups))}")
     return Figure("policy-reward", "Policy reward by prompt density", caption, draw,
                   table(["Policy", "Group", "Prompts", f"Reward ({rm})", f"Δ vs {base}"], rows,

@@ -50,6 +50,12 @@ def _without_display_flags(command: str) -> str:
     return shlex.join(argv[:1] + argv[head:])
 
 
+def unhealthy_runs(ctx: ReportContext) -> list[str]:
+    """One line per run `kat status` does not judge ok: what is wrong and the command that fixes it."""
+    return [f"{s['key']} is {s['state']}: {'; '.join(s['reasons'])} (re-run `{s['command']}`)"
+            for s in ctx.status.get("stages", []) if s.get("last_run") and s["state"] != "ok"]
+
+
 def build(ctx: ReportContext) -> Section | None:
     stages = [s for s in ctx.status.get("stages", []) if s.get("last_run") is not None]
     if not stages:
@@ -64,13 +70,12 @@ def build(ctx: ReportContext) -> Section | None:
         section.add(Paragraph("Sources: preference pairs kept and unique prompts per source (a prompt shared by "
                               "two sources counts for each)."),
                     table(["Source", "Pairs", "Prompts"], sources))
-    rows, unhealthy = [], []
+    rows = []
     for s in stages:
         last = s["last_run"]
         rows.append([s["key"], s["state"] + (" (forced)" if last["forced"] else ""), _without_display_flags(s["command"]),
                      last["kat_version"]])
-        if s["state"] != "ok":
-            unhealthy.append(f"{s['key']} is {s['state']}: {'; '.join(s['reasons'])} (re-run `{s['command']}`)")
+    unhealthy = unhealthy_runs(ctx)
     section.add(Paragraph("Runs: the command of every run recorded in the manifest (without its `-w DIR`) and its "
                           "state as `kat status` judges it."),
                 table(["Run", "State", "Command", "kat"], rows, numeric=(False,) * 4))

@@ -36,6 +36,7 @@ from katcli.model.engine import Engine, SamplingConfig
 from katcli.model.gpt import GPT
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
+from katcli.train.fsdp import release
 from katcli.train.grpo_losses import (
     GRPOConfig,
     group_advantages,
@@ -142,7 +143,10 @@ class GRPOObjective:
             for lo in range(0, ro.ids.size(0), per):
                 part = ro.rows(slice(lo, lo + per))
                 old = rollout_logprobs(self.gpt, part) if self.passes > 1 else None
-                ref = rollout_logprobs(self.ref, part) if self.ref is not None else None
+                ref = None
+                if self.ref is not None:
+                    ref = rollout_logprobs(self.ref, part)
+                    release(self.ref)  # under --fsdp: back to this rank's shard after each micro-batch
                 micros.append(GRPOMicro(part, mine[lo : lo + per], old, ref))  # type: ignore[arg-type]
         t3 = time.perf_counter()
         tokens = float(ro.mask.sum())
@@ -208,8 +212,8 @@ class GRPOObjective:
             None if mb.ref_logp is None else mb.ref_logp.to(device), mb.advantages.to(device), mask, self.config,
             max_new_tokens=self.sampling.max_new_tokens, denominator=1.0,
         )
-        real = int(ro.real.sum())
-        own = loss_denominator(mask, self.config.loss_type, max_new_tokens=self.sampling.max_new_tokens)
+        real = int(ro.real.sum())  # the rollout's tensors are on the CPU: no device sync
+        own = loss_denominator(ro.mask, self.config.loss_type, max_new_tokens=self.sampling.max_new_tokens)
         stats: Stats = {
             "loss_sum": out.numerator.detach(), "loss_den": own, "reply_tokens": out.tokens, "entropy": entropy.detach().sum(), **out.sums,
             "tokens": real, "pad_tokens": ro.real.numel() - real,
