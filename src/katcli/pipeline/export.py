@@ -36,12 +36,12 @@ def run_export_merged(ws: Workspace, ref: str, out_dir: Path, *, force: bool = F
     """Merge the LoRA run `ref` into its base and write the result as a `save_pretrained` directory `out_dir`."""
     from katcli.model import lora as A
     from katcli.model.hf import atomic_save_pretrained
-    from katcli.model.run_meta import RM_KIND
+    from katcli.model.run_meta import POLICY_KIND, RM_KIND
     from katcli.pipeline.runs import POLICY_STAGES, resolve_run
     from katcli.train.run_dir import load_run, read_run
 
     name, directory = resolve_run(ws, ref, (*POLICY_STAGES, "rm"), flag="RUN")
-    step, meta = read_run(directory, ("kat-policy", RM_KIND), hint="pass a run of `kat train … --lora-r N`")
+    step, meta = read_run(directory, (POLICY_KIND, RM_KIND), hint="pass a run trained with --lora-r N")
     if meta.lora is None:
         raise KatError(
             f"{name} has no LoRA adapters: its directory already is a whole model", file=str(directory),
