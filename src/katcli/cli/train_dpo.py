@@ -51,9 +51,11 @@ def train_dpo(
     beta: Annotated[float, typer.Option("--beta", metavar="B", help="Strength of the pull toward the reference "
                                         "(the implicit reward is B·log π/π_ref).", rich_help_panel=_DPO)] = 0.1,
     loss: Annotated[
-        str, typer.Option("--loss", metavar="sigmoid|ipo|hinge|robust", help="sigmoid: DPO; ipo: squared loss on "
-                          "per-token log-ratios; hinge: SLiC; robust: unbiased under label noise --label-smoothing.",
-                          rich_help_panel=_DPO),
+        str, typer.Option("--loss", metavar="sigmoid|ipo|hinge|robust|simpo|orpo", help="sigmoid: DPO; ipo: squared "
+                          "loss on per-token log-ratios; hinge: SLiC; robust: unbiased under label noise "
+                          "--label-smoothing; reference-free (no reference pass, no cache): simpo: SimPO's "
+                          "length-normalised margin (B ≈ 2 with --simpo-gamma); orpo: NLL + B × ORPO's odds-ratio "
+                          "term.", rich_help_panel=_DPO),
     ] = "sigmoid",
     label_smoothing: Annotated[
         float, typer.Option("--label-smoothing", metavar="E", help="Assumed share of flipped labels, below 0.5: "
@@ -63,6 +65,10 @@ def train_dpo(
         float, typer.Option("--sft-weight", metavar="A", help="Add A × the chosen reply's mean token NLL (RPO), so "
                             "the chosen reply's likelihood does not fall (0: off).", rich_help_panel=_DPO),
     ] = 0.0,
+    simpo_gamma: Annotated[
+        float | None, typer.Option("--simpo-gamma", metavar="G", help="SimPO's target margin γ (--loss simpo only; "
+                                   "default 0.5, TRL's).", rich_help_panel=_DPO, show_default=False),
+    ] = None,
     depth: Depth = None,
     max_len: T.MaxLen = 512,
     max_response_len: T.MaxResponseLen = None,
@@ -100,7 +106,7 @@ def train_dpo(
 
     cfg = TrainDPOConfig(
         **T.common_config_kwargs(locals()), ref=ref, beta=beta, loss=loss, label_smoothing=label_smoothing,
-        sft_weight=sft_weight,
+        sft_weight=sft_weight, simpo_gamma=simpo_gamma,
     )
     state = state_of(ctx)
     fields = {"loss": ("loss", ".4f"), "rewards/accuracies": ("acc", ".2f"), "rewards/margins": ("margin", "+.3f")}
@@ -112,10 +118,13 @@ def train_dpo(
     print_run_summary(state, result)
     if result.eval is not None:
         ev = result.eval.to_json()
+        # Reference-free losses: the implicit reward is β × the reply's mean token log-prob (SimPO's, ORPO's).
+        rule, margin = ("β·log π/|y|, chosen > rejected", "β·Δ(log π/|y|)") if cfg.loss_config().reference_free \
+            else ("h > 0", "β·h")
         out.print(accuracy_table(
-            f"Held-out implicit-reward accuracy (h > 0), 95% Wilson interval ({result.heldout_pairs:,} pairs, "
+            f"Held-out implicit-reward accuracy ({rule}), 95% Wilson interval ({result.heldout_pairs:,} pairs, "
             f"{result.heldout_prompts:,} prompts)",
             ev,
         ))
-        out.print(f"Mean held-out margin β·h: {ev['mean_margin']:+.4f}", markup=False)
+        out.print(f"Mean held-out margin {margin}: {ev['mean_margin']:+.4f}", markup=False)
     out.print(f"Wrote {result.directory}", markup=False)

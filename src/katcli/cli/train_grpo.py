@@ -74,7 +74,11 @@ NumIterations = Annotated[int, typer.Option("--num-iterations", metavar="N", hel
                                             "batch (1: fully on-policy).", rich_help_panel=LOSS)]
 ScaleRewards = Annotated[str, typer.Option("--scale-rewards", metavar="group|batch|none", help="Divide "
                                            "advantages by the group's reward std, the batch's, or nothing "
-                                           "(Dr. GRPO).", rich_help_panel=LOSS)]
+                                           "(Dr. GRPO); --advantage group only.", rich_help_panel=LOSS)]
+Advantage = Annotated[str, typer.Option("--advantage", metavar="group|rloo|reinforce++", help="The baseline: "
+                                       "group-relative (GRPO), leave-one-out over the group (RLOO), or none, with "
+                                       "the batch's rewards whitened over its reply tokens (REINFORCE++).",
+                                       rich_help_panel=LOSS)]
 LossType = Annotated[str, typer.Option("--loss-type", metavar="grpo|dr_grpo|dapo", help="Loss normalisation: "
                                        "per reply then per batch (grpo), by replies × --max-new-tokens (dr_grpo), "
                                        "by reply tokens (dapo).", rich_help_panel=LOSS)]
@@ -111,6 +115,7 @@ def train_grpo(
     epsilon_high: EpsilonHigh = None,
     num_iterations: NumIterations = 1,
     scale_rewards: ScaleRewards = "group",
+    advantage: Advantage = "group",
     loss_type: LossType = "dapo",
     max_steps: T.MaxSteps = 1000,
     micro_batch_size: PromptMicroBatch = None,
@@ -143,7 +148,8 @@ def train_grpo(
     cfg = TrainGRPOConfig(
         **T.common_config_kwargs(locals()), rm=rm, ref=ref, group_size=group_size, max_new_tokens=max_new_tokens,
         temperature=temperature, top_k=top_k, top_p=top_p, beta=beta, epsilon=epsilon, epsilon_high=epsilon_high,
-        num_iterations=num_iterations, scale_rewards=scale_rewards, loss_type=loss_type, eval_prompts=eval_prompts,
+        num_iterations=num_iterations, scale_rewards=scale_rewards, advantage=advantage, loss_type=loss_type,
+        eval_prompts=eval_prompts,
         eval_samples=eval_samples,
     )
     state = state_of(ctx)

@@ -158,7 +158,8 @@ def _score_dpo(
     from katcli.train.objectives.dpo import implicit_reward_eval
     from katcli.train.run_dir import load_policy_model
 
-    ref = heldout_reference_logps(
+    cfg = DPOLossConfig(**meta["dpo"])
+    ref = None if cfg.reference_free else heldout_reference_logps(  # SimPO, ORPO: β × mean token log-prob
         ws, name, directory, meta, pairs_sha256=pairs_sha, heldout_index=heldout_index, enc=enc,
         batch_size=batch_size, pad_id=pad_id, device=device, progress=progress, notes=notes,
     )
@@ -167,7 +168,7 @@ def _score_dpo(
     index = np.arange(len(held))
     rows = HeldOut(index, [p.src for p in held], [p.prefix_id for p in held], weights)
     return implicit_reward_eval(
-        gpt, enc, ref, DPOLossConfig(**meta["dpo"]), rows, batch_size=batch_size, pad_id=pad_id, device=device,
+        gpt, enc, ref, cfg, rows, batch_size=batch_size, pad_id=pad_id, device=device,
         progress=progress,
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from katcli.devices import check_device
@@ -29,6 +29,9 @@ class TrainConfig:
     LR_SCRATCH: ClassVar[float] = 1e-3
     LR_INIT: ClassVar[float] = 2e-5
     BATCH_FLAG: ClassVar[str] = "--batch-size"  # the flag that sets `batch_size` (GRPO: --prompts-per-step)
+    # Flags added after runs were first recorded: left out of the record at their default, so the records (and
+    # checkpoint metas) of runs that do not use them are byte-identical to before.
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     name: str | None = None
     density_aware: bool = False
@@ -135,6 +138,10 @@ class TrainConfig:
         out["max_response_len"] = self.resolved_max_response_len
         for key in _RECORDED_WHEN_SET:
             if not out[key]:
+                del out[key]
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        for key in self.RECORDED_UNLESS_DEFAULT:
+            if out[key] == defaults[key]:
                 del out[key]
         if self.chat_template is not None:
             out["chat_template"] = os.path.abspath(self.chat_template)

@@ -12,14 +12,17 @@ Refused before anything slow: an `--init` or `--ref` that is a reward model, a `
 reference whose tokenizer or vocabulary differs from the policy's. Everything else — inputs, the held-out split,
 the sampler and its ESS, resume, ranks, records — is `katcli.pipeline.training`; the loss and evaluation are
 `katcli.train.objectives.dpo`. The output is a plain GPT policy checkpoint, an `--init` for any later stage.
-The reference model and its cached log-probs are `katcli.pipeline.dpo_reference`. This module knows nothing about Typer or Rich.
+The reference model and its cached log-probs are `katcli.pipeline.dpo_reference`. The reference-free losses
+(`--loss simpo|orpo`) load no reference and compute no cache: the meta records `"reference": null`.
+This module knows nothing about Typer or Rich.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from katcli.errors import ConfigError
 from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
 from katcli.pipeline.reference import policy_checkpoint
 from katcli.pipeline.runs import default_policy_init
@@ -43,21 +46,29 @@ STAGE = "dpo"
 class TrainDPOConfig(TrainConfig):
     """`kat train dpo`'s flags: the shared ones plus the reference and the loss."""
 
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("simpo_gamma",)
+
     ref: str | None = None
     beta: float = 0.1
     loss: str = "sigmoid"
     label_smoothing: float = 0.0
     sft_weight: float = 0.0
+    simpo_gamma: float | None = None
 
     def validate(self) -> None:
         super().validate()
-        self.loss_config()
+        if self.loss_config().reference_free and self.ref is not None:
+            raise ConfigError(
+                f"--ref is not used by --loss {self.loss}: it is reference-free (no reference model, no cached "
+                "reference log-probs)", hint="drop --ref, or choose a reference-based --loss such as sigmoid",
+            )
 
     def loss_config(self) -> Any:  # katcli.train.dpo_losses.DPOLossConfig (imported here: it imports torch)
         from katcli.train.dpo_losses import DPOLossConfig
 
         return DPOLossConfig(
-            beta=self.beta, loss=self.loss, label_smoothing=self.label_smoothing, sft_weight=self.sft_weight
+            beta=self.beta, loss=self.loss, label_smoothing=self.label_smoothing, sft_weight=self.sft_weight,
+            simpo_gamma=self.simpo_gamma,
         )
 
 
@@ -95,7 +106,8 @@ def _build(prep: Prepared) -> Built:
     from katcli.train.sequences import encode_pairs
 
     cfg: TrainDPOConfig = prep.cfg
-    ref = resolve_dpo_reference(prep)
+    loss_cfg = cfg.loss_config()
+    ref = None if loss_cfg.reference_free else resolve_dpo_reference(prep)
     enc = encode_pairs(
         prep.tokenizer, [(p.messages, p.chosen, p.rejected) for p in prep.pairs], ids=[p.id for p in prep.pairs],
         max_len=cfg.max_len, max_response_len=cfg.resolved_max_response_len, progress=prep.progress,
@@ -107,20 +119,23 @@ def _build(prep: Prepared) -> Built:
             f"to fit --max-len {cfg.max_len}"
         )
     out_dir = prep.ws.abs(f"{P.DPO_DIR}/{cfg.run_name}")
-    ref_logps, cache_info = reference_logps(prep, enc, ref, out_dir)
+    ref_logps, cache_info = reference_logps(prep, enc, ref, out_dir) if ref is not None else (None, None)
     objective = DPOObjective(
-        prep.gpt, enc, ref_logps, loss_cfg=cfg.loss_config(), pad_id=prep.tokenizer.pad_token_id,
+        prep.gpt, enc, ref_logps, loss_cfg=loss_cfg, pad_id=prep.tokenizer.pad_token_id,
         heldout=prep.heldout(), eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist,
         progress=prep.progress,
     )
     train_index = np.asarray(prep.split.train, dtype=np.int64)
+    if ref is None or cache_info is None:  # reference-free: no reference, no cache
+        meta = {"objective": "dpo", "dpo": loss_cfg.to_dict(), "reference": None, "sequences": enc.stats}
+        return Built(objective, enc.pair_lengths[train_index], meta=meta, stats={"reference": None})
     array_file, key_file = cache_files(out_dir)
     cache_info["files"] = [prep.ws.rel(array_file), prep.ws.rel(key_file)]
     # The meta says which numbers the run used, never whether they were computed or reused this time: a resumed
     # run must write the same bytes as an uninterrupted one. How the cache was found goes to the manifest's stats.
     meta = {
         "objective": "dpo",
-        "dpo": cfg.loss_config().to_dict(),
+        "dpo": loss_cfg.to_dict(),
         "reference": ref.to_json(prep.ws),
         "ref_cache": {"key": cache_info["key"], "files": cache_info["files"]},
         "sequences": enc.stats,

@@ -40,6 +40,7 @@ class TrainGRPOConfig(TrainConfig):
     LR_SCRATCH: ClassVar[float] = 1e-4
     LR_INIT: ClassVar[float] = 1e-6  # TRL's GRPO default: RL moves a pretrained policy in small steps
     BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("advantage",)
 
     rm: str | None = None
     ref: str | None = None
@@ -55,6 +56,7 @@ class TrainGRPOConfig(TrainConfig):
     num_iterations: int = 1
     scale_rewards: str = "group"
     loss_type: str = "dapo"
+    advantage: str = "group"
     eval_prompts: int = 64
     eval_samples: int = 2
 
@@ -91,6 +93,7 @@ class TrainGRPOConfig(TrainConfig):
         return GRPOConfig(
             group_size=self.group_size, scale_rewards=self.scale_rewards, loss_type=self.loss_type,
             epsilon=self.epsilon, epsilon_high=self.epsilon_high, beta=self.beta, num_iterations=self.num_iterations,
+            advantage=self.advantage,
         )
 
     def sampling_config(self) -> Any:
