@@ -68,21 +68,41 @@ def resolve_dpo_reference(prep: Prepared) -> DPOReference:
     return DPOReference(ref.directory, ref.step, ref.weights_sha256(), same, hf=ref.hf)
 
 
-def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The reference log-probs of every encoded pair: this run's cache, another run's matching one, or computed."""
+def reference_pass(prep: Prepared, enc: Any, ref: DPOReference) -> Any:
+    """One pass of the reference over every encoded pair (`RefLogps`), computed by the ranks together."""
     import numpy as np
 
-    from katcli.pipeline.runs import list_runs
     from katcli.train.batching import eval_batches
+    from katcli.train.ref_cache import compute_ref_logps
+    from katcli.train.seq_scoring import model_logprob_fn
+
+    dist = prep.dist
+    # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
+    # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
+    model = prep.gpt if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
+    model.to(dist.device)
+    batches = eval_batches(
+        enc, np.arange(len(enc)), batch_size=max(prep.micro_batch_size, 8), pad_id=prep.tokenizer.pad_token_id
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        return compute_ref_logps(len(enc), batches, model_logprob_fn(model, dist.device), dist=dist,
+                                 progress=prep.progress)
+    finally:
+        model.train(was_training)
+
+
+def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The reference log-probs of every encoded pair: this run's cache, another run's matching one, or computed."""
+    from katcli.pipeline.runs import list_runs
     from katcli.train.ref_cache import (
         RefCacheKey,
         cache_files,
         cached_or_computed,
-        compute_ref_logps,
         load_ref_logps,
         save_ref_logps,
     )
-    from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
     cfg = prep.cfg
@@ -112,24 +132,8 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
                 info.update(state="reused", reused_from=prep.ws.rel(other))
                 return found.logps, info
 
-    def compute() -> Any:
-        # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
-        # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame.
-        model = prep.gpt if ref.is_init else load_reference_model(ref.directory, ref.step, ref.hf)
-        model.to(dist.device)
-        batches = eval_batches(
-            enc, np.arange(len(enc)), batch_size=max(prep.micro_batch_size, 8), pad_id=prep.tokenizer.pad_token_id
-        )
-        was_training = model.training
-        model.eval()
-        try:
-            return compute_ref_logps(
-                len(enc), batches, model_logprob_fn(model, dist.device), dist=dist, progress=prep.progress
-            )
-        finally:
-            model.train(was_training)
-
-    logps, found = cached_or_computed(out_dir, key, len(enc), compute, write=dist.is_main)
+    logps, found = cached_or_computed(out_dir, key, len(enc), lambda: reference_pass(prep, enc, ref),
+                                      write=dist.is_main)
     if found.logps is not None:
         info["state"] = "cached"
     else:

@@ -33,6 +33,9 @@ from katcli.workspace import paths as P
 SCHEMA = "kat.eval.rm/1"
 CKPT = "CKPT"  # how errors name a model argument of `kat eval rm`
 
+# Policy objectives that define an implicit reward model kat evaluates on pairs (DPO's --loss values, KTO).
+IMPLICIT_REWARD_OBJECTIVES = ("dpo", "kto")
+
 
 @dataclass
 class ModelEval:
@@ -80,12 +83,13 @@ def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
 
     # `kat eval rm uniform density` keeps meaning the reward models when DPO runs share those names.
     bare_rm = "/" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir()
-    stages = ("rm",) if bare_rm else ("rm", "dpo")
+    stages = ("rm",) if bare_rm else ("rm", "dpo", "kto")
     try:
         name, directory = resolve_run(ws, arg, stages, flag="CHECKPOINT")
         found = lookup_run(ws, arg, stages)
-        if "/" not in arg and getattr(found, "stage", None) == "dpo":
-            name = f"dpo/{name}"
+        stage = getattr(found, "stage", None)
+        if "/" not in arg and stage in IMPLICIT_REWARD_OBJECTIVES:
+            name = f"{stage}/{name}"
         return name, directory
     except KatError as exc:
         if "several runs" in exc.message:
@@ -106,7 +110,7 @@ def _read_scorer_meta(directory: Path) -> tuple[int, dict[str, Any]]:
 
     hint = "pass a run of `kat train rm` or `kat train dpo` (a DPO policy is an implicit reward model)"
     step, meta = read_run_meta(directory, (RM_KIND, POLICY_KIND), hint=hint)
-    if meta["kind"] == POLICY_KIND and meta.get("objective") != "dpo":
+    if meta["kind"] == POLICY_KIND and meta.get("objective") not in IMPLICIT_REWARD_OBJECTIVES:
         raise KatError(
             f"a {meta.get('objective', 'policy')} policy has no reward to compare pairs with",
             file=str(checkpoint_paths(directory, step)["meta"]), hint=hint,
@@ -141,7 +145,8 @@ def load_scorer(ws: Workspace, name: str, directory: Path, step: int, meta: dict
 
 
 def _train_command(meta: dict[str, Any]) -> str:
-    return "kat train dpo" if meta.get("objective") == "dpo" else "kat train rm"
+    objective = meta.get("objective")
+    return f"kat train {objective}" if objective in IMPLICIT_REWARD_OBJECTIVES else "kat train rm"
 
 
 def _score_dpo(
@@ -149,7 +154,8 @@ def _score_dpo(
     held: list[Any], weights: Any, pairs_sha: str | None, *, batch_size: int, pad_id: int, device: Any,
     progress: ProgressFn, notes: list[str],
 ) -> Any:
-    """A DPO policy as an implicit reward model on the held-out pairs (the same report as a reward model's)."""
+    """A DPO or KTO policy as an implicit reward model on the held-out pairs (the same report as a reward model's):
+    β(π − ref), or, for the reference-free SimPO and ORPO, β × the reply's mean token log-prob."""
     import numpy as np
 
     from katcli.pipeline.dpo_reference import heldout_reference_logps
@@ -158,7 +164,7 @@ def _score_dpo(
     from katcli.train.objectives.dpo import implicit_reward_eval
     from katcli.train.run_dir import load_policy_model
 
-    cfg = DPOLossConfig(**meta["dpo"])
+    cfg = DPOLossConfig(**meta["dpo"]) if "dpo" in meta else DPOLossConfig(beta=meta["kto"]["beta"])
     ref = None if cfg.reference_free else heldout_reference_logps(  # SimPO, ORPO: β × mean token log-prob
         ws, name, directory, meta, pairs_sha256=pairs_sha, heldout_index=heldout_index, enc=enc,
         batch_size=batch_size, pad_id=pad_id, device=device, progress=progress, notes=notes,
@@ -332,7 +338,7 @@ def run_eval_rm(
     results: list[ModelEval] = []
     try:
         for name, directory, step, meta in models:
-            dpo = meta.get("objective") == "dpo"
+            dpo = meta.get("objective") in IMPLICIT_REWARD_OBJECTIVES
             rm, tokenizer = (None, rm_tokenizer(ws, name, directory, meta)) if dpo else load_scorer(
                 ws, name, directory, step, meta, device=dev)
             cfg = meta.get("config", {})

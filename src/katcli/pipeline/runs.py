@@ -26,6 +26,7 @@ RUN_ROOTS = {
     "dpo": P.DPO_DIR,
     "grpo": P.GRPO_DIR,
     "rm": P.RM_DIR,
+    "kto": P.KTO_DIR,  # last: the stage lists in messages keep their order
 }
 POLICY_STAGES = ("sft", "dpo", "grpo", "model")
 _ALIASES = {"models": "model"}  # `models/NAME` reads as naturally as `model/NAME`
