@@ -150,6 +150,7 @@ def _register() -> None:
     from katcli.cli import train_dpo as train_dpo_cmd
     from katcli.cli import train_grpo as train_grpo_cmd
     from katcli.cli import train_kto as train_kto_cmd
+    from katcli.cli import train_ppo as train_ppo_cmd
     from katcli.cli import train_sft as train_sft_cmd
     from katcli.cli import viz as viz_cmd
 
@@ -161,6 +162,7 @@ def _register() -> None:
     train_cmd.app.command("dpo", rich_help_panel="Policies")(train_dpo_cmd.train_dpo)
     train_cmd.app.command("grpo", rich_help_panel="Policies")(train_grpo_cmd.train_grpo)
     train_cmd.app.command("kto", rich_help_panel="Policies")(train_kto_cmd.train_kto)
+    train_cmd.app.command("ppo", rich_help_panel="Policies")(train_ppo_cmd.train_ppo)
     app.add_typer(train_cmd.app, name="train", rich_help_panel="Models")
     app.add_typer(eval_cmd.app, name="eval", rich_help_panel="Models")
     app.add_typer(import_cmd.app, name="import", rich_help_panel="Models")

@@ -27,6 +27,7 @@ RUN_ROOTS = {
     "grpo": P.GRPO_DIR,
     "rm": P.RM_DIR,
     "kto": P.KTO_DIR,  # last: the stage lists in messages keep their order
+    "ppo": P.PPO_DIR,
 }
 POLICY_STAGES = ("sft", "dpo", "grpo", "model")
 _ALIASES = {"models": "model"}  # `models/NAME` reads as naturally as `model/NAME`

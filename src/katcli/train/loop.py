@@ -143,17 +143,23 @@ class TrainingLoop:
             self.optimizer.load_state_dict(optim_state["optimizer"])
         if isinstance(optim_state.get("torch_rng"), torch.Tensor):
             torch.set_rng_state(optim_state["torch_rng"])
+        if "objective" in optim_state:  # what an objective trains besides its model file (PPO's critic)
+            self.obj.load_training_state(optim_state["objective"])
         self.start_step = int(step)
 
     def _optim_state(self, step: int) -> dict[str, Any]:
         # Under --fsdp the state is gathered whole, in the unsharded layout: the run resumes with or without it.
         optimizer = full_optimizer_state(self.obj.module, self.optimizer) if self.sharded else self.optimizer.state_dict()
-        return {
+        out = {
             "optimizer": optimizer,
             "sampler": self.sampler.state(step),
             "torch_rng": torch.get_rng_state(),
             "step": step,
         }
+        extra = getattr(self.obj, "training_state", None)
+        if extra is not None:
+            out["objective"] = extra()
+        return out
 
     # ---------------------------------------------------------------------------------------------- loop
 
@@ -266,10 +272,17 @@ class TrainingLoop:
         share = float(denom.item()) / self.dist.world_size
         sums: dict[str, torch.Tensor] = {}
         grad_norm = 0.0
+        select = getattr(self.obj, "pass_micros", None)  # PPO: each update (pass) on its own minibatch
         for pass_index in range(self.obj.passes):
             self.optimizer.zero_grad(set_to_none=True)
-            for k, micro in enumerate(micros):
-                sync = k == len(micros) - 1 or not self.dist.distributed
+            part = micros
+            if select is not None:
+                part = select(micros, pass_index)
+                den = torch.tensor([float(self.obj.loss_denominator(part))], dtype=torch.float64, device=self.device)
+                self.dist.all_reduce_sum(den)
+                share = float(den.item()) / self.dist.world_size
+            for k, micro in enumerate(part):
+                sync = k == len(part) - 1 or not self.dist.distributed
                 if self.sharded:
                     set_gradient_sync(model, sync)
                     ctx = contextlib.nullcontext()

@@ -45,7 +45,7 @@ class PPOConfig:
     cliprange_value: float = 0.2
     vf_coef: float = 0.1
     ppo_epochs: int = 4
-    whiten_advantages: bool = True
+    num_minibatches: int = 1
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
@@ -62,6 +62,8 @@ class PPOConfig:
             raise ConfigError(f"--vf-coef must be positive (got {self.vf_coef})")
         if self.ppo_epochs < 1:
             raise ConfigError(f"--ppo-epochs must be at least 1 (got {self.ppo_epochs})")
+        if self.num_minibatches < 1:
+            raise ConfigError(f"--num-minibatches must be at least 1 (got {self.num_minibatches})")
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -69,14 +71,20 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / m.sum()
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True) -> torch.Tensor:
-    """Whitened over the masked entries (unbiased variance, as TRL); entries off the mask are set to 0."""
+def masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, *, shift_mean: bool = True, mean: torch.Tensor | None = None,
+    var: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Whitened over the masked entries (unbiased variance, as TRL); entries off the mask are set to 0.
+
+    `mean` / `var` given: the statistics of a larger batch (summed over ranks by the caller) instead of `x`'s."""
     m = mask.to(x.dtype)
-    n = m.sum()
-    if n < 2:
-        raise ValueError("whitening needs at least two masked entries")
-    mean = (x * m).sum() / n
-    var = ((x - mean).square() * m).sum() / n * (n / (n - 1))
+    if mean is None or var is None:
+        n = m.sum()
+        if n < 2:
+            raise ValueError("whitening needs at least two masked entries")
+        mean = (x * m).sum() / n
+        var = ((x - mean).square() * m).sum() / n * (n / (n - 1))
     out = (x - mean) * torch.rsqrt(var + WHITEN_EPS)
     if not shift_mean:
         out = out + mean
