@@ -29,7 +29,7 @@ RUN_ROOTS = {
     "kto": P.KTO_DIR,  # last: the stage lists in messages keep their order
     "ppo": P.PPO_DIR,
 }
-POLICY_STAGES = ("sft", "dpo", "grpo", "model")
+POLICY_STAGES = ("sft", "dpo", "grpo", "kto", "ppo", "model")
 _ALIASES = {"models": "model"}  # `models/NAME` reads as naturally as `model/NAME`
 
 

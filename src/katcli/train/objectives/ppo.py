@@ -264,6 +264,7 @@ class PPOObjective:
     def summarize(self, sums: Mapping[str, float]) -> dict[str, Any]:
         n = sums["reply_tokens"]
         out = dict(self._step_metrics)
+        out["loss"] = rounded(ratio(sums["pg_sum"] + self.config.vf_coef * sums["vf_sum"], n))
         out["loss/policy_avg"] = rounded(ratio(sums["pg_sum"], n))
         out["loss/value_avg"] = rounded(ratio(sums["vf_sum"], n))
         out["policy/clipfrac_avg"] = rounded(ratio(sums["pg_clipped"], n))
