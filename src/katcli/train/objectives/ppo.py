@@ -29,6 +29,7 @@ rewards and the losses; not files, flags or the loop's mechanics.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +116,7 @@ class PPOObjective:
         prompt_tokens: Sequence[Sequence[int]], prompt_ids: Sequence[str], scorer: Any, config: PPOConfig,
         sampling: SamplingConfig, seed: int, ref: GPT | None = None, quintiles: Sequence[int] | None = None,
         evaluator: Any = None, dist: DistContext | None = None, progress: ProgressFn = no_progress,
+        stop_token_ids: Sequence[int] | None = None,
     ) -> None:
         if config.kl_coef > 0 and ref is None:
             raise ValueError("a KL penalty needs a reference model")
@@ -133,10 +135,14 @@ class PPOObjective:
         self.ref = ref.eval().requires_grad_(False) if ref is not None else None
         self.quintiles = np.asarray(quintiles, dtype=np.int64) if quintiles is not None else None
         self.evaluator = evaluator
+        self.stop_token_ids = stop_token_ids  # None: the tokenizer's (<|assistant_end|>, <|bos|>)
         self.dist = dist or DistContext(device=gpt.device)
         self.progress = progress
         self.passes = config.ppo_epochs * config.num_minibatches
         self._step_metrics: dict[str, Any] = {}
+        # Wall-clock splits (never in metrics.jsonl): the last step's, and the run's totals.
+        self._last: dict[str, float] = {}
+        self._totals = dict.fromkeys(("rollout_s", "reward_s", "value_s", "reference_s", "rollout_tokens"), 0.0)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.module.parameters() if p.requires_grad]
@@ -146,10 +152,15 @@ class PPOObjective:
     def _rollout(self, step: int, items: np.ndarray) -> tuple[Rollout, torch.Tensor]:
         prompts = [self.prompt_tokens[int(i)] for i in items]
         seeds = [rollout_seed(self.seed, step, self.prompt_ids[int(i)], 0) for i in items]
-        gen = Engine(self.gpt, self.tokenizer).generate(prompts, self.sampling, row_seeds=seeds)
+        t0 = time.perf_counter()
+        engine = Engine(self.gpt, self.tokenizer, stop_token_ids=self.stop_token_ids)
+        gen = engine.generate(prompts, self.sampling, row_seeds=seeds)
+        t1 = time.perf_counter()
         ro = Rollout.from_generation(prompts, gen)
         texts = [self.tokenizer.decode(gen.completion(r)) for r in range(gen.tokens.size(0))]
         scores = grpo_objective.rollout_rewards(self.scorer, [self.prompts[int(i)] for i in items], texts)
+        self._last = {"rollout_s": t1 - t0, "reward_s": time.perf_counter() - t1, "value_s": 0.0, "reference_s": 0.0}
+        self._totals["rollout_tokens"] += float(ro.mask.sum())
         return ro, torch.as_tensor(np.asarray(scores, dtype=np.float64))
 
     def _global_sum(self, values: Sequence[float]) -> list[float]:
@@ -166,11 +177,17 @@ class PPOObjective:
         with torch.no_grad():
             for lo in range(0, ro.ids.size(0), max(1, micro_batch_size)):
                 part = ro.rows(slice(lo, lo + max(1, micro_batch_size)))
+                t0 = time.perf_counter()
                 lp, v, _ = logprobs_and_values(self.module, part)
                 old_logp.append(lp.cpu())
                 old_values.append(v.cpu())
+                t1 = time.perf_counter()
                 if self.ref is not None:
                     ref_logp.append(ref_reply_logprobs(self.ref, part).cpu())  # type: ignore[union-attr]
+                self._last["value_s"] += t1 - t0  # the old policy's log-probs and the critic's values: one forward
+                self._last["reference_s"] += time.perf_counter() - t1
+        for key in ("rollout_s", "reward_s", "value_s", "reference_s"):
+            self._totals[key] += self._last[key]
         logp = torch.cat(old_logp).double()
         values = torch.cat(old_values).double()
         ref = torch.cat(ref_logp).double() if ref_logp else logp
@@ -272,6 +289,23 @@ class PPOObjective:
         out["policy/approxkl_avg"] = rounded(ratio(sums["approxkl"], n))
         out["policy/entropy_avg"] = rounded(ratio(sums["entropy"], n))
         return out
+
+    # ---------------------------------------------------------------------------------------------- timings
+
+    def live_stats(self) -> dict[str, float]:
+        """The last step's wall-clock split (for the live line; never written to metrics.jsonl)."""
+        return dict(self._last)
+
+    def run_stats(self, *, update_seconds: float) -> dict[str, float]:
+        """The run's wall-clock split, for the manifest: rollout, reward, value (+ old log-probs), reference,
+        updates."""
+        t = self._totals
+        return {
+            "time_rollout_s": round(t["rollout_s"], 3), "time_reward_s": round(t["reward_s"], 3),
+            "time_value_s": round(t["value_s"], 3), "time_reference_s": round(t["reference_s"], 3),
+            "time_update_s": round(max(0.0, update_seconds), 3),
+            "rollout_tokens_per_s": round(t["rollout_tokens"] / t["rollout_s"], 1) if t["rollout_s"] > 0 else 0.0,
+        }
 
     # ---------------------------------------------------------------------------------------------- eval, state
 
