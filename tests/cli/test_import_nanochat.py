@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from katcli.cli.app import KatGroup, root
-from katcli.cli.import_cmd import app as import_app
+from katcli.cli.commands import group
 from katcli.workspace import Manifest
 from katcli.workspace import paths as P
 import modelkit
@@ -31,7 +31,7 @@ def source():
 def kat_import(ws_dir):
     app = typer.Typer(cls=KatGroup, pretty_exceptions_enable=False)
     app.callback()(root)
-    app.add_typer(import_app, name="import")
+    app.add_typer(group("import"), name="import")
     runner = CliRunner()
 
     def run(*args: str, quiet: bool = False):

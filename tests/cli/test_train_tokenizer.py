@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from katfixtures import record_stage
 from katcli.cli.app import KatGroup, root
-from katcli.cli.train import app as train_app
+from katcli.cli.commands import group
 from katcli.workspace import Manifest
 from katcli.workspace import paths as P
 
@@ -25,7 +25,7 @@ def kat_train(ws_dir):
     """`kat train …` through kat's root callback and error boundary (independent of app registration)."""
     app = typer.Typer(cls=KatGroup, pretty_exceptions_enable=False)
     app.callback()(root)
-    app.add_typer(train_app, name="train")
+    app.add_typer(group("train"), name="train")
     runner = CliRunner()
 
     def run(*args: str):

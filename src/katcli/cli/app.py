@@ -1,11 +1,9 @@
-"""The root `kat` Typer app: global options, command registration and the one error boundary.
+"""The root `kat` Typer app: global options and the one error boundary; the commands are `cli.commands`'.
 
 The boundary turns `KatError` (and `OSError`: disk full, permissions) into `Error: <message> (<file>:<line>)` +
 `Hint: ...` on stderr with exit 1 (an error raised without a hint gets one naming the command's --help), Ctrl-C
 into exit 130, and lets Click's usage errors exit 2. Tracebacks appear only with --verbose.
 Ctrl-C before the boundary is entered (while this module imports, while help is rendered) is `interrupts`'.
-Command modules are imported here but must not import torch/datasets/sentence-transformers at module
-level, so `kat --help` and `kat status` stay fast.
 """
 
 from __future__ import annotations
@@ -19,13 +17,11 @@ import typer
 from typer.core import TyperGroup
 
 from katcli import __version__
-from katcli.cli import interrupts
+from katcli.cli import commands, interrupts
 from katcli.cli.render import AppState, make_console, print_error
 from katcli.errors import ConfigError, KatError
 from katcli.pipeline.stage import invocation
 
-# Help lists commands in pipeline order (Typer would put every sub-group after every plain command).
-COMMAND_ORDER = ("pairs", "prefixes", "embed", "train", "eval", "import", "viz", "report", "quickstart", "status")
 
 
 class KatGroup(TyperGroup):
@@ -33,7 +29,7 @@ class KatGroup(TyperGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = super().list_commands(ctx)
-        rank = {n: i for i, n in enumerate(COMMAND_ORDER)}
+        rank = {n: i for i, n in enumerate(commands.TOP_LEVEL)}
         return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
     def command_path(self, ctx: click.Context, tokens: list[str]) -> str:
@@ -135,44 +131,7 @@ def root(
     )
 
 
-def _register() -> None:
-    # Imported here, in pipeline order, so the help panels read Data → Models → Inspect → Workspace.
-    from katcli.cli import embed as embed_cmd
-    from katcli.cli import eval as eval_cmd
-    from katcli.cli import import_cmd
-    from katcli.cli import pairs as pairs_cmd
-    from katcli.cli import prefixes as prefixes_cmd
-    from katcli.cli import quickstart as quickstart_cmd
-    from katcli.cli import report as report_cmd
-    from katcli.cli import status as status_cmd
-    from katcli.cli import train as train_cmd
-    from katcli.cli import train_rm as train_rm_cmd
-    from katcli.cli import train_dpo as train_dpo_cmd
-    from katcli.cli import train_grpo as train_grpo_cmd
-    from katcli.cli import train_kto as train_kto_cmd
-    from katcli.cli import train_ppo as train_ppo_cmd
-    from katcli.cli import train_sft as train_sft_cmd
-    from katcli.cli import viz as viz_cmd
-
-    app.add_typer(pairs_cmd.app, name="pairs", rich_help_panel="Data")
-    app.command("prefixes", rich_help_panel="Data")(prefixes_cmd.prefixes)
-    app.command("embed", rich_help_panel="Data")(embed_cmd.embed)
-    train_cmd.app.command("rm", rich_help_panel="Reward model")(train_rm_cmd.train_rm)
-    train_cmd.app.command("sft", rich_help_panel="Policies")(train_sft_cmd.train_sft)
-    train_cmd.app.command("dpo", rich_help_panel="Policies")(train_dpo_cmd.train_dpo)
-    train_cmd.app.command("grpo", rich_help_panel="Policies")(train_grpo_cmd.train_grpo)
-    train_cmd.app.command("kto", rich_help_panel="Policies")(train_kto_cmd.train_kto)
-    train_cmd.app.command("ppo", rich_help_panel="Policies")(train_ppo_cmd.train_ppo)
-    app.add_typer(train_cmd.app, name="train", rich_help_panel="Models")
-    app.add_typer(eval_cmd.app, name="eval", rich_help_panel="Models")
-    app.add_typer(import_cmd.app, name="import", rich_help_panel="Models")
-    app.command("viz", rich_help_panel="Inspect")(viz_cmd.viz)
-    app.command("report", rich_help_panel="Inspect")(report_cmd.report)
-    app.command("quickstart", rich_help_panel="Workspace")(quickstart_cmd.quickstart)
-    app.command("status", rich_help_panel="Workspace")(status_cmd.status)
-
-
-_register()
+commands.register(app)
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ from rich.table import Table
 from katcli.cli.options import ForceUpstream
 from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.density.text import TEXT_MODES
+from katcli.devices import DEVICES
 
 _MODEL = "Model"
 _DENSITY = "Density"
@@ -53,7 +55,7 @@ def embed(
         ),
     ] = "sentence-transformers/all-MiniLM-L6-v2",
     text: Annotated[
-        Literal["first-user", "conversation"],
+        Literal[TEXT_MODES],
         typer.Option(
             help="What to embed per prefix: the first user message (the dedupe key) or every message as "
             "'role: content' lines.",
@@ -64,7 +66,7 @@ def embed(
         int, typer.Option("--batch-size", metavar="N", help="Texts per encoder batch.", rich_help_panel=_MODEL)
     ] = 64,
     device: Annotated[
-        Literal["auto", "cpu", "cuda"],
+        Literal[DEVICES],
         typer.Option(help="Where to encode: auto picks CUDA when available.", rich_help_panel=_MODEL),
     ] = "auto",
     embeddings_from: Annotated[

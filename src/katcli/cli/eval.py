@@ -1,9 +1,7 @@
-"""`kat eval …`: the evaluation command group; `kat eval rm` compares reward models on one held-out set.
+"""`kat eval rm`: compare reward models on one held-out set, as a side-by-side Rich table or `--json`.
 
-Commands are thin: they call `katcli.pipeline.eval_rm` and render its result as a side-by-side Rich table (overall,
-per source, per density quintile, each with a Wilson 95% interval; for two models a Δ column with McNemar's
-p-value and, under the table, the overall paired interval) or as JSON (`--json`, schema `kat.eval.rm/1`).
-This module knows nothing about how models are scored.
+The table has overall, per-source and per-quintile rows with Wilson 95% intervals; for two models a Δ column with
+McNemar's p and, under the table, the overall paired interval. The scoring is `katcli.pipeline.eval_rm`.
 """
 
 from __future__ import annotations
@@ -13,18 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from katcli.cli import train_options as T
-from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads
+from katcli.cli.options import ScoreBatchSize, ScoreDevice, ScoreThreads, TrustRemoteCode
 from katcli.cli.render import print_labelled, run_reported, sampling_label
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.data.schema import SHORT_OF, SOURCES
 
-app = typer.Typer(
-    name="eval",
-    help="Evaluate trained models on held-out pairs.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
 
 
 def _sources(models: list[dict[str, Any]]) -> list[str]:
@@ -98,7 +89,7 @@ def rm(
         bool, typer.Option("--force", help="Evaluate even if inputs are modified or stale, or the models were "
                            "trained on other pairs."),
     ] = False,
-    trust_remote_code: T.TrustRemoteCode = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Compare reward models (and DPO policies) on the same held-out pairs: accuracy overall, per source and quintile.
 
@@ -166,15 +157,3 @@ def rm(
         )
     print_labelled(state.out, "Note", data["notes"])
 
-
-app.command("rm", rich_help_panel="Reward models")(rm)
-
-
-def _register_policy() -> None:
-    # The policy command lives in its own module (cli/eval_policy.py); only its registration is here.
-    from katcli.cli.eval_policy import policy
-
-    app.command("policy", rich_help_panel="Policies")(policy)
-
-
-_register_policy()

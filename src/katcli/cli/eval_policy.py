@@ -13,10 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from katcli.cli import train_options as T
-from katcli.cli.options import ForceUpstream
+from katcli.cli.options import ForceUpstream, TrustRemoteCode
 from katcli.cli.render import print_labelled, run_reported
 from katcli.data.schema import SHORT_OF
+from katcli.devices import DEVICES
 from katcli.cli.workspace_opt import state_of, workspace_of
 from katcli.workspace import paths as P
 
@@ -159,7 +159,7 @@ def policy(
                                             rich_help_panel="Sampling")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON (schema kat.eval.policy/1).")]
     = False,
-    device: Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where to run the models.")]
+    device: Annotated[str, typer.Option("--device", metavar="|".join(DEVICES), help="Where to run the models.")]
     = "auto",
     threads: Annotated[
         int | None,
@@ -167,7 +167,7 @@ def policy(
                      show_default=False),
     ] = None,
     force: ForceUpstream = False,
-    trust_remote_code: T.TrustRemoteCode = False,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Compare policies on the same held-out prompts: reward, win rate, diversity and style, with intervals.
 

@@ -1,8 +1,7 @@
-"""`kat import …`: bring models trained elsewhere into the workspace (nanochat today).
+"""`kat import nanochat`: bring a nanochat model into the workspace and print what was written.
 
-Thin: parse flags, build the pipeline's config, run it, print what was written — and that the nanochat tokenizer
-was unpickled, the one place kat ever unpickles. The pipeline is imported inside the command so `kat --help`
-stays light. This module knows nothing about checkpoint formats.
+It says so when the nanochat tokenizer was unpickled, the one place kat ever unpickles. The work is
+`katcli.pipeline.nanochat_import`.
 """
 
 from __future__ import annotations
@@ -14,13 +13,8 @@ import typer
 
 from katcli.cli.render import human_size, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.pipeline.nanochat_import import SOURCE_NAMES
 
-app = typer.Typer(
-    name="import",
-    help="Import models trained elsewhere (nanochat) into the workspace.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
 
 _PANEL = "Options"
 
@@ -36,7 +30,7 @@ def nanochat(
         ),
     ],
     source: Annotated[
-        Literal["base", "mid", "sft"],
+        Literal[SOURCE_NAMES],
         typer.Option(help="Which training phase's checkpoints to import.", rich_help_panel=_PANEL),
     ] = "sft",
     tag: Annotated[
@@ -93,5 +87,3 @@ def nanochat(
     out.print(f"Wrote {result.meta_path}", markup=False)
     out.print(f"Wrote {result.tokenizer_path} (sha256 {result.tokenizer_sha256[:16]}…)", markup=False)
 
-
-app.command("nanochat", rich_help_panel="Sources")(nanochat)

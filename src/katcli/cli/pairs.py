@@ -1,8 +1,7 @@
 """`kat pairs download|import`: get preference pairs into `data/pairs_all.jsonl`.
 
-Thin: parse flags, build the pipeline's config, run it with progress bars, render the per-source summary
-(rows read, pairs kept, drops by reason, mean lengths) with Rich. The pipeline is imported inside the
-commands so `kat --help` stays light; this module computes nothing.
+Runs `katcli.pipeline.pairs` with progress bars and renders the per-source summary (rows read, pairs kept, drops
+by reason, mean lengths).
 """
 
 from __future__ import annotations
@@ -16,36 +15,28 @@ from rich.table import Table
 
 from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.data.schema import SHORT_NAMES
 
-app = typer.Typer(
-    name="pairs",
-    help="Get preference pairs: download HH-RLHF / UltraFeedback / Stack Exchange, or import your own JSONL.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
 
 _SEL = "Selection"
 # Table labels short enough for an 80-column terminal.
 _LABEL = {"hh-rlhf": "hh-rlhf", "ultrafeedback-binarized": "ultrafeedback", "stack-exchange-preferences": "stack-exchange"}
 
 
-class SourceName(str, Enum):
-    hh = "hh"
-    uf = "uf"
-    se = "se"
+# The short source names of `katcli.data.schema`, as Typer's choice type.
+SourceName = Enum("SourceName", {short: short for short in SHORT_NAMES}, type=str)  # type: ignore[misc]
 
 
 _SRC = "Source"
 _OUT = "Output"
 
 
-@app.command("download")
 def download(
     ctx: typer.Context,
     source: Annotated[
         list[SourceName] | None,
         typer.Option(
-            "--source", "-s", metavar="hh|uf|se",
+            "--source", "-s", metavar="|".join(SHORT_NAMES),
             help="Dataset to use (repeatable): hh = Anthropic/hh-rlhf, uf = UltraFeedback binarized, "
                  "se = Stack Exchange preferences. Default: all three.",
             rich_help_panel=_SEL, show_default=False,
@@ -102,9 +93,10 @@ def download(
     from katcli.pipeline.pairs import DownloadConfig, run_download
 
     state = state_of(ctx)
+    chosen = {"sources": tuple(s.value for s in source)} if source else {}  # none given: the config's default
     cfg = DownloadConfig(
-        sources=tuple(s.value for s in source) if source else ("hh", "uf", "se"), budget=budget, mix=mix, from_dir=from_dir, seed=seed,
-        keep_ties=keep_ties, se_pairs_per_question=se_pairs_per_question, force=force,
+        **chosen, budget=budget, mix=mix, from_dir=from_dir, seed=seed, keep_ties=keep_ties,
+        se_pairs_per_question=se_pairs_per_question, force=force,
     )
     cfg.options()  # bad flags are reported before any progress display starts
     with progress(state) as report:
@@ -138,7 +130,6 @@ def _render_download(out: Any, stats: dict[str, Any]) -> None:
     print_labelled(out, "Note", stats["notes"])
 
 
-@app.command("import")
 def import_(
     ctx: typer.Context,
     files: Annotated[

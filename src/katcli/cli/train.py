@@ -1,9 +1,6 @@
-"""`kat train …`: the training command group (tokenizer now; reward models and others join as plain functions).
+"""`kat train tokenizer`: train the BPE tokenizer on the pairs' text and print what it wrote.
 
-Each subcommand is a plain function registered at the bottom of this module with `app.command(...)`, so adding
-one (e.g. `rm`) is: write the function, add one registration line. Commands are thin: parse flags, build the
-pipeline's config, run it under a progress bar, print a summary. Pipeline modules are imported inside the commands so
-`kat --help` never imports torch, rustbpe or tiktoken. This module knows nothing about how anything is trained.
+The objectives (`train rm|sft|dpo|grpo`) are their own modules; all are registered in `cli.commands`.
 """
 
 from __future__ import annotations
@@ -16,12 +13,6 @@ from katcli.cli.options import ForceUpstream
 from katcli.cli.render import print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
 
-app = typer.Typer(
-    name="train",
-    help="Train the tokenizer and the models.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
 
 _PANEL = "Options"
 
@@ -78,5 +69,3 @@ def tokenizer(
     )
     out.print(f"Wrote {result.path} (sha256 {result.sha256[:16]}…)", markup=False)
 
-
-app.command("tokenizer", rich_help_panel="Tokenizer")(tokenizer)

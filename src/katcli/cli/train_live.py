@@ -1,6 +1,6 @@
 """What every `kat train …` objective shows while it runs and when it ends.
 
-`live(state, fields)` yields a progress callback and a per-step callback that shows the objective's chosen metrics
+`run_objective` runs an objective's pipeline under the live line and prints the shared summary; `live(state, fields)` yields a progress callback and a per-step callback that shows the objective's chosen metrics
 (`fields`: metric name → label) plus learning rate and tokens/s on the training bar; `print_run_summary` prints the
 lines every objective shares (forced inputs, notes, sampling, throughput) and, last, where the run was written;
 `accuracy_table` is the held-out accuracy table of the objectives that score pairs (reward models, DPO policies).
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from katcli.cli.render import AppState, print_labelled, sampling_label
+from katcli.cli.workspace_opt import state_of, workspace_of
 
 
 def is_main_rank() -> bool:
@@ -75,6 +76,18 @@ def live(state: AppState, fields: dict[str, tuple[str, str]]) -> Iterator[tuple[
     finally:
         if tasks:
             bars.stop()
+
+
+def run_objective(ctx: Any, run: Callable[..., Any], cfg: Any, fields: dict[str, tuple[str, str]], *,
+                  items: str = "training pairs") -> Any | None:
+    """`run(workspace, cfg)` under the live line, then the shared summary; the result, or None with nothing to show."""
+    state = state_of(ctx)
+    with live(state, fields) as (report, on_step):
+        result = run(workspace_of(ctx), cfg, progress=report, on_step=on_step)
+    if state.quiet or not is_main_rank():
+        return None
+    print_run_summary(state, result, items=items)
+    return result
 
 
 def print_run_summary(state: AppState, result: Any, *, items: str = "training pairs") -> None:

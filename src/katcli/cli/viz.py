@@ -13,6 +13,7 @@ import typer
 from katcli.cli.options import ForceUpstream, OpenPage
 from katcli.cli.render import human_size, open_in_browser, print_labelled, progress
 from katcli.cli.workspace_opt import state_of, workspace_of
+from katcli.viz.page import COLOR_MODES
 
 _PANEL = "Options"
 
@@ -36,7 +37,7 @@ def viz(
         ),
     ] = 5000,
     color: Annotated[
-        Literal["weight", "density", "source"],
+        Literal[COLOR_MODES],
         typer.Option(help="Initial colouring (switchable in the page).", rich_help_panel=_PANEL),
     ] = "weight",
     seed: Annotated[

@@ -1,25 +1,61 @@
-"""The flags every `kat train …` objective shares, as one typed config whose errors name the flag.
+"""The flags of every `kat train` objective as typed, frozen configs: defaults, help and rules in one place.
 
-`TrainConfig` holds the flags of `katcli.cli.train_options`; each objective subclasses it (frozen) for its own flags,
-extends `validate` and, where its defaults differ, the `LR_SCRATCH`/`LR_INIT` class constants. `params()` is what the
-manifest and checkpoint metas record, and what `--resume` compares. This module knows flags and their rules only.
+Each field is one flag: its default, and in its metadata (TRL-style `field(metadata={"help": ...})`) the help text,
+the metavar, the help panel and, for a choice, the registry it chooses from; `katcli.cli.config_options` builds the
+Typer options from them. `TrainConfig` holds the shared flags; each objective subclasses it for its own flags and,
+where its defaults differ, the `LR_SCRATCH`/`LR_INIT` constants (help text may name them as `{LR_INIT}`).
+`validate` makes errors name the flag; `params()` is what the manifest and checkpoint metas record, and what
+`--resume` compares. This module knows flags and their rules only.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from katcli.devices import check_device
+from katcli.devices import DEVICES, check_device
 from katcli.errors import ConfigError
+from katcli.train import loss_names as L
 
 DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
+MIN_PROMPT = 8  # tokens a rendered GRPO prompt keeps at least (<|bos|>, the user turn's markers, a few words)
 # Recorded only when set, so the records of runs that do not use them are unchanged.
 _RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Help panels.
+MODEL = "Model"
+SAMPLING = "Sampling & held-out set"
+OPTIM = "Optimisation"
+RUN = "Run"
+UPSTREAM = "Upstream"
+DPO = "DPO"
+ROLLOUT = "Rollout"
+GRPO_LOSS = "GRPO loss"
+KTO = "KTO"
+PPO = "PPO"
+
+
+def flag(default: Any, help: str, *, panel: str, metavar: str | None = None, choices: tuple[str, ...] = (),
+         name: str | None = None) -> Any:
+    """A config field that is a flag: `--field-name` (or `name`), shown with `help` under `panel`.
+
+    `choices` is the registry the value is picked from (the metavar lists it); a boolean whose `name` starts with
+    `--no-` is that flag inverted (`bucketing=True` is the absence of `--no-bucketing`).
+    """
+    meta = {"help": help, "panel": panel, "metavar": metavar or ("|".join(choices) if choices else None),
+            "choices": choices, "name": name}
+    return field(default=default, metadata=meta)
+
+
+_INIT_HELP = (
+    "Start from this model: a run name (models/, sft_checkpoints/, …; STAGE/NAME when several stages have it), a "
+    "checkpoint directory, or a Hugging Face model (hf:Qwen/Qwen2.5-0.5B-Instruct from the hub cache, hf:DIR a "
+    "save_pretrained directory)."
+)
 
 
 @dataclass(frozen=True)
@@ -33,34 +69,54 @@ class TrainConfig:
     # checkpoint metas) of runs that do not use them are byte-identical to before.
     RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
-    name: str | None = None
-    density_aware: bool = False
-    pair_weighting: str | None = None
-    init: str | None = None
-    depth: int | None = None
-    max_steps: int = 1000
-    batch_size: int = 32
-    micro_batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float = 0.0
-    warmup_steps: int | None = None
-    grad_clip: float = 1.0
-    max_len: int = 512
-    max_response_len: int | None = None
-    val_ratio: float = 0.05
-    eval_every: int = 250
-    save_every: int = 250
-    bucketing: bool = True
-    resume: bool = False
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    force: bool = False
+    name: str | None = flag(None, "Run name: <kind>_checkpoints/NAME/ (default: uniform or density).", panel=RUN,
+                            metavar="NAME")
+    density_aware: bool = flag(False, "Sample rare prompts more often, by their density weight.", panel=SAMPLING)
+    pair_weighting: str | None = flag(None, "With --density-aware: per-prompt (default) gives each prompt its "
+                                      "weight in total, shared by its pairs; per-pair gives every pair its "
+                                      "prompt's weight.", panel=SAMPLING, choices=WEIGHTINGS)
+    init: str | None = flag(None, _INIT_HELP, panel=MODEL, metavar="RUN|DIR|hf:NAME")
+    depth: int | None = flag(None, f"Train a fresh GPT of this depth from scratch (default {DEFAULT_DEPTH} without "
+                             "--init): a toy for trying the pipeline, not for real models.", panel=MODEL, metavar="N")
+    max_steps: int = flag(1000, "Optimizer steps.", panel=OPTIM, metavar="N")
+    batch_size: int = flag(32, "Pairs per step, over all processes.", panel=OPTIM, metavar="N")
+    micro_batch_size: int | None = flag(None, "Pairs per forward pass per process; smaller than the per-process "
+                                        "share means gradient accumulation.", panel=OPTIM, metavar="N")
+    lr: float | None = flag(None, "Peak learning rate (default {LR_INIT} with --init, {LR_SCRATCH} from scratch).",
+                            panel=OPTIM, metavar="LR")
+    weight_decay: float = flag(0.0, "AdamW weight decay.", panel=OPTIM, metavar="W")
+    warmup_steps: int | None = flag(None, "Linear warmup before cosine decay (default 5% of steps, at most 100).",
+                                    panel=OPTIM, metavar="N")
+    grad_clip: float = flag(1.0, "Gradient-norm clip (0: off).", panel=OPTIM, metavar="G")
+    max_len: int = flag(512, "Tokens per sequence; longer ones keep the response and trim the prefix from the left.",
+                        panel=MODEL, metavar="N")
+    max_response_len: int | None = flag(None, "Cap on response tokens (default: --max-len / 2).", panel=MODEL,
+                                        metavar="N")
+    val_ratio: float = flag(0.05, "Share of prompts held out (by a seeded hash of the prefix id; the same prompts "
+                            "for every objective with one --seed).", panel=SAMPLING, metavar="R")
+    eval_every: int = flag(250, "Evaluate on the held-out set (pairs; GRPO: prompts) every N steps (0: only at the "
+                           "end).", panel=RUN, metavar="N")
+    save_every: int = flag(250, "Checkpoint every N steps (0: only at the end); only the latest is kept.", panel=RUN,
+                           metavar="N")
+    bucketing: bool = flag(True, "Do not group sequences of similar length into batches.", panel=SAMPLING,
+                           name="--no-bucketing")
+    resume: bool = flag(False, "Continue the latest checkpoint of this run exactly.", panel=RUN)
+    seed: int = flag(0, "Seed of the held-out split, the sample stream and a fresh model's init.", panel=SAMPLING,
+                     metavar="N")
+    device: str = flag("auto", "Where to train.", panel=RUN, choices=DEVICES)
+    threads: int | None = flag(None, "CPU threads for torch (default: torch's choice).", panel=RUN, metavar="N")
+    force: bool = flag(False, "Use inputs that are modified or stale, or an --init model that trained on this run's "
+                       "held-out prompts (recorded as forced in the manifest).", panel=UPSTREAM)
     # Hugging Face backbones (`--init hf:…`).
-    chat_template: str | None = None
-    trust_remote_code: bool = False
-    gradient_checkpointing: bool = False
-    fsdp: bool = False  # shard over torchrun's ranks (FSDP2) instead of DDP; resumable with or without
+    chat_template: str | None = flag(None, "Jinja chat template for an hf: model whose tokenizer has none.",
+                                     panel=MODEL, metavar="FILE")
+    trust_remote_code: bool = flag(False, "Allow an hf: model that runs its own Python code (recorded).",
+                                   panel=MODEL)
+    gradient_checkpointing: bool = flag(False, "hf: models: recompute activations in the backward pass (less "
+                                        "memory, more time).", panel=MODEL)
+    # Shard over torchrun's ranks (FSDP2) instead of DDP; resumable with or without.
+    fsdp: bool = flag(False, "Under torchrun: shard the model, gradients and optimizer state over the processes "
+                      "(PyTorch FSDP2) instead of a full copy on each (DDP).", panel=RUN)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -148,3 +204,266 @@ class TrainConfig:
         if self.init is None:
             out["depth"] = self.depth if self.depth is not None else DEFAULT_DEPTH
         return out
+
+
+# ------------------------------------------------------------------------------------------------------ objectives
+
+
+@dataclass(frozen=True)
+class TrainRMConfig(TrainConfig):
+    """`kat train rm`'s flags: the shared ones plus the reward-centering coefficient."""
+
+    reward_centering: float = flag(0.0, "Weight of the (r_c + r_r)² term that keeps rewards centred on zero "
+                                   "(0: off).", panel=OPTIM, metavar="C")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.reward_centering < 0:
+            raise ConfigError("--reward-centering must be 0 (off) or more")
+
+
+@dataclass(frozen=True)
+class TrainSFTConfig(TrainConfig):
+    """`kat train sft`'s flags: exactly the shared ones."""
+
+
+@dataclass(frozen=True)
+class TrainDPOConfig(TrainConfig):
+    """`kat train dpo`'s flags: the shared ones plus the reference and the loss."""
+
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("simpo_gamma",)
+
+    init: str | None = flag(None, "The starting policy: an SFT run (sft_checkpoints/), an imported model (models/; "
+                            "STAGE/NAME when several stages have the name) or a checkpoint directory (default: the "
+                            "workspace's SFT run, when there is exactly one).", panel=MODEL, metavar="RUN|DIR")
+    depth: int | None = flag(None, "A fresh GPT of this depth as both policy and reference: a toy for trying the "
+                             "pipeline; DPO from a random model learns nothing useful.", panel=MODEL, metavar="N")
+    ref: str | None = flag(None, "The frozen reference policy: a run, a directory or hf:NAME|DIR (a Hugging Face "
+                           "causal LM with the policy's vocabulary) (default: the --init model). Its log-probs are "
+                           "computed once and cached in the run directory.", panel=DPO, metavar="RUN|DIR|hf:NAME")
+    beta: float = flag(0.1, "Strength of the pull toward the reference (the implicit reward is B·log π/π_ref).",
+                       panel=DPO, metavar="B")
+    loss: str = flag(L.SIGMOID, "sigmoid: DPO; ipo: squared loss on per-token log-ratios; hinge: SLiC; robust: "
+                     "unbiased under label noise --label-smoothing; reference-free (no reference pass, no cache): "
+                     "simpo: SimPO's length-normalised margin (B ≈ 2, with --simpo-gamma); orpo: NLL + B × ORPO's "
+                     "odds-ratio term.", panel=DPO, choices=L.DPO_LOSSES)
+    label_smoothing: float = flag(0.0, "Assumed share of flipped labels, below 0.5: conservative DPO with sigmoid, "
+                                  "the noise rate with robust.", panel=DPO, metavar="E")
+    sft_weight: float = flag(0.0, "Add A × the chosen reply's mean token NLL (RPO), so the chosen reply's "
+                             "likelihood does not fall (0: off).", panel=DPO, metavar="A")
+    simpo_gamma: float | None = flag(None, "SimPO's target margin γ (--loss simpo only; default 0.5, TRL's).",
+                                     panel=DPO, metavar="G")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.loss_config().reference_free and self.ref is not None:
+            raise ConfigError(
+                f"--ref is not used by --loss {self.loss}: it is reference-free (no reference model, no cached "
+                "reference log-probs)", hint="drop --ref, or choose a reference-based --loss such as sigmoid",
+            )
+
+    def loss_config(self) -> Any:  # katcli.train.dpo_losses.DPOLossConfig (imported here: it imports torch)
+        from katcli.train.dpo_losses import DPOLossConfig
+
+        return DPOLossConfig(
+            beta=self.beta, loss=self.loss, label_smoothing=self.label_smoothing, sft_weight=self.sft_weight,
+            simpo_gamma=self.simpo_gamma,
+        )
+
+
+@dataclass(frozen=True)
+class TrainGRPOConfig(TrainConfig):
+    """`kat train grpo`'s flags: the shared ones (`batch_size` is --prompts-per-step) plus rollout and loss flags."""
+
+    LR_SCRATCH: ClassVar[float] = 1e-4
+    LR_INIT: ClassVar[float] = 1e-6  # TRL's GRPO default: RL moves a pretrained policy in small steps
+    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
+    NO_FLAG: ClassVar[tuple[str, ...]] = ("pair_weighting", "max_response_len")  # GRPO weighs prompts, fits replies
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("advantage",)
+
+    batch_size: int = flag(16, "Prompts per optimizer step, over all processes.", panel=OPTIM, metavar="N",
+                           name=BATCH_FLAG)
+    micro_batch_size: int | None = flag(None, "Prompts (each with --group-size replies) per forward pass per "
+                                        "process (default: the process's whole share).", panel=OPTIM, metavar="N")
+    lr: float | None = flag(None, "Peak learning rate (default {LR_INIT} with --init, {LR_SCRATCH} from scratch; "
+                            "{LR_INIT} is TRL's GRPO default).", panel=OPTIM, metavar="LR")
+    rm: str | None = flag(None, "The frozen reward model that scores replies: a run of rm_checkpoints/, a checkpoint "
+                          "directory, or hf:NAME|DIR (a Hugging Face sequence classifier with num_labels=1, as it "
+                          "is) (required).", panel=MODEL, metavar="RUN|DIR|hf:NAME")
+    ref: str | None = flag(None, "KL reference policy: a run, a directory or hf:NAME|DIR (a Hugging Face causal LM "
+                           "with the policy's vocabulary) (default: the --init model, frozen; none with --beta 0).",
+                           panel=MODEL, metavar="RUN|DIR|hf:NAME")
+    group_size: int = flag(8, "Replies sampled per prompt.", panel=ROLLOUT, metavar="G")
+    max_new_tokens: int = flag(128, "Reply length cap; a reply cut here counts as truncated.", panel=ROLLOUT,
+                               metavar="N")
+    temperature: float = flag(1.0, "Sampling temperature.", panel=ROLLOUT, metavar="T")
+    top_k: int | None = flag(None, "Sample among the N likeliest tokens.", panel=ROLLOUT, metavar="N")
+    top_p: float | None = flag(None, "Nucleus sampling mass.", panel=ROLLOUT, metavar="P")
+    beta: float = flag(0.04, "Weight of the k3 KL penalty to the reference (0: off, no reference loaded).",
+                       panel=GRPO_LOSS, metavar="B")
+    epsilon: float = flag(0.2, "PPO clip: ratios kept in [1 − E, 1 + E].", panel=GRPO_LOSS, metavar="E")
+    epsilon_high: float | None = flag(None, "Upper clip (DAPO's clip-higher; default --epsilon).", panel=GRPO_LOSS,
+                                      metavar="E")
+    num_iterations: int = flag(1, "Optimizer updates per rollout batch (1: fully on-policy).", panel=GRPO_LOSS,
+                               metavar="N")
+    scale_rewards: str = flag(L.SCALE_GROUP, "Divide advantages by the group's reward std, the batch's, or nothing "
+                              "(Dr. GRPO); --advantage group only.", panel=GRPO_LOSS, choices=L.SCALE_REWARDS)
+    advantage: str = flag(L.ADV_GROUP, "The baseline: group-relative (GRPO), leave-one-out over the group (RLOO), "
+                          "or none, with the batch's rewards whitened over its reply tokens (REINFORCE++).",
+                          panel=GRPO_LOSS, choices=L.ADVANTAGES)
+    loss_type: str = flag(L.LOSS_DAPO, "Loss normalisation: per reply then per batch (grpo), by replies × "
+                          "--max-new-tokens (dr_grpo), by reply tokens (dapo).", panel=GRPO_LOSS,
+                          choices=L.LOSS_TYPES)
+    eval_prompts: int = flag(64, "Held-out prompts evaluated (a fixed, seeded choice).", panel=ROLLOUT, metavar="N")
+    eval_samples: int = flag(2, "Sampled replies per held-out prompt (besides the greedy one).", panel=ROLLOUT,
+                             metavar="K")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.rm:
+            raise ConfigError(
+                "--rm is required: GRPO needs a reward model to score its replies",
+                hint="train one with `kat train rm` and pass its run name, e.g. --rm uniform",
+            )
+        self.grpo_config()
+        self.sampling_config()
+        if self.temperature == 0:
+            raise ConfigError(
+                "--temperature 0 samples the same reply --group-size times: every group has zero reward spread "
+                "and nothing is learned",
+                hint="sample with --temperature 1.0 (evaluation adds greedy replies by itself)",
+            )
+        if self.max_new_tokens + MIN_PROMPT > self.max_len:
+            raise ConfigError(
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in the model's context "
+                f"(--max-len {self.max_len}, of which a prompt keeps at least {MIN_PROMPT} tokens)",
+                hint=f"use --max-new-tokens {self.max_len - MIN_PROMPT} or less, or raise --max-len "
+                "(up to what the model supports)",
+            )
+        if self.eval_prompts < 1:
+            raise ConfigError("--eval-prompts must be at least 1")
+        if self.eval_samples < 1:
+            raise ConfigError("--eval-samples must be at least 1")
+
+    def grpo_config(self) -> Any:
+        from katcli.train.grpo_losses import GRPOConfig
+
+        return GRPOConfig(
+            group_size=self.group_size, scale_rewards=self.scale_rewards, loss_type=self.loss_type,
+            epsilon=self.epsilon, epsilon_high=self.epsilon_high, beta=self.beta, num_iterations=self.num_iterations,
+            advantage=self.advantage,
+        )
+
+    def sampling_config(self) -> Any:
+        from katcli.model.engine import SamplingConfig
+
+        return SamplingConfig(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+            num_samples=self.group_size, seed=self.seed,
+        )
+
+
+@dataclass(frozen=True)
+class TrainKTOConfig(TrainConfig):
+    """`kat train kto`'s flags: the shared ones plus the reference and KTO's β and class weights (TRL's defaults)."""
+
+    init: str | None = flag(None, TrainDPOConfig.__dataclass_fields__["init"].metadata["help"], panel=MODEL,
+                            metavar="RUN|DIR")
+    ref: str | None = flag(None, "The frozen reference policy (default: the --init model). Its log-probs are "
+                           "computed once and cached in the run directory, as DPO's.", panel=KTO,
+                           metavar="RUN|DIR|hf:NAME")
+    beta: float = flag(0.1, "Scale of the implicit reward B·log π/π_ref inside KTO's sigmoid value function.",
+                       panel=KTO, metavar="B")
+    desirable_weight: float = flag(1.0, "λ_D: the weight of the chosen (desirable) replies' losses.", panel=KTO,
+                                   metavar="W")
+    undesirable_weight: float = flag(1.0, "λ_U: the weight of the rejected (undesirable) replies' losses.",
+                                     panel=KTO, metavar="W")
+
+    def validate(self) -> None:
+        super().validate()
+        self.loss_config()
+
+    def loss_config(self) -> Any:  # katcli.train.kto_losses.KTOLossConfig (imported here: it imports torch)
+        from katcli.train.kto_losses import KTOLossConfig
+
+        return KTOLossConfig(beta=self.beta, desirable_weight=self.desirable_weight,
+                             undesirable_weight=self.undesirable_weight)
+
+
+@dataclass(frozen=True)
+class TrainPPOConfig(TrainConfig):
+    """`kat train ppo`'s flags: the shared ones (`batch_size` is --prompts-per-step), GRPO's rollout flags, and
+    PPO's, with TRL's PPOConfig defaults."""
+
+    LR_SCRATCH: ClassVar[float] = 1e-4
+    LR_INIT: ClassVar[float] = 3e-6  # TRL's PPOConfig learning_rate
+    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
+    NO_FLAG: ClassVar[tuple[str, ...]] = ("pair_weighting", "max_response_len", "chat_template", "trust_remote_code",
+                                          "gradient_checkpointing", "fsdp")  # a kat GPT policy, under DDP
+
+    batch_size: int = flag(16, "Prompts per optimizer step (one reply each), over all processes.", panel=OPTIM,
+                           metavar="N", name=BATCH_FLAG)
+    micro_batch_size: int | None = flag(None, "Prompts per forward pass per process (default: the process's whole "
+                                        "share).", panel=OPTIM, metavar="N")
+    lr: float | None = flag(None, "Peak learning rate of the policy and the critic (default {LR_INIT} with --init, "
+                            "TRL's; {LR_SCRATCH} from scratch).", panel=OPTIM, metavar="LR")
+    rm: str | None = flag(None, "The frozen reward model that scores replies (a run of rm_checkpoints/, a "
+                          "directory or hf:NAME|DIR) (required); the critic starts from it when it reads the "
+                          "policy's tokens.", panel=MODEL, metavar="RUN|DIR|hf:NAME")
+    ref: str | None = flag(None, "KL reference policy (default: the --init model, frozen; none with --kl-coef 0).",
+                           panel=MODEL, metavar="RUN|DIR|hf:NAME")
+    max_new_tokens: int = flag(128, "Reply length cap; a reply cut here counts as truncated.", panel=ROLLOUT,
+                               metavar="N")
+    temperature: float = flag(1.0, "Sampling temperature.", panel=ROLLOUT, metavar="T")
+    top_k: int | None = flag(None, "Sample among the N likeliest tokens.", panel=ROLLOUT, metavar="N")
+    top_p: float | None = flag(None, "Nucleus sampling mass.", panel=ROLLOUT, metavar="P")
+    kl_coef: float = flag(0.05, "Per-token KL penalty in the reward: r_t = −B·kl_t (+ the score on the last token); "
+                          "0: no reference loaded.", panel=PPO, metavar="B")
+    kl_estimator: str = flag(L.KL_K1, "KL estimate per sampled token: k1 = log π − log π_ref (TRL's default) or k3.",
+                             panel=PPO, choices=L.KL_ESTIMATORS)
+    gamma: float = flag(1.0, "Discount factor of GAE.", panel=PPO, metavar="G")
+    lam: float = flag(0.95, "GAE's λ (1: Monte Carlo returns, 0: one-step TD).", panel=PPO, metavar="L")
+    cliprange: float = flag(0.2, "Policy ratio clip: [1 − E, 1 + E].", panel=PPO, metavar="E")
+    cliprange_value: float = flag(0.2, "Value clip around the rollout's values.", panel=PPO, metavar="E")
+    vf_coef: float = flag(0.1, "Weight of the value loss in the update's loss.", panel=PPO, metavar="C")
+    ppo_epochs: int = flag(4, "Passes over each rollout batch.", panel=PPO, metavar="N")
+    num_minibatches: int = flag(1, "Updates per pass, each on 1/M of the batch (a seeded shuffle per pass).",
+                                panel=PPO, metavar="M")
+    eval_prompts: int = flag(64, "Held-out prompts evaluated (a fixed, seeded choice).", panel=ROLLOUT, metavar="N")
+    eval_samples: int = flag(2, "Sampled replies per held-out prompt (besides the greedy one).", panel=ROLLOUT,
+                             metavar="K")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.rm:
+            raise ConfigError(
+                "--rm is required: PPO needs a reward model to score its replies",
+                hint="train one with `kat train rm` and pass its run name, e.g. --rm uniform",
+            )
+        if self.fsdp:
+            raise ConfigError("--fsdp is not supported by kat train ppo yet", hint="run it with DDP (drop --fsdp)")
+        self.ppo_config()
+        self.sampling_config()
+        if self.max_new_tokens + MIN_PROMPT > self.max_len:
+            raise ConfigError(
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in the model's context "
+                f"(--max-len {self.max_len}, of which a prompt keeps at least {MIN_PROMPT} tokens)",
+                hint=f"use --max-new-tokens {self.max_len - MIN_PROMPT} or less, or raise --max-len",
+            )
+        if self.eval_prompts < 1 or self.eval_samples < 1:
+            raise ConfigError("--eval-prompts and --eval-samples must be at least 1")
+
+    def ppo_config(self) -> Any:
+        from katcli.train.ppo_losses import PPOConfig
+
+        return PPOConfig(
+            kl_coef=self.kl_coef, kl_estimator=self.kl_estimator, gamma=self.gamma, lam=self.lam,
+            cliprange=self.cliprange, cliprange_value=self.cliprange_value, vf_coef=self.vf_coef,
+            ppo_epochs=self.ppo_epochs, num_minibatches=self.num_minibatches,
+        )
+
+    def sampling_config(self) -> Any:
+        from katcli.model.engine import SamplingConfig
+
+        return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,
+                              top_p=self.top_p, num_samples=1, seed=self.seed)

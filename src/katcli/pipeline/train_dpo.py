@@ -19,14 +19,12 @@ This module knows nothing about Typer or Rich.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from katcli.errors import ConfigError
 from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
 from katcli.pipeline.reference import policy_checkpoint
 from katcli.pipeline.runs import default_policy_init
-from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.train_config import TrainDPOConfig
 from katcli.pipeline.training import (
     Built,
     Prepared,
@@ -40,36 +38,6 @@ from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "dpo"
-
-
-@dataclass(frozen=True)
-class TrainDPOConfig(TrainConfig):
-    """`kat train dpo`'s flags: the shared ones plus the reference and the loss."""
-
-    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("simpo_gamma",)
-
-    ref: str | None = None
-    beta: float = 0.1
-    loss: str = "sigmoid"
-    label_smoothing: float = 0.0
-    sft_weight: float = 0.0
-    simpo_gamma: float | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.loss_config().reference_free and self.ref is not None:
-            raise ConfigError(
-                f"--ref is not used by --loss {self.loss}: it is reference-free (no reference model, no cached "
-                "reference log-probs)", hint="drop --ref, or choose a reference-based --loss such as sigmoid",
-            )
-
-    def loss_config(self) -> Any:  # katcli.train.dpo_losses.DPOLossConfig (imported here: it imports torch)
-        from katcli.train.dpo_losses import DPOLossConfig
-
-        return DPOLossConfig(
-            beta=self.beta, loss=self.loss, label_smoothing=self.label_smoothing, sft_weight=self.sft_weight,
-            simpo_gamma=self.simpo_gamma,
-        )
 
 
 def tiny_dpo_config(**overrides: Any) -> TrainDPOConfig:

@@ -20,89 +20,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from katcli.errors import ConfigError, KatError
-from katcli.pipeline.train_config import TrainConfig
+from katcli.errors import KatError
+from katcli.pipeline.train_config import MIN_PROMPT, TrainGRPOConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, record_input, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "grpo"
-MIN_PROMPT = 8  # tokens a rendered prompt keeps at least (<|bos|>, the user turn's markers, a few words)
-
-
-@dataclass(frozen=True)
-class TrainGRPOConfig(TrainConfig):
-    """`kat train grpo`'s flags: the shared ones (`batch_size` is --prompts-per-step) plus rollout and loss flags."""
-
-    LR_SCRATCH: ClassVar[float] = 1e-4
-    LR_INIT: ClassVar[float] = 1e-6  # TRL's GRPO default: RL moves a pretrained policy in small steps
-    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
-    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("advantage",)
-
-    rm: str | None = None
-    ref: str | None = None
-    batch_size: int = 16
-    group_size: int = 8
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    beta: float = 0.04
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    num_iterations: int = 1
-    scale_rewards: str = "group"
-    loss_type: str = "dapo"
-    advantage: str = "group"
-    eval_prompts: int = 64
-    eval_samples: int = 2
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.rm:
-            raise ConfigError(
-                "--rm is required: GRPO needs a reward model to score its replies",
-                hint="train one with `kat train rm` and pass its run name, e.g. --rm uniform",
-            )
-        self.grpo_config()
-        self.sampling_config()
-        if self.temperature == 0:
-            raise ConfigError(
-                "--temperature 0 samples the same reply --group-size times: every group has zero reward spread "
-                "and nothing is learned",
-                hint="sample with --temperature 1.0 (evaluation adds greedy replies by itself)",
-            )
-        if self.max_new_tokens + MIN_PROMPT > self.max_len:
-            raise ConfigError(
-                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in the model's context "
-                f"(--max-len {self.max_len}, of which a prompt keeps at least {MIN_PROMPT} tokens)",
-                hint=f"use --max-new-tokens {self.max_len - MIN_PROMPT} or less, or raise --max-len "
-                "(up to what the model supports)",
-            )
-        if self.eval_prompts < 1:
-            raise ConfigError("--eval-prompts must be at least 1")
-        if self.eval_samples < 1:
-            raise ConfigError("--eval-samples must be at least 1")
-
-    def grpo_config(self) -> Any:
-        from katcli.train.grpo_losses import GRPOConfig
-
-        return GRPOConfig(
-            group_size=self.group_size, scale_rewards=self.scale_rewards, loss_type=self.loss_type,
-            epsilon=self.epsilon, epsilon_high=self.epsilon_high, beta=self.beta, num_iterations=self.num_iterations,
-            advantage=self.advantage,
-        )
-
-    def sampling_config(self) -> Any:
-        from katcli.model.engine import SamplingConfig
-
-        return SamplingConfig(
-            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-            num_samples=self.group_size, seed=self.seed,
-        )
 
 
 def trained_reward_model(meta: dict[str, Any]) -> dict[str, Any] | None:

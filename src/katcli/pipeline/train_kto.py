@@ -13,36 +13,15 @@ knows nothing about Typer or Rich.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.train_config import TrainKTOConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "kto"
-
-
-@dataclass(frozen=True)
-class TrainKTOConfig(TrainConfig):
-    """`kat train kto`'s flags: the shared ones plus the reference and KTO's β and class weights (TRL's defaults)."""
-
-    ref: str | None = None
-    beta: float = 0.1
-    desirable_weight: float = 1.0
-    undesirable_weight: float = 1.0
-
-    def validate(self) -> None:
-        super().validate()
-        self.loss_config()
-
-    def loss_config(self) -> Any:  # katcli.train.kto_losses.KTOLossConfig (imported here: it imports torch)
-        from katcli.train.kto_losses import KTOLossConfig
-
-        return KTOLossConfig(beta=self.beta, desirable_weight=self.desirable_weight,
-                             undesirable_weight=self.undesirable_weight)
 
 
 def tiny_kto_config(**overrides: Any) -> TrainKTOConfig:

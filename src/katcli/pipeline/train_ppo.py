@@ -13,82 +13,17 @@ Typer or Rich.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from katcli.errors import ConfigError
-from katcli.pipeline.train_config import TrainConfig
-from katcli.pipeline.train_grpo import MIN_PROMPT, _load_ref, _load_rm, policy_evaluator, rollout_prompts
+from katcli.pipeline.train_config import TrainPPOConfig
+from katcli.pipeline.train_grpo import _load_ref, _load_rm, policy_evaluator, rollout_prompts
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "ppo"
-
-
-@dataclass(frozen=True)
-class TrainPPOConfig(TrainConfig):
-    """`kat train ppo`'s flags: the shared ones (`batch_size` is --prompts-per-step), rollout flags as GRPO's, and
-    PPO's, with TRL's PPOConfig defaults."""
-
-    LR_SCRATCH: ClassVar[float] = 1e-4
-    LR_INIT: ClassVar[float] = 3e-6  # TRL's PPOConfig learning_rate
-    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
-
-    rm: str | None = None
-    ref: str | None = None
-    batch_size: int = 16
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    kl_coef: float = 0.05
-    kl_estimator: str = "k1"
-    gamma: float = 1.0
-    lam: float = 0.95
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 0.1
-    ppo_epochs: int = 4
-    num_minibatches: int = 1
-    eval_prompts: int = 64
-    eval_samples: int = 2
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.rm:
-            raise ConfigError(
-                "--rm is required: PPO needs a reward model to score its replies",
-                hint="train one with `kat train rm` and pass its run name, e.g. --rm uniform",
-            )
-        if self.fsdp:
-            raise ConfigError("--fsdp is not supported by kat train ppo yet", hint="run it with DDP (drop --fsdp)")
-        self.ppo_config()
-        self.sampling_config()
-        if self.max_new_tokens + MIN_PROMPT > self.max_len:
-            raise ConfigError(
-                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in the model's context "
-                f"(--max-len {self.max_len}, of which a prompt keeps at least {MIN_PROMPT} tokens)",
-                hint=f"use --max-new-tokens {self.max_len - MIN_PROMPT} or less, or raise --max-len",
-            )
-        if self.eval_prompts < 1 or self.eval_samples < 1:
-            raise ConfigError("--eval-prompts and --eval-samples must be at least 1")
-
-    def ppo_config(self) -> Any:
-        from katcli.train.ppo_losses import PPOConfig
-
-        return PPOConfig(
-            kl_coef=self.kl_coef, kl_estimator=self.kl_estimator, gamma=self.gamma, lam=self.lam,
-            cliprange=self.cliprange, cliprange_value=self.cliprange_value, vf_coef=self.vf_coef,
-            ppo_epochs=self.ppo_epochs, num_minibatches=self.num_minibatches,
-        )
-
-    def sampling_config(self) -> Any:
-        from katcli.model.engine import SamplingConfig
-
-        return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,
-                              top_p=self.top_p, num_samples=1, seed=self.seed)
 
 
 def tiny_ppo_config(**overrides: Any) -> TrainPPOConfig:

@@ -9,11 +9,9 @@ quintile when fresh density weights exist. It knows nothing about Typer or Rich.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from katcli.errors import ConfigError
-from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.train_config import TrainRMConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -21,18 +19,6 @@ from katcli.workspace import paths as P
 
 STAGE = "rm"
 TrainRMResult = TrainResult
-
-
-@dataclass(frozen=True)
-class TrainRMConfig(TrainConfig):
-    """`kat train rm`'s flags: the shared ones plus the reward-centering coefficient."""
-
-    reward_centering: float = 0.0
-
-    def validate(self) -> None:
-        super().validate()
-        if self.reward_centering < 0:
-            raise ConfigError("--reward-centering must be 0 (off) or more")
 
 
 def tiny_config(*, density_aware: bool = False, **overrides: Any) -> TrainRMConfig:

@@ -11,21 +11,15 @@ Everything else is `katcli.pipeline.training`. This module knows nothing about T
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from katcli.pipeline.train_config import TrainConfig
+from katcli.pipeline.train_config import TrainSFTConfig
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "sft"
-
-
-@dataclass(frozen=True)
-class TrainSFTConfig(TrainConfig):
-    """`kat train sft`'s flags: exactly the shared ones."""
 
 
 def tiny_sft_config(*, density_aware: bool = False, **overrides: Any) -> TrainSFTConfig:

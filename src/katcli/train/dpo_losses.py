@@ -46,16 +46,9 @@ import torch
 import torch.nn.functional as F
 
 from katcli.errors import ConfigError
+from katcli.train.loss_names import DPO_LOSSES as LOSSES
+from katcli.train.loss_names import HINGE, IPO, ORPO, REFERENCE_FREE, ROBUST, SIGMOID, SIMPO, SMOOTHABLE
 
-SIGMOID = "sigmoid"
-HINGE = "hinge"
-IPO = "ipo"
-ROBUST = "robust"
-SIMPO = "simpo"
-ORPO = "orpo"
-LOSSES = (SIGMOID, IPO, HINGE, ROBUST, SIMPO, ORPO)
-SMOOTHABLE = (SIGMOID, ROBUST)
-REFERENCE_FREE = (SIMPO, ORPO)  # no reference model, no cached reference log-probs
 SIMPO_GAMMA = 0.5  # TRL's CPOConfig.simpo_gamma
 LOG_PROB_CEILING = -1e-6  # ORPO's odds need a < 0: log(1 − eᵃ) is −inf at a = 0
 

@@ -62,13 +62,11 @@ from dataclasses import dataclass
 import torch
 
 from katcli.errors import ConfigError
+from katcli.train.loss_names import (
+    ADV_GROUP, ADV_REINFORCE_PP, ADV_RLOO, ADVANTAGES, LOSS_DAPO, LOSS_DR_GRPO, LOSS_GRPO, LOSS_TYPES, SCALE_BATCH,
+    SCALE_GROUP, SCALE_NONE, SCALE_REWARDS,
+)
 
-SCALE_GROUP, SCALE_BATCH, SCALE_NONE = "group", "batch", "none"
-SCALE_REWARDS = (SCALE_GROUP, SCALE_BATCH, SCALE_NONE)
-LOSS_GRPO, LOSS_DR_GRPO, LOSS_DAPO = "grpo", "dr_grpo", "dapo"
-LOSS_TYPES = (LOSS_GRPO, LOSS_DR_GRPO, LOSS_DAPO)
-ADV_GROUP, ADV_RLOO, ADV_REINFORCE_PP = "group", "rloo", "reinforce++"
-ADVANTAGES = (ADV_GROUP, ADV_RLOO, ADV_REINFORCE_PP)
 STD_EPS = 1e-4  # TRL's: keeps a near-constant group's advantages finite
 VAR_FLOOR = 1e-8  # OpenRLHF's clamp on the batch variance (reinforce++)
 

@@ -27,9 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from katcli.errors import ConfigError
-
-KL_K1, KL_K3 = "k1", "k3"
-KL_ESTIMATORS = (KL_K1, KL_K3)
+from katcli.train.loss_names import KL_ESTIMATORS, KL_K1, KL_K3
 WHITEN_EPS = 1e-8  # TRL's
 
 
