@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from katcli.evaluation.paired import compare, mcnemar_exact_p, paired_bootstrap_interval, paired_diff
+from katcli.evaluation.paired import compare_margins, mcnemar_exact_p, paired_bootstrap_interval, paired_diff
 
 
 def _exact(a_only: int, b_only: int) -> float:
@@ -89,7 +89,7 @@ def test_paired_diff_counts_the_discordant_pairs():
 def test_compare_groups_by_source_and_quintile_using_strict_margins():
     margins_a = np.array([0.5, -1.0, 0.0, 2.0])  # correct: T F F T (a tie is wrong)
     margins_b = np.array([0.1, 0.3, 0.2, -0.4])  # correct: T T T F
-    out = compare(margins_a, margins_b, sources=["s1", "s1", "s2", "s2"], prefix_ids=["p", "q", "r", "s"],
+    out = compare_margins(margins_a, margins_b, sources=["s1", "s1", "s2", "s2"], prefix_ids=["p", "q", "r", "s"],
                   quintiles=[0, 0, 4, 4])
     assert out["overall"]["a_only_correct"] == 1 and out["overall"]["b_only_correct"] == 2
     assert out["by_source"]["s1"]["delta"] == pytest.approx(0.5)
@@ -97,4 +97,4 @@ def test_compare_groups_by_source_and_quintile_using_strict_margins():
     assert [q["n"] for q in out["by_quintile"]] == [2, 0, 0, 0, 2]
     assert out["by_quintile"][1]["delta"] is None
     assert "McNemar" in out["method"] and "bootstrap over held-out prompts" in out["method"]
-    assert compare(margins_a, margins_b, sources=["s"] * 4, prefix_ids=list("pqrs"))["by_quintile"] is None
+    assert compare_margins(margins_a, margins_b, sources=["s"] * 4, prefix_ids=list("pqrs"))["by_quintile"] is None

@@ -8,7 +8,7 @@ import torch
 from rmkit import make_workspace, planted_pairs
 
 from katcli.errors import KatError
-from katcli.pipeline.init_lineage import TrainedSplit, seen_heldout
+from katcli.pipeline.heldout import TrainedSplit, seen_heldout
 from katcli.pipeline.train_rm import run_train_rm, tiny_config
 from katcli.pipeline.train_sft import run_train_sft, tiny_sft_config
 from katcli.train.split import is_heldout, split_pairs

@@ -43,8 +43,8 @@ def test_torchrun_two_processes_train_dpo_with_one_shared_reference_pass(tmp_pat
     from katcli.pipeline.train_sft import run_train_sft, tiny_sft_config
     from katcli.train.inputs import read_pairs
     from katcli.train.ref_cache import RefCacheKey, load_ref_logps
-    from katcli.train.run_dir import load_gpt
-    from katcli.train.seq_scoring import reply_logprobs
+    from katcli.train.run_dir import load_run
+    from katcli.train.seq_scoring import summed_reply_logprobs
     from katcli.train.sequences import encode_pairs
 
     ws = make_workspace(tmp_path / "ws", planted_pairs(80))
@@ -70,7 +70,7 @@ def test_torchrun_two_processes_train_dpo_with_one_shared_reference_pass(tmp_pat
     tok = Tokenizer.load(run_dir / "tokenizer.json")
     pairs = read_pairs(ws.abs("data/pairs_all.jsonl"))
     enc = encode_pairs(tok, [(p.messages, p.chosen, p.rejected) for p in pairs], max_len=64, max_response_len=32)
-    sums, _ = reply_logprobs(load_gpt(ws.abs("sft_checkpoints/uniform"))[0], enc, np.arange(len(enc)), batch_size=8,
+    sums, _ = summed_reply_logprobs(load_run(ws.abs("sft_checkpoints/uniform")).model, enc, np.arange(len(enc)), batch_size=8,
                              pad_id=tok.bos_token_id, device=torch.device("cpu"))
     assert np.array_equal(cached.chosen, sums[:, 0]) and np.array_equal(cached.rejected, sums[:, 1])
     assert Manifest.load(ws.manifest_path).runs["dpo/ddp"].stats["world_size"] == 2

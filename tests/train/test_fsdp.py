@@ -78,7 +78,7 @@ def test_fsdp_in_a_single_process_is_refused_naming_torchrun(tmp_path):
 
 @pytest.mark.slow
 def test_two_fsdp_processes_train_like_one_and_save_an_ordinary_checkpoint(tmp_path):
-    from katcli.train.run_dir import load_gpt
+    from katcli.train.run_dir import load_run
 
     ws = make_workspace(tmp_path / "ws", planted_pairs(60))
     proc = torchrun(ws, "train", "sft", "--name", "fsdp", *FLAGS, "--fsdp")
@@ -98,7 +98,7 @@ def test_two_fsdp_processes_train_like_one_and_save_an_ordinary_checkpoint(tmp_p
     one_eval = [json.loads(x) for x in (single.directory / "metrics.jsonl").read_text().splitlines() if '"type"' in x]
     assert evals[-1]["overall"]["nll"] == pytest.approx(one_eval[-1]["overall"]["nll"], abs=1e-5)
     # Whole tensors, not one rank's shard: the checkpoint is a plain GPT and equals one process's weights.
-    sharded, plain = load_gpt(run_dir)[0].state_dict(), load_gpt(single.directory)[0].state_dict()
+    sharded, plain = load_run(run_dir).model.state_dict(), load_run(single.directory).model.state_dict()
     for name, p in plain.items():
         assert type(sharded[name]) is torch.Tensor and sharded[name].shape == p.shape
         assert torch.allclose(sharded[name], p, atol=1e-6), name

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from katcli.train.losses import bradley_terry, centering, pair_loss
+from katcli.train.rm_sft_losses import bradley_terry, centering, pair_loss
 from katcli.train.metrics import Accuracy, EvalReport, density_quintiles, summarize, wilson_interval
 from katcli.train.schedule import default_warmup, lr_at
 

@@ -9,6 +9,7 @@ from modelkit import one_torch_thread, randomize, tiny_config  # noqa: F401
 from rmkit import make_tokenizer, planted_pairs
 
 from katcli.model.gpt import GPT
+from katcli.model.run_meta import RunMeta
 from katcli.train.evaluate import score_pairs
 from katcli.train.policy_eval import pick_eval_prompts
 from katcli.train.reward_model import RewardModel
@@ -53,9 +54,9 @@ def test_long_replies_are_fitted_by_the_one_truncation_rule(rm):
 
 
 def test_reward_scorer_reads_its_lengths_from_the_meta(rm):
-    s = RewardScorer.from_meta(rm, TOK, {"config": {"max_len": 96, "max_response_len": 40}})
+    s = RewardScorer.from_meta(rm, TOK, RunMeta.from_json({"config": {"max_len": 96, "max_response_len": 40}}))
     assert (s.max_len, s.max_response_len) == (96, 40)
-    s = RewardScorer.from_meta(rm, TOK, {"config": {"max_len": 96, "max_response_len": None}})
+    s = RewardScorer.from_meta(rm, TOK, RunMeta.from_json({"config": {"max_len": 96, "max_response_len": None}}))
     assert s.max_response_len == 48
 
 

@@ -11,7 +11,7 @@ import torch
 from katcli.model.engine import Engine, Generation, SamplingConfig
 from katcli.model.gpt import GPT
 from katcli.train.grpo_losses import GRPOConfig, group_advantages, grpo_loss
-from katcli.train.rollout import SEED_BITS, Rollout, reply_logprobs, rollout_seed
+from katcli.train.rollout import SEED_BITS, Rollout, rollout_logprobs, rollout_seed
 
 from modelkit import one_torch_thread, randomize, tiny_config  # noqa: F401
 
@@ -90,7 +90,7 @@ def test_some_replies_stop_and_some_are_truncated(model):
 def test_a_training_forward_reproduces_the_sampling_logprobs(model):
     gen = _generate(model)
     ro = Rollout.from_generation(PROMPTS, gen)
-    logp = reply_logprobs(model, ro)
+    logp = rollout_logprobs(model, ro)
     torch.testing.assert_close(logp, ro.old_logp, atol=2e-5, rtol=1e-5)
     assert (logp[ro.mask == 0] == 0).all()
 
@@ -98,16 +98,16 @@ def test_a_training_forward_reproduces_the_sampling_logprobs(model):
 def test_reply_logprobs_carry_gradient_and_micro_batches_match(model):
     ro = Rollout.from_generation(PROMPTS, _generate(model))
     model.train()
-    logp = reply_logprobs(model, ro)
+    logp = rollout_logprobs(model, ro)
     logp.sum().backward()
     assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
     with torch.no_grad():
-        torch.testing.assert_close(reply_logprobs(model, ro.rows(slice(3, 6))), logp.detach()[3:6], atol=2e-5, rtol=0)
+        torch.testing.assert_close(rollout_logprobs(model, ro.rows(slice(3, 6))), logp.detach()[3:6], atol=2e-5, rtol=0)
 
 
 def test_reply_entropy_is_the_full_distributions_entropy(model):
     ro = Rollout.from_generation(PROMPTS, _generate(model))
-    logp, entropy = reply_logprobs(model, ro, with_entropy=True)
+    logp, entropy = rollout_logprobs(model, ro, with_entropy=True)
     with torch.no_grad():
         logits = model(ro.ids, pad_mask=ro.real)  # [B, P + L, V]
         P, L = ro.prompt_width, ro.completion.size(1)
@@ -148,7 +148,7 @@ def _grpo_run(sign: float, steps: int = 10) -> tuple[float, float]:
         history.append(float(share.mean()))
         adv = group_advantages(sign * share, 8, config.scale_rewards).advantages
         model.train()
-        out = grpo_loss(reply_logprobs(model, ro), ro.old_logp, None, adv, ro.mask, config, max_new_tokens=6)
+        out = grpo_loss(rollout_logprobs(model, ro), ro.old_logp, None, adv, ro.mask, config, max_new_tokens=6)
         opt.zero_grad()
         out.loss.backward()
         opt.step()

@@ -70,7 +70,7 @@ def test_random_labels_stay_near_chance(tmp_path):
 
 @pytest.mark.slow
 def test_the_run_is_a_policy_checkpoint_recorded_with_its_reference_and_cache(planted):
-    from katcli.train.run_dir import load_gpt
+    from katcli.train.run_dir import load_run
 
     ws, _ = planted
     run_dir = ws.abs(f"{P.DPO_DIR}/uniform")
@@ -82,7 +82,7 @@ def test_the_run_is_a_policy_checkpoint_recorded_with_its_reference_and_cache(pl
     assert meta["dpo"] == {"beta": 0.5, "loss": "sigmoid", "label_smoothing": 0.0, "sft_weight": 0.0}
     assert meta["reference"]["path"] == "sft_checkpoints/uniform" and meta["reference"]["is_init"]
     assert meta["config"]["init"] == "sft/uniform"
-    gpt, _ = load_gpt(run_dir)  # a plain GPT: usable as --init anywhere
+    gpt = load_run(run_dir).model  # a plain GPT: usable as --init anywhere
     assert gpt.config.vocab_size > 0
     run = Manifest.load(ws.manifest_path).runs["dpo/uniform"]
     inputs = {i.path for i in run.inputs}
@@ -97,8 +97,8 @@ def test_cached_reference_equals_a_fresh_reference_forward_bit_for_bit(planted):
     from katcli.model.tokenizer import Tokenizer
     from katcli.train.inputs import read_pairs
     from katcli.train.ref_cache import load_ref_logps
-    from katcli.train.run_dir import load_gpt
-    from katcli.train.seq_scoring import reply_logprobs
+    from katcli.train.run_dir import load_run
+    from katcli.train.seq_scoring import summed_reply_logprobs
     from katcli.train.sequences import encode_pairs
 
     ws, _ = planted
@@ -110,8 +110,8 @@ def test_cached_reference_equals_a_fresh_reference_forward_bit_for_bit(planted):
     tok = Tokenizer.load(run_dir / "tokenizer.json")
     pairs = read_pairs(ws.abs(P.PAIRS))
     enc = encode_pairs(tok, [(p.messages, p.chosen, p.rejected) for p in pairs], max_len=64, max_response_len=32)
-    ref, _ = load_gpt(ws.abs("sft_checkpoints/uniform"))
-    sums, counts = reply_logprobs(ref, enc, np.arange(len(enc)), batch_size=16, pad_id=tok.bos_token_id,
+    ref = load_run(ws.abs("sft_checkpoints/uniform")).model
+    sums, counts = summed_reply_logprobs(ref, enc, np.arange(len(enc)), batch_size=16, pad_id=tok.bos_token_id,
                                   device=torch.device("cpu"))
     assert np.array_equal(cached.chosen, sums[:, 0]) and np.array_equal(cached.rejected, sums[:, 1])
     assert np.array_equal(cached.chosen_tokens, counts[:, 0])

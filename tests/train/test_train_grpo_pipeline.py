@@ -17,10 +17,9 @@ from katcli.errors import ConfigError, InterruptedRun, KatError
 from katcli.model.engine import Engine, SamplingConfig
 from katcli.pipeline.train_grpo import TrainGRPOConfig, run_train_grpo, tiny_grpo_config
 from katcli.train import inputs as I
-from katcli.train.rm_checkpoint import load_rm, read_rm_meta
 from katcli.train.rm_scoring import RewardScorer
 from katcli.train.rollout import rollout_seed
-from katcli.train.run_dir import load_gpt
+from katcli.train.run_dir import load_run
 from katcli.train.split import split_pairs
 from katcli.workspace import Manifest
 from katcli.workspace import paths as P
@@ -36,13 +35,13 @@ def planted(tmp_path_factory):
 def _heldout_quality(ws, policy_dir, n_prompts: int = 48, k: int = 4) -> tuple[float, float]:
     """(mean reward, share of replies containing the marker) of sampled replies to held-out prompts, measured here
     independently of the stage's own evaluation."""
-    gpt, _ = load_gpt(policy_dir)
+    gpt = load_run(policy_dir).model
     from katcli.model.tokenizer import Tokenizer
 
     tok = Tokenizer.load(policy_dir / "tokenizer.json")
     rm_dir = ws.abs("rm_checkpoints/uniform")
-    rm, _ = load_rm(rm_dir)
-    scorer = RewardScorer.from_meta(rm, Tokenizer.load(rm_dir / "tokenizer.json"), read_rm_meta(rm_dir)[1])
+    rm = load_run(rm_dir, role="reward")
+    scorer = RewardScorer.from_meta(rm.model, Tokenizer.load(rm_dir / "tokenizer.json"), rm.meta)
     pairs = I.read_pairs(ws.abs(P.PAIRS))
     split = split_pairs([p.prefix_id for p in pairs], seed=0, val_ratio=0.2)
     seen, rows = set(), []
@@ -144,9 +143,9 @@ def test_kl_to_the_reference_is_measured_and_starts_at_zero(planted):
     meta = json.loads(next(res.directory.glob("meta_*.json")).read_text())
     assert meta["reference"]["same_as"] == "init"
     # What `kat eval policy` reads to warn that scoring with this reward model is optimistic.
-    from katcli.pipeline.train_grpo import trained_reward_model
+    from katcli.model.run_meta import RunMeta
 
-    trained = trained_reward_model(meta)
+    trained = RunMeta.from_json(meta).trained_rm
     assert trained is not None and trained["name"] == "uniform"
     assert planted.abs(trained["path"]).resolve() == planted.abs("rm_checkpoints/uniform").resolve()
 

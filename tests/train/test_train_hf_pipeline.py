@@ -57,13 +57,11 @@ def _heldout_texts(hf_models, n=6):
 
 def _kat_rewards(run_dir: Path, rows):
     """kat's rewards of (messages, reply) rows: its tokenizer adapter, its batching and padding, its model."""
-    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
     from katcli.train.rm_scoring import RewardScorer
-    from katcli.train.run_dir import load_run_tokenizer
+    from katcli.train.run_dir import load_run
 
-    rm = load_rm(run_dir)[0]
-    tok = load_run_tokenizer(run_dir)
-    meta = read_rm_meta(run_dir)[1]
+    loaded = load_run(run_dir, role="reward")
+    rm, tok, meta = loaded.model, loaded.tokenizer, loaded.meta
     return RewardScorer.from_meta(rm, tok, meta, batch_size=4)([m for m, _ in rows], [r for _, r in rows])
 
 
@@ -104,12 +102,13 @@ def test_hf_sft_policy_trains_and_reloads_in_plain_transformers(tmp_path, hf_mod
     from transformers import AutoModelForCausalLM
 
     from katcli.model.logprobs import token_logprobs
-    from katcli.train.run_dir import load_policy
+    from katcli.train.run_dir import load_run
 
     ws = _ws(tmp_path, hf_models)
     res = run_train_sft(ws, TrainSFTConfig(init=f"hf:{hf_models[kind]}", **COMMON))
     assert res.eval is not None and np.isfinite(res.eval.overall.mean)
-    policy, tok = load_policy(res.directory)
+    loaded = load_run(res.directory)
+    policy, tok = loaded.model, loaded.tokenizer
     plain = AutoModelForCausalLM.from_pretrained(str(res.directory)).eval()
     held = _heldout_texts(hf_models, 3)
     with torch.no_grad():
@@ -209,7 +208,7 @@ def test_hf_sampling_with_transformers_cache_matches_recomputation_and_teacher_f
     from katcli.model.engine import Engine, SamplingConfig
     from katcli.model.hf import HFSource, load_tokenizer
     from katcli.model.hf_models import load_policy
-    from katcli.train.rollout import Rollout, reply_logprobs
+    from katcli.train.rollout import Rollout, rollout_logprobs
 
     d = Path(hf_models[kind])
     tok = load_tokenizer(d, encoder=False, chat_template=None, trust_remote_code=False)
@@ -224,7 +223,7 @@ def test_hf_sampling_with_transformers_cache_matches_recomputation_and_teacher_f
     assert torch.allclose(cached.logprobs, plain.logprobs, atol=TOL)
     roll = Rollout.from_generation(prompts, cached)
     with torch.no_grad():
-        forced = reply_logprobs(policy, roll)
+        forced = rollout_logprobs(policy, roll)
     assert torch.allclose(forced, roll.old_logp * roll.mask, atol=TOL)
 
 
@@ -233,7 +232,7 @@ def test_hf_grpo_trains_with_an_hf_reward_model_and_reloads(tmp_path, hf_models)
 
     from katcli.model.logprobs import token_logprobs
     from katcli.pipeline.train_grpo import run_train_grpo, tiny_grpo_config
-    from katcli.train.run_dir import load_policy
+    from katcli.train.run_dir import load_run
 
     ws = _ws(tmp_path, hf_models)
     run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models['bert']}", **COMMON))
@@ -244,7 +243,8 @@ def test_hf_grpo_trains_with_an_hf_reward_model_and_reloads(tmp_path, hf_models)
     assert res.step == 2
     lines = [json.loads(x) for x in (res.directory / "metrics.jsonl").read_text().splitlines()]
     assert lines[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the reference is the starting model
-    policy, tok = load_policy(res.directory)
+    loaded = load_run(res.directory)
+    policy, tok = loaded.model, loaded.tokenizer
     plain = AutoModelForCausalLM.from_pretrained(str(res.directory)).eval()
     ids = torch.tensor([tok.render_for_completion(hf_models["pairs"][0]["prefix"]["messages"])])
     with torch.no_grad():
@@ -287,7 +287,7 @@ def test_hf_dpo_trains_reloads_and_evaluates_beside_an_hf_reward_model(tmp_path,
     from katcli.model.logprobs import token_logprobs
     from katcli.pipeline.eval_rm import run_eval_rm
     from katcli.pipeline.train_dpo import run_train_dpo, tiny_dpo_config
-    from katcli.train.run_dir import load_policy
+    from katcli.train.run_dir import load_run
 
     ws = _ws(tmp_path, hf_models)
     rm = run_train_rm(ws, TrainRMConfig(init=f"hf:{hf_models['llama']}", **COMMON))
@@ -295,7 +295,8 @@ def test_hf_dpo_trains_reloads_and_evaluates_beside_an_hf_reward_model(tmp_path,
     assert dpo.step == 3
     lines = [json.loads(x) for x in (dpo.directory / "metrics.jsonl").read_text().splitlines()]
     assert lines[0]["loss"] == pytest.approx(np.log(2), abs=1e-5)  # policy = reference at the first step
-    policy, tok = load_policy(dpo.directory)
+    loaded = load_run(dpo.directory)
+    policy, tok = loaded.model, loaded.tokenizer
     plain = AutoModelForCausalLM.from_pretrained(str(dpo.directory)).eval()
     ids = torch.tensor([tok.render_for_completion(hf_models["pairs"][1]["prefix"]["messages"])])
     with torch.no_grad():

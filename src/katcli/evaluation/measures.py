@@ -1,6 +1,6 @@
 """From replies, rewards and embeddings to the comparison table: every measure, every group, with intervals.
 
-Measure families (`MEASURES` lists each measure's key, family and short label):
+Measure families (`measure_list(rm_names)` gives each measure's key, family and short label):
 
 - quality, per reward model `R`: `reward/R` (a prompt's mean reward over its samples) and `win/R` (its win rate
   against the baseline policy, `katcli.evaluation.scoring.win_rate`);
@@ -12,7 +12,8 @@ Measure families (`MEASURES` lists each measure's key, family and short label):
 Groups: `overall`, `src:<source>` and, with density weights, `Q1` (commonest) … `Q5` (rarest). Per-prompt measures
 are averaged over a group's prompts with a percentile bootstrap interval; across-prompt measures are recomputed on
 each resample (bias-corrected, `katcli.evaluation.bootstrap`). The Δ of a policy is against the baseline on the
-same prompts and resamples. This module knows measures and groups; not models, files or rendering.
+same prompts and resamples (`compare_policies`). This module knows measures and groups; not models, files or
+rendering.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def groups_of(sources: Sequence[str], quintiles: Sequence[int | None]) -> dict[s
     return groups
 
 
-def compare(
+def compare_policies(
     outputs: Sequence[PolicyOutputs],
     baseline: int,
     *,

@@ -123,7 +123,7 @@ def paired_diff(
     return PairedDiff(len(a), int(a.sum()), int(b.sum()), a_only, b_only, interval, mcnemar_exact_p(a_only, b_only))
 
 
-def compare(
+def compare_margins(
     margins_a: np.ndarray,
     margins_b: np.ndarray,
     *,

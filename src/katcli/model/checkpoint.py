@@ -1,14 +1,14 @@
 """Checkpoint directories in nanochat's layout, written atomically and read without executing pickles.
 
 A checkpoint directory holds, per step, `model_{step:06d}.pt` (a flat state dict of tensors), `meta_{step:06d}.json`
-(model config, tokenizer sha256, training config, input checksums — whatever the trainer records) and optionally
+(the run's record, `katcli.model.run_meta.RunMeta`: model config, tokenizer sha256, flags, inputs, split) and optionally
 `optim_{step:06d}.pt` for resuming. `.pt` files are always read with `torch.load(..., weights_only=True)`, so a file
 carrying arbitrary pickled objects is refused instead of executed. Every file is written to a temporary name,
 fsync'ed and `os.replace`d, so a crash never leaves a half-written checkpoint under a real name. The latest step is
 found by scanning for `model_<digits>.pt`.
 
 This module knows nothing about the workspace manifest, training loops or what the meta means beyond
-`model_config`, which `load_model` turns into a `GPT`.
+`model_config`, which `load_model` turns into a plain `GPT` (a trained run of any kind is `katcli.train.run_dir.load_run`'s).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import torch
 
 from katcli.errors import KatError
 from katcli.model.gpt import GPT, GPTConfig
+from katcli.model.run_meta import REWRITE_HINT as _REWRITE_HINT
+from katcli.model.run_meta import RunMeta, read_meta
 from katcli.workspace.atomic import atomic_write
 
 _MODEL_RE = re.compile(r"^model_(\d+)\.pt$")
@@ -113,9 +115,6 @@ def meta_bytes(meta: Mapping[str, Any]) -> bytes:
     return (json.dumps(dict(meta), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-#: What to do about a checkpoint file that is missing or unreadable: kat wrote it whole or not at all, so it was
-#: damaged or replaced afterwards, or the directory is not a checkpoint.
-_REWRITE_HINT = "re-create the checkpoint (re-run the training or the import that wrote it) or point at another one"
 _NOT_WEIGHTS = "cannot read checkpoint: not a PyTorch weights file"
 
 
@@ -168,9 +167,10 @@ def load_model(
     """
     ckpt = load_checkpoint(directory, step, device="cpu")
     meta_path = checkpoint_paths(directory, ckpt.step)["meta"]
-    if "model_config" not in ckpt.meta:
+    model_config = RunMeta.from_json(ckpt.meta, file=str(meta_path)).model_config
+    if model_config is None:
         raise KatError("checkpoint meta has no model_config", file=str(meta_path), hint=_REWRITE_HINT)
-    config = GPTConfig.from_dict(ckpt.meta["model_config"])
+    config = GPTConfig.from_dict(model_config)
     model = GPT.from_state_dict(config, ckpt.model_state, source=str(checkpoint_paths(directory, ckpt.step)["model"]))
     return model.to(device), ckpt
 
@@ -195,18 +195,3 @@ def load_weights(path: str | os.PathLike[str], *, device: str | torch.device = "
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise KatError(f"cannot read checkpoint: {first}", file=str(p), hint=_REWRITE_HINT) from exc
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise KatError("checkpoint meta not found", file=str(path), hint=_REWRITE_HINT)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        line = getattr(exc, "lineno", None)
-        raise KatError(
-            f"checkpoint meta is not valid JSON: {exc}", file=str(path), line=line, hint=_REWRITE_HINT
-        ) from exc
-    if not isinstance(meta, dict):
-        raise KatError("checkpoint meta must be a JSON object", file=str(path), hint=_REWRITE_HINT)
-    return meta

@@ -30,7 +30,6 @@ from typing import Any
 from katcli.errors import KatError
 
 PREFIX = "hf:"
-AS_IS_KIND = "hf-model"  # the `kind` of an HF model used as it is (`hf:NAME|DIR`), with no kat run around it
 END = "<|assistant_end|>"
 USER_START = "<|user_start|>"
 NO_TOKEN = -1  # what `encode_special(USER_START)` gives: no id equals it, so trimming keeps only the first id

@@ -12,7 +12,7 @@ bytes, so `sha256()` is the checksum of the file and identifies the tokenizer in
 
 This module also renders chat conversations into ids + loss masks (`render_conversation`) and primes a prefix for
 sampling (`render_for_completion`). It knows nothing about the manifest, where training text comes from, or models;
-from the workspace layer it only borrows the atomic file write.
+from the workspace layer it only borrows the atomic file write and the file name.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
+from katcli.workspace import paths as P
 from katcli.workspace.atomic import atomic_write
 
 SPECIAL_TOKENS: tuple[str, ...] = (
@@ -49,7 +50,7 @@ SPLIT_PATTERN = (
 )
 
 FORMAT = "kat-bpe-v1"
-TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_FILE = P.TOKENIZER_FILE
 MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)
 
 Conversation = Mapping[str, Any] | Sequence[Mapping[str, Any]]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,9 @@ import numpy as np
 
 from katcli.errors import ConfigError, KatError
 from katcli.evaluation.measures import SCHEMA
-from katcli.model.hf import AS_IS_KIND, is_hf_ref
-from katcli.pipeline.eval_rm import fresh_density_weights, hf_scorer, load_scorer, resolve_checkpoint, workspace_rel
+from katcli.pipeline.eval_rm import Scorer, load_scorer, read_scorer, workspace_rel
+from katcli.pipeline.heldout import Agreement, InputCheck, fresh_density_weights
 from katcli.pipeline.policies import PolicyRef, resolve_policy, unique_labels
-from katcli.pipeline.train_grpo import trained_reward_model
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -68,12 +67,54 @@ class EvalPolicyConfig:
             raise ConfigError("--threads must be at least 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalPolicyResult:
-    data: dict[str, Any]
+    """The `kat.eval.policy/1` document of one evaluation, typed by its sections."""
+
+    heldout: dict[str, Any]  # the split the prompts came from (seed, val_ratio, from, prompts, fingerprint)
+    prompts: dict[str, Any]  # which prompts were drawn, per quintile
+    sampling: dict[str, Any]
+    baseline: str
+    policies: list[dict[str, Any]]
+    reward_models: list[dict[str, Any]]
+    embedding_model: dict[str, Any]
+    groups: dict[str, int]
+    measures: list[dict[str, Any]]
+    results: Any
+    bootstrap: dict[str, Any]
+    timings: dict[str, float]
+    notes: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        return self.data
+        return {"schema": SCHEMA, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.to_json()
+
+
+@dataclass(frozen=True)
+class _Policy:
+    ref: PolicyRef
+    step: int
+    meta: Any  # katcli.model.run_meta.RunMeta
+    model_file: Path
+
+
+@dataclass
+class _Prompts:
+    held: Any  # katcli.pipeline.heldout.HeldOutSet
+    split_from: str
+    first: dict[str, Any]  # held-out prompt id → its first pair
+    draw: Any  # katcli.evaluation.prompts.PromptDraw
+
+    @property
+    def messages(self) -> list[Any]:
+        return [self.first[pid].messages for pid in self.draw.ids]
+
+    @property
+    def sources(self) -> list[str]:
+        return [self.first[pid].src for pid in self.draw.ids]
 
 
 def default_embedder(device: str) -> tuple[Embedder, dict[str, Any]]:
@@ -91,20 +132,10 @@ def run_eval_policy(
     embedder: Embedder | None = None,
     progress: ProgressFn = no_progress,
 ) -> EvalPolicyResult:
-    """Generate, score, measure and compare; write each policy's generations; return the `kat.eval.policy/1` data."""
-    import torch
-
-    from katcli.evaluation.generate import GenerationConfig, generate_replies
-    from katcli.evaluation.measures import PolicyOutputs, compare, group_sizes, measure_list
-    from katcli.evaluation.policy import load_policy, policy_meta
-    from katcli.evaluation.prompts import draw_prompts
-    from katcli.evaluation.scoring import score_replies
-    from katcli.train.rm_scoring import RewardScorer
-    from katcli.model.checkpoint import checkpoint_paths
-    from katcli.train import inputs as I
+    """Resolve the policies and reward models → the held-out prompts → generate, score, embed → the document;
+    write each policy's generations."""
+    from katcli.evaluation.generate import GenerationConfig
     from katcli.train.ddp import resolve_device
-    from katcli.train.rm_checkpoint import read_rm_meta
-    from katcli.train.split import split_pairs
 
     gen_cfg = GenerationConfig(
         samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -112,132 +143,126 @@ def run_eval_policy(
     )
     dev = resolve_device(cfg.device)
     notes: list[str] = []
-    judge = load_judge(ws)
+    check = InputCheck(load_judge(ws), cfg.force, notes)
+    policies, baseline = _resolve_policies(ws, cfg, check)
+    rms = _resolve_rms(ws, cfg, check)
+    _trained_against_notes(ws, policies, rms, notes)
+    prompts = _heldout_prompts(ws, cfg, policies, rms, check, progress)
+    timings = {"generate_s": 0.0, "score_s": 0.0, "embed_load_s": 0.0, "embed_s": 0.0, "metrics_s": 0.0}
+    outputs, policies_json, embed_info = _generate_score_embed(
+        ws, cfg, gen_cfg, policies, rms, prompts, dev, embedder, timings, progress)
+    result = _document(cfg, policies, baseline, rms, prompts, outputs, policies_json, embed_info, timings, notes)
+    _write_generations(ws, cfg, [p.ref for p in policies], outputs, prompts.draw, prompts.sources, result.to_json())
+    return result
 
-    def check(rel: str) -> None:
-        problem = judge.check_input(rel)
-        if problem is not None:
-            if not cfg.force or judge.current_sha(rel) is None:
-                raise problem
-            notes.append(f"forced: {problem.message}")
 
-    def check_model_file(label: str, model_file: Path) -> None:
-        rel = workspace_rel(ws, model_file)
-        if rel is None:
-            return
-        if judge.manifest.owner_of(rel) is None:
-            notes.append(f"{label}: {rel} is not recorded in the manifest, so its freshness is not checked")
-        else:
-            for f in judge.checkpoint_files(rel):  # the meta and tokenizer beside it are read too
-                check(f)
+def _check_model_file(ws: Workspace, check: InputCheck, label: str, model_file: Path) -> None:
+    """A model file inside the workspace must be the one its run recorded (with the meta and tokenizer beside it)."""
+    rel = workspace_rel(ws, model_file)
+    if rel is None:
+        return
+    if check.judge.manifest.owner_of(rel) is None:
+        check.notes.append(f"{label}: {rel} is not recorded in the manifest, so its freshness is not checked")
+    else:
+        for f in check.judge.checkpoint_files(rel):  # the meta and tokenizer beside it are read too
+            check(f)
 
-    # -- policies, baseline, reward models --------------------------------------------------------------------
+
+def _resolve_policies(ws: Workspace, cfg: EvalPolicyConfig, check: InputCheck) -> tuple[list[_Policy], int]:
+    """The policies (each directory once, the baseline first when it is not one of them) and the baseline's index."""
+    from katcli.evaluation.policy import read_policy
+
     refs: list[PolicyRef] = []
     for arg in cfg.policies:
         ref = resolve_policy(ws, arg, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != ref.directory for r in refs):
             refs.append(ref)
+    baseline = 0
     if cfg.baseline is not None:
         base_ref = resolve_policy(ws, cfg.baseline, trust_remote_code=cfg.trust_remote_code)
         if all(r.directory != base_ref.directory for r in refs):
             refs.insert(0, base_ref)
         baseline = next(i for i, r in enumerate(refs) if r.directory == base_ref.directory)
-    else:
-        baseline = 0
-    refs = unique_labels(refs)
-    metas = []
-    for ref in refs:
-        step, meta, model_file = policy_meta(ref.directory)
-        check_model_file(ref.label, model_file)
-        metas.append((step, meta, model_file))
+    policies = []
+    for ref in unique_labels(refs):
+        step, meta, model_file = read_policy(ref.directory)
+        _check_model_file(ws, check, ref.label, model_file)
+        policies.append(_Policy(ref, step, meta, model_file))
+    return policies, baseline
 
-    rms: list[tuple[str, Path, int, dict[str, Any]]] = []
+
+def _resolve_rms(ws: Workspace, cfg: EvalPolicyConfig, check: InputCheck) -> list[Scorer]:
+    from katcli.model.checkpoint import checkpoint_paths
+
+    rms: list[Scorer] = []
     for arg in cfg.rms:
-        if is_hf_ref(arg):  # an off-the-shelf reward model, scored as it is
-            name, directory, step, meta = hf_scorer(arg, trust_remote_code=cfg.trust_remote_code, flag="--rm")
-        else:
-            name, directory = resolve_checkpoint(ws, arg)
-            step, meta = read_rm_meta(directory)
-            check_model_file(f"--rm {name}", checkpoint_paths(directory, step)["model"])
-        if any(d == directory for _, d, _, _ in rms):
-            continue
-        rms.append((name, directory, step, meta))
-    if len({r[0] for r in rms}) < len(rms):
+        s = read_scorer(ws, arg, trust_remote_code=cfg.trust_remote_code, flag="--rm")
+        if not s.meta.is_as_is:
+            _check_model_file(ws, check, f"--rm {s.name}", checkpoint_paths(s.directory, s.step)["model"])
+        if all(r.directory != s.directory for r in rms):
+            rms.append(s)
+    if len({r.name for r in rms}) < len(rms):
         raise KatError("two --rm reward models have the same name", hint="pass one of them by a unique path")
-    rm_names = [r[0] for r in rms]
-    for ref, (_, meta, _) in zip(refs, metas):
-        trained = trained_reward_model(meta)
+    return rms
+
+
+def _trained_against_notes(ws: Workspace, policies: list[_Policy], rms: list[Scorer], notes: list[str]) -> None:
+    """A policy judged by the reward model it was trained against looks better than it is: say so."""
+    for p in policies:
+        trained = p.meta.trained_rm
         if trained is None:
             continue
         trained_rm = str(trained["name"])
         trained_dir = ws.abs(trained["path"]).resolve() if trained.get("path") else None
-        same = [n for n, d, _, _ in rms if n == trained_rm or (trained_dir is not None and d.resolve() == trained_dir)]
+        same = [r.name for r in rms
+                if r.name == trained_rm or (trained_dir is not None and r.directory.resolve() == trained_dir)]
         if same:
             notes.append(
-                f"{ref.label} was trained against the reward model {trained_rm}; its reward under {same[0]} is "
+                f"{p.ref.label} was trained against the reward model {trained_rm}; its reward under {same[0]} is "
                 "optimistic (it learned that model's quirks): judge it with another --rm"
             )
         elif not rms:
-            notes.append(f"{ref.label} was trained against {trained_rm}: score with a different --rm")
+            notes.append(f"{p.ref.label} was trained against {trained_rm}: score with a different --rm")
     if not rms:
         notes.append("no --rm given: no quality measures (pass --rm RUN, ideally one no policy was trained against)")
 
-    # -- the held-out prompts ----------------------------------------------------------------------------------
-    specs = {
-        (float(m["heldout"]["seed"]), float(m["heldout"]["val_ratio"])): ref.label
-        for ref, (_, m, _) in zip(refs, metas)
-        if isinstance(m.get("heldout"), dict) and "seed" in m["heldout"] and "val_ratio" in m["heldout"]
-    }
-    if len(specs) > 1:
-        desc = ", ".join(f"{label}: --seed {int(s)} --val-ratio {v}" for (s, v), label in specs.items())
-        raise KatError(
-            f"the policies were trained with different held-out splits ({desc}), so they share no held-out prompts",
-            hint="train them with the same --seed and --val-ratio",
-        )
-    if specs:
-        split_seed, val_ratio = next(iter(specs))
-        split_seed, split_from = int(split_seed), "policy metas"
+
+def _heldout_prompts(ws: Workspace, cfg: EvalPolicyConfig, policies: list[_Policy], rms: list[Scorer],
+                     check: InputCheck, progress: ProgressFn) -> _Prompts:
+    """The held-out prompts the policies agree on, drawn stratified by density quintile."""
+    from katcli.evaluation.prompts import draw_prompts
+    from katcli.pipeline.heldout import read_heldout
+
+    notes = check.notes
+    agree = Agreement([(p.ref.label, p.meta) for p in policies], check, noun="prompts")
+    by_spec = lambda recorded: "the policies were trained with different held-out splits (" + ", ".join(  # noqa: E731
+        f"{label}: --seed {int(s)} --val-ratio {v}" for (s, v), label in {
+            (float(sp.seed), float(sp.val_ratio)): lb for lb, sp in recorded}.items()
+    ) + "), so they share no held-out prompts"
+    spec = agree.split(by_spec)
+    if spec is not None:
+        (split_seed, val_ratio), split_from = (int(spec[0]), float(spec[1])), "policy metas"
     else:
         split_seed, val_ratio, split_from = cfg.seed, DEFAULT_VAL_RATIO, "--seed and the default --val-ratio"
         notes.append(
             f"no policy records its training split: held-out prompts from --seed {cfg.seed}, --val-ratio "
             f"{DEFAULT_VAL_RATIO} (kat's default)"
         )
-    check(P.PAIRS)
-    pairs_sha = judge.current_sha(P.PAIRS)
-    for ref, (_, meta, _) in zip(refs, metas):
-        trained_on = (meta.get("inputs") or {}).get(P.PAIRS) if isinstance(meta.get("inputs"), dict) else None
-        if trained_on is not None and trained_on != pairs_sha:
-            message = f"{ref.label} was trained on another version of {P.PAIRS}; its held-out prompts are not these"
-            if not cfg.force:
-                raise KatError(message, hint="retrain it on the current pairs, or pass --force")
-            notes.append(f"forced: {message}")
-    pairs = I.read_pairs(ws.abs(P.PAIRS), progress=progress)
-    split = split_pairs([p.prefix_id for p in pairs], seed=split_seed, val_ratio=val_ratio)
-    fingerprint = split.fingerprint([p.id for p in pairs])
-    for ref, (_, meta, _) in zip(refs, metas):
-        recorded = (meta.get("heldout") or {}).get("fingerprint") if isinstance(meta.get("heldout"), dict) else None
-        if recorded not in (None, fingerprint):
-            if not cfg.force:
-                raise KatError(
-                    f"{ref.label}'s held-out set differs from the one the current pairs give",
-                    hint="retrain it on the current pairs, or pass --force",
-                )
-            notes.append(f"forced: {ref.label}'s held-out set differs from the one the current pairs give")
-    for name, _, _, meta in rms:
-        held = meta.get("heldout", {})
-        if meta.get("kind") == AS_IS_KIND:
-            notes.append(f"--rm {name} is a Hugging Face model as it is: kat cannot tell whether it was trained on "
+    agree.same_pairs()
+    held = read_heldout(ws, split_seed, val_ratio, progress=progress)
+    agree.same_fingerprint(held)
+    for r in rms:
+        if r.meta.is_as_is:
+            notes.append(f"--rm {r.name} is a Hugging Face model as it is: kat cannot tell whether it was trained on "
                          "these prompts")
-        elif (held.get("seed"), held.get("val_ratio")) != (split_seed, val_ratio):
+        elif r.meta.split is None or r.meta.split.spec != (split_seed, val_ratio):
+            sp = r.meta.split
             notes.append(
-                f"--rm {name} was trained with another split (--seed {held.get('seed')} --val-ratio "
-                f"{held.get('val_ratio')}): some evaluation prompts may be among its training prompts"
+                f"--rm {r.name} was trained with another split (--seed {sp.seed if sp else None} --val-ratio "
+                f"{sp.val_ratio if sp else None}): some evaluation prompts may be among its training prompts"
             )
-    first: dict[str, Any] = {}
-    for i in split.heldout:
-        first.setdefault(pairs[i].prefix_id, pairs[i])
-    weights = fresh_density_weights(ws, judge, list(first), notes)
+    first = held.first_per_prompt()
+    weights = fresh_density_weights(ws, check.judge, list(first), notes)
     draw = draw_prompts(list(first), cfg.prompts, seed=cfg.seed, weights=weights)
     if not draw.stratified:
         notes.append("prompts drawn uniformly (seeded), not stratified by density quintile")
@@ -245,102 +270,128 @@ def run_eval_policy(
         notes.append(f"only {len(draw.ids)} held-out prompts exist: all of them are used")
     elif min(draw.available) * 5 < cfg.prompts:
         notes.append(f"some quintiles hold fewer than {cfg.prompts // 5} held-out prompts: the others make up the rest")
-    prompt_msgs = [first[pid].messages for pid in draw.ids]
-    sources = [first[pid].src for pid in draw.ids]
+    return _Prompts(held, split_from, first, draw)
 
-    # -- generate, score, embed -------------------------------------------------------------------------------
+
+def _generate_score_embed(
+    ws: Workspace, cfg: EvalPolicyConfig, gen_cfg: Any, policies: list[_Policy], rms: list[Scorer],
+    prompts: _Prompts, dev: Any, embedder: Embedder | None, timings: dict[str, float], progress: ProgressFn,
+) -> tuple[list[Any], list[dict[str, Any]], dict[str, Any]]:
+    """Every policy's replies, their rewards under every --rm, and their embeddings."""
+    import torch
+
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    timings = {"generate_s": 0.0, "score_s": 0.0, "embed_load_s": 0.0, "embed_s": 0.0, "metrics_s": 0.0}
-    outputs: list[PolicyOutputs] = []
-    policies_json: list[dict[str, Any]] = []
     try:
-        for ref, (step, meta, model_file) in zip(refs, metas):
-            loaded = load_policy(ref.directory, device=dev, trust_remote_code=cfg.trust_remote_code)
-            t0 = time.perf_counter()
-            replies, counts = generate_replies(
-                loaded.model, loaded.tokenizer, prompt_msgs, draw.ids, gen_cfg, name=ref.label, progress=progress
-            )
-            seconds = time.perf_counter() - t0
-            timings["generate_s"] += seconds
-            del loaded
-            outputs.append(PolicyOutputs(ref.label, replies))
-            policies_json.append(
-                {
-                    "name": ref.label, "kind": ref.kind, "path": str(ref.directory), "step": step,
-                    "meta_kind": meta.get("kind"), "generations": f"{P.EVAL_POLICY_DIR}/{ref.run}/{GENERATIONS}",
-                    "tokens_generated": counts["tokens"], "prompts_trimmed": counts["prompts_trimmed"],
-                    "tokens_per_s": round(counts["tokens"] / seconds, 2) if seconds > 0 else None,
-                }
-            )
-        for name, directory, step, meta in rms:
-            t0 = time.perf_counter()
-            rm, tokenizer = load_scorer(ws, name, directory, step, meta, device=dev)
-            scorer = RewardScorer.from_meta(rm, tokenizer, meta, batch_size=32)
-            for out in outputs:
-                out.rewards[name] = score_replies(
-                    scorer, prompt_msgs, [[r.text for r in rs] for rs in out.replies], progress=progress,
-                    task=f"scoring {out.name} with {name}",
-                )
-            del rm, scorer
-            timings["score_s"] += time.perf_counter() - t0
+        outputs, policies_json = _generate(cfg, gen_cfg, policies, prompts, dev, timings, progress)
         t0 = time.perf_counter()
-        embed_info: dict[str, Any] = {"model": "injected"}
-        if embedder is None:
-            embedder, embed_info = default_embedder("cuda" if dev.type == "cuda" else "cpu")
-        timings["embed_load_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for k, out in enumerate(outputs):
-            texts = [r.text for rs in out.replies for r in rs]
-            emb = np.asarray(embedder(texts), dtype=np.float32)
-            out.embeddings = emb.reshape(len(out.replies), cfg.samples, -1)
-            progress("embedding replies", k + 1, len(outputs))
-        timings["embed_s"] = time.perf_counter() - t0
+        for s in rms:
+            _score(ws, s, outputs, prompts, dev, progress)
+        timings["score_s"] += time.perf_counter() - t0
+        embed_info = _embed(outputs, cfg, dev, embedder, timings, progress)
     finally:
         torch.set_num_threads(threads_before)
+    return outputs, policies_json, embed_info
 
+
+def _generate(cfg: EvalPolicyConfig, gen_cfg: Any, policies: list[_Policy], prompts: _Prompts, dev: Any,
+              timings: dict[str, float], progress: ProgressFn) -> tuple[list[Any], list[dict[str, Any]]]:
+    from katcli.evaluation.generate import generate_replies
+    from katcli.evaluation.measures import PolicyOutputs
+    from katcli.evaluation.policy import load_policy
+
+    outputs: list[Any] = []
+    policies_json: list[dict[str, Any]] = []
+    for p in policies:
+        loaded = load_policy(p.ref.directory, p.meta, p.step, device=dev, trust_remote_code=cfg.trust_remote_code)
+        t0 = time.perf_counter()
+        replies, counts = generate_replies(
+            loaded.model, loaded.tokenizer, prompts.messages, prompts.draw.ids, gen_cfg, name=p.ref.label,
+            progress=progress,
+        )
+        seconds = time.perf_counter() - t0
+        timings["generate_s"] += seconds
+        del loaded
+        outputs.append(PolicyOutputs(p.ref.label, replies))
+        policies_json.append(
+            {
+                "name": p.ref.label, "kind": p.ref.kind, "path": str(p.ref.directory), "step": p.step,
+                "meta_kind": p.meta.kind, "generations": f"{P.EVAL_POLICY_DIR}/{p.ref.run}/{GENERATIONS}",
+                "tokens_generated": counts["tokens"], "prompts_trimmed": counts["prompts_trimmed"],
+                "tokens_per_s": round(counts["tokens"] / seconds, 2) if seconds > 0 else None,
+            }
+        )
+    return outputs, policies_json
+
+
+def _score(ws: Workspace, s: Scorer, outputs: list[Any], prompts: _Prompts, dev: Any, progress: ProgressFn) -> None:
+    from katcli.evaluation.scoring import score_replies
+    from katcli.train.rm_scoring import RewardScorer
+
+    loaded = load_scorer(ws, s, device=dev)
+    scorer = RewardScorer.from_meta(loaded.model, loaded.tokenizer, s.meta, batch_size=32)
+    for out in outputs:
+        out.rewards[s.name] = score_replies(
+            scorer, prompts.messages, [[r.text for r in rs] for rs in out.replies], progress=progress,
+            task=f"scoring {out.name} with {s.name}",
+        )
+
+
+def _embed(outputs: list[Any], cfg: EvalPolicyConfig, dev: Any, embedder: Embedder | None,
+           timings: dict[str, float], progress: ProgressFn) -> dict[str, Any]:
     t0 = time.perf_counter()
-    results = compare(
+    embed_info: dict[str, Any] = {"model": "injected"}
+    if embedder is None:
+        embedder, embed_info = default_embedder("cuda" if dev.type == "cuda" else "cpu")
+    timings["embed_load_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for k, out in enumerate(outputs):
+        texts = [r.text for rs in out.replies for r in rs]
+        emb = np.asarray(embedder(texts), dtype=np.float32)
+        out.embeddings = emb.reshape(len(out.replies), cfg.samples, -1)
+        progress("embedding replies", k + 1, len(outputs))
+    timings["embed_s"] = time.perf_counter() - t0
+    return embed_info
+
+
+def _document(
+    cfg: EvalPolicyConfig, policies: list[_Policy], baseline: int, rms: list[Scorer], prompts: _Prompts,
+    outputs: list[Any], policies_json: list[dict[str, Any]], embed_info: dict[str, Any], timings: dict[str, float],
+    notes: list[str],
+) -> EvalPolicyResult:
+    from katcli.evaluation.measures import compare_policies, group_sizes, measure_list
+
+    draw, sources, rm_names = prompts.draw, prompts.sources, [r.name for r in rms]
+    t0 = time.perf_counter()
+    results = compare_policies(
         outputs, baseline, sources=sources, quintiles=draw.quintile, rm_names=rm_names, seed=cfg.seed
     )
     timings["metrics_s"] = time.perf_counter() - t0
-    timings = {k: round(v, 3) for k, v in timings.items()}
-
-    data: dict[str, Any] = {
-        "schema": SCHEMA,
-        "heldout": {
-            "seed": split_seed, "val_ratio": val_ratio, "from": split_from, "prompts": len(first),
-            "fingerprint": fingerprint,
-        },
-        "prompts": {
+    held = prompts.held
+    return EvalPolicyResult(
+        heldout={"seed": held.seed, "val_ratio": held.val_ratio, "from": prompts.split_from,
+                 "prompts": len(prompts.first), "fingerprint": held.fingerprint},
+        prompts={
             "n": len(draw.ids), "requested": cfg.prompts, "stratified": draw.stratified,
             "per_quintile": draw.per_quintile() or None, "quintile_weight_ranges": draw.quintile_ranges,
             "ids": list(draw.ids),
         },
-        "sampling": {
-            "samples": cfg.samples, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-            "top_p": cfg.top_p, "seed": cfg.seed,
-        },
-        "baseline": refs[baseline].label,
-        "policies": policies_json,
-        "reward_models": [
-            {"name": n, "path": str(d), "step": s, **({"hf": m["hf"]} if m.get("kind") == AS_IS_KIND else {})}
-            for n, d, s, m in rms
-        ],
-        "embedding_model": embed_info,
-        "groups": dict(group_sizes(sources, draw.quintile)),
-        "measures": [
-            {"key": m.key, "family": m.family, "label": m.label, "higher": m.higher, "per_prompt": m.per_prompt}
-            for m in measure_list(rm_names)
-        ],
-        "results": results,
-        "bootstrap": {"resamples": 1000, "set_resamples": 200, "seed": cfg.seed, "unit": "prompt"},
-        "timings": timings,
-        "notes": notes,
-    }
-    _write_generations(ws, cfg, refs, outputs, draw, sources, data)
-    return EvalPolicyResult(data)
+        sampling={"samples": cfg.samples, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+                  "top_p": cfg.top_p, "seed": cfg.seed},
+        baseline=policies[baseline].ref.label,
+        policies=policies_json,
+        reward_models=[{"name": r.name, "path": str(r.directory), "step": r.step,
+                        **({"hf": r.meta.hf} if r.meta.is_as_is else {})} for r in rms],
+        embedding_model=embed_info,
+        groups=dict(group_sizes(sources, draw.quintile)),
+        measures=[{"key": m.key, "family": m.family, "label": m.label, "higher": m.higher, "per_prompt": m.per_prompt}
+                  for m in measure_list(rm_names)],
+        results=results,
+        bootstrap={"resamples": 1000, "set_resamples": 200, "seed": cfg.seed, "unit": "prompt"},
+        timings={k: round(v, 3) for k, v in timings.items()},
+        notes=notes,
+    )
 
 
 def recorded_document(ws: Workspace, data: dict[str, Any]) -> dict[str, Any]:
@@ -365,7 +416,7 @@ def _write_generations(
     """One StageRun per policy: its generations file and the evaluation's document, atomically, under the lock,
     recorded with its inputs."""
     from katcli.evaluation.measures import reply_rows
-    from katcli.evaluation.policy import policy_meta
+    from katcli.evaluation.policy import read_policy
     from katcli.model.checkpoint import meta_bytes
     from katcli.pipeline.stage import StageRun
 
@@ -383,7 +434,7 @@ def _write_generations(
             for rel in (P.DENSITY_WEIGHTS, P.EMBED_IDS):
                 if draw.stratified and ws.abs(rel).is_file():
                     run.input(rel)
-            files = [policy_meta(ref.directory)[2]]
+            files = [read_policy(ref.directory)[2]]
             files += [_rm_weights(Path(r["path"]), r) for r in data["reward_models"]]
             for f in files:
                 rel = workspace_rel(ws, f)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, KatError
+from katcli.model.run_meta import IMPLICIT_REWARD_OBJECTIVES  # DPO's every --loss, KTO: implicit reward models
+from katcli.pipeline.heldout import Agreement, HeldOutSet, InputCheck, fresh_density_weights
 from katcli.pipeline.upstream import load_judge
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -33,8 +35,15 @@ from katcli.workspace import paths as P
 SCHEMA = "kat.eval.rm/1"
 CKPT = "CKPT"  # how errors name a model argument of `kat eval rm`
 
-# Policy objectives that define an implicit reward model kat evaluates on pairs (DPO's --loss values, KTO).
-IMPLICIT_REWARD_OBJECTIVES = ("dpo", "kto")
+
+@dataclass(frozen=True)
+class Scorer:
+    """A model that scores pairs (a reward model, a DPO policy, an HF reward model as it is), resolved."""
+
+    name: str
+    directory: Path
+    step: int  # 0: an HF model as it is
+    meta: Any  # katcli.model.run_meta.RunMeta
 
 
 @dataclass
@@ -103,23 +112,33 @@ def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
         ) from None
 
 
-def _read_scorer_meta(directory: Path) -> tuple[int, dict[str, Any]]:
-    """A reward model's or a DPO policy's checkpoint meta; any other policy is refused (it scores no pairs)."""
+_SCORER_HINT = "pass a run of `kat train rm` or `kat train dpo` (a DPO policy is an implicit reward model)"
+
+
+def read_scorer(ws: Workspace, arg: str, *, trust_remote_code: bool, flag: str = CKPT) -> Scorer:
+    """A reward model or a DPO policy by run name or path, or `hf:NAME|DIR`; any other policy is refused (it
+    scores no pairs)."""
     from katcli.model.checkpoint import checkpoint_paths
-    from katcli.train.run_dir import POLICY_KIND, RM_KIND, read_run_meta
+    from katcli.model.hf import is_hf_ref
+    from katcli.model.run_meta import POLICY_KIND, RM_KIND
+    from katcli.train.run_dir import read_run
 
-    hint = "pass a run of `kat train rm` or `kat train dpo` (a DPO policy is an implicit reward model)"
-    step, meta = read_run_meta(directory, (RM_KIND, POLICY_KIND), hint=hint)
-    if meta["kind"] == POLICY_KIND and meta.get("objective") not in IMPLICIT_REWARD_OBJECTIVES:
+    if is_hf_ref(arg):
+        return hf_scorer(arg, trust_remote_code=trust_remote_code, flag=flag)
+    name, directory = resolve_checkpoint(ws, arg)
+    step, meta = read_run(directory, (RM_KIND, POLICY_KIND) if flag == CKPT else (RM_KIND,),
+                          hint=_SCORER_HINT if flag == CKPT else "pass a directory written by `kat train rm` "
+                          "(e.g. rm_checkpoints/uniform)")
+    if meta.kind == POLICY_KIND and not meta.has_implicit_reward:
         raise KatError(
-            f"a {meta.get('objective', 'policy')} policy has no reward to compare pairs with",
-            file=str(checkpoint_paths(directory, step)["meta"]), hint=hint,
+            f"a {meta.objective or 'policy'} policy has no reward to compare pairs with",
+            file=str(checkpoint_paths(directory, step)["meta"]), hint=_SCORER_HINT,
         )
-    return step, meta
+    return Scorer(name, directory, step, meta)
 
 
-def hf_scorer(arg: str, *, trust_remote_code: bool, flag: str) -> tuple[str, Path, int, dict[str, Any]]:
-    """(name, directory, step, meta) of `hf:NAME|DIR`, an off-the-shelf reward model scored as it is (step 0)."""
+def hf_scorer(arg: str, *, trust_remote_code: bool, flag: str) -> Scorer:
+    """`hf:NAME|DIR`, an off-the-shelf reward model scored as it is (step 0)."""
     from katcli.pipeline.hf_source import hf_reward_model
 
     directory, meta = hf_reward_model(
@@ -128,93 +147,27 @@ def hf_scorer(arg: str, *, trust_remote_code: bool, flag: str) -> tuple[str, Pat
         f"`kat train dpo --init {arg}` and evaluate that run (dpo/NAME), or pass an "
         "AutoModelForSequenceClassification with num_labels=1",
     )
-    return arg, directory, 0, meta
+    return Scorer(arg, directory, 0, meta)
 
 
-def load_scorer(ws: Workspace, name: str, directory: Path, step: int, meta: dict[str, Any], *, device: Any
-                ) -> tuple[Any, Any]:
-    """(reward model, its tokenizer) of a `kat train rm` run or of an HF reward model as it is (`hf_scorer`)."""
-    from katcli.model.hf import AS_IS_KIND
-    from katcli.pipeline.hf_source import load_hf_reward_model
-    from katcli.train.rm_checkpoint import load_rm
+def scorer_tokenizer(ws: Workspace, s: Scorer) -> Any:
+    """The tokenizer a scorer was trained with: the copy beside it (else the workspace's), sha256-checked."""
+    from katcli.train.run_dir import run_tokenizer
 
-    if meta.get("kind") == AS_IS_KIND:
-        return load_hf_reward_model(directory, meta, device=device)
-    tokenizer = rm_tokenizer(ws, name, directory, meta)
-    return load_rm(directory, step, device=device)[0], tokenizer
+    return run_tokenizer(s.directory, s.meta, mismatch=f"{s.name}: the tokenizer beside it is not the one it was "
+                         "trained with", hint=f"re-run `{_train_command(s.meta)}` for it", fallback=ws.abs(P.TOKENIZER))
 
 
-def _train_command(meta: dict[str, Any]) -> str:
-    objective = meta.get("objective")
-    return f"kat train {objective}" if objective in IMPLICIT_REWARD_OBJECTIVES else "kat train rm"
+def load_scorer(ws: Workspace, s: Scorer, *, device: Any) -> Any:
+    """The reward model of a scorer, with its checked tokenizer (`LoadedRun`)."""
+    from katcli.train.run_dir import load_run
+
+    tokenizer = None if s.meta.is_as_is else scorer_tokenizer(ws, s)
+    return load_run(s.directory, s.meta, step=s.step, role="reward", device=device, tokenizer=tokenizer)
 
 
-def _score_dpo(
-    ws: Workspace, name: str, directory: Path, step: int, meta: dict[str, Any], enc: Any, heldout_index: Any,
-    held: list[Any], weights: Any, pairs_sha: str | None, *, batch_size: int, pad_id: int, device: Any,
-    progress: ProgressFn, notes: list[str],
-) -> Any:
-    """A DPO or KTO policy as an implicit reward model on the held-out pairs (the same report as a reward model's):
-    β(π − ref), or, for the reference-free SimPO and ORPO, β × the reply's mean token log-prob."""
-    import numpy as np
-
-    from katcli.pipeline.dpo_reference import heldout_reference_logps
-    from katcli.train.dpo_losses import DPOLossConfig
-    from katcli.train.objective import HeldOut
-    from katcli.train.objectives.dpo import implicit_reward_eval
-    from katcli.train.run_dir import load_policy_model
-
-    cfg = DPOLossConfig(**meta["dpo"]) if "dpo" in meta else DPOLossConfig(beta=meta["kto"]["beta"])
-    ref = None if cfg.reference_free else heldout_reference_logps(  # SimPO, ORPO: β × mean token log-prob
-        ws, name, directory, meta, pairs_sha256=pairs_sha, heldout_index=heldout_index, enc=enc,
-        batch_size=batch_size, pad_id=pad_id, device=device, progress=progress, notes=notes,
-    )
-    gpt = load_policy_model(directory, step=step)
-    gpt.to(device)
-    index = np.arange(len(held))
-    rows = HeldOut(index, [p.src for p in held], [p.prefix_id for p in held], weights)
-    return implicit_reward_eval(
-        gpt, enc, ref, cfg, rows, batch_size=batch_size, pad_id=pad_id, device=device,
-        progress=progress,
-    )
-
-
-def rm_tokenizer(ws: Workspace, name: str, directory: Path, meta: dict[str, Any]) -> Any:
-    """The tokenizer a reward model was trained with: the copy beside it (else the workspace's), sha256-checked."""
-    from katcli.model.hf import is_hf_dir
-    from katcli.model.tokenizer import Tokenizer
-    from katcli.train.run_dir import TOKENIZER_FILE, load_run_tokenizer
-
-    tok_file = directory / TOKENIZER_FILE
-    if is_hf_dir(directory):  # a Hugging Face backbone: its own tokenizer files, through kat's adapter
-        tokenizer = load_run_tokenizer(directory)
-    else:
-        tokenizer = Tokenizer.load(tok_file if tok_file.is_file() else ws.abs(f"{P.TOKENIZER_DIR}/tokenizer.json"))
-    if tokenizer.sha256() != meta.get("tokenizer_sha256"):
-        raise KatError(
-            f"{name}: the tokenizer beside it is not the one it was trained with",
-            file=str(tok_file),
-            hint=f"re-run `{_train_command(meta)}` for it",
-        )
-    return tokenizer
-
-
-def fresh_density_weights(ws: Workspace, judge: Any, prefix_ids: Sequence[str], notes: list[str]) -> dict | None:
-    """The workspace's density weights when present, fresh and covering every prompt in `prefix_ids`; else None
-    and a note saying why there are no density quintiles."""
-    from katcli.train import inputs as I
-
-    if not (ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file()):
-        notes.append("no density weights in the workspace (run `kat embed`): no density quintiles")
-        return None
-    if judge.check_input(P.DENSITY_WEIGHTS) is not None or judge.check_input(P.EMBED_IDS) is not None:
-        notes.append("the density weights are stale or unrecorded: no density quintiles")
-        return None
-    weights = I.read_density_weights(ws.abs(P.DENSITY_WEIGHTS), ws.abs(P.EMBED_IDS))
-    if not all(pid in weights for pid in prefix_ids):
-        notes.append("the density weights do not cover every held-out prompt: no density quintiles")
-        return None
-    return weights
+def _train_command(meta: Any) -> str:
+    return f"kat train {meta.objective}" if meta.has_implicit_reward else "kat train rm"
 
 
 def workspace_rel(ws: Workspace, path: Path) -> str | None:
@@ -235,21 +188,8 @@ def run_eval_rm(
     trust_remote_code: bool = False,
     progress: ProgressFn = no_progress,
 ) -> EvalRMResult:
-    """Evaluate every checkpoint on the common held-out set."""
-    import numpy as np
-    import torch
-
+    """Evaluate every checkpoint on the common held-out set: resolve → held-out set → score → compare."""
     from katcli.devices import resolve_device
-    from katcli.evaluation.paired import compare
-    from katcli.model.checkpoint import checkpoint_paths
-    from katcli.model.hf import AS_IS_KIND, is_hf_ref
-    from katcli.pipeline.train_config import TrainConfig
-    from katcli.train import inputs as I
-    from katcli.train.evaluate import evaluate
-    from katcli.train.metrics import density_quintiles
-    from katcli.train.rm_checkpoint import rm_lengths
-    from katcli.train.sequences import encode_pairs
-    from katcli.train.split import split_pairs
 
     if not checkpoints:
         raise ConfigError("name at least one reward model (e.g. `kat eval rm uniform density`)")
@@ -259,128 +199,152 @@ def run_eval_rm(
         raise ConfigError("--threads must be at least 1")
     dev = resolve_device(device)
     notes: list[str] = []
-    judge = load_judge(ws)
+    check = InputCheck(load_judge(ws), force, notes)
+    models = _resolve_models(ws, checkpoints, check, trust_remote_code)
+    held, pairs_sha = _heldout_set(ws, models, check, progress)
+    weights = fresh_density_weights(ws, check.judge, [p.prefix_id for p in held.held], notes)
+    results = _score_all(ws, models, held, weights, pairs_sha, batch_size=batch_size, threads=threads, device=dev,
+                         progress=progress, notes=notes)
+    return _result(held, weights, results, notes)
 
-    def check(rel: str) -> None:
-        problem = judge.check_input(rel)
-        if problem is not None:
-            if not force or judge.current_sha(rel) is None:
-                raise problem
-            notes.append(f"forced: {problem.message}")
 
-    # -- which models, which held-out set -----------------------------------------------------------------
-    models: list[tuple[str, Path, int, dict[str, Any]]] = []
-    seen: set[Path] = set()
+def _resolve_models(ws: Workspace, checkpoints: Sequence[str], check: InputCheck, trust_remote_code: bool
+                    ) -> list[Scorer]:
+    """Each named model once; a checkpoint inside the workspace must be the one its training run recorded."""
+    from katcli.model.checkpoint import checkpoint_paths
+
+    models: list[Scorer] = []
     for arg in checkpoints:
-        if is_hf_ref(arg):  # an off-the-shelf reward model: it records no split and no inputs
-            name, directory, step, meta = hf_scorer(arg, trust_remote_code=trust_remote_code, flag=CKPT)
-        else:
-            name, directory = resolve_checkpoint(ws, arg)
-            step, meta = _read_scorer_meta(directory)
-            rel = workspace_rel(ws, checkpoint_paths(directory, step)["model"])
-            if rel is not None:  # a checkpoint inside the workspace must be the one its training run recorded
-                for f in judge.checkpoint_files(rel):  # its meta too: it holds the split and --max-len scored with
+        s = read_scorer(ws, arg, trust_remote_code=trust_remote_code)
+        if not s.meta.is_as_is:  # an off-the-shelf reward model records no split and no inputs
+            rel = workspace_rel(ws, checkpoint_paths(s.directory, s.step)["model"])
+            if rel is not None:  # its meta too: it holds the split and --max-len scored with
+                for f in check.judge.checkpoint_files(rel):
                     check(f)
-        if directory in seen:
-            continue
-        seen.add(directory)
-        models.append((name, directory, step, meta))
-    split_of = [m for m in models if "heldout" in m[3]]
-    specs = {(m[3]["heldout"]["seed"], m[3]["heldout"]["val_ratio"]) for m in split_of}
-    if len(specs) > 1:
-        desc = ", ".join(f"{m[0]}: --seed {m[3]['heldout']['seed']} --val-ratio {m[3]['heldout']['val_ratio']}"
-                         for m in split_of)
-        raise KatError(
-            f"the models were split with different held-out settings ({desc}), so they share no held-out set",
-            hint="train them with the same --seed and --val-ratio",
-        )
-    if specs:
-        seed, val_ratio = next(iter(specs))
-    else:  # Hugging Face models only: the split kat's training stages make by default
-        seed, val_ratio = TrainConfig.seed, TrainConfig.val_ratio
-        notes.append(f"no model records a training split: held-out pairs from kat's default --seed {seed} "
-                     f"--val-ratio {val_ratio}")
-    check(P.PAIRS)
-    pairs_sha = judge.current_sha(P.PAIRS)
-    for name, _, _, meta in models:
-        trained_on = meta.get("inputs", {}).get(P.PAIRS)
-        if trained_on is not None and trained_on != pairs_sha:
-            message = f"{name} was trained on another version of {P.PAIRS}; its held-out pairs are not these"
-            if not force:
-                raise KatError(message, hint=f"retrain it with `{_train_command(meta)} --name {name}`, or pass --force")
-            notes.append(f"forced: {message}")
+        if all(m.directory != s.directory for m in models):
+            models.append(s)
+    return models
 
-    pairs = I.read_pairs(ws.abs(P.PAIRS), progress=progress)
-    prefix_ids = [p.prefix_id for p in pairs]
-    split = split_pairs(prefix_ids, seed=seed, val_ratio=val_ratio)
-    held = [pairs[i] for i in split.heldout]
-    fingerprint = split.fingerprint([p.id for p in pairs])
-    for name, _, _, meta in models:
-        if meta.get("heldout", {}).get("fingerprint") not in (None, fingerprint) and not force:
-            raise KatError(
-                f"{name}'s held-out set differs from the one the current pairs give",
-                hint=f"retrain it with `{_train_command(meta)} --name {name}`, or pass --force",
-            )
 
-    quintile_ranges = None
-    quintile_of: list[int] | None = None
-    held_pids = [p.prefix_id for p in held]
-    weights = fresh_density_weights(ws, judge, held_pids, notes)
-    if weights is not None:
-        quintile_of, quintile_ranges = density_quintiles(held_pids, weights)
+def _heldout_set(ws: Workspace, models: list[Scorer], check: InputCheck, progress: ProgressFn
+                 ) -> tuple[HeldOutSet, str | None]:
+    """The held-out pairs every model agrees on (split, pairs version, fingerprint)."""
+    from katcli.pipeline.heldout import read_heldout
+    from katcli.pipeline.train_config import TrainConfig
 
-    # -- score ---------------------------------------------------------------------------------------------
+    agree = Agreement([(m.name, m.meta) for m in models], check, noun="pairs",
+                      retrain=lambda name, meta: f"retrain it with `{_train_command(meta)} --name {name}`")
+    spec = agree.split(lambda recorded: "the models were split with different held-out settings ("
+                       + ", ".join(f"{n}: --seed {s.seed} --val-ratio {s.val_ratio}" for n, s in recorded)
+                       + "), so they share no held-out set")
+    if spec is None:  # Hugging Face models only: the split kat's training stages make by default
+        spec = (TrainConfig.seed, TrainConfig.val_ratio)
+        check.notes.append(f"no model records a training split: held-out pairs from kat's default --seed {spec[0]} "
+                           f"--val-ratio {spec[1]}")
+    pairs_sha = agree.same_pairs()
+    held = read_heldout(ws, *spec, progress=progress)
+    agree.same_fingerprint(held, note=False)
+    return held, pairs_sha
+
+
+def _score_all(
+    ws: Workspace, models: list[Scorer], held: HeldOutSet, weights: Any, pairs_sha: str | None, *,
+    batch_size: int, threads: int | None, device: Any, progress: ProgressFn, notes: list[str],
+) -> list[ModelEval]:
+    """Each model's report on the held-out pairs, encoded once per (tokenizer, lengths)."""
+    import torch
+
+    from katcli.train.sequences import encode_pairs
+
     threads_before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    rows = [(p.messages, p.chosen, p.rejected) for p in held]
+    pairs = held.held
+    rows = [(p.messages, p.chosen, p.rejected) for p in pairs]
     encoded: dict[tuple[str, int, int], Any] = {}
     results: list[ModelEval] = []
     try:
-        for name, directory, step, meta in models:
-            dpo = meta.get("objective") in IMPLICIT_REWARD_OBJECTIVES
-            rm, tokenizer = (None, rm_tokenizer(ws, name, directory, meta)) if dpo else load_scorer(
-                ws, name, directory, step, meta, device=dev)
-            cfg = meta.get("config", {})
-            max_len, max_resp = rm_lengths(meta)
+        for s in models:
+            loaded = None if s.meta.has_implicit_reward else load_scorer(ws, s, device=device)
+            tokenizer = scorer_tokenizer(ws, s) if loaded is None else loaded.tokenizer
+            max_len, max_resp = s.meta.lengths()
             key = (tokenizer.sha256(), max_len, max_resp)
             if key not in encoded:
-                encoded[key] = encode_pairs(
-                    tokenizer, rows, ids=[p.id for p in held], max_len=max_len, max_response_len=max_resp,
-                    progress=progress,
-                )
-            if dpo:
-                report = _score_dpo(
-                    ws, name, directory, step, meta, encoded[key], split.heldout, held, weights, pairs_sha,
-                    batch_size=batch_size, pad_id=tokenizer.pad_token_id, device=dev, progress=progress,
-                    notes=notes,
-                )
+                encoded[key] = encode_pairs(tokenizer, rows, ids=[p.id for p in pairs], max_len=max_len,
+                                            max_response_len=max_resp, progress=progress)
+            scoring = dict(batch_size=batch_size, pad_id=tokenizer.pad_token_id, device=device, progress=progress)
+            if loaded is None:
+                report = _score_dpo(ws, s, encoded[key], held, weights, pairs_sha, notes=notes, **scoring)
             else:
-                report = evaluate(
-                    rm, encoded[key], np.arange(len(held)), sources=[p.src for p in held],
-                    prefix_ids=[p.prefix_id for p in held], weights=weights, batch_size=batch_size,
-                    pad_id=tokenizer.pad_token_id, device=dev, progress=progress,
-                )
-                del rm
-            hf = meta.get("hf") if meta.get("kind") == AS_IS_KIND else None
-            weighting = "–" if hf is not None else str(cfg.get("pair_weighting", "?"))
-            results.append(ModelEval(name, directory, step, weighting, report, hf=hf))
+                report = _score_rm(loaded.model, encoded[key], pairs, weights, **scoring)
+                del loaded
+            results.append(ModelEval(s.name, s.directory, s.step, s.meta.pair_weighting, report, hf=s.meta.hf))
     finally:
         torch.set_num_threads(threads_before)
+    return results
+
+
+def _score_rm(rm: Any, enc: Any, pairs: list[Any], weights: Any, **scoring: Any) -> Any:
+    import numpy as np
+
+    from katcli.train.evaluate import evaluate
+
+    return evaluate(rm, enc, np.arange(len(pairs)), sources=[p.src for p in pairs],
+                    prefix_ids=[p.prefix_id for p in pairs], weights=weights, **scoring)
+
+
+def _score_dpo(
+    ws: Workspace, s: Scorer, enc: Any, held: HeldOutSet, weights: Any, pairs_sha: str | None, *, batch_size: int,
+    pad_id: int, device: Any, progress: ProgressFn, notes: list[str],
+) -> Any:
+    """A DPO or KTO policy as an implicit reward model on the held-out pairs (the same report as a reward model's):
+    β(π − ref), or, for the reference-free SimPO and ORPO, β × the reply's mean token log-prob."""
+    import numpy as np
+
+    from katcli.pipeline.reference import heldout_reference_logps
+    from katcli.train.dpo_losses import DPOLossConfig
+    from katcli.train.objective import HeldOut
+    from katcli.train.objectives.dpo import implicit_reward_eval
+    from katcli.train.run_dir import load_run
+
+    extra = s.meta.extra
+    cfg = DPOLossConfig(**extra["dpo"]) if "dpo" in extra else DPOLossConfig(beta=extra["kto"]["beta"])
+    ref = None if cfg.reference_free else heldout_reference_logps(  # SimPO, ORPO: β × mean token log-prob
+        ws, s.name, s.directory, s.meta, pairs_sha256=pairs_sha, heldout_index=held.split.heldout, enc=enc,
+        batch_size=batch_size, pad_id=pad_id, device=device, progress=progress, notes=notes,
+    )
+    policy = load_run(s.directory, s.meta, step=s.step, tokenizer=False, device=device).model
+    pairs = held.held
+    rows = HeldOut(np.arange(len(pairs)), [p.src for p in pairs], [p.prefix_id for p in pairs], weights)
+    return implicit_reward_eval(
+        policy, enc, ref, cfg, rows, batch_size=batch_size, pad_id=pad_id,
+        device=device, progress=progress,
+    )
+
+
+def _result(held: HeldOutSet, weights: Any, results: list[ModelEval], notes: list[str]) -> EvalRMResult:
+    """The document: every model's report, and every model after the first against the first, paired."""
+    from katcli.evaluation.paired import compare_margins
+    from katcli.train.metrics import density_quintiles
+
+    pairs = held.held
+    quintile_of, quintile_ranges = (None, None)
+    if weights is not None:
+        quintile_of, quintile_ranges = density_quintiles([p.prefix_id for p in pairs], weights)
     comparisons = [
         {
             "a": results[0].name,
             "b": other.name,
-            **compare(
-                results[0].report.margins, other.report.margins, sources=[p.src for p in held],
-                prefix_ids=[p.prefix_id for p in held], quintiles=quintile_of,
+            **compare_margins(
+                results[0].report.margins, other.report.margins, sources=[p.src for p in pairs],
+                prefix_ids=[p.prefix_id for p in pairs], quintiles=quintile_of,
             ),
         }
         for other in results[1:]
     ]
     heldout = {
-        "seed": seed, "val_ratio": val_ratio, "pairs": len(held), "prompts": len({p.prefix_id for p in held}),
-        "fingerprint": fingerprint,
+        "seed": held.seed, "val_ratio": held.val_ratio, "pairs": len(pairs),
+        "prompts": len({p.prefix_id for p in pairs}), "fingerprint": held.fingerprint,
     }
     return EvalRMResult(
         heldout=heldout, models=results, quintile_ranges=quintile_ranges, notes=notes, comparisons=comparisons

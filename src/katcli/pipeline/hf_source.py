@@ -26,8 +26,9 @@ from katcli.density.encoder import (
     verify_bundled,
 )
 from katcli.errors import ConfigError, KatError
-from katcli.model.hf import AS_IS_KIND, PREFIX, HFSource
-from katcli.pipeline.training import record_input
+from katcli.model.hf import PREFIX, HFSource
+from katcli.model.run_meta import AS_IS_KIND, RM_KIND, RunMeta
+from katcli.pipeline.stage import record_input
 from katcli.workspace import Workspace
 
 _PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
@@ -100,7 +101,6 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
     from katcli.model import hf as H
     from katcli.model import hf_models as M
     from katcli.pipeline.runs import recorded_path
-    from katcli.train.run_dir import RM_KIND
 
     if init_dir is None:
         d, source = resolve(cfg.init or "", trust_remote_code=cfg.trust_remote_code)
@@ -179,8 +179,8 @@ def weights_sha256(d: Path) -> str:
 
 def hf_reward_model(
     ref: str, *, trust_remote_code: bool, flag: str, no_head_hint: str, label: str | None = None
-) -> tuple[Path, dict[str, Any]]:
-    """(directory, meta) of an off-the-shelf reward model `hf:NAME|DIR` (`--rm`, `kat eval rm`), checked.
+) -> tuple[Path, RunMeta]:
+    """(directory, record) of an off-the-shelf reward model `hf:NAME|DIR` (`--rm`, `kat eval rm`), checked.
 
     It must be an `AutoModelForSequenceClassification` with one label; a causal LM or a model with no such head is
     refused with `no_head_hint`; errors name it as `label` (default `FLAG hf:…`). The meta stands in for a kat reward model's: `kind` `hf-model`, the source as
@@ -212,18 +212,7 @@ def hf_reward_model(
     limit = getattr(tok.tok, "model_max_length", None)
     if isinstance(limit, int) and limit < max_len:
         max_len = limit
-    meta = {
-        "kind": AS_IS_KIND, "hf": source.to_json(), "model_type": config.model_type, "encoder": encoder,
-        "tokenizer_sha256": tok.sha256(), "config": {"max_len": max_len, "max_response_len": max_len // 2},
-    }
+    meta = RunMeta(kind=AS_IS_KIND, tokenizer_sha256=tok.sha256(),
+                   config={"max_len": max_len, "max_response_len": max_len // 2},
+                   extra={"hf": source.to_json(), "model_type": config.model_type, "encoder": encoder})
     return d, meta
-
-
-def load_hf_reward_model(d: Path, meta: dict[str, Any], *, device: Any) -> tuple[Any, Any]:
-    """(reward model in eval mode, its tokenizer adapter) of `hf_reward_model`'s (directory, meta)."""
-    from katcli.model import hf as H
-    from katcli.model import hf_models as M
-
-    source = HFSource(**meta["hf"])
-    tok = H.load_tokenizer(d, encoder=meta["encoder"], chat_template=None, trust_remote_code=source.trust_remote_code)
-    return M.load_reward_model(d, source, tok, seed=0).to(device).eval(), tok

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, KatError
+from katcli.model.run_meta import NANOCHAT_KIND
 from katcli.pipeline.stage import StageRun
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -81,10 +82,6 @@ class ImportResult:
 
 def run_nanochat_import(ws: Workspace, cfg: ImportConfig, *, progress: ProgressFn = no_progress) -> ImportResult:
     """Convert a nanochat model into `models/<name>/` and record it as the `model/<name>` stage."""
-    import torch
-
-    from katcli.model.checkpoint import meta_bytes, write_state
-    from katcli.model.gpt import GPT
     from katcli.model.nanochat import read_nanochat
 
     cfg.validate()
@@ -102,87 +99,69 @@ def run_nanochat_import(ws: Workspace, cfg: ImportConfig, *, progress: ProgressF
 
     # Progress starts once the checkpoint is read and accepted, so a refusal prints no half-drawn bar.
     progress(_TASK, 0, 3)
-    # A tiny forward pass proves the converted weights run before anything is written.
+    n_params = _probe(nc)
+    progress(_TASK, 1, 3)
+    rels = {"model": f"{directory_rel}/model_{nc.step:06d}.pt", "meta": f"{directory_rel}/meta_{nc.step:06d}.json",
+            "tokenizer": f"{directory_rel}/{P.TOKENIZER}"}
+    params: dict[str, Any] = {"base_dir": str(base), "source": nc.source, "tag": nc.tag, "step": nc.step}
+    with StageRun(ws, STAGE, name=name, params=params, force=cfg.force) as run:
+        _write(run, nc, base, rels, n_params, progress)
+        forced_over = list(run.forced_over)
+    progress(_TASK, 3, 3)
+    # With --force, files of an earlier import (other steps) would shadow this one as "the latest step".
+    keep = {ws.abs(rel) for rel in rels.values()}
+    for stale in existing:
+        if stale not in keep:
+            remove_quietly(stale)
+    return ImportResult(
+        name=name, directory=directory, model_path=ws.abs(rels["model"]), meta_path=ws.abs(rels["meta"]),
+        tokenizer_path=ws.abs(rels["tokenizer"]), source=nc.source, tag=nc.tag, step=nc.step, n_params=n_params,
+        model_config=nc.config.to_dict(), vocab_size=nc.tokenizer.vocab_size, tokenizer_sha256=nc.tokenizer.sha256(),
+        notes=[UNPICKLE_NOTE.format(path=nc.tokenizer_path)], forced_over=forced_over,
+    )
+
+
+def _probe(nc: Any) -> int:
+    """A tiny forward pass proves the converted weights run before anything is written; their parameter count."""
+    import torch
+
+    from katcli.model.gpt import GPT
+
     model = GPT.from_state_dict(nc.config, nc.state, source=str(nc.model_path)).eval()
     probe = nc.tokenizer.render_for_completion([{"role": "user", "content": "Hello!"}])
     with torch.no_grad():
         logits = model(torch.tensor([probe[-min(len(probe), nc.config.sequence_len):]]))
     if not bool(torch.isfinite(logits).all()):
         raise KatError("the converted model produces non-finite logits", file=str(nc.model_path))
-    n_params = model.num_params()
-    del model
-    progress(_TASK, 1, 3)
+    return model.num_params()
 
-    model_rel = f"{directory_rel}/model_{nc.step:06d}.pt"
-    meta_rel = f"{directory_rel}/meta_{nc.step:06d}.json"
-    tok_rel = f"{directory_rel}/{P.TOKENIZER_DIR}/tokenizer.json"
-    params: dict[str, Any] = {
-        "base_dir": str(base),
-        "source": nc.source,
-        "tag": nc.tag,
-        "step": nc.step,
-    }
-    with StageRun(ws, STAGE, name=name, params=params, force=cfg.force) as run:
-        src_paths = {"model": nc.model_path, "meta": nc.meta_path, "tokenizer": nc.tokenizer_path}
-        for path in src_paths.values():
-            run.external_input(path)
-        checksums = {key: sha256_file(path) for key, path in src_paths.items()}
-        progress(_TASK, 2, 3)
-        tok_sha = nc.tokenizer.sha256()
-        meta = {
-            "model_config": nc.config.to_dict(),
-            "tokenizer_sha256": tok_sha,
-            "step": nc.step,
-            "imported_from": {
-                "kind": "nanochat",
-                "base_dir": str(base),
-                "source": nc.source,
-                "tag": nc.tag,
-                "step": nc.step,
-                "files": {k: str(v) for k, v in src_paths.items()},
-            },
-            "inputs": checksums,
-            "nanochat_meta": {k: v for k, v in nc.nanochat_meta.items() if k != "model_config"},
+
+def _write(run: Any, nc: Any, base: Path, rels: dict[str, str], n_params: int, progress: ProgressFn) -> None:
+    """The import's files (weights, its `RunMeta`, the tokenizer) and its record, inside the stage run."""
+    from katcli.model.checkpoint import meta_bytes, write_state
+    from katcli.model.run_meta import RunMeta
+
+    src_paths = {"model": nc.model_path, "meta": nc.meta_path, "tokenizer": nc.tokenizer_path}
+    for path in src_paths.values():
+        run.external_input(path)
+    checksums = {key: sha256_file(path) for key, path in src_paths.items()}
+    progress(_TASK, 2, 3)
+    tok_sha = nc.tokenizer.sha256()
+    imported_from = {"kind": NANOCHAT_KIND, "base_dir": str(base), "source": nc.source, "tag": nc.tag,
+                     "step": nc.step, "files": {k: str(v) for k, v in src_paths.items()}}
+    meta = RunMeta(kind=None, step=nc.step, model_config=nc.config.to_dict(), tokenizer_sha256=tok_sha,
+                   inputs=checksums, extra={"imported_from": imported_from, "nanochat_meta": {
+                       k: v for k, v in nc.nanochat_meta.items() if k != "model_config"}})
+    with open(run.output(rels["model"]), "wb") as fh:
+        write_state(nc.state, fh)
+    run.output(rels["meta"]).write_bytes(meta_bytes(meta.to_json()))
+    run.output(rels["tokenizer"]).write_bytes(nc.tokenizer.to_json_bytes())
+    run.describe(rels["model"], shape=[n_params])
+    run.describe(rels["tokenizer"], rows=nc.tokenizer.vocab_size)
+    run.stats.update(
+        {
+            "n_params": n_params, "model_config": nc.config.to_dict(), "vocab_size": nc.tokenizer.vocab_size,
+            "tokenizer_sha256": tok_sha, "source": nc.source, "tag": nc.tag, "step": nc.step,
+            "unpickled": str(nc.tokenizer_path),
         }
-        with open(run.output(model_rel), "wb") as fh:
-            write_state(nc.state, fh)
-        run.output(meta_rel).write_bytes(meta_bytes(meta))
-        run.output(tok_rel).write_bytes(nc.tokenizer.to_json_bytes())
-        run.describe(model_rel, shape=[n_params])
-        run.describe(tok_rel, rows=nc.tokenizer.vocab_size)
-        note = UNPICKLE_NOTE.format(path=nc.tokenizer_path)
-        run.stats.update(
-            {
-                "n_params": n_params,
-                "model_config": nc.config.to_dict(),
-                "vocab_size": nc.tokenizer.vocab_size,
-                "tokenizer_sha256": tok_sha,
-                "source": nc.source,
-                "tag": nc.tag,
-                "step": nc.step,
-                "unpickled": str(nc.tokenizer_path),
-            }
-        )
-        forced_over = list(run.forced_over)
-    progress(_TASK, 3, 3)
-    # With --force, files of an earlier import (other steps) would shadow this one as "the latest step".
-    keep = {ws.abs(model_rel), ws.abs(meta_rel), ws.abs(tok_rel)}
-    for stale in existing:
-        if stale not in keep:
-            remove_quietly(stale)
-    return ImportResult(
-        name=name,
-        directory=directory,
-        model_path=ws.abs(model_rel),
-        meta_path=ws.abs(meta_rel),
-        tokenizer_path=ws.abs(tok_rel),
-        source=nc.source,
-        tag=nc.tag,
-        step=nc.step,
-        n_params=n_params,
-        model_config=nc.config.to_dict(),
-        vocab_size=nc.tokenizer.vocab_size,
-        tokenizer_sha256=tok_sha,
-        notes=[note],
-        forced_over=forced_over,
     )

@@ -105,7 +105,8 @@ def _rm_evaluator(ws: Workspace, run: StageRun, cfg: ReportConfig, runs: dict[st
         scored.update({r.key: r for r in runs.values() if r.stage == "dpo"})
         if not scored:
             return Evaluations([])
-        from katcli.train.run_dir import POLICY_KIND, RM_KIND, read_run_meta  # torch: only when there are models
+        from katcli.model.run_meta import POLICY_KIND, RM_KIND
+        from katcli.train.run_dir import read_run  # torch: only when there are models
 
         groups: dict[tuple, list[str]] = {}
         notes: list[str] = []
@@ -115,13 +116,14 @@ def _rm_evaluator(ws: Workspace, run: StageRun, cfg: ReportConfig, runs: dict[st
             directory = ws.abs(f"{P.DPO_DIR}/{name[4:]}" if is_dpo else f"{P.RM_DIR}/{name}")
             what = "DPO policy" if is_dpo else "reward model"
             try:
-                _, meta = read_run_meta(directory, (POLICY_KIND if is_dpo else RM_KIND,), hint="re-train it")
-                held = meta["heldout"]
-                groups.setdefault((held["seed"], held["val_ratio"]), []).append(name)
+                _, meta = read_run(directory, (POLICY_KIND if is_dpo else RM_KIND,), hint="re-train it")
             except KatError as exc:
                 notes.append(f"{what} {name} not evaluated: {exc.located()}")
-            except (KeyError, TypeError):
+                continue
+            if meta.split is None:
                 notes.append(f"{what} {name} not evaluated: its meta file records no held-out settings")
+                continue
+            groups.setdefault(meta.split.spec, []).append(name)
         rm_runs = scored
         results = []
         for names in groups.values():

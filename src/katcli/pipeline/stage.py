@@ -225,3 +225,13 @@ class StageRun:
             manifest.record(self.record)
             manifest.save()
             hasher.save()
+
+
+def record_input(ws: Workspace, run: Any, path: Path) -> None:
+    """A file inside the workspace is checked against the manifest; one outside is recorded as external."""
+    try:
+        rel = ws.rel(path)
+    except KatError:
+        run.external_input(path)
+        return
+    run.input(rel)

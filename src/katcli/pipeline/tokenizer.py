@@ -21,7 +21,7 @@ from katcli.workspace import paths as P
 from katcli.workspace.jsonl import iter_json_lines
 
 STAGE = "tokenizer"
-OUTPUT = f"{P.TOKENIZER_DIR}/tokenizer.json"
+OUTPUT = P.TOKENIZER
 DEFAULT_VOCAB_SIZE = 32768
 MIN_VOCAB_SIZE = 256 + 9
 # Compression is measured on a fixed-size head of the training text: cheap, and the same every run.

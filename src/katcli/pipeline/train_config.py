@@ -467,3 +467,14 @@ class TrainPPOConfig(TrainConfig):
 
         return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,
                               top_p=self.top_p, num_samples=1, seed=self.seed)
+
+
+#: The sizes of a run that trains in well under a minute on 2 CPU cores (smoke tests, `tiny`).
+TINY: dict[str, Any] = dict(
+    max_steps=40, batch_size=16, max_len=256, val_ratio=0.2, eval_every=0, save_every=0, device="cpu", threads=1,
+)
+
+
+def tiny(config: type[Any], own: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """A `config` of the `TINY` sizes, with a stage's `own` settings, then the caller's `overrides`, on top."""
+    return config(**{**TINY, **own, **overrides})

@@ -12,7 +12,7 @@ Refused before anything slow: an `--init` or `--ref` that is a reward model, a `
 reference whose tokenizer or vocabulary differs from the policy's. Everything else — inputs, the held-out split,
 the sampler and its ESS, resume, ranks, records — is `katcli.pipeline.training`; the loss and evaluation are
 `katcli.train.objectives.dpo`. The output is a plain GPT policy checkpoint, an `--init` for any later stage.
-The reference model and its cached log-probs are `katcli.pipeline.dpo_reference`. The reference-free losses
+The reference model and its cached log-probs are `katcli.pipeline.reference`'s. The reference-free losses
 (`--loss simpo|orpo`) load no reference and compute no cache: the meta records `"reference": null`.
 This module knows nothing about Typer or Rich.
 """
@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from katcli.pipeline.dpo_reference import reference_logps, resolve_dpo_reference
-from katcli.pipeline.reference import policy_checkpoint
+from katcli.model.run_meta import POLICY_KIND
+from katcli.pipeline.reference import policy_checkpoint, reference_logps, resolve_dpo_reference
 from katcli.pipeline.runs import default_policy_init
-from katcli.pipeline.train_config import TrainDPOConfig
+from katcli.pipeline.train_config import TrainDPOConfig, tiny
 from katcli.pipeline.training import (
     Built,
     Prepared,
@@ -42,12 +42,7 @@ STAGE = "dpo"
 
 def tiny_dpo_config(**overrides: Any) -> TrainDPOConfig:
     """A configuration that trains in well under a minute on 2 CPU cores (smoke tests), from the one SFT run."""
-    base: dict[str, Any] = dict(
-        max_steps=40, batch_size=16, max_len=256, lr=1e-3, val_ratio=0.2, eval_every=0, save_every=0,
-        device="cpu", threads=1,
-    )
-    base.update(overrides)
-    return TrainDPOConfig(**base)
+    return tiny(TrainDPOConfig, {"lr": 1e-3}, overrides)
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -71,25 +66,15 @@ def _build(prep: Prepared) -> Built:
 
     from katcli.train.objectives.dpo import DPOObjective
     from katcli.train.ref_cache import cache_files
-    from katcli.train.sequences import encode_pairs
 
     cfg: TrainDPOConfig = prep.cfg
     loss_cfg = cfg.loss_config()
     ref = None if loss_cfg.reference_free else resolve_dpo_reference(prep)
-    enc = encode_pairs(
-        prep.tokenizer, [(p.messages, p.chosen, p.rejected) for p in prep.pairs], ids=[p.id for p in prep.pairs],
-        max_len=cfg.max_len, max_response_len=cfg.resolved_max_response_len, progress=prep.progress,
-    )
-    if enc.prefix_trimmed or enc.responses_cut:
-        prep.notes.append(
-            f"{enc.prefix_trimmed:,} pairs had their prefix trimmed from the left "
-            f"({enc.final_turn_cut:,} into the final user turn) and {enc.responses_cut:,} responses were cut "
-            f"to fit --max-len {cfg.max_len}"
-        )
+    enc = prep.encode_pairs()
     out_dir = prep.ws.abs(f"{P.DPO_DIR}/{cfg.run_name}")
     ref_logps, cache_info = reference_logps(prep, enc, ref, out_dir) if ref is not None else (None, None)
     objective = DPOObjective(
-        prep.gpt, enc, ref_logps, loss_cfg=loss_cfg, pad_id=prep.tokenizer.pad_token_id,
+        prep.model, enc, ref_logps, loss_cfg=loss_cfg, pad_id=prep.tokenizer.pad_token_id,
         heldout=prep.heldout(), eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist,
         progress=prep.progress,
     )
@@ -113,7 +98,7 @@ def _build(prep: Prepared) -> Built:
     return Built(objective, enc.pair_lengths[train_index], meta=meta, stats=stats, outputs=[array_file, key_file])
 
 
-DPO_STAGE = TrainingStage(stage=STAGE, run_root=P.DPO_DIR, kind="kat-policy", build=_build, what="policies")
+DPO_STAGE = TrainingStage(stage=STAGE, run_root=P.DPO_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_dpo(

@@ -23,19 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from katcli.errors import KatError
-from katcli.pipeline.train_config import MIN_PROMPT, TrainGRPOConfig
-from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, record_input, run_training
+from katcli.model.run_meta import POLICY_KIND
+from katcli.pipeline.stage import record_input
+from katcli.pipeline.train_config import TrainGRPOConfig
+from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
 STAGE = "grpo"
-
-
-def trained_reward_model(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The reward model a GRPO checkpoint's meta says it was trained against (`name`, `path`), or None."""
-    rm = meta.get("reward_model")
-    return rm if isinstance(rm, dict) and rm.get("name") else None
 
 
 def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
@@ -49,14 +45,14 @@ def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
     return TrainGRPOConfig(**base)
 
 
-def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
-    """(reward model, its tokenizer, what this run records of it, its meta) for --rm; refused when stale."""
+def _load_rm(prep: Prepared) -> tuple[Any, dict[str, Any]]:
+    """(the --rm reward model as a `LoadedRun`, what this run records of it); refused when stale."""
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.model.hf import is_hf_ref
-    from katcli.pipeline.hf_source import hf_reward_model, load_hf_reward_model, record_hf_inputs
+    from katcli.pipeline.hf_source import hf_reward_model, record_hf_inputs
     from katcli.pipeline.runs import recorded_path, resolve_run
-    from katcli.train.rm_checkpoint import load_rm, read_rm_meta
-    from katcli.train.run_dir import TOKENIZER_FILE, load_run_tokenizer
+    from katcli.model.run_meta import RM_KIND
+    from katcli.train.run_dir import load_run, read_run, run_tokenizer
 
     cfg: TrainGRPOConfig = prep.cfg
     if is_hf_ref(cfg.rm):  # an off-the-shelf reward model, as it is
@@ -66,23 +62,23 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
             f"DeBERTa reward model), or a run of `kat train rm` (--init {cfg.rm} trains one from this model)",
         )
         record_hf_inputs(prep.ws, prep.run, directory)
-        rm, rm_tok = load_hf_reward_model(directory, meta, device=prep.dist.device)
-        info = {"name": str(cfg.rm), "path": recorded_path(prep.ws, directory), "step": None, "hf": meta["hf"]}
-        return rm, rm_tok, info, meta
+        loaded = load_run(directory, meta, role="reward", device=prep.dist.device)
+        return loaded, {"name": str(cfg.rm), "path": recorded_path(prep.ws, directory), "step": None, "hf": meta.hf}
     name, directory = resolve_run(prep.ws, str(cfg.rm), ("rm",), flag="--rm")
     try:
-        step, meta = read_rm_meta(directory)
+        step, meta = read_run(directory, (RM_KIND,), hint="pass a directory written by `kat train rm` (e.g. "
+                              "rm_checkpoints/uniform)")
     except KatError as exc:
         raise KatError(f"--rm {cfg.rm}: {exc.message}", file=exc.file, hint=exc.hint) from None
     files = checkpoint_paths(directory, step)
-    tok_path = directory / TOKENIZER_FILE
+    tok_path = directory / P.TOKENIZER_FILE
     if not tok_path.is_file():
-        raise KatError(f"--rm {cfg.rm}: no {TOKENIZER_FILE} beside the reward model", file=str(directory),
+        raise KatError(f"--rm {cfg.rm}: no {P.TOKENIZER_FILE} beside the reward model", file=str(directory),
                        hint="re-run `kat train rm` for it")
     for path in (files["model"], files["meta"], tok_path):
         record_input(prep.ws, prep.run, path)
     judge = getattr(prep.run, "judge", None)
-    trained_on = meta.get("inputs", {}).get(P.PAIRS)
+    trained_on = meta.trained_on(P.PAIRS)
     if judge is not None and trained_on is not None and trained_on != judge.current_sha(P.PAIRS):
         raise KatError(
             f"--rm {cfg.rm} was trained on another version of {P.PAIRS}, so its rewards (and its held-out "
@@ -90,18 +86,16 @@ def _load_rm(prep: Prepared) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
             file=str(files["meta"]),
             hint=f"retrain it with `kat train rm --name {name}` on the current pairs",
         )
-    rm_tok = load_run_tokenizer(directory)
-    if rm_tok.sha256() != meta.get("tokenizer_sha256"):
-        raise KatError(f"--rm {cfg.rm}: the tokenizer beside it is not the one it was trained with",
-                       file=str(tok_path), hint="re-run `kat train rm` for it")
-    held = meta.get("heldout", {})
-    if (held.get("seed"), held.get("val_ratio")) != (cfg.seed, cfg.val_ratio):
+    rm_tok = run_tokenizer(directory, meta, mismatch=f"--rm {cfg.rm}: the tokenizer beside it is not the one it was "
+                           "trained with", hint="re-run `kat train rm` for it")
+    if meta.split is None or meta.split.spec != (cfg.seed, cfg.val_ratio):
+        seed, ratio = (meta.split.seed, meta.split.val_ratio) if meta.split is not None else (None, None)
         prep.notes.append(
-            f"--rm {name} was split with --seed {held.get('seed')} --val-ratio {held.get('val_ratio')}: some of "
+            f"--rm {name} was split with --seed {seed} --val-ratio {ratio}: some of "
             "this run's held-out prompts may be among the reward model's training prompts"
         )
-    rm, _ = load_rm(directory, step, device=prep.dist.device)
-    return rm, rm_tok, {"name": name, "path": recorded_path(prep.ws, directory), "step": step}, meta
+    loaded = load_run(directory, meta, step=step, role="reward", device=prep.dist.device, tokenizer=rm_tok)
+    return loaded, {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
 
 
 def _load_ref(prep: Prepared, coef: float | None = None, flag: str = "--beta") -> tuple[Any, dict[str, Any] | None]:
@@ -115,7 +109,7 @@ def _load_ref(prep: Prepared, coef: float | None = None, flag: str = "--beta") -
             prep.notes.append(f"--ref is not used with {flag} 0 (no KL term, so no reference is loaded)")
         return None, None
     if cfg.ref is None:
-        return copy.deepcopy(prep.gpt).to(prep.dist.device), {"same_as": "init", **prep.init_info}
+        return copy.deepcopy(prep.model).to(prep.dist.device), {"same_as": "init", **prep.init_info}
     checked = resolve_reference(prep, cfg.ref)
     info = {"name": checked.name, "path": recorded_path(prep.ws, checked.directory), "step": checked.step}
     if checked.hf is not None:
@@ -196,13 +190,14 @@ def _build(prep: Prepared) -> Built:
     from katcli.train.rm_scoring import RewardScorer
 
     cfg: TrainGRPOConfig = prep.cfg
-    rm, rm_tok, rm_info, rm_meta = _load_rm(prep)
+    rm, rm_info = _load_rm(prep)
     ref, ref_info = _load_ref(prep)
-    scorer = RewardScorer.from_meta(rm, rm_tok, rm_meta, batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
+    scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta,
+                                    batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
     rp = rollout_prompts(prep, cfg)
     train_rows, held_rows, tokens = rp.train_rows, rp.held_rows, rp.tokens
     objective = GRPOObjective(
-        prep.gpt, prep.tokenizer, prompts=[prep.pairs[i].messages for i in train_rows],
+        prep.model, prep.tokenizer, prompts=[prep.pairs[i].messages for i in train_rows],
         prompt_tokens=[tokens[i] for i in train_rows], prompt_ids=rp.item_pids, scorer=scorer,
         config=cfg.grpo_config(), sampling=cfg.sampling_config(), seed=cfg.seed, ref=ref, quintiles=rp.quintiles,
         evaluator=policy_evaluator(prep, cfg, scorer, rp), dist=prep.dist, progress=prep.progress,
@@ -218,7 +213,7 @@ def _build(prep: Prepared) -> Built:
                  item_prefix_ids=rp.item_pids, item_noun="prompts")
 
 
-GRPO_STAGE = TrainingStage(stage=STAGE, run_root=P.GRPO_DIR, kind="kat-policy", build=_build, what="policies")
+GRPO_STAGE = TrainingStage(stage=STAGE, run_root=P.GRPO_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_grpo(

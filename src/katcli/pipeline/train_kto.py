@@ -3,7 +3,7 @@
 The pairs are read as unpaired examples (a chosen reply desirable, a rejected one undesirable: TRL's
 `unpair_preference_dataset`). The policy starts from `--init` (by default the workspace's only SFT run), the
 reference is `--ref` or that same starting model, frozen, and its summed reply log-probs of every pair are DPO's
-reference cache (`katcli.pipeline.dpo_reference`: computed once, or reused from a DPO run with the same key). The
+reference cache (`katcli.pipeline.reference`: computed once, or reused from a DPO run with the same key). The
 KL reference point's mismatched examples (each training pair's prompt with a partner pair's replies,
 `katcli.train.objectives.kto.kl_partners`) get their reference log-probs in one more pass before training.
 Everything else — inputs, held-out split, sampler, resume, ranks, records — is `katcli.pipeline.training`; the
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from katcli.pipeline.train_config import TrainKTOConfig
+from katcli.model.run_meta import POLICY_KIND
+from katcli.pipeline.train_config import TrainKTOConfig, tiny
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -26,18 +27,13 @@ STAGE = "kto"
 
 def tiny_kto_config(**overrides: Any) -> TrainKTOConfig:
     """A configuration that trains in well under a minute on 2 CPU cores (smoke tests), from the one SFT run."""
-    base: dict[str, Any] = dict(
-        max_steps=40, batch_size=16, max_len=256, lr=1e-3, val_ratio=0.2, eval_every=0, save_every=0,
-        device="cpu", threads=1,
-    )
-    base.update(overrides)
-    return TrainKTOConfig(**base)
+    return tiny(TrainKTOConfig, {"lr": 1e-3}, overrides)
 
 
 def _build(prep: Prepared) -> Built:
     import numpy as np
 
-    from katcli.pipeline.dpo_reference import reference_logps, reference_pass, resolve_dpo_reference
+    from katcli.pipeline.reference import reference_logps, reference_pass, resolve_dpo_reference
     from katcli.train.objectives.kto import KTOObjective, kl_partners
     from katcli.train.ref_cache import cache_files
     from katcli.train.sequences import encode_pairs
@@ -45,13 +41,7 @@ def _build(prep: Prepared) -> Built:
     cfg: TrainKTOConfig = prep.cfg
     ref = resolve_dpo_reference(prep)
     fit = dict(max_len=cfg.max_len, max_response_len=cfg.resolved_max_response_len)
-    enc = encode_pairs(prep.tokenizer, [(p.messages, p.chosen, p.rejected) for p in prep.pairs],
-                       ids=[p.id for p in prep.pairs], progress=prep.progress, **fit)
-    if enc.prefix_trimmed or enc.responses_cut:
-        prep.notes.append(
-            f"{enc.prefix_trimmed:,} pairs had their prefix trimmed from the left and {enc.responses_cut:,} "
-            f"responses were cut to fit --max-len {cfg.max_len}"
-        )
+    enc = prep.encode_pairs()
     train = [int(i) for i in prep.split.train]
     partners = kl_partners(train, prep.prefix_ids)
     # Row k: training pair train[k]'s prompt with its partner's two replies (the mismatched examples).
@@ -64,7 +54,7 @@ def _build(prep: Prepared) -> Built:
     ref_logps, cache_info = reference_logps(prep, enc, ref, out_dir)
     kl_ref = reference_pass(prep, kl_enc, ref)
     objective = KTOObjective(
-        prep.gpt, enc, ref_logps, kl_enc=kl_enc, kl_ref=kl_ref, kl_row={i: k for k, i in enumerate(train)},
+        prep.model, enc, ref_logps, kl_enc=kl_enc, kl_ref=kl_ref, kl_row={i: k for k, i in enumerate(train)},
         loss_cfg=cfg.loss_config(), pad_id=prep.tokenizer.pad_token_id, heldout=prep.heldout(),
         eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
@@ -84,7 +74,7 @@ def _build(prep: Prepared) -> Built:
     return Built(objective, lengths, meta=meta, stats=stats, outputs=[array_file, key_file])
 
 
-KTO_STAGE = TrainingStage(stage=STAGE, run_root=P.KTO_DIR, kind="kat-policy", build=_build, what="policies")
+KTO_STAGE = TrainingStage(stage=STAGE, run_root=P.KTO_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_kto(

@@ -16,6 +16,7 @@ import copy
 from typing import Any
 
 from katcli.errors import ConfigError
+from katcli.model.run_meta import POLICY_KIND
 from katcli.pipeline.train_config import TrainPPOConfig
 from katcli.pipeline.train_grpo import _load_ref, _load_rm, policy_evaluator, rollout_prompts
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
@@ -44,10 +45,10 @@ def _critic(prep: Prepared, rm: Any, rm_tok: Any) -> tuple[Any, str]:
 
     if isinstance(rm, RewardModel) and rm_tok.sha256() == prep.tokenizer.sha256():
         return copy.deepcopy(rm).to(prep.dist.device).train(), "reward_model"
-    if not isinstance(prep.gpt, GPT):
+    if not isinstance(prep.model, GPT):
         raise ConfigError("kat train ppo needs a kat GPT policy: a Hugging Face --init has no critic here yet",
                           hint="start from an SFT run of kat's GPT")
-    return RewardModel(copy.deepcopy(prep.gpt)).to(prep.dist.device), "policy"
+    return RewardModel(copy.deepcopy(prep.model)).to(prep.dist.device), "policy"
 
 
 def _build(prep: Prepared) -> Built:
@@ -57,13 +58,13 @@ def _build(prep: Prepared) -> Built:
     from katcli.train.rm_scoring import RewardScorer
 
     cfg: TrainPPOConfig = prep.cfg
-    rm, rm_tok, rm_info, rm_meta = _load_rm(prep)
+    rm, rm_info = _load_rm(prep)
     ref, ref_info = _load_ref(prep, cfg.kl_coef, "--kl-coef")
-    critic, critic_from = _critic(prep, rm, rm_tok)
-    scorer = RewardScorer.from_meta(rm, rm_tok, rm_meta, batch_size=max(prep.micro_batch_size, 8))
+    critic, critic_from = _critic(prep, rm.model, rm.tokenizer)
+    scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta, batch_size=max(prep.micro_batch_size, 8))
     rp = rollout_prompts(prep, cfg)
     objective = PPOObjective(
-        prep.gpt, critic, prep.tokenizer, prompts=[prep.pairs[i].messages for i in rp.train_rows],
+        prep.model, critic, prep.tokenizer, prompts=[prep.pairs[i].messages for i in rp.train_rows],
         prompt_tokens=[rp.tokens[i] for i in rp.train_rows], prompt_ids=rp.item_pids, scorer=scorer,
         config=cfg.ppo_config(), sampling=cfg.sampling_config(), seed=cfg.seed, ref=ref, quintiles=rp.quintiles,
         evaluator=policy_evaluator(prep, cfg, scorer, rp), dist=prep.dist, progress=prep.progress,
@@ -81,7 +82,7 @@ def _build(prep: Prepared) -> Built:
                  item_prefix_ids=rp.item_pids, item_noun="prompts")
 
 
-PPO_STAGE = TrainingStage(stage=STAGE, run_root=P.PPO_DIR, kind="kat-policy", build=_build, what="policies")
+PPO_STAGE = TrainingStage(stage=STAGE, run_root=P.PPO_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_ppo(

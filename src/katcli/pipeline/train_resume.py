@@ -36,9 +36,9 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
-    """Refuse to resume a checkpoint trained with other flags: it would not continue the same run."""
-    saved = meta.get("config", {})
+def check_same_flags(cfg: TrainConfig, meta: Any, rel: str) -> None:
+    """Refuse to resume a checkpoint (`RunMeta`) trained with other flags: it would not continue the same run."""
+    saved = meta.config
     now = cfg.params()
     for key in sorted(set(saved) | set(now)):
         if key in RESUME_FREE or saved.get(key) == now.get(key):
@@ -58,13 +58,13 @@ def check_same_flags(cfg: TrainConfig, meta: dict[str, Any], rel: str) -> None:
         )
 
 
-def check_same_inputs(meta: dict[str, Any], shas: dict[str, str | None], tok_sha: str, rel: str) -> None:
+def check_same_inputs(meta: Any, shas: dict[str, str | None], tok_sha: str, rel: str) -> None:
     """Refuse to resume a checkpoint trained on other inputs: the sample stream would differ."""
     for path, sha in shas.items():
-        if meta.get("inputs", {}).get(path) != sha:
+        if meta.trained_on(path) != sha:
             raise KatError(
                 f"{path} changed since {rel}/ was checkpointed, so a resumed run would not continue the same run",
                 hint="drop --resume to start over on the new inputs",
             )
-    if meta.get("tokenizer_sha256") != tok_sha:
+    if meta.tokenizer_sha256 != tok_sha:
         raise KatError(f"the tokenizer changed since {rel}/ was checkpointed", hint="drop --resume to start over")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from katcli.pipeline.train_config import TrainRMConfig
+from katcli.model.run_meta import RM_KIND
+from katcli.pipeline.train_config import TrainRMConfig, tiny
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -23,12 +24,7 @@ TrainRMResult = TrainResult
 
 def tiny_config(*, density_aware: bool = False, **overrides: Any) -> TrainRMConfig:
     """A configuration that trains in well under a minute on 2 CPU cores (quickstart, smoke tests)."""
-    base: dict[str, Any] = dict(
-        density_aware=density_aware, depth=1, max_steps=40, batch_size=16, max_len=256, lr=2e-3,
-        val_ratio=0.2, eval_every=0, save_every=0, device="cpu", threads=1,
-    )
-    base.update(overrides)
-    return TrainRMConfig(**base)
+    return tiny(TrainRMConfig, {"density_aware": density_aware, "depth": 1, "lr": 2e-3}, overrides)
 
 
 def _build(prep: Prepared) -> Built:
@@ -36,20 +32,10 @@ def _build(prep: Prepared) -> Built:
 
     from katcli.train.objectives.rm import RewardModelObjective
     from katcli.train.reward_model import RewardModel
-    from katcli.train.sequences import encode_pairs
 
     cfg: TrainRMConfig = prep.cfg
-    enc = encode_pairs(
-        prep.tokenizer, [(p.messages, p.chosen, p.rejected) for p in prep.pairs], ids=[p.id for p in prep.pairs],
-        max_len=cfg.max_len, max_response_len=cfg.resolved_max_response_len, progress=prep.progress,
-    )
-    if enc.prefix_trimmed or enc.responses_cut:
-        prep.notes.append(
-            f"{enc.prefix_trimmed:,} pairs had their prefix trimmed from the left "
-            f"({enc.final_turn_cut:,} into the final user turn) and {enc.responses_cut:,} responses were cut "
-            f"to fit --max-len {cfg.max_len}"
-        )
-    rm = prep.gpt if getattr(prep.gpt, "is_reward_model", False) else RewardModel(prep.gpt)  # HF: already one
+    enc = prep.encode_pairs()
+    rm = prep.model if getattr(prep.model, "is_reward_model", False) else RewardModel(prep.model)  # HF: already one
     objective = RewardModelObjective(
         rm, enc, pad_id=prep.tokenizer.pad_token_id, center_coef=cfg.reward_centering,
         heldout=prep.heldout(), eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist,
@@ -59,7 +45,7 @@ def _build(prep: Prepared) -> Built:
     return Built(objective, enc.pair_lengths[train_index], meta={"sequences": enc.stats})
 
 
-RM_STAGE = TrainingStage(stage=STAGE, run_root=P.RM_DIR, kind="kat-reward-model", build=_build, what="reward models")
+RM_STAGE = TrainingStage(stage=STAGE, run_root=P.RM_DIR, kind=RM_KIND, build=_build, what="reward models")
 
 
 def run_train_rm(

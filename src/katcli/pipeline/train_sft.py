@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from katcli.pipeline.train_config import TrainSFTConfig
+from katcli.model.run_meta import POLICY_KIND
+from katcli.pipeline.train_config import TrainSFTConfig, tiny
 from katcli.pipeline.training import Built, Prepared, StepCallback, TrainingStage, TrainResult, run_training
 from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
@@ -24,40 +25,24 @@ STAGE = "sft"
 
 def tiny_sft_config(*, density_aware: bool = False, **overrides: Any) -> TrainSFTConfig:
     """A configuration that trains in well under a minute on 2 CPU cores (quickstart, smoke tests)."""
-    base: dict[str, Any] = dict(
-        density_aware=density_aware, depth=1, max_steps=40, batch_size=16, max_len=256, lr=3e-3,
-        val_ratio=0.2, eval_every=0, save_every=0, device="cpu", threads=1,
-    )
-    base.update(overrides)
-    return TrainSFTConfig(**base)
+    return tiny(TrainSFTConfig, {"density_aware": density_aware, "depth": 1, "lr": 3e-3}, overrides)
 
 
 def _build(prep: Prepared) -> Built:
     import numpy as np
 
     from katcli.train.objectives.sft import SFTObjective
-    from katcli.train.sequences import encode_sequences
 
-    cfg: TrainSFTConfig = prep.cfg
-    enc = encode_sequences(
-        prep.tokenizer, [(p.messages, (p.chosen,)) for p in prep.pairs], ids=[p.id for p in prep.pairs],
-        max_len=cfg.max_len, max_response_len=cfg.resolved_max_response_len, progress=prep.progress,
-        task="tokenizing replies",
-    )
-    if enc.prefix_trimmed or enc.responses_cut:
-        prep.notes.append(
-            f"{enc.prefix_trimmed:,} prompts were trimmed from the left ({enc.final_turn_cut:,} into the final "
-            f"user turn) and {enc.responses_cut:,} replies were cut to fit --max-len {cfg.max_len}"
-        )
+    enc = prep.encode_chosen()
     objective = SFTObjective(
-        prep.gpt, enc, pad_id=prep.tokenizer.pad_token_id, heldout=prep.heldout(),
+        prep.model, enc, pad_id=prep.tokenizer.pad_token_id, heldout=prep.heldout(),
         eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
     train_index = np.asarray(prep.split.train, dtype=np.int64)
     return Built(objective, enc.row_lengths[train_index], meta={"objective": "sft", "sequences": enc.stats})
 
 
-SFT_STAGE = TrainingStage(stage=STAGE, run_root=P.SFT_DIR, kind="kat-policy", build=_build, what="policies")
+SFT_STAGE = TrainingStage(stage=STAGE, run_root=P.SFT_DIR, kind=POLICY_KIND, build=_build, what="policies")
 
 
 def run_train_sft(

@@ -1,10 +1,8 @@
 """What every `kat train …` stage shares: flags, ranks, inputs, the model to start from, the split, resume, records.
 
-A training stage (`train_rm`, `train_sft`, …) declares a `TrainingStage`: its stage key, run directory, default
-learning rates and one `build` hook that turns the prepared common parts into an objective (its model, encoded data
-and evaluation). Everything else is here, once:
-
-Its flags are `katcli.pipeline.train_config.TrainConfig`.
+A training stage (`train_rm`, `train_sft`, …) declares a `TrainingStage` (its stage key, run directory, checkpoint
+kind and one `build` hook that turns the prepared common parts, `Prepared`, into an objective); its flags are a
+`katcli.pipeline.train_config.TrainConfig`. Everything else is here, once, in phases (`_prepare`):
 
 - **Ranks.** Under torchrun only rank 0 takes the workspace lock, checks upstream, writes and records (`StageRun`);
   the other ranks read the same inputs through `_ReadOnlyRun`. A setup error on any rank is heard by every rank
@@ -12,15 +10,18 @@ Its flags are `katcli.pipeline.train_config.TrainConfig`.
 - **Inputs.** Pairs and prefixes (checked against each other), the tokenizer (the workspace's, or the one shipped
   beside an `--init` model), and the density weights: an input with `--density-aware`; otherwise read only when
   present and fresh, for per-quintile evaluation, and then not recorded as an input.
-- **Starting model.** `--init` (a run name or a directory, see `resolve_model_dir`; `hf:NAME|DIR` and runs made
-  from one: `katcli.pipeline.hf_source`) or `--depth N` from scratch.
-- **Held-out split.** By a seeded hash of the prefix id (`katcli.train.split`): every objective with the same
-  `--seed` and `--val-ratio` holds out the same prompts, and no prompt is in both sets.
+- **Starting model.** `--init` (a run name or a directory, `katcli.pipeline.runs.resolve_run`, loaded by
+  `katcli.train.run_dir.load_run`; `hf:NAME|DIR` and runs made from one: `katcli.pipeline.hf_source`) or
+  `--depth N` from scratch.
+- **Held-out set.** `katcli.pipeline.heldout.build_heldout`, the one the evaluations rebuild: every objective with
+  the same `--seed` and `--val-ratio` holds out the same prompts, and none the `--init` chain trained on.
 - **Sampling.** One weighted sampler over the objective's training items (the training pairs, or the objective's
   own items such as GRPO's prompts, `Built.item_prefix_ids`); its effective sample size is recorded.
-- **Resume.** Same flags (apart from `train_resume.RESUME_FREE`), same inputs and tokenizer, then the model, optimizer, sample
-  stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same name.
-- **Records.** At the end the final files are adopted into the manifest with the run's statistics.
+- **Resume.** Same flags (apart from `train_resume.RESUME_FREE`), same inputs and tokenizer, then the model,
+  optimizer, sample stream and RNG continue exactly. A fresh run first removes an earlier run's files of the same
+  name.
+- **Records.** Every checkpoint's meta is the run's `RunMeta` (`_run_meta`) at that step; at the end the final
+  files are adopted into the manifest with statistics read from the same record.
 
 This module wires files, flags, the manifest and ranks; the training itself is `katcli.train`. It knows nothing
 about Typer or Rich.
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, InterruptedRun, KatError
-from katcli.pipeline.stage import StageRun
+from katcli.pipeline.stage import StageRun, record_input
 from katcli.pipeline.train_config import DEFAULT_DEPTH, TrainConfig
 from katcli.pipeline.train_resume import (
     check_same_flags,
@@ -46,7 +47,6 @@ from katcli.progress import ProgressFn, no_progress
 from katcli.workspace import Workspace
 from katcli.workspace import paths as P
 
-TOKENIZER = f"{P.TOKENIZER_DIR}/tokenizer.json"
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -64,13 +64,45 @@ class Prepared:
     prefix_ids: list[str]
     split: Any
     tokenizer: Any
-    gpt: Any  # the starting GPT (from --init, or fresh)
+    model: Any  # the starting model: kat's GPT or an HF backbone (from --init, or fresh)
     init_info: dict[str, Any]
     init_dir: Path | None  # the --init checkpoint directory (None: a fresh --depth model)
     weights: dict[str, float] | None  # density weights when read (sampling or eval quintiles)
     eval_weights: dict[str, float] | None  # the weights when they cover every held-out prompt
     micro_batch_size: int
     notes: list[str]
+    heldout_set: Any = None  # katcli.pipeline.heldout.HeldOutSet (the split and its fingerprint)
+    weights_used_for: str | None = None  # what the density weights serve ("sampling", "eval quintiles")
+
+    def encode_pairs(self) -> Any:
+        """Every pair, chosen and rejected, with the run's tokenizer and lengths (a note says what was cut)."""
+        from katcli.train.sequences import encode_pairs
+
+        enc = encode_pairs(
+            self.tokenizer, [(p.messages, p.chosen, p.rejected) for p in self.pairs], ids=[p.id for p in self.pairs],
+            max_len=self.cfg.max_len, max_response_len=self.cfg.resolved_max_response_len, progress=self.progress,
+        )
+        self._note_cuts(enc, "pairs had their prefix trimmed", "responses were cut")
+        return enc
+
+    def encode_chosen(self) -> Any:
+        """Every pair's prompt and chosen reply (what SFT imitates), encoded as `encode_pairs` encodes pairs."""
+        from katcli.train.sequences import encode_sequences
+
+        enc = encode_sequences(
+            self.tokenizer, [(p.messages, (p.chosen,)) for p in self.pairs], ids=[p.id for p in self.pairs],
+            max_len=self.cfg.max_len, max_response_len=self.cfg.resolved_max_response_len, progress=self.progress,
+            task="tokenizing replies",
+        )
+        self._note_cuts(enc, "prompts were trimmed", "replies were cut")
+        return enc
+
+    def _note_cuts(self, enc: Any, trimmed: str, cut: str) -> None:
+        if enc.prefix_trimmed or enc.responses_cut:
+            self.notes.append(
+                f"{enc.prefix_trimmed:,} {trimmed} from the left ({enc.final_turn_cut:,} into the final user turn) "
+                f"and {enc.responses_cut:,} {cut} to fit --max-len {self.cfg.max_len}"
+            )
 
     def heldout(self) -> Any:
         """The held-out rows (same indices as `split.heldout`) with their sources, prompts and weights."""
@@ -220,44 +252,22 @@ class _Job:
     settings: Any
     out_dir: Path
     out_rel: str
-    meta_base: dict[str, Any]
+    meta: Any  # katcli.model.run_meta.RunMeta, without step and report
     resume_step: int | None
     resume_optim: dict[str, Any] | None
     train_index: Any  # what the sampler's indices map to: pair indices, or the objective's own item indices
-    ess: float
-    train_prompts: int
-    heldout_prompts: int
-    fingerprint: str
-
-
-def record_input(ws: Workspace, run: Any, path: Path) -> None:
-    """A file inside the workspace is checked against the manifest; one outside is recorded as external."""
-    try:
-        rel = ws.rel(path)
-    except KatError:
-        run.external_input(path)
-        return
-    run.input(rel)
 
 
 def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, str | None]:
     """The density weights: an input when sampling by them; else read for eval quintiles when present and fresh."""
+    from katcli.pipeline.heldout import density_weights
     from katcli.train import inputs as I
 
     if cfg.density_aware:
         weights_path, ids_path = run.input(P.DENSITY_WEIGHTS), run.input(P.EMBED_IDS)
         return I.read_density_weights(weights_path, ids_path), "sampling"
-    if ws.abs(P.DENSITY_WEIGHTS).is_file() and ws.abs(P.EMBED_IDS).is_file():
-        judge = getattr(run, "judge", None)
-        fresh = judge is None or (
-            judge.check_input(P.DENSITY_WEIGHTS) is None and judge.check_input(P.EMBED_IDS) is None
-        )
-        if fresh:
-            return I.read_density_weights(ws.abs(P.DENSITY_WEIGHTS), ws.abs(P.EMBED_IDS)), "eval quintiles"
-        notes.append("the density weights are stale or unrecorded: held-out results have no density quintiles")
-        return None, None
-    notes.append("no density weights in the workspace (run `kat embed`): held-out results have no density quintiles")
-    return None, None
+    weights = density_weights(ws, getattr(run, "judge", None), notes, what="held-out results have no density quintiles")
+    return weights, "eval quintiles" if weights is not None else None
 
 
 def _starting_model(
@@ -266,8 +276,9 @@ def _starting_model(
 ) -> tuple[Any, dict[str, Any]]:
     from katcli.model.checkpoint import checkpoint_paths, find_last_step
     from katcli.model.gpt import GPT, GPTConfig
+    from katcli.model.run_meta import RunMeta
     from katcli.pipeline.runs import recorded_path
-    from katcli.train.run_dir import load_gpt
+    from katcli.train.run_dir import check_tokenizer, load_run
 
     unused = [f for f, on in (("--chat-template", cfg.chat_template), ("--trust-remote-code", cfg.trust_remote_code),
                               ("--gradient-checkpointing", cfg.gradient_checkpointing)) if on]
@@ -285,15 +296,14 @@ def _starting_model(
     files = checkpoint_paths(init_dir, step)
     for key in ("model", "meta"):
         record_input(ws, run, files[key])
-    gpt, ckpt = load_gpt(init_dir, step=step)
-    recorded = ckpt.meta.get("tokenizer_sha256")
-    if recorded is not None and recorded != tokenizer.sha256():
-        raise KatError(
-            f"--init model was trained with another tokenizer (sha256 {recorded[:12]}…, "
-            f"this one is {tokenizer.sha256()[:12]}…)",
-            file=str(tok_path),
-            hint="put the model's tokenizer.json beside it, or train with the workspace's own tokenizer",
-        )
+    meta = RunMeta.read(files["meta"])
+    recorded = meta.tokenizer_sha256
+    check_tokenizer(
+        tokenizer.sha256(), recorded, f"--init model was trained with another tokenizer (sha256 {(recorded or '')[:12]}…, "
+        f"this one is {tokenizer.sha256()[:12]}…)", file=tok_path,
+        hint="put the model's tokenizer.json beside it, or train with the workspace's own tokenizer", required=False,
+    )
+    gpt = load_run(init_dir, meta, step=step, tokenizer=tokenizer).model.train()  # a reward model: its body
     if gpt.config.vocab_size < tokenizer.vocab_size:
         raise KatError(
             f"--init model has {gpt.config.vocab_size} token ids but the tokenizer has {tokenizer.vocab_size}",
@@ -309,7 +319,7 @@ def _check_unseen_heldout(
     ws: Workspace, cfg: TrainConfig, run: Any, init_dir: Path, heldout: set[str], notes: list[str]
 ) -> None:
     """Refuse (unless --force) held-out prompts that the --init model, or one it started from, trained on."""
-    from katcli.pipeline.init_lineage import init_splits, seen_heldout
+    from katcli.pipeline.heldout import init_splits, seen_heldout
 
     splits = init_splits(init_dir, str(cfg.init), lambda rec: Path(rec) if Path(rec).is_absolute() else ws.abs(rec))
     for ancestor, n in seen_heldout(heldout, splits):
@@ -332,25 +342,41 @@ def _check_unseen_heldout(
 def _prepare(
     ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, progress: ProgressFn
 ) -> _Job:
+    """Flags → inputs → held-out set → tokenizer and model → the objective → sampler and record → resume."""
     import numpy as np
 
-    from katcli.model.checkpoint import load_checkpoint
-    from katcli.model.hf import is_hf_dir, is_hf_ref
-    from katcli.model.tokenizer import Tokenizer
-    from katcli.pipeline.hf_source import hf_start
-    from katcli.pipeline.runs import POLICY_STAGES, resolve_run
-    from katcli.train import inputs as I
-    from katcli.train.loop import LoopSettings
-    from katcli.train.run_dir import has_checkpoint, read_run_meta, run_tokenizer_path
-    from katcli.train.sampler import (
-        WeightedSampler,
-        effective_sample_size,
-        item_probabilities,
-    )
-    from katcli.train.schedule import default_warmup
-    from katcli.train.split import split_pairs
-
     notes: list[str] = []
+    out_rel = f"{stage.run_root}/{cfg.run_name}"
+    out_dir = ws.abs(out_rel)
+    _check_flags(cfg, stage, dist, out_dir, out_rel)
+    prepared = _prepare_common(ws, cfg, stage, run, dist, progress, notes)
+    built = stage.build(prepared)
+    split = prepared.split
+    if built.item_prefix_ids is None:
+        item_pids = [prepared.prefix_ids[i] for i in split.train]
+        train_index = np.asarray(split.train, dtype=np.int64)
+    else:
+        item_pids, train_index = built.item_prefix_ids, np.arange(len(built.item_prefix_ids), dtype=np.int64)
+    sampler, sampling = _sampler(cfg, run, prepared, built, item_pids)
+    settings = _loop_settings(cfg, prepared.micro_batch_size)
+    meta = _run_meta(cfg, stage, dist, prepared, built, settings, sampling)
+    job = _Job(
+        prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
+        meta=meta, resume_step=None, resume_optim=None, train_index=train_index,
+    )
+    if cfg.resume:
+        _resume(cfg, stage, job, notes)
+    if not cfg.fsdp:  # --fsdp: `fully_shard` moves one layer at a time and keeps its shard (never the whole model)
+        built.objective.module.to(dist.device)
+    return job
+
+
+_RESUME_HINT = "pass a directory written by `kat train {stage}`"
+
+
+def _check_flags(cfg: TrainConfig, stage: TrainingStage, dist: Any, out_dir: Path, out_rel: str) -> None:
+    from katcli.train.run_dir import has_checkpoint, read_run
+
     if cfg.fsdp and not dist.distributed:
         raise ConfigError(
             "--fsdp shards the model over torchrun's processes, but this is a single process",
@@ -360,122 +386,136 @@ def _prepare(
         raise ConfigError(
             f"{cfg.BATCH_FLAG} {cfg.batch_size} must be divisible by the number of processes ({dist.world_size})"
         )
-    out_rel = f"{stage.run_root}/{cfg.run_name}"
-    out_dir = ws.abs(out_rel)
-    resume_hint = f"pass a directory written by `kat train {stage.stage}`"
     if cfg.resume:
         if not has_checkpoint(out_dir):
             raise KatError(f"nothing to resume: {out_rel}/ has no checkpoint", hint="drop --resume to start a new run")
-        check_same_flags(cfg, read_run_meta(out_dir, (stage.kind,), hint=resume_hint)[1], out_rel)
+        check_same_flags(cfg, read_run(out_dir, (stage.kind,), hint=_RESUME_HINT.format(stage=stage.stage))[1],
+                         out_rel)
 
-    # -- inputs ------------------------------------------------------------------------------------------
+
+def _prepare_common(
+    ws: Workspace, cfg: TrainConfig, stage: TrainingStage, run: Any, dist: Any, progress: ProgressFn,
+    notes: list[str],
+) -> Prepared:
+    """The inputs, the held-out set, the tokenizer and the starting model: what every objective's build gets."""
+    from katcli.model.hf import is_hf_dir, is_hf_ref
+    from katcli.model.tokenizer import Tokenizer
+    from katcli.pipeline.heldout import build_heldout, covering
+    from katcli.pipeline.hf_source import hf_start
+    from katcli.pipeline.runs import POLICY_STAGES, resolve_run
+    from katcli.train import inputs as I
+    from katcli.train.run_dir import run_tokenizer_path
+
     pairs_path = run.input(P.PAIRS)
     prefixes_path = run.input(P.PREFIXES)
     init_dir = None
     if cfg.init is not None and not is_hf_ref(cfg.init):
         init_dir = resolve_run(ws, cfg.init, (*POLICY_STAGES, "rm"), flag="--init")[1]
     hf_init = cfg.init is not None and (is_hf_ref(cfg.init) or is_hf_dir(init_dir))
-    tok_path = run_tokenizer_path(init_dir) if init_dir is not None and not hf_init else None
-    if hf_init:
-        pass  # the tokenizer ships with the model (`_hf_start`)
-    elif tok_path is None:
-        tok_path = run.input(TOKENIZER)
-    else:
-        record_input(ws, run, tok_path)
+    tok_path = None
+    if not hf_init:  # an HF backbone's tokenizer ships with the model (`hf_start`)
+        tok_path = run_tokenizer_path(init_dir) if init_dir is not None else None
+        if tok_path is None:
+            tok_path = run.input(P.TOKENIZER)
+        else:
+            record_input(ws, run, tok_path)
     weights, weights_used_for = _density_weights(ws, cfg, run, notes)
 
     pairs = I.read_pairs(pairs_path, progress=progress)
     I.check_consistency(pairs, I.read_prefix_counts(prefixes_path), prefixes_file=str(prefixes_path))
-    prefix_ids = [p.prefix_id for p in pairs]
-    split = split_pairs(prefix_ids, seed=cfg.seed, val_ratio=cfg.val_ratio)
-    train_pids = [prefix_ids[i] for i in split.train]
+    held = build_heldout(pairs, cfg.seed, cfg.val_ratio)
+    prefix_ids = held.prefix_ids
     if init_dir is not None:
-        _check_unseen_heldout(ws, cfg, run, init_dir, {prefix_ids[i] for i in split.heldout}, notes)
-
-    # -- tokenizer, model, objective ----------------------------------------------------------------------
+        _check_unseen_heldout(ws, cfg, run, init_dir, {prefix_ids[i] for i in held.split.heldout}, notes)
     if hf_init:
-        tokenizer, gpt, init_info = hf_start(ws, cfg, stage.kind, run, init_dir)
+        tokenizer, model, init_info = hf_start(ws, cfg, stage.kind, run, init_dir)
     else:
         tokenizer = Tokenizer.load(tok_path)
-        gpt, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
-    heldout = np.asarray(split.heldout, dtype=np.int64)
-    eval_weights = weights if weights is not None and all(prefix_ids[i] in weights for i in heldout) else None
-    if weights is not None and eval_weights is None:
-        notes.append("the density weights do not cover every held-out prompt: no density quintiles")
-    micro = cfg.micro_batch_size or cfg.batch_size // dist.world_size
-    prepared = Prepared(
-        cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=split,
-        tokenizer=tokenizer, gpt=gpt, init_info=init_info, init_dir=init_dir, weights=weights,
-        eval_weights=eval_weights, micro_batch_size=micro, notes=notes,
+        model, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
+    eval_weights = covering(weights, [prefix_ids[i] for i in held.split.heldout], notes)
+    return Prepared(
+        cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=held.split,
+        tokenizer=tokenizer, model=model, init_info=init_info, init_dir=init_dir, weights=weights,
+        eval_weights=eval_weights, micro_batch_size=cfg.micro_batch_size or cfg.batch_size // dist.world_size,
+        notes=notes, heldout_set=held, weights_used_for=weights_used_for if eval_weights is not None else None,
     )
-    built = stage.build(prepared)
 
-    # -- sampler, settings, meta --------------------------------------------------------------------------
-    if built.item_prefix_ids is None:
-        item_pids, train_index = train_pids, np.asarray(split.train, dtype=np.int64)
-    else:
-        item_pids, train_index = built.item_prefix_ids, np.arange(len(built.item_prefix_ids), dtype=np.int64)
+
+def _sampler(cfg: TrainConfig, run: Any, prep: Prepared, built: Built, item_pids: list[str]) -> tuple[Any, Any]:
+    """The weighted sampler over the training items, and the record of how it samples."""
+    import numpy as np
+
+    from katcli.model.run_meta import Sampling
+    from katcli.train.sampler import WeightedSampler, effective_sample_size, item_probabilities
+
     probs = item_probabilities(
-        item_pids, weights if cfg.density_aware else None, mode=cfg.weighting, noun=built.item_noun
+        item_pids, prep.weights if cfg.density_aware else None, mode=cfg.weighting, noun=built.item_noun
     )
     ess = effective_sample_size(probs)
     sampler = WeightedSampler(
         probs, np.asarray(built.item_lengths), seed=cfg.seed, batch_size=cfg.batch_size, bucketing=cfg.bucketing
     )
-    settings = LoopSettings(
+    judge = getattr(run, "judge", None)
+    n_items = len(item_pids)
+    sampling = Sampling(
+        weighting=cfg.weighting, density_aware=cfg.density_aware, train_pairs=len(prep.split.train),
+        train_prompts=len({prep.prefix_ids[i] for i in prep.split.train}), ess=round(ess, 3),
+        ess_fraction=round(ess / n_items, 6), items=built.item_noun, train_items=n_items,
+        weights_sha256=judge.current_sha(P.DENSITY_WEIGHTS) if cfg.density_aware and judge is not None else None,
+    )
+    return sampler, sampling
+
+
+def _loop_settings(cfg: TrainConfig, micro: int) -> Any:
+    from katcli.train.loop import LoopSettings
+    from katcli.train.schedule import default_warmup
+
+    return LoopSettings(
         max_steps=cfg.max_steps, micro_batch_size=micro, lr=cfg.resolved_lr,
         warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else default_warmup(cfg.max_steps),
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, eval_every=cfg.eval_every,
         save_every=cfg.save_every, seed=cfg.seed, fsdp=cfg.fsdp,
     )
-    fingerprint = split.fingerprint([p.id for p in pairs])
-    train_prompts = len(set(train_pids))
-    heldout_prompts = len({prefix_ids[i] for i in heldout})
-    judge = getattr(run, "judge", None)
-    input_shas = {}
+
+
+def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared, built: Built, settings: Any,
+              sampling: Any) -> Any:
+    """What every checkpoint of the run records (`RunMeta`); the step and its report are added at each save."""
+    from katcli.model.run_meta import RunMeta, Split
+
+    held = prep.heldout_set
+    judge = getattr(prep.run, "judge", None)
+    inputs = {}
     if judge is not None:
         for rel in (P.PAIRS, P.PREFIXES) + ((P.DENSITY_WEIGHTS, P.EMBED_IDS) if cfg.density_aware else ()):
-            input_shas[rel] = judge.current_sha(rel)
-    meta_base: dict[str, Any] = {
-        "format": 1,
-        "model_config": gpt.config.to_dict(),
-        "tokenizer_sha256": tokenizer.sha256(),
-        "config": cfg.params(),
-        "training": {
-            "warmup_steps": settings.warmup_steps, "micro_batch_size": micro, "world_size": dist.world_size,
-            **({"fsdp": True} if cfg.fsdp else {}),
-        },
-        "init": init_info,
-        "inputs": input_shas,
-        "heldout": {
-            "seed": cfg.seed, "val_ratio": cfg.val_ratio, "pairs": len(heldout), "prompts": heldout_prompts,
-            "fingerprint": fingerprint,
-        },
-        "sampling": {
-            "weighting": cfg.weighting, "train_pairs": len(train_index), "train_prompts": train_prompts,
-            "ess": round(ess, 3), "ess_fraction": round(ess / len(train_index), 6),
-            "items": built.item_noun, "train_items": len(train_index),
-        },
-        "eval_weights": weights_used_for if eval_weights is not None else None,
-        **built.meta,
-    }
-
-    # -- resume -------------------------------------------------------------------------------------------
-    resume_step = resume_optim = None
-    if cfg.resume:
-        step, meta = read_run_meta(out_dir, (stage.kind,), hint=resume_hint)
-        check_same_inputs(meta, input_shas, tokenizer.sha256(), out_rel)
-        ckpt = load_checkpoint(out_dir, step, device="cpu", load_optim=True)
-        built.objective.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
-        resume_step, resume_optim = step, ckpt.optim_state
-        notes.append(f"resumed from step {step} of {out_rel}/")
-    if not cfg.fsdp:  # --fsdp: `fully_shard` moves one layer at a time and keeps its shard (never the whole model)
-        built.objective.module.to(dist.device)
-    return _Job(
-        prepared=prepared, built=built, sampler=sampler, settings=settings, out_dir=out_dir, out_rel=out_rel,
-        meta_base=meta_base, resume_step=resume_step, resume_optim=resume_optim, train_index=train_index, ess=ess,
-        train_prompts=train_prompts, heldout_prompts=heldout_prompts, fingerprint=fingerprint,
+            inputs[rel] = judge.current_sha(rel)
+    heldout = held.split.heldout
+    extra = dict(built.meta)
+    objective_key = extra.pop("objective", None)
+    return RunMeta(
+        kind=stage.kind, objective=objective_key or stage.stage, model_config=prep.model.config.to_dict(),
+        tokenizer_sha256=prep.tokenizer.sha256(), config=cfg.params(),
+        training={"warmup_steps": settings.warmup_steps, "micro_batch_size": settings.micro_batch_size,
+                  "world_size": dist.world_size, **({"fsdp": True} if cfg.fsdp else {})},
+        init=prep.init_info, inputs=inputs,
+        split=Split(cfg.seed, cfg.val_ratio, len(heldout), len({prep.prefix_ids[i] for i in heldout}),
+                    held.fingerprint),
+        sampling=sampling, eval_weights=prep.weights_used_for,
+        reward_model=extra.pop("reward_model", None), reference=extra.pop("reference", None), extra=extra,
     )
+
+
+def _resume(cfg: TrainConfig, stage: TrainingStage, job: _Job, notes: list[str]) -> None:
+    """Same flags, inputs and tokenizer as the checkpoint; then its model and optimizer state."""
+    from katcli.model.checkpoint import load_checkpoint
+    from katcli.train.run_dir import read_run
+
+    step, meta = read_run(job.out_dir, (stage.kind,), hint=_RESUME_HINT.format(stage=stage.stage))
+    check_same_inputs(meta, job.meta.inputs, job.meta.tokenizer_sha256, job.out_rel)
+    ckpt = load_checkpoint(job.out_dir, step, device="cpu", load_optim=True)
+    job.built.objective.load_checkpoint_state({k: v.float() for k, v in ckpt.model_state.items()})
+    job.resume_step, job.resume_optim = step, ckpt.optim_state
+    notes.append(f"resumed from step {step} of {job.out_rel}/")
 
 
 # ---------------------------------------------------------------------------------------------------- loop
@@ -499,10 +539,7 @@ def _train(
     dist.barrier()
 
     def meta_fn(step: int, report: Any) -> dict[str, Any]:
-        meta = dict(job.meta_base)
-        meta["step"] = step
-        meta["eval"] = report.to_json() if report is not None else None
-        return meta
+        return job.meta.at_step(step, report).to_json()
 
     loop = TrainingLoop(
         obj, job.train_index, job.sampler, job.settings, dist=dist, out_dir=job.out_dir, meta_fn=meta_fn,
@@ -514,51 +551,63 @@ def _train(
         outcome = loop.train()
     except KeyboardInterrupt:
         raise InterruptedRun(interrupted_message(job.out_dir, job.out_rel)) from None
-    files: list[Path] = []
-    n_train, n_held = len(prep.split.train), len(prep.split.heldout)
-    n_items = len(job.train_index)
     extra = getattr(obj, "run_stats", None)
     run_stats = extra(update_seconds=outcome.train_seconds - outcome.prepare_seconds) if extra is not None else {}
+    files: list[Path] = []
     if dist.is_main:
         files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files, *job.built.outputs]
-        for path in files:
-            run.adopt(ws.rel(path))
-        metrics_rel = f"{job.out_rel}/{METRICS_FILE}"
-        run.describe(metrics_rel, rows=sum(1 for _ in open(ws.abs(metrics_rel), encoding="utf-8")))
-        report = outcome.eval
-        run.stats.update(
-            {
-                "step": outcome.step,
-                "resumed_from": job.resume_step,
-                "weighting": cfg.weighting,
-                "train_pairs": n_train,
-                "heldout_pairs": n_held,
-                "heldout_fingerprint": job.fingerprint,
-                "ess": round(job.ess, 3),
-                "ess_fraction": round(job.ess / n_items, 6),
-                **job.built.stats,
-                **run_stats,
-                "heldout_" + _headline_key(report): report.to_json()["overall"] if report is not None else None,
-                "pad_fraction": round(outcome.pad_fraction, 6),
-                "tokens_per_s": round(outcome.tokens_per_s, 1),
-                "state_mib_per_process": round(outcome.state_bytes / 2**20, 3),
-                "world_size": dist.world_size,
-                "device": str(dist.device),
-                **({"fsdp": True} if cfg.fsdp else {}),
-            }
-        )
-        if "hf" in prep.init_info:  # the base model a Hugging Face backbone started from (kat status shows it)
-            run.stats["base_model"] = _base_model(prep.init_info["hf"])
+        _record(ws, cfg, run, job, outcome, files, run_stats, str(dist.device), dist.world_size)
+    return _result(cfg, job, outcome, run, files, run_stats, str(dist.device), dist.world_size)
+
+
+def _record(ws: Workspace, cfg: TrainConfig, run: Any, job: _Job, outcome: Any, files: list[Path],
+            run_stats: dict[str, Any], device: str, world_size: int) -> None:
+    """Adopt the run's files into the manifest with its statistics (what `kat status` and the report show)."""
+    from katcli.train.metrics_log import METRICS_FILE
+
+    for path in files:
+        run.adopt(ws.rel(path))
+    metrics_rel = f"{job.out_rel}/{METRICS_FILE}"
+    run.describe(metrics_rel, rows=sum(1 for _ in open(ws.abs(metrics_rel), encoding="utf-8")))
+    meta, report = job.meta, outcome.eval
+    run.stats.update(
+        {
+            "step": outcome.step,
+            "resumed_from": job.resume_step,
+            "weighting": meta.sampling.weighting,
+            "train_pairs": meta.sampling.train_pairs,
+            "heldout_pairs": meta.split.pairs,
+            "heldout_fingerprint": meta.split.fingerprint,
+            "ess": meta.sampling.ess,
+            "ess_fraction": meta.sampling.ess_fraction,
+            **job.built.stats,
+            **run_stats,
+            "heldout_" + _headline_key(report): report.to_json()["overall"] if report is not None else None,
+            "pad_fraction": round(outcome.pad_fraction, 6),
+            "tokens_per_s": round(outcome.tokens_per_s, 1),
+            "state_mib_per_process": round(outcome.state_bytes / 2**20, 3),
+            "world_size": world_size,
+            "device": device,
+            **({"fsdp": True} if cfg.fsdp else {}),
+        }
+    )
+    if "hf" in (meta.init or {}):  # the base model a Hugging Face backbone started from (kat status shows it)
+        run.stats["base_model"] = _base_model(meta.init["hf"])
+
+
+def _result(cfg: TrainConfig, job: _Job, outcome: Any, run: Any, files: list[Path], run_stats: dict[str, Any],
+            device: str, world_size: int) -> TrainResult:
+    meta, prep, obj = job.meta, job.prepared, job.built.objective
     return TrainResult(
         name=cfg.run_name, directory=job.out_dir, step=outcome.step, resumed_from=job.resume_step,
-        eval=outcome.eval, train_pairs=n_train, train_prompts=job.train_prompts, heldout_pairs=n_held,
-        heldout_prompts=job.heldout_prompts, heldout_fingerprint=job.fingerprint, weighting=cfg.weighting,
-        ess=job.ess, ess_fraction=job.ess / n_items, n_params=sum(p.numel() for p in obj.module.parameters()),
-        model_config=prep.gpt.config.to_dict(), device=str(dist.device), world_size=dist.world_size,
-        tokens_per_s=outcome.tokens_per_s, pad_fraction=outcome.pad_fraction,
+        eval=outcome.eval, train_pairs=meta.sampling.train_pairs, train_prompts=meta.sampling.train_prompts,
+        heldout_pairs=meta.split.pairs, heldout_prompts=meta.split.prompts, heldout_fingerprint=meta.split.fingerprint,
+        weighting=meta.sampling.weighting, ess=meta.sampling.ess, ess_fraction=meta.sampling.ess_fraction,
+        n_params=sum(p.numel() for p in obj.module.parameters()), model_config=meta.model_config, device=device,
+        world_size=world_size, tokens_per_s=outcome.tokens_per_s, pad_fraction=outcome.pad_fraction,
         sequences=dict(job.built.meta.get("sequences", {})), notes=list(prep.notes),
-        forced_over=list(run.forced_over), files=files, train_items=n_items, item_noun=job.built.item_noun,
-        run_stats=run_stats, fsdp=cfg.fsdp, state_bytes=outcome.state_bytes,
+        forced_over=list(run.forced_over), files=files, train_items=meta.sampling.train_items,
+        item_noun=meta.sampling.items, run_stats=run_stats, fsdp=cfg.fsdp, state_bytes=outcome.state_bytes,
     )
 
 

@@ -17,9 +17,9 @@ import torch
 
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
-from katcli.train.losses import bradley_terry
 from katcli.train.metrics import EvalReport, summarize
 from katcli.train.reward_model import RewardModel
+from katcli.train.rm_sft_losses import bradley_terry
 from katcli.train.seq_scoring import indexed_eval_batches, score_batches
 from katcli.train.sequences import EncodedPairs
 
@@ -39,8 +39,8 @@ def score_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(margins `r_c − r_r`, rewards `[n, 2]`) for distinct `indices`, in the order given.
 
-    The batches and their split over ranks are `katcli.train.seq_scoring.score_batches`' (the loop reply log-probs
-    use too), with each sequence's reward as its value.
+    The batches and their split over ranks are `katcli.train.seq_scoring.score_batches`' (the loop summed reply
+    log-probs use too), with each sequence's reward as its value (`rewards_of`).
     """
     idx = np.asarray(indices, dtype=np.int64)
 

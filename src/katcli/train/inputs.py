@@ -1,8 +1,8 @@
-"""Reading what reward-model training consumes: pairs, per-prefix pair counts and density weights.
+"""Reading what every training objective and both evaluations consume: pairs, per-prefix pair counts, density weights.
 
 `read_pairs` parses `data/pairs_all.jsonl` into compact `Pair` rows; `read_prefix_counts` reads the `n_pairs`
-of every prefix in `data/prefixes_all.jsonl`; `read_density_weights` (re-exported from `katcli.density.artifacts`, the one reader of those files) maps
-prefix ids to their weight. `check_consistency` refuses pairs and prefixes that disagree. Every bad line
+of every prefix in `data/prefixes_all.jsonl`; `read_density_weights` (re-exported from `katcli.density.artifacts`,
+the one reader of those files) maps prefix ids to their weight. `check_consistency` refuses pairs and prefixes that disagree. Every bad line
 becomes a `KatError` naming the file and line.
 
 This module knows the file formats and nothing about tokenizers, sampling, models or the manifest.

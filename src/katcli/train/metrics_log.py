@@ -53,16 +53,3 @@ class MetricsLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of a metrics file (a torn last line is skipped)."""
-    out: list[dict[str, Any]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if isinstance(row, dict):
-            out.append(row)
-    return out

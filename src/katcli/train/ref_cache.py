@@ -37,7 +37,7 @@ import torch
 from katcli.errors import KatError
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.ddp import DistContext
-from katcli.train.seq_scoring import LogprobFn, score_batches
+from katcli.train.seq_scoring import ValueFn, score_batches
 from katcli.workspace import paths as P
 from katcli.workspace.atomic import atomic_write, remove_quietly, write_text_atomic
 from katcli.workspace.hashing import sha256_file
@@ -138,7 +138,7 @@ class CacheLookup:
 def compute_ref_logps(
     n_pairs: int,
     batches: Iterable[tuple[np.ndarray, Any]],
-    logprob_fn: LogprobFn,
+    logprob_fn: ValueFn,
     *,
     dist: DistContext | None = None,
     progress: ProgressFn = no_progress,

@@ -26,7 +26,6 @@ import torch
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.batching import eval_batches
 from katcli.train.reward_model import RewardModel
-from katcli.train.rm_checkpoint import rm_lengths
 from katcli.train.sequences import encode_sequences
 
 Messages = Sequence[Mapping[str, Any]]
@@ -53,9 +52,9 @@ class RewardScorer:
         self.batch_size = int(batch_size)
 
     @classmethod
-    def from_meta(cls, rm: RewardModel, tokenizer: Any, meta: Mapping[str, Any], *, batch_size: int = 32) -> RewardScorer:
-        """The scorer with the `--max-len` / `--max-response-len` the reward model was trained with."""
-        max_len, max_resp = rm_lengths(dict(meta))
+    def from_meta(cls, rm: RewardModel, tokenizer: Any, meta: Any, *, batch_size: int = 32) -> RewardScorer:
+        """The scorer with the `--max-len` / `--max-response-len` the reward model was trained with (`RunMeta`)."""
+        max_len, max_resp = meta.lengths()
         return cls(rm, tokenizer, max_len=max_len, max_response_len=max_resp, batch_size=batch_size)
 
     @torch.no_grad()

@@ -9,7 +9,7 @@ Engine's business (per-row seeding), not this module's.
 `Rollout.from_generation(prompts, gen)` turns the Engine's output into what the loss needs: the prompt+reply token
 rows for one teacher-forced forward (prompts left-padded exactly as the Engine pads them), the reply mask, the
 sampling log-probs (`logπ_old`), reply lengths and truncation flags (a reply that hit `max_new_tokens` before its
-stop token). `reply_logprobs(model, rollout)` is the per-token log-prob of each sampled reply token under a model —
+stop token). `rollout_logprobs(model, rollout)` is the per-token log-prob of each sampled reply token under a model —
 the policy's (with grad) or the reference's (without) — computing the head only on reply positions, in chunks
 (`katcli.model.logprobs.logprobs_from_hidden`), optionally with the policy's entropy there.
 
@@ -104,7 +104,7 @@ class Rollout:
         )
 
 
-def reply_logprobs(
+def rollout_logprobs(
     model: torch.nn.Module, rollout: Rollout, *, with_entropy: bool = False
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """`[B, L]` log-prob of each reply token under `model` (0 off the mask); differentiable through `model`.

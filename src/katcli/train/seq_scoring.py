@@ -5,9 +5,10 @@ log-probs over the reply tokens (`response_mask`: the reply and its `<|assistant
 held-out NLL, DPO's reference log-probs and implicit-reward evaluation all come from here. Under torchrun each rank
 scores every `world_size`-th batch and the sums are added across ranks, so every rank ends with the full result.
 
-`score_batches` is the loop itself, over any `(row positions, micro-batch)` batches and any `logprob_fn(micro-batch)
--> (summed log-probs, token counts)`, so callers that must not depend on the model class (the reference log-prob
-cache) use the same loop; `reply_logprobs` runs it with a model over length-sorted batches.
+`score_batches` is the loop itself, over any `(row positions, micro-batch)` batches and any `value_fn(micro-batch)
+-> (values, token counts)`, so callers that must not depend on the model class (the reference log-prob cache) or
+that score something else per sequence (a reward model's rewards, `katcli.train.evaluate`) use the same loop;
+`summed_reply_logprobs` runs it with a policy over length-sorted batches.
 
 This module knows models, batches and ranks; not losses, files or reports.
 """
@@ -26,11 +27,12 @@ from katcli.train.batching import MicroBatch, eval_batches
 from katcli.train.ddp import DistContext
 from katcli.train.sequences import EncodedSequences
 
-LogprobFn = Callable[[Any], tuple[Any, Any]]
+#: A micro-batch → (one value per sequence, its token count): summed reply log-probs, or a reward model's rewards.
+ValueFn = Callable[[Any], tuple[Any, Any]]
 
 
-def model_logprob_fn(model: torch.nn.Module, device: torch.device) -> LogprobFn:
-    """`logprob_fn` of a model: per row of a micro-batch, its summed reply log-prob and reply token count."""
+def model_logprob_fn(model: torch.nn.Module, device: torch.device) -> ValueFn:
+    """The `value_fn` of a policy: per row of a micro-batch, its summed reply log-prob and reply token count."""
 
     def fn(mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.from_numpy(mb.ids).to(device)
@@ -45,7 +47,7 @@ def score_batches(
     n_rows: int,
     k: int,
     batches: Iterable[tuple[np.ndarray, Any]],
-    logprob_fn: LogprobFn,
+    value_fn: ValueFn,
     *,
     device: torch.device,
     dist: DistContext | None = None,
@@ -55,7 +57,7 @@ def score_batches(
     """(sums float64 `[n_rows, k]`, counts int64 `[n_rows, k]`) from batches covering rows `0 … n_rows−1` once each.
 
     A batch is (its rows' positions, a micro-batch of `k·m` sequences: the m first ones, then the m second ones …);
-    `logprob_fn(micro_batch)` returns each sequence's summed log-prob and token count. A rank computes every
+    `value_fn(micro_batch)` returns each sequence's value (its summed log-prob, or a reward) and token count. A rank computes every
     `world_size`-th batch and the results are added across ranks in one all-reduce (a row's value plus zeros from
     the other ranks, which is exact).
     """
@@ -69,11 +71,11 @@ def score_batches(
         seen[rows] += 1
         m = len(rows)
         if b % dist.world_size == dist.rank:
-            sums, counts = logprob_fn(mb)
+            sums, counts = value_fn(mb)
             sums = torch.as_tensor(sums).to(device, torch.float64).reshape(-1)
             counts = torch.as_tensor(counts).to(device, torch.float64).reshape(-1)
             if sums.numel() != k * m or counts.numel() != k * m:
-                raise ValueError(f"logprob_fn returned {sums.numel()} values for {m} rows of {k} sequences")
+                raise ValueError(f"value_fn returned {sums.numel()} values for {m} rows of {k} sequences")
             values[torch.from_numpy(rows).to(device)] = torch.cat([sums.view(k, m).T, counts.view(k, m).T], dim=1)
         done += m
         progress(task, done, n_rows)
@@ -96,7 +98,7 @@ def indexed_eval_batches(
 
 
 @torch.no_grad()
-def reply_logprobs(
+def summed_reply_logprobs(
     model: torch.nn.Module,
     enc: EncodedSequences,
     indices: Sequence[int],

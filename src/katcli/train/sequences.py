@@ -138,16 +138,8 @@ class EncodedPairs(EncodedSequences):
     """Two sequences per row: column 0 the chosen reply, column 1 the rejected one."""
 
     @property
-    def chosen_off(self) -> np.ndarray:
-        return self.off[:, 0]
-
-    @property
     def chosen_len(self) -> np.ndarray:
         return self.length[:, 0]
-
-    @property
-    def rejected_off(self) -> np.ndarray:
-        return self.off[:, 1]
 
     @property
     def rejected_len(self) -> np.ndarray:

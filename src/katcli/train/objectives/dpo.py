@@ -29,6 +29,7 @@ import torch
 
 from katcli.model.gpt import GPT
 from katcli.model.logprobs import masked_sums, token_logprobs
+from katcli.model.run_meta import POLICY_KIND
 from katcli.progress import ProgressFn, no_progress
 from katcli.train.batching import MicroBatch
 from katcli.train.dpo_losses import METRIC_NAMES, DPOLossConfig, dpo_loss
@@ -37,8 +38,7 @@ from katcli.train.metrics_log import rounded
 from katcli.train.objective import HeldOut, Stats, ratio
 from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.ref_cache import RefLogps
-from katcli.train.run_dir import POLICY_KIND
-from katcli.train.seq_scoring import reply_logprobs
+from katcli.train.seq_scoring import summed_reply_logprobs
 from katcli.train.sequences import EncodedSequences
 
 
@@ -66,7 +66,7 @@ def implicit_reward_eval(
     """Held-out accuracy of the implicit reward (`β(π − ref)`; `β·π/n` without a reference): `heldout.indices`
     index both `enc` and `ref`."""
     idx = heldout.indices
-    policy, counts = reply_logprobs(
+    policy, counts = summed_reply_logprobs(
         gpt, enc, idx, batch_size=batch_size, pad_id=pad_id, device=device, dist=dist, progress=progress,
         task="evaluating",
     )

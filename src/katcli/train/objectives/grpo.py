@@ -43,11 +43,11 @@ from katcli.train.grpo_losses import (
     grpo_loss,
     loss_denominator,
 )
+from katcli.model.run_meta import POLICY_KIND
 from katcli.train.metrics import N_QUINTILES
 from katcli.train.metrics_log import rounded
 from katcli.train.objective import Stats, ratio
-from katcli.train.rollout import Rollout, reply_logprobs, rollout_seed
-from katcli.train.run_dir import POLICY_KIND
+from katcli.train.rollout import Rollout, rollout_logprobs, rollout_seed
 
 Messages = Sequence[Mapping[str, Any]]
 Scorer = Callable[[Sequence[Messages], Sequence[str]], np.ndarray]
@@ -142,8 +142,8 @@ class GRPOObjective:
         with torch.no_grad():
             for lo in range(0, ro.ids.size(0), per):
                 part = ro.rows(slice(lo, lo + per))
-                old = reply_logprobs(self.gpt, part) if self.passes > 1 else None
-                ref = reply_logprobs(self.ref, part) if self.ref is not None else None
+                old = rollout_logprobs(self.gpt, part) if self.passes > 1 else None
+                ref = rollout_logprobs(self.ref, part) if self.ref is not None else None
                 micros.append(GRPOMicro(part, mine[lo : lo + per], old, ref))  # type: ignore[arg-type]
         t3 = time.perf_counter()
         tokens = float(ro.mask.sum())
@@ -202,7 +202,7 @@ class GRPOObjective:
     def loss(self, model: torch.nn.Module, mb: GRPOMicro, *, pass_index: int) -> tuple[torch.Tensor, Stats]:
         ro = mb.rollout
         device = self.gpt.device
-        logp, entropy = reply_logprobs(model, ro, with_entropy=True)
+        logp, entropy = rollout_logprobs(model, ro, with_entropy=True)
         mask = ro.mask.to(device)
         out = grpo_loss(
             logp, None if mb.old_logp is None else mb.old_logp.to(device),

@@ -36,8 +36,8 @@ from katcli.train.objective import Stats, ratio
 from katcli.train.objectives.dpo import PairBatch, implicit_reward_eval
 from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.ref_cache import RefLogps
-from katcli.train.run_dir import POLICY_KIND
-from katcli.train.seq_scoring import reply_logprobs
+from katcli.model.run_meta import POLICY_KIND
+from katcli.train.seq_scoring import summed_reply_logprobs
 from katcli.train.sequences import EncodedSequences
 
 METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
@@ -97,7 +97,7 @@ class KTOObjective(EncodedObjective):
         uniq, counts = np.unique(rows, return_counts=True)
         total = torch.zeros(2, dtype=torch.float64, device=device)
         if len(uniq):
-            pol, _ = reply_logprobs(self.gpt, self.kl_enc, uniq, batch_size=self.eval_batch_size, pad_id=self.pad_id,
+            pol, _ = summed_reply_logprobs(self.gpt, self.kl_enc, uniq, batch_size=self.eval_batch_size, pad_id=self.pad_id,
                                     device=device)
             ref = np.stack([self.kl_ref.chosen[uniq], self.kl_ref.rejected[uniq]], axis=1)
             total[0] = float(((pol - ref).sum(axis=1) * counts).sum())

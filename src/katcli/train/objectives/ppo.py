@@ -50,8 +50,8 @@ from katcli.train.objectives import grpo as grpo_objective
 from katcli.train.ppo_losses import PPOConfig, gae, kl_penalty_rewards, masked_whiten, policy_loss, value_loss
 from katcli.train.reward_model import RewardModel
 from katcli.train.rollout import Rollout, rollout_seed
-from katcli.train.rollout import reply_logprobs as ref_reply_logprobs
-from katcli.train.run_dir import POLICY_KIND
+from katcli.train.rollout import rollout_logprobs as ref_reply_logprobs
+from katcli.model.run_meta import POLICY_KIND
 
 
 class PolicyAndCritic(nn.Module):

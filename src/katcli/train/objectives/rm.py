@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from katcli.model.run_meta import RM_KIND
 from katcli.train.batching import MicroBatch
 from katcli.train.evaluate import evaluate
-from katcli.train.losses import pair_loss
 from katcli.train.metrics import EvalReport
 from katcli.train.metrics_log import rounded
 from katcli.train.objective import Stats, ratio
 from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.reward_model import RewardModel
-from katcli.train.run_dir import RM_KIND
+from katcli.train.rm_sft_losses import pair_loss
 from katcli.train.sequences import EncodedPairs
 
 

@@ -20,14 +20,14 @@ import torch
 
 from katcli.model.gpt import GPT
 from katcli.model.logprobs import token_logprobs
+from katcli.model.run_meta import POLICY_KIND
 from katcli.train.batching import MicroBatch
-from katcli.train.losses import token_nll_sum
 from katcli.train.metrics import NLLReport, summarize_nll
 from katcli.train.metrics_log import rounded
 from katcli.train.objective import Stats, ratio
 from katcli.train.objectives.encoded import EncodedObjective
-from katcli.train.run_dir import POLICY_KIND
-from katcli.train.seq_scoring import reply_logprobs
+from katcli.train.rm_sft_losses import token_nll_sum
+from katcli.train.seq_scoring import summed_reply_logprobs
 from katcli.train.sequences import EncodedSequences
 
 
@@ -70,7 +70,7 @@ class SFTObjective(EncodedObjective):
         if self.heldout is None:
             return None
         h = self.heldout
-        sums, counts = reply_logprobs(
+        sums, counts = summed_reply_logprobs(
             self.gpt, self.enc, h.indices, batch_size=self.eval_batch_size, pad_id=self.pad_id,
             device=self.gpt.device, dist=self.dist, progress=self.progress, task="evaluating",
         )
