@@ -16,7 +16,8 @@ import typer
 # command path → (config class or pipeline function, {flag parameter: config field}, presentation-only parameters)
 CONFIGS = {
     "embed": ("katcli.pipeline.embed:EmbedConfig", {}, ()),
-    "pairs download": ("katcli.pipeline.pairs:DownloadConfig", {"source": "sources"}, ()),
+    "pairs download": ("katcli.pipeline.pairs:DownloadConfig",
+                       {"source": "sources", "dataset": "datasets", "split": "splits"}, ()),
     "pairs import": ("katcli.pipeline.pairs:ImportConfig", {}, ()),
     "prefixes": ("katcli.pipeline.prefixes:PrefixesConfig", {}, ()),
     "quickstart": ("katcli.pipeline.quickstart:QuickstartConfig", {}, ("workspace",)),

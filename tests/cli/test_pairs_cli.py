@@ -81,6 +81,55 @@ def test_bad_flags(kat, ws_dir, args, message):
     assert not (ws_dir / P.PAIRS).exists()
 
 
+def _dataset(root: Path, rows: list[dict]) -> Path:
+    root.mkdir(parents=True)
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return root
+
+
+def test_download_a_dataset_beside_a_builtin_source(kat, ws_dir, tmp_path):
+    root = _dataset(tmp_path / "my-prefs", [{"prompt": f"Q{i}?", "chosen": "good", "rejected": "bad"} for i in range(8)]
+                    + [{"prompt": "Tie?", "chosen": "same", "rejected": "same"}])
+    result = kat("pairs", "download", "--from", "sample", "--source", "hh", "--dataset", f"mine={root}",
+                 "--budget", "20", "--mix", "hh=1,mine=1")
+    assert result.exit_code == 0, result.output
+    assert "Pairs: budget 20, mix hh=1,mine=1, seed 0" in result.stdout
+    assert "mine dropped: identical_replies 1" in result.stdout
+    pairs = read_jsonl(ws_dir / P.PAIRS)
+    assert [p["src"] for p in pairs] == ["hh-rlhf"] * 12 + ["mine"] * 8
+    run = Manifest.load(ws_dir / P.MANIFEST).runs["pairs"]
+    assert run.params["datasets"] == [{"label": "mine", "name": str(root), "config": None, "splits": ["train"],
+                                       "columns": "prompt=prompt,chosen=chosen,rejected=rejected"}]
+    assert str(root.resolve()) in [i.path for i in run.inputs]
+
+
+@pytest.mark.parametrize(
+    ("rows", "args", "message"),
+    [
+        ([{"question": "Q?", "chosen": "a", "rejected": "b"}], ["--columns", "prompt=query"],
+         "Error: row 1 of d/train: column 'query' (--columns prompt=query) is missing; the dataset has 'question', "
+         "'chosen', 'rejected'; expected TRL's preference format: 'chosen' and 'rejected' (and optionally 'prompt'), "
+         "each a string or a list of {'role', 'content'} messages ({root}/train.jsonl:1)"),
+        ([{"chosen": "a b", "rejected": "a c"}], ["--split", "test"], "Error: --split test: {root} has no split 'test' "
+         "(it has train)"),
+        ([{"chosen": "a b", "rejected": "a c"}], ["--mix", "d=1,x=2"],
+         "Error: --mix names an unknown source 'x' (known: hh, uf, se, d)"),
+    ],
+)
+def test_dataset_errors_are_exact_and_write_nothing(kat, ws_dir, tmp_path, rows, args, message):
+    root = _dataset(tmp_path / "d", rows)
+    result = kat("pairs", "download", "--dataset", str(root), *args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr[result.stderr.index("Error: "):].splitlines()[0] == message.replace("{root}", str(root))
+    assert not ws_dir.exists()
+
+
+def test_dataset_flags_without_a_dataset_are_refused(kat):
+    result = kat("pairs", "download", "--from", "sample", "--split", "test")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "Error: --config, --split and --columns describe a --dataset; add one"
+
+
 def test_unknown_source_is_a_usage_error(kat):
     result = kat("pairs", "download", "--source", "xx")
     assert result.exit_code == 2

@@ -20,12 +20,13 @@ import typer
 # The order flags appear in `kat train … --help`, over every objective; a test checks every flag is listed.
 HELP_ORDER = (
     "--rm", "--name", "--init", "--chat-template", "--trust-remote-code", "--gradient-checkpointing", "--fsdp",
-    "--ref", "--depth", "--max-len", "--max-response-len", "--density-aware", "--pair-weighting", "--val-ratio",
-    "--seed", "--no-bucketing", "--prompts-per-step", "--group-size", "--max-new-tokens", "--temperature",
-    "--top-k", "--top-p", "--beta", "--loss", "--label-smoothing", "--sft-weight", "--simpo-gamma",
+    "--ref", "--depth", "--max-len", "--max-response-len", "--density-aware", "--weights", "--pair-weighting",
+    "--val-ratio", "--seed", "--no-bucketing", "--prompts-per-step", "--group-size", "--max-new-tokens",
+    "--temperature", "--top-k", "--top-p", "--beta", "--loss", "--label-smoothing", "--sft-weight", "--simpo-gamma",
     "--desirable-weight", "--undesirable-weight", "--epsilon", "--epsilon-high", "--num-iterations",
     "--scale-rewards", "--advantage", "--loss-type", "--kl-coef", "--kl-estimator", "--gamma", "--lam",
-    "--cliprange", "--cliprange-value", "--vf-coef", "--ppo-epochs", "--num-minibatches", "--max-steps", "--batch-size", "--micro-batch-size",
+    "--cliprange", "--cliprange-value", "--vf-coef", "--ppo-epochs", "--num-minibatches", "--max-steps",
+    "--batch-size", "--micro-batch-size",
     "--lr", "--warmup-steps", "--weight-decay", "--grad-clip", "--reward-centering", "--eval-every",
     "--eval-prompts", "--eval-samples", "--save-every", "--resume", "--device", "--threads", "--force",
 )

@@ -130,16 +130,29 @@ def embed(
             rich_help_panel=_INDEX,
         ),
     ] = 0.95,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", metavar="NAME",
+            help="Write a named weight set from the embeddings already there (no re-encode: only --k, --eps, "
+            "--power, --max-ratio and the index apply), beside the default one. Train on it with "
+            "--density-aware --weights NAME.",
+            rich_help_panel=_DENSITY, show_default=False,
+        ),
+    ] = None,
     force: ForceUpstream = False,
 ) -> None:
     """Embed every prompt and weight it by rarity: k-NN density → weight = (density + eps) ** -power.
 
     Writes data/embeddings_offline/: embeddings.npy, density_weights.npy (sum 1; rare prompts weigh more),
-    ids.json and embeddings_metadata.json. An interrupted encode resumes where it stopped.
+    ids.json and embeddings_metadata.json. An interrupted encode resumes where it stopped. With --name, writes
+    another weighting of the same embeddings to data/embeddings_offline/weights/NAME/.
 
     Example: kat -w ./exp embed --k 20 --max-ratio 50
+    Example: kat -w ./exp embed --name sharp --power 2
     """
     from katcli.pipeline.embed import EmbedConfig, run_embed
+    from katcli.pipeline.weight_sets import run_weight_set
 
     state = state_of(ctx)
     cfg = EmbedConfig(
@@ -157,10 +170,11 @@ def embed(
         build_threads=build_threads,
         target_recall=target_recall,
         force=force,
+        name=name,
     )
     cfg.validate()  # bad flags are reported before any progress display starts
     with progress(state) as report:
-        result = run_embed(workspace_of(ctx), cfg, progress=report)
+        result = (run_weight_set if name is not None else run_embed)(workspace_of(ctx), cfg, progress=report)
     if state.quiet:
         return
 

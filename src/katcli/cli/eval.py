@@ -122,8 +122,9 @@ def rm(
             how = f"revision {src['revision']}" if src.get("revision") else src["location"]
             state.out.print(f"  {m['name']}: Hugging Face model as it is ({src['source']}, {how})", markup=False)
             continue
-        state.out.print(f"  {m['name']}: {sampling_label(m['weighting'])} sampling, step {m['step']:,}, {m['path']}",
-                        markup=False)
+        by = f" by weight set {m['weights']}" if m.get("weights") else ""
+        state.out.print(f"  {m['name']}: {sampling_label(m['weighting'])} sampling{by}, step {m['step']:,}, "
+                        f"{m['path']}", markup=False)
     table = Table(title="Accuracy (95% Wilson interval)", title_justify="left")
     # Labels are short (sources as hh/uf/se, spelled out below the table), so rows stay whole at 80 columns; only
     # an imported source's long name may fold, and then the numbers keep their room.

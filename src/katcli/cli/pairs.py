@@ -28,6 +28,7 @@ SourceName = Enum("SourceName", {short: short for short in SHORT_NAMES}, type=st
 
 
 _SRC = "Source"
+_DS = "Any dataset"
 _OUT = "Output"
 
 
@@ -38,7 +39,7 @@ def download(
         typer.Option(
             "--source", "-s", metavar="|".join(SHORT_NAMES),
             help="Dataset to use (repeatable): hh = Anthropic/hh-rlhf, uf = UltraFeedback binarized, "
-                 "se = Stack Exchange preferences. Default: all three.",
+                 "se = Stack Exchange preferences. Default: all three (none when --dataset is given).",
             rich_help_panel=_SEL, show_default=False,
         ),
     ] = None,
@@ -47,13 +48,14 @@ def download(
         typer.Option(metavar="N", help="Total pairs to keep: 200000, 200k or 1.5M.", rich_help_panel=_SEL),
     ] = "200k",
     mix: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="hh=W,uf=W,se=W",
-            help="Relative weights for splitting the budget; a source that runs short passes the rest on.",
-            rich_help_panel=_SEL,
+            help="Relative weights for splitting the budget (a --dataset by its label); a source that runs short "
+                 "passes the rest on. Default: 1 each.",
+            rich_help_panel=_SEL, show_default=False,
         ),
-    ] = "hh=1,uf=1,se=1",
+    ] = None,
     seed: Annotated[
         int, typer.Option(metavar="N", help="Seed for which rows are taken when the budget is smaller than a source.",
                           rich_help_panel=_SEL),
@@ -77,26 +79,60 @@ def download(
             rich_help_panel=_SRC, show_default=False,
         ),
     ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset", "-d", metavar="[LABEL=]NAME_OR_DIR",
+            help="Any preference dataset (repeatable): a hub name (org/name) or a directory in the hub's layout "
+                 "(parquet, jsonl, json, csv), in TRL's preference format. Its pairs' src and --mix name is LABEL "
+                 "(default: the name's last part).",
+            rich_help_panel=_DS, show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", metavar="NAME", help="The --dataset configuration (subset) to read.",
+                     rich_help_panel=_DS, show_default=False),
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option("--split", metavar="NAME",
+                     help="The --dataset splits to read (repeatable). train…/test… splits keep their side; others "
+                          "are split by prompt. Default: train.",
+                     rich_help_panel=_DS, show_default=False),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", metavar="prompt=COL,chosen=COL,rejected=COL",
+                     help="Which --dataset columns hold the prompt and the two replies (prompt= for none: an implicit "
+                          "prompt). Default: TRL's names.",
+                     rich_help_panel=_DS, show_default=False),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Recorded in the manifest; pairs have no upstream to check.",
                            rich_help_panel=_OUT),
     ] = False,
 ) -> None:
-    """Download preference pairs from the three public datasets into data/pairs_all.jsonl.
+    """Download preference pairs from the public datasets, or any dataset, into data/pairs_all.jsonl.
 
     HH-RLHF conversations are split at the common prefix of the two transcripts; UltraFeedback ties and
-    Stack Exchange score ties are dropped; every dropped row is counted by reason. Also writes
-    data/stats.txt. Offline? Use --from DIR (a mirror in the hub's layout) or --from sample.
+    Stack Exchange score ties are dropped; every dropped row is counted by reason. A --dataset in TRL's
+    format (prompt/chosen/rejected as text or {role, content} messages, explicit or implicit prompt) is read by
+    the same rules, streamed up to its share of the budget. Also writes data/stats.txt. Offline? Use --from DIR
+    (a mirror in the hub's layout), --from sample, or --dataset DIR.
 
     Example: kat -w ./exp pairs download --source hh --source uf --budget 50k --mix hh=2,uf=1
+    Example: kat -w ./exp pairs download --dataset trl-lib/ultrafeedback_binarized --split train --split test
     """
-    from katcli.pipeline.pairs import DownloadConfig, run_download
+    from katcli.pipeline.pairs import DEFAULT_SPLITS, DownloadConfig, run_download
 
     state = state_of(ctx)
-    chosen = {"sources": tuple(s.value for s in source)} if source else {}  # none given: the config's default
+    # None given: the config's default (all three), or none of them beside a --dataset.
+    chosen = {"sources": tuple(s.value for s in source)} if source else ({"sources": ()} if dataset else {})
     cfg = DownloadConfig(
         **chosen, budget=budget, mix=mix, from_dir=from_dir, seed=seed, keep_ties=keep_ties,
-        se_pairs_per_question=se_pairs_per_question, force=force,
+        se_pairs_per_question=se_pairs_per_question, force=force, datasets=tuple(dataset or ()), config=config,
+        splits=tuple(split) if split else DEFAULT_SPLITS, columns=columns,
     )
     cfg.options()  # bad flags are reported before any progress display starts
     with progress(state) as report:

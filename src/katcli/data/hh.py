@@ -106,6 +106,17 @@ def prompt_messages(prompt: str) -> list[dict[str, str]]:
     return messages
 
 
+def text_prompt_messages(prompt: str) -> list[dict[str, str]]:
+    """A plain-text prompt → prefix messages: its turns by the HH rules when it carries role markers, else one
+    user message; `Drop` when it yields no valid prefix."""
+    if is_transcript(prompt):
+        return prompt_messages(prompt)
+    text = prompt.strip()
+    if not text:
+        raise Drop(schema.EMPTY_PROMPT)
+    return [{"role": "user", "content": text}]
+
+
 def parse_row(chosen: object, rejected: object) -> HHParse:
     """Parse one row's two transcripts; raises `Drop(reason)` for rows that yield no valid pair."""
     if not isinstance(chosen, str) or not isinstance(rejected, str):

@@ -117,7 +117,7 @@ def _text(obj: dict, key: str, where: str | None = None) -> str:
         raise LineError(f"missing {name!r}")
     value = obj[key]
     if not isinstance(value, str):
-        raise LineError(f"{name!r} must be a string, got {_type(value)}")
+        raise LineError(f"{name!r} must be a string, got {schema.json_type(value)}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -127,21 +127,16 @@ def _text(obj: dict, key: str, where: str | None = None) -> str:
     return value.strip()
 
 
-def _type(value: object) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
-
-
 def validate_messages(messages: object) -> list[dict[str, str]]:
     if not isinstance(messages, list):
-        raise LineError(f"'prefix.messages' must be an array, got {_type(messages)}")
+        raise LineError(f"'prefix.messages' must be an array, got {schema.json_type(messages)}")
     if not messages:
         raise LineError("'prefix.messages' is empty")
     out = []
     for i, msg in enumerate(messages):
         where = f"prefix.messages[{i}]"
         if not isinstance(msg, dict):
-            raise LineError(f"{where!r} must be an object, got {_type(msg)}")
+            raise LineError(f"{where!r} must be an object, got {schema.json_type(msg)}")
         extra = set(msg) - {"role", "content"}
         if extra:
             raise LineError(f"{where!r} has unexpected key {sorted(extra)[0]!r} (allowed: role, content)")
@@ -170,10 +165,8 @@ _TRANSCRIPT_REASONS = {
 
 def _legacy_messages(prompt: str) -> list[dict[str, str]]:
     """A legacy prompt: one user message, or, when it carries Human:/Assistant: markers, its turns by the HH rules."""
-    if not hh.is_transcript(prompt):
-        return [{"role": "user", "content": prompt}]
     try:
-        return hh.prompt_messages(prompt)
+        return hh.text_prompt_messages(prompt)
     except schema.Drop as drop:
         raise LineError(_TRANSCRIPT_REASONS[drop.reason]) from None
 
@@ -206,7 +199,7 @@ def _hh_record(obj: dict) -> dict[str, Any]:
 def validate_record(obj: object) -> dict[str, Any]:
     """One parsed JSON value → a pair dict (id may be None: the caller derives it); LineError if invalid."""
     if not isinstance(obj, dict):
-        raise LineError(f"a line must be a JSON object, got {_type(obj)}")
+        raise LineError(f"a line must be a JSON object, got {schema.json_type(obj)}")
     if set(obj) == _HH_KEYS:
         return _hh_record(obj)
     legacy = "prompt" in obj and "prefix" not in obj
@@ -222,7 +215,7 @@ def validate_record(obj: object) -> dict[str, Any]:
             raise LineError("missing 'prefix' (or the legacy 'prompt', or HH-RLHF's 'chosen'/'rejected' alone)")
         prefix = obj["prefix"]
         if not isinstance(prefix, dict):
-            raise LineError(f"'prefix' must be an object, got {_type(prefix)}")
+            raise LineError(f"'prefix' must be an object, got {schema.json_type(prefix)}")
         if set(prefix) != {"messages"}:
             extra = sorted(set(prefix) - {"messages"})
             raise LineError(f"'prefix' has unexpected key {extra[0]!r}" if extra else "missing 'prefix.messages'")
@@ -238,7 +231,7 @@ def validate_record(obj: object) -> dict[str, Any]:
             raise LineError(f"'prefix_id' must be 16 lowercase hex characters, got {json.dumps(pid)}")
         meta = obj.get("meta", {})
         if not isinstance(meta, dict):
-            raise LineError(f"'meta' must be an object, got {_type(meta)}")
+            raise LineError(f"'meta' must be an object, got {schema.json_type(meta)}")
         pair_id = obj.get("id")
         if pair_id is not None:
             if not isinstance(pair_id, str) or not pair_id.strip():

@@ -48,6 +48,12 @@ class Drop(Exception):
         self.reason = reason
 
 
+def json_type(value: object) -> str:
+    """A value's type as JSON names it ("a string", "an array", ...), for messages about wrong types."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
 def normalize_turns(turns: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     """Strip every turn, drop empty ones and merge consecutive same-role turns with a blank line.
 

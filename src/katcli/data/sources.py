@@ -58,9 +58,13 @@ class Group:
     files: tuple[str, ...]  # local paths or hf:// URLs
     size: int  # bytes, for ordering and progress
     subset: str | None = None  # HH subset or SE site
+    kind: str | None = None  # the `datasets` builder (json, parquet, csv) when not told by the file names
+    columns: tuple[str, ...] | None = None  # the columns to read (parquet), when the group knows them
 
     @property
     def builder(self) -> str:
+        if self.kind is not None:
+            return self.kind
         return "json" if self.files[0].endswith((".jsonl.gz", ".jsonl", ".json.gz")) else "parquet"
 
 
@@ -70,6 +74,7 @@ class Located:
     origin: str  # where the files came from, for the summary and the manifest
     groups: list[Group]
     missing: list[str] = field(default_factory=list)  # expected groups the mirror does not hold
+    root: Path | None = None  # a local directory read (a `--dataset DIR`), for the manifest
 
 
 def sample_root() -> Path:
@@ -148,22 +153,22 @@ def locate_mirror(root: Path, source: str, *, label: str | None = None) -> Locat
 
 
 # -- the hub -------------------------------------------------------------------------------------
-def _offline_hint() -> str:
+def offline_hint() -> str:
     return (
         "no network? use `--from DIR` with a local copy in the hub's layout (or `--from sample`); "
         "or fetch once while online so the HF offline cache (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1) serves later runs"
     )
 
 
-def _hub_error(repo: str, exc: BaseException) -> KatError:
+def hub_error(repo: str, exc: BaseException) -> KatError:
     reason = " ".join(str(exc).split()) or type(exc).__name__
     if len(reason) > 300:
         reason = reason[:297] + "..."
-    return KatError(f"cannot get {repo} from the Hugging Face hub: {reason}", hint=_offline_hint())
+    return KatError(f"cannot get {repo} from the Hugging Face hub: {reason}", hint=offline_hint())
 
 
 @contextlib.contextmanager
-def _quiet_hub_bars() -> Iterator[None]:
+def quiet_hub_bars() -> Iterator[None]:
     """HF's own tqdm bars would fight kat's Rich bars on stderr; silence them for the call."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
@@ -179,14 +184,14 @@ def _quiet_hub_bars() -> Iterator[None]:
 def _snapshot(source: str, *, local_only: bool = False) -> Path:
     from huggingface_hub import snapshot_download
 
-    with _quiet_hub_bars():
+    with quiet_hub_bars():
         path = snapshot_download(
             REPOS[source], repo_type="dataset", allow_patterns=_ALLOW[source], local_files_only=local_only
         )
     return Path(path)
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -214,29 +219,29 @@ def _list_se_on_hub() -> tuple[list[Group], str]:
 def locate_hub(source: str) -> Located:
     """Find (HH, UF: download into the HF cache) a source's files on the hub; KatError when unreachable."""
     repo = REPOS[source]
-    if source == schema.SE and not _hub_offline():
+    if source == schema.SE and not hub_offline():
         try:
             groups, origin = _list_se_on_hub()
         except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear message
             try:  # sites fetched earlier may still be in the HF cache
                 return _located_snapshot(source, _snapshot(source, local_only=True))
             except Exception:  # noqa: BLE001
-                raise _hub_error(repo, exc) from None
+                raise hub_error(repo, exc) from None
         if not groups:
-            raise KatError(f"{repo} lists no data/<site>/train-*.parquet files on the hub", hint=_offline_hint())
+            raise KatError(f"{repo} lists no data/<site>/train-*.parquet files on the hub", hint=offline_hint())
         return Located(source, origin, groups)
     try:
         # Stack Exchange reaches this point only offline: never snapshot its 22 GB from the network.
         snap = _snapshot(source, local_only=source == schema.SE)
     except Exception as exc:  # noqa: BLE001
-        raise _hub_error(repo, exc) from None
+        raise hub_error(repo, exc) from None
     return _located_snapshot(source, snap)
 
 
 def _located_snapshot(source: str, snap: Path) -> Located:
     groups, missing = scan_repo_dir(source, snap)
     if not groups:
-        raise KatError(f"the HF cache holds none of {REPOS[source]}'s files", hint=_offline_hint())
+        raise KatError(f"the HF cache holds none of {REPOS[source]}'s files", hint=offline_hint())
     return Located(source, f"hub {REPOS[source]} (cache {snap})", groups, missing)
 
 
@@ -256,7 +261,7 @@ def iter_file(group: Group, file: str, *, columns: list[str] | None = None,
     kwargs: dict[str, Any] = {}
     if columns and group.builder == "parquet":
         kwargs["columns"] = columns
-    shown = file if not file.startswith("hf://") else file.split("@", 1)[-1]
+    shown = shown_file(file)
     try:
         ds = datasets.load_dataset(group.builder, data_files=[file], split="train", streaming=True, **kwargs)
         # Arrow batches, turned into row dicts in one C++ call each: the default Python format would build
@@ -266,12 +271,27 @@ def iter_file(group: Group, file: str, *, columns: list[str] | None = None,
                 yield from table.to_pylist()
     except Exception as exc:  # noqa: BLE001 - a corrupt or unreadable file is the user's to fix
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        hint = "re-download it, or remove it from the mirror" if not file.startswith("hf://") else _offline_hint()
+        hint = "re-download it, or remove it from the mirror" if not file.startswith("hf://") else offline_hint()
         raise KatError(f"cannot read {group.source} file: {reason}", file=shown, hint=hint) from None
+
 
 
 def iter_group(group: Group, *, columns: list[str] | None = None, start_file: int = 0) -> Iterator[dict[str, Any]]:
     """Rows of every file of `group`, starting at file `start_file` and wrapping around."""
+    for _, _, row in iter_group_rows(group, columns=columns, start_file=start_file):
+        yield row
+
+
+def iter_group_rows(group: Group, *, columns: list[str] | None = None,
+                    start_file: int = 0) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(file index, row in that file, row) of every file of `group`, from file `start_file`, wrapping around."""
     n = len(group.files)
     for k in range(n):
-        yield from iter_file(group, group.files[(start_file + k) % n], columns=columns)
+        fi = (start_file + k) % n
+        for ri, row in enumerate(iter_file(group, group.files[fi], columns=columns)):
+            yield fi, ri, row
+
+
+def shown_file(file: str) -> str:
+    """A file as messages show it: a local path, or an hf:// URL without its repository prefix."""
+    return file if not file.startswith("hf://") else file.split("@", 1)[-1]

@@ -3,8 +3,8 @@
 Columns used: `chosen` and `rejected` (lists of `{role, content}` that include the user turn),
 `prompt_id`, `score_chosen`, `score_rejected` (`prompt` and `messages` repeat what `chosen` holds).
 The prefix is the conversation before the final assistant turn; it must be the same in `chosen` and
-`rejected`. A tie (`score_chosen == score_rejected`) is not a preference and is dropped unless
-`keep_ties`. Rows without a valid pair raise `schema.Drop`.
+`rejected` (`conversation.split_conversations`, the rule TRL's conversational rows share). A tie
+(`score_chosen == score_rejected`) is not a preference and is dropped unless `keep_ties`. Rows without a valid pair raise `schema.Drop`.
 
 This module knows the row format only: no files, budgets or `datasets`.
 """
@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from katcli.data import schema
+from katcli.data.conversation import split_conversations
 from katcli.data.schema import Drop
 
 #: The parquet file stems per kat split (`data/train_prefs-*.parquet`, `data/test_prefs-*.parquet`).
@@ -23,9 +23,6 @@ SPLIT_FILES: dict[str, str] = {"train": "train_prefs", "test": "test_prefs"}
 
 TIE = "tie"
 MALFORMED_ROW = "malformed_row"
-NO_FINAL_ASSISTANT = "no_final_assistant_turn"
-PREFIX_MISMATCH = "prefix_mismatch"
-UNSUPPORTED_ROLE = "unsupported_role"
 
 
 @dataclass(frozen=True)
@@ -61,17 +58,7 @@ def parse_row(row: dict[str, Any], *, keep_ties: bool = False) -> UFParse:
     s_chosen, s_rejected = _score(row.get("score_chosen")), _score(row.get("score_rejected"))
     if s_chosen == s_rejected and not keep_ties:
         raise Drop(TIE)
-    chosen, rejected = _turns(row.get("chosen")), _turns(row.get("rejected"))
-    if chosen[-1][0] != "assistant" or rejected[-1][0] != "assistant":
-        raise Drop(NO_FINAL_ASSISTANT)
-    prefix = chosen[:-1]
-    if [(r, c.strip()) for r, c in prefix] != [(r, c.strip()) for r, c in rejected[:-1]]:
-        raise Drop(PREFIX_MISMATCH)
-    if any(role not in schema.ROLES for role, _ in prefix):
-        raise Drop(UNSUPPORTED_ROLE)
-    c_reply, r_reply = schema.check_replies(chosen[-1][1], rejected[-1][1])
-    messages = schema.normalize_turns(prefix)
-    schema.check_prefix(messages)
+    messages, c_reply, r_reply = split_conversations(_turns(row.get("chosen")), _turns(row.get("rejected")))
     prompt_id = row.get("prompt_id")
     meta = {
         "prompt_id": prompt_id if isinstance(prompt_id, str) else None,

@@ -78,11 +78,13 @@ class Sampling:
     items: str = "pairs"  # what the sampler draws: "pairs", or the objective's own items ("prompts")
     train_items: int = 0
     weights_sha256: str | None = None  # the density weights sampled by (density-aware runs only)
+    weights: str | None = None  # the named weight set sampled by (`--weights`); None: the default set (or uniform)
 
     def to_json(self) -> dict[str, Any]:
-        return {"weighting": self.weighting, "density_aware": self.density_aware, "train_pairs": self.train_pairs,
-                "train_prompts": self.train_prompts, "ess": self.ess, "ess_fraction": self.ess_fraction,
-                "items": self.items, "train_items": self.train_items, "weights_sha256": self.weights_sha256}
+        out = {"weighting": self.weighting, "density_aware": self.density_aware, "train_pairs": self.train_pairs,
+               "train_prompts": self.train_prompts, "ess": self.ess, "ess_fraction": self.ess_fraction,
+               "items": self.items, "train_items": self.train_items, "weights_sha256": self.weights_sha256}
+        return out if self.weights is None else {**out, "weights": self.weights}  # recorded only when named
 
     @classmethod
     def from_json(cls, d: Any, config: Mapping[str, Any], inputs: Mapping[str, str]) -> Sampling | None:
@@ -93,7 +95,7 @@ class Sampling:
         aware = bool(d.get("density_aware", config.get("density_aware", False)))
         return cls(d["weighting"], aware, d.get("train_pairs", 0), d.get("train_prompts", 0), d.get("ess", 0.0),
                    d.get("ess_fraction", 0.0), d.get("items", "pairs"), d.get("train_items", d.get("train_pairs", 0)),
-                   d.get("weights_sha256", inputs.get(P.DENSITY_WEIGHTS) if aware else None))
+                   d.get("weights_sha256", inputs.get(P.DENSITY_WEIGHTS) if aware else None), d.get("weights"))
 
 
 def _dict(v: Any) -> dict[str, Any]:
@@ -204,6 +206,11 @@ class RunMeta:
     def hf(self) -> dict[str, Any] | None:
         """An HF model as it is: its source (`katcli.model.hf.HFSource.to_json`)."""
         return self.extra.get("hf") if self.is_as_is else None
+
+    @property
+    def weight_set(self) -> str | None:
+        """The named weight set the run sampled by (`--weights`); None: the default set, or uniform sampling."""
+        return self.sampling.weights if self.sampling is not None else None
 
     @property
     def pair_weighting(self) -> str:

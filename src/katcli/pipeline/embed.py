@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,14 @@ STAGE = "embed"
 OUTPUTS = (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA)
 METADATA_FORMAT = "kat-embeddings/1"
 SHOWN_PROMPTS = 5
+_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_set_name(name: str, flag: str) -> str:
+    """A weight set's name (`kat embed --name`, `--weights`): it becomes a directory under weights/."""
+    if not _SET_NAME.match(name):
+        raise ConfigError(f"{flag} must be letters, digits, '.', '_' or '-' (no slashes), starting alphanumeric")
+    return name
 
 
 @dataclass(frozen=True)
@@ -66,9 +75,12 @@ class EmbedConfig:
     build_threads: int = 1
     target_recall: float = 0.95
     force: bool = False
+    name: str | None = None  # a named weight set from the embeddings there (`pipeline.weight_sets`)
 
     def validate(self) -> None:
         """Every flag, before any lock is taken, file read or model loaded."""
+        if self.name is not None:
+            check_set_name(self.name, "--name")
         self.knn_params()
         self.weight_params()
         check_text_mode(self.text)
@@ -91,7 +103,7 @@ class EmbedConfig:
         return WeightParams(eps=self.eps, power=self.power, max_ratio=self.max_ratio)
 
     def params(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "force"}
+        out = {k: v for k, v in asdict(self).items() if k != "force" and (k != "name" or v is not None)}
         out["embeddings_from"] = str(self.embeddings_from) if self.embeddings_from else None
         return out
 
@@ -213,7 +225,7 @@ def _shown(rows: list[int], ids: list[str], texts: list[str], res: DensityResult
     return [ShownPrompt(ids[i], texts[i], float(res.density[i]), float(res.weights[i])) for i in rows]
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
+def save_npy(path: Path, arr: np.ndarray) -> None:
     with path.open("wb") as fh:  # np.save(path) would append ".npy" to the temporary name
         np.save(fh, arr, allow_pickle=False)
 
@@ -221,6 +233,8 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_progress) -> EmbedResult:
     """Embed every prefix (or take `--embeddings-from`), compute density weights, record the stage."""
     cfg.validate()
+    if cfg.name is not None:
+        raise ValueError("a named weight set is made by katcli.pipeline.weight_sets.run_weight_set")
     timings: dict[str, float] = {}
     started = time.perf_counter()
     scratch: Path | None = None
@@ -270,8 +284,8 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
         timings["total_s"] = time.perf_counter() - started
         metadata = build_metadata(cfg, n, dim, model, res)
 
-        _save_npy(run.output(P.EMBEDDINGS), emb)
-        _save_npy(run.output(P.DENSITY_WEIGHTS), res.weights_f32)
+        save_npy(run.output(P.EMBEDDINGS), emb)
+        save_npy(run.output(P.DENSITY_WEIGHTS), res.weights_f32)
         ids_text = "[\n" + ",\n".join(json.dumps(i) for i in prefixes.ids) + "\n]\n"
         run.output(P.EMBED_IDS).write_text(ids_text, encoding="utf-8")
         run.output(P.EMBED_METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
@@ -292,14 +306,22 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
             }
         )
         forced_over = list(run.forced_over)
-    notes = []
     if scratch is not None:
         clear_chunks(scratch)  # only now: a failure before the commit keeps the chunks for the re-run
+    return result_of(res, n=n, dim=dim, ids=prefixes.ids, texts=prefixes.texts, model=model_words, text=cfg.text,
+                     timings=timings, out_dir=ws.abs(P.EMBED_DIR), metadata=metadata, forced_over=forced_over,
+                     resumed=resumed)
+
+
+def result_of(res: DensityResult, *, n: int, dim: int, ids: list[str], texts: list[str], model: str, text: str,
+              timings: dict[str, float], out_dir: Path, metadata: dict[str, Any], forced_over: list[str],
+              resumed: int = 0) -> EmbedResult:
+    """What the summary shows of a weighting (the default set's or a named one's)."""
     return EmbedResult(
         n=n,
         dim=dim,
-        model=model_words,
-        text=cfg.text,
+        model=model,
+        text=text,
         k=res.knn.k,
         index=res.knn.index,
         recall=res.knn.recall,
@@ -308,15 +330,22 @@ def run_embed(ws: Workspace, cfg: EmbedConfig, *, progress: ProgressFn = no_prog
         nprobe=res.knn.nprobe,
         weight_stats=res.stats,
         n_clipped=res.n_clipped,
-        rarest=_shown(res.rarest(SHOWN_PROMPTS), prefixes.ids, prefixes.texts, res),
-        densest=_shown(res.densest(SHOWN_PROMPTS), prefixes.ids, prefixes.texts, res),
+        rarest=_shown(res.rarest(SHOWN_PROMPTS), ids, texts, res),
+        densest=_shown(res.densest(SHOWN_PROMPTS), ids, texts, res),
         timings=timings,
         resumed_rows=resumed,
-        out_dir=ws.abs(P.EMBED_DIR),
+        out_dir=out_dir,
         metadata=metadata,
         forced_over=forced_over,
-        notes=notes,
     )
+
+
+def model_words(metadata: dict[str, Any]) -> str:
+    """What encoded the prompts, in words, from the embeddings' metadata."""
+    model = metadata.get("model", {})
+    if model.get("source") == "file":
+        return f"embeddings from {model.get('path')}"
+    return f"{model.get('name')} — {model.get('copy')}"
 
 
 def check_embeddings_current(ws: Workspace) -> tuple[int, int]:

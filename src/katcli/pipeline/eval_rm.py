@@ -54,10 +54,12 @@ class ModelEval:
     weighting: str
     report: Any  # katcli.train.metrics.EvalReport
     hf: dict[str, Any] | None = None  # a Hugging Face reward model as it is: its source (katcli.model.hf.HFSource)
+    weights: str | None = None  # the named weight set it sampled by (`--weights`); None: the default or uniform
 
     def to_json(self) -> dict[str, Any]:
         out = {
             "name": self.name, "path": str(self.directory), "step": self.step, "weighting": self.weighting,
+            **({"weights": self.weights} if self.weights else {}),
             **self.report.to_json(),
         }
         return out if self.hf is None else {**out, "hf": self.hf}
@@ -278,7 +280,8 @@ def _score_all(
             else:
                 report = _score_rm(loaded.model, encoded[key], pairs, weights, **scoring)
                 del loaded
-            results.append(ModelEval(s.name, s.directory, s.step, s.meta.pair_weighting, report, hf=s.meta.hf))
+            results.append(ModelEval(s.name, s.directory, s.step, s.meta.pair_weighting, report, hf=s.meta.hf,
+                                     weights=s.meta.weight_set))
     finally:
         torch.set_num_threads(threads_before)
     return results

@@ -82,8 +82,17 @@ def covering(weights: dict[str, float] | None, prefix_ids: Sequence[str], notes:
 
 
 def fresh_density_weights(ws: Workspace, judge: Any, prefix_ids: Sequence[str], notes: list[str]) -> dict | None:
-    """The workspace's density weights when present, fresh and covering every prompt in `prefix_ids`."""
-    return covering(density_weights(ws, judge, notes), prefix_ids, notes)
+    """The workspace's density weights when present, fresh and covering every prompt in `prefix_ids`.
+
+    These are the default set's: with named sets there (`kat embed --name`), a note says the quintiles are cut on
+    the default one, so arms trained on other weightings are judged on the same strata."""
+    from katcli.pipeline.weight_sets import weight_set_names
+
+    weights = covering(density_weights(ws, judge, notes), prefix_ids, notes)
+    named = [n for n in weight_set_names(ws) if n != P.DEFAULT_WEIGHT_SET]
+    if weights is not None and named:
+        notes.append(f"density quintiles are cut on the default weight set, not on {', '.join(named)}")
+    return weights
 
 
 @dataclass

@@ -24,7 +24,8 @@ from katcli.workspace import paths as P
 STAGE = "pairs"
 DEFAULT_SOURCES = ("hh", "uf", "se")
 DEFAULT_BUDGET = "200k"
-DEFAULT_MIX = "hh=1,uf=1,se=1"
+DEFAULT_MIX = None  # weight 1 for every chosen source
+DEFAULT_SPLITS = ("train",)
 
 
 def _fmt_weight(w: Fraction) -> str:
@@ -33,14 +34,18 @@ def _fmt_weight(w: Fraction) -> str:
 
 @dataclass(frozen=True)
 class DownloadConfig:
-    sources: tuple[str, ...] = DEFAULT_SOURCES  # short names: hh, uf, se
+    sources: tuple[str, ...] = DEFAULT_SOURCES  # short names: hh, uf, se; () with datasets: none of them
     budget: str = DEFAULT_BUDGET
-    mix: str = DEFAULT_MIX
+    mix: str | None = DEFAULT_MIX
     from_dir: str | None = None
     seed: int = 0
     keep_ties: bool = False
     se_pairs_per_question: int = 1
     force: bool = False
+    datasets: tuple[str, ...] = ()  # `--dataset [LABEL=]NAME_OR_DIR`
+    config: str | None = None
+    splits: tuple[str, ...] = DEFAULT_SPLITS
+    columns: str | None = None  # `--columns prompt=…,chosen=…,rejected=…`
 
     def options(self):  # -> katcli.data.download.DownloadOptions
         """Validated domain options; `ConfigError` names the offending flag."""
@@ -48,15 +53,29 @@ class DownloadConfig:
         from katcli.data import schema
         from katcli.data.download import DownloadOptions
 
+        from katcli.data.datasets_source import make_specs
+        from katcli.data.preference import parse_columns
+
         unknown = [s for s in self.sources if s not in schema.SHORT_NAMES]
         if unknown:
             raise ConfigError(f"--source must be hh, uf or se, got {unknown[0]!r}")
-        chosen = [schema.SHORT_NAMES[s] for s in dict.fromkeys(self.sources)] or list(schema.SOURCES)
+        columns = parse_columns(self.columns)
+        if not self.datasets and (self.config is not None or self.columns is not None
+                                  or tuple(self.splits) != DEFAULT_SPLITS):
+            raise ConfigError("--config, --split and --columns describe a --dataset; add one")
+        specs = make_specs(tuple(self.datasets), config=self.config, splits=tuple(self.splits), columns=columns)
+        chosen = [schema.SHORT_NAMES[s] for s in dict.fromkeys(self.sources)]
+        if not chosen and not specs:
+            chosen = list(schema.SOURCES)
         chosen = [s for s in schema.SOURCES if s in chosen]
-        weights = B.parse_mix(self.mix, tuple(schema.SHORT_NAMES))
-        mix = {schema.SHORT_NAMES[k]: w for k, w in weights.items()}
-        short = schema.SHORT_OF
-        for s in chosen:
+        short = {**schema.SHORT_OF, **{d.label: d.label for d in specs}}
+        names = [*chosen, *(d.label for d in specs)]
+        if self.mix is None:
+            mix = {s: Fraction(1) for s in names}
+        else:
+            weights = B.parse_mix(self.mix, (*schema.SHORT_NAMES, *(d.label for d in specs)))
+            mix = {schema.SHORT_NAMES.get(k, k): w for k, w in weights.items()}
+        for s in names:
             if s not in mix:
                 raise ConfigError(f"--mix gives no weight to the chosen source {short[s]!r} (add {short[s]}=1)")
         if self.se_pairs_per_question < 1:
@@ -66,6 +85,7 @@ class DownloadConfig:
         opts = DownloadOptions(
             sources=tuple(chosen), budget=B.parse_budget(self.budget), mix=mix, seed=self.seed,
             from_dir=self.from_dir, keep_ties=self.keep_ties, se_pairs_per_question=self.se_pairs_per_question,
+            datasets=specs,
         )
         opts.validate()
         return opts
@@ -74,15 +94,21 @@ class DownloadConfig:
         from katcli.data import schema
 
         short = schema.SHORT_OF
-        return {
+        params: dict[str, Any] = {
             "sources": [s for s in opts.sources],
             "budget": opts.budget,
-            "mix": {short[s]: _fmt_weight(opts.mix[s]) for s in opts.sources},
+            "mix": {short.get(s, s): _fmt_weight(opts.mix[s]) for s in opts.names},
             "from": self.from_dir,
             "seed": opts.seed,
             "keep_ties": opts.keep_ties,
             "se_pairs_per_question": opts.se_pairs_per_question,
         }
+        if opts.datasets:
+            params["datasets"] = [
+                {"label": d.label, "name": d.name, "config": d.config, "splits": list(d.splits),
+                 "columns": d.columns.describe()} for d in opts.datasets
+            ]
+        return params
 
 
 @dataclass
@@ -105,6 +131,9 @@ def run_download(ws: Workspace, cfg: DownloadConfig, *, progress: ProgressFn = n
     with StageRun(ws, STAGE, params=cfg.params(opts), force=cfg.force) as run:
         if cfg.from_dir is not None:
             run.external_input(resolve_from(cfg.from_dir), hash_file=False)
+        for loc in located.values():
+            if loc.root is not None:  # a --dataset directory
+                run.external_input(loc.root, hash_file=False)
         tmp = run.output(P.PAIRS)
         with open(tmp, "wb") as fh:
             report = download_pairs(opts, fh, located=located, spool_dir=tmp.parent, progress=progress)

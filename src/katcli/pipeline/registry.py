@@ -59,6 +59,9 @@ STAGES: tuple[StageSpec, ...] = (
         "kat embed",
         (P.EMBEDDINGS, P.DENSITY_WEIGHTS, P.EMBED_IDS, P.EMBED_METADATA),
     ),
+    # Further weightings from the same embeddings (`kat embed --name sharp --power 2`): compared in one report.
+    StageSpec("weights", "Density weight set", "kat embed --name {name}", (f"{P.WEIGHT_SETS_DIR}/{{name}}/",),
+              named=True, optional=True),
     StageSpec("tokenizer", "Tokenizer", "kat train tokenizer", (f"{P.TOKENIZER_DIR}/",)),
     StageSpec("rm", "Reward model", "kat train rm --name {name}", (f"{P.RM_DIR}/{{name}}/",), named=True),
     StageSpec("sft", "SFT policy", "kat train sft --name {name}", (f"{P.SFT_DIR}/{{name}}/",), named=True),

@@ -23,7 +23,7 @@ DEFAULT_DEPTH = 4
 WEIGHTINGS = ("per-prompt", "per-pair")
 MIN_PROMPT = 8  # tokens a rendered GRPO prompt keeps at least (<|bos|>, the user turn's markers, a few words)
 # Recorded only when set, so the records of runs that do not use them are unchanged.
-_RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp")
+_RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp", "weights")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Help panels.
@@ -72,6 +72,9 @@ class TrainConfig:
     name: str | None = flag(None, "Run name: <kind>_checkpoints/NAME/ (default: uniform or density).", panel=RUN,
                             metavar="NAME")
     density_aware: bool = flag(False, "Sample rare prompts more often, by their density weight.", panel=SAMPLING)
+    weights: str | None = flag(None, "With --density-aware: sample by this weight set (`kat embed --name NAME`) "
+                               "instead of the default one; held-out quintiles stay cut on the default set.",
+                               panel=SAMPLING, metavar="NAME")
     pair_weighting: str | None = flag(None, "With --density-aware: per-prompt (default) gives each prompt its "
                                       "weight in total, shared by its pairs; per-pair gives every pair its "
                                       "prompt's weight.", panel=SAMPLING, choices=WEIGHTINGS)
@@ -128,6 +131,11 @@ class TrainConfig:
             raise ConfigError("--init and --depth exclude each other: --init starts from a model, --depth from scratch")
         if self.depth is not None and self.depth < 1:
             raise ConfigError("--depth must be at least 1")
+        if self.weights is not None:
+            if not _NAME_RE.match(self.weights):
+                raise ConfigError("--weights must be a weight set's name (letters, digits, '.', '_' or '-')")
+            if not self.density_aware:
+                raise ConfigError("--weights only applies with --density-aware")
         if self.pair_weighting is not None:
             if self.pair_weighting not in WEIGHTINGS:
                 raise ConfigError(f"--pair-weighting must be one of {', '.join(WEIGHTINGS)}")

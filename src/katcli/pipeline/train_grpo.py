@@ -167,8 +167,9 @@ def rollout_prompts(prep: Prepared, cfg: Any) -> RolloutPrompts:
         )
     item_pids = [prep.prefix_ids[i] for i in train_rows]
     quintiles = None
-    if prep.weights is not None and all(pid in prep.weights for pid in item_pids):
-        quintiles = density_quintiles(item_pids, prep.weights)[0]
+    cut_on = prep.quintile_weights if prep.cfg.weights is not None else prep.weights  # always the default set's
+    if cut_on is not None and all(pid in cut_on for pid in item_pids):
+        quintiles = density_quintiles(item_pids, cut_on)[0]
     return RolloutPrompts(train_rows, held_rows, tokens, item_pids, quintiles, trimmed)
 
 

@@ -73,6 +73,7 @@ class Prepared:
     notes: list[str]
     heldout_set: Any = None  # katcli.pipeline.heldout.HeldOutSet (the split and its fingerprint)
     weights_used_for: str | None = None  # what the density weights serve ("sampling", "eval quintiles")
+    quintile_weights: dict[str, float] | None = None  # the default set's, which quintiles are cut on (else `weights`)
 
     def encode_pairs(self) -> Any:
         """Every pair, chosen and rejected, with the run's tokenizer and lengths (a note says what was cut)."""
@@ -258,16 +259,24 @@ class _Job:
     train_index: Any  # what the sampler's indices map to: pair indices, or the objective's own item indices
 
 
-def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, str | None]:
-    """The density weights: an input when sampling by them; else read for eval quintiles when present and fresh."""
+def _density_weights(ws: Workspace, cfg: TrainConfig, run: Any, notes: list[str]) -> tuple[Any, Any, str | None]:
+    """(sampling weights, quintile weights, what the default set serves).
+
+    Sampling by a weight set makes it an input; the quintiles are always cut on the default set, read (when present
+    and fresh) for them alone when the run samples by a named set (`--weights`) or not by density at all.
+    """
     from katcli.pipeline.heldout import density_weights
+    from katcli.pipeline.weight_sets import weight_set_files
     from katcli.train import inputs as I
 
     if cfg.density_aware:
-        weights_path, ids_path = run.input(P.DENSITY_WEIGHTS), run.input(P.EMBED_IDS)
-        return I.read_density_weights(weights_path, ids_path), "sampling"
+        files = weight_set_files(ws, cfg.weights)
+        sampling = I.read_density_weights(run.input(files.weights), run.input(files.ids))
+        if files.weights == P.DENSITY_WEIGHTS:
+            return sampling, sampling, "sampling"
     weights = density_weights(ws, getattr(run, "judge", None), notes, what="held-out results have no density quintiles")
-    return weights, "eval quintiles" if weights is not None else None
+    used_for = "eval quintiles" if weights is not None else None
+    return (sampling if cfg.density_aware else weights), weights, used_for
 
 
 def _starting_model(
@@ -419,7 +428,7 @@ def _prepare_common(
             tok_path = run.input(P.TOKENIZER)
         else:
             record_input(ws, run, tok_path)
-    weights, weights_used_for = _density_weights(ws, cfg, run, notes)
+    weights, quintile_weights, weights_used_for = _density_weights(ws, cfg, run, notes)
 
     pairs = I.read_pairs(pairs_path, progress=progress)
     I.check_consistency(pairs, I.read_prefix_counts(prefixes_path), prefixes_file=str(prefixes_path))
@@ -432,12 +441,13 @@ def _prepare_common(
     else:
         tokenizer = Tokenizer.load(tok_path)
         model, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
-    eval_weights = covering(weights, [prefix_ids[i] for i in held.split.heldout], notes)
+    eval_weights = covering(quintile_weights, [prefix_ids[i] for i in held.split.heldout], notes)
     return Prepared(
         cfg=cfg, ws=ws, run=run, dist=dist, progress=progress, pairs=pairs, prefix_ids=prefix_ids, split=held.split,
         tokenizer=tokenizer, model=model, init_info=init_info, init_dir=init_dir, weights=weights,
         eval_weights=eval_weights, micro_batch_size=cfg.micro_batch_size or cfg.batch_size // dist.world_size,
         notes=notes, heldout_set=held, weights_used_for=weights_used_for if eval_weights is not None else None,
+        quintile_weights=quintile_weights,
     )
 
 
@@ -461,9 +471,15 @@ def _sampler(cfg: TrainConfig, run: Any, prep: Prepared, built: Built, item_pids
         weighting=cfg.weighting, density_aware=cfg.density_aware, train_pairs=len(prep.split.train),
         train_prompts=len({prep.prefix_ids[i] for i in prep.split.train}), ess=round(ess, 3),
         ess_fraction=round(ess / n_items, 6), items=built.item_noun, train_items=n_items,
-        weights_sha256=judge.current_sha(P.DENSITY_WEIGHTS) if cfg.density_aware and judge is not None else None,
+        weights_sha256=judge.current_sha(_sampled_weights(cfg)) if cfg.density_aware and judge is not None else None,
+        weights=cfg.weights,
     )
     return sampler, sampling
+
+
+def _sampled_weights(cfg: TrainConfig) -> str:
+    """The weights file a density-aware run samples by: the default set's, or `--weights NAME`'s."""
+    return P.weight_set_weights(cfg.weights or P.DEFAULT_WEIGHT_SET)
 
 
 def _loop_settings(cfg: TrainConfig, micro: int) -> Any:
@@ -487,7 +503,7 @@ def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared,
     judge = getattr(prep.run, "judge", None)
     inputs = {}
     if judge is not None:
-        for rel in (P.PAIRS, P.PREFIXES) + ((P.DENSITY_WEIGHTS, P.EMBED_IDS) if cfg.density_aware else ()):
+        for rel in (P.PAIRS, P.PREFIXES) + ((_sampled_weights(cfg), P.EMBED_IDS) if cfg.density_aware else ()):
             inputs[rel] = judge.current_sha(rel)
     heldout = held.split.heldout
     extra = dict(built.meta)

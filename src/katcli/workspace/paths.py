@@ -21,6 +21,10 @@ EMBEDDINGS = f"{EMBED_DIR}/embeddings.npy"
 DENSITY_WEIGHTS = f"{EMBED_DIR}/density_weights.npy"
 EMBED_IDS = f"{EMBED_DIR}/ids.json"
 EMBED_METADATA = f"{EMBED_DIR}/embeddings_metadata.json"
+#: Named sets of density weights beside the default one (`kat embed --name NAME`), from the same embeddings.
+WEIGHT_SETS_DIR = f"{EMBED_DIR}/weights"
+#: The name of the set `kat embed` writes without `--name` (the files above).
+DEFAULT_WEIGHT_SET = "default"
 TOKENIZER_DIR = "tokenizer"
 #: The tokenizer file: the workspace's under TOKENIZER_DIR, and the copy beside every run's weights.
 TOKENIZER_FILE = "tokenizer.json"
@@ -45,6 +49,16 @@ MANIFEST = "manifest.json"
 STATE_DIR = ".kat"
 
 ENV_WORKSPACE = "KAT_WORKSPACE"
+
+
+def weight_set_weights(name: str) -> str:
+    """`density_weights.npy` of a weight set: the default one's, or `weights/<name>/density_weights.npy`."""
+    return DENSITY_WEIGHTS if name == DEFAULT_WEIGHT_SET else f"{WEIGHT_SETS_DIR}/{name}/density_weights.npy"
+
+
+def weight_set_metadata(name: str) -> str:
+    """How a weight set was made: the default's `embeddings_metadata.json`, or `weights/<name>/weights_metadata.json`."""
+    return EMBED_METADATA if name == DEFAULT_WEIGHT_SET else f"{WEIGHT_SETS_DIR}/{name}/weights_metadata.json"
 
 
 def default_root() -> Path:

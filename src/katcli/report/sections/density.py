@@ -4,7 +4,8 @@ Reads `data/embeddings_offline/` and `data/prefixes_all.jsonl` with the viz stag
 finiteness, id order against the prefixes file) and summarises the weights with `kat embed`'s own statistics
 (max/min ratio, Kish's effective sample size). Weights are shown as multiples of the uniform weight 1/N. Rarest
 and densest are ranked by weight (ties by row), as `kat viz` ranks them: the files keep weights, not densities.
-Present when the embeddings, weights, ids and prefixes all exist.
+Present when the embeddings, weights, ids and prefixes all exist. Each named weight set (`kat embed --name`) gets
+its own histogram and statistics after the default's, and one table compares them all.
 """
 
 from __future__ import annotations
@@ -37,13 +38,9 @@ def histogram(relative: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, np.nd
     return counts, edges
 
 
-def build(ctx: ReportContext) -> Section | None:
-    if not all(ctx.exists(rel) for rel in INPUTS):
-        return None
-    emb, weights_path, ids, metadata, prefixes = (ctx.read(rel) for rel in INPUTS)
-    inputs = load_embedding_inputs(emb, weights_path, ids, metadata)
-    w = inputs.weights
-    n = inputs.n
+def weights_figure(key: str, title: str, w: np.ndarray, what: str = "Density weights") -> tuple[Figure, dict]:
+    """The histogram of one set of weights (× N, log bins) and its statistics."""
+    n = len(w)
     stats = weight_statistics(w.astype(np.float32))
     relative = w * n
     counts, edges = histogram(relative)
@@ -59,11 +56,21 @@ def build(ctx: ReportContext) -> Section | None:
         ax.legend()
 
     hist_rows = [[f"{a:.3g}–{b:.3g}", f"{c:,}"] for a, b, c in zip(edges[:-1], edges[1:], counts)]
-    caption = (f"Density weights of {n:,} prompts as multiples of the uniform weight 1/N, in {len(counts)} "
+    caption = (f"{what} of {n:,} prompts as multiples of the uniform weight 1/N, in {len(counts)} "
                f"log-spaced bins; max/min {fmt_sig(stats['max_min_ratio'])}, effective sample size "
                f"{stats['ess']:,.1f} ({100 * stats['ess_fraction']:.1f}% of N).{small_sample_note(n)}")
-    figure = Figure("density-weights", "Density weights", caption, draw,
-                    table(["Weight × N", "Prompts"], hist_rows))
+    return Figure(key, title, caption, draw, table(["Weight × N", "Prompts"], hist_rows)), stats
+
+
+def build(ctx: ReportContext) -> Section | None:
+    if not all(ctx.exists(rel) for rel in INPUTS):
+        return None
+    emb, weights_path, ids, metadata, prefixes = (ctx.read(rel) for rel in INPUTS)
+    inputs = load_embedding_inputs(emb, weights_path, ids, metadata)
+    w = inputs.weights
+    n = inputs.n
+    relative = w * n
+    figure, stats = weights_figure("density-weights", "Density weights", w)
 
     order = rarest_first(w)
     rarest = [int(i) for i in order[:SHOWN]]
@@ -92,7 +99,43 @@ def build(ctx: ReportContext) -> Section | None:
         Paragraph(f"The {len(densest)} densest prompts (lowest weight):"),
         table(cols, prompt_rows(densest), numeric),
     )
+    _named_sets(ctx, section, n, stats, inputs.metadata)
     return section
+
+
+def _set_row(name: str, meta: dict, stats: dict) -> list[str]:
+    ratio = meta.get("max_ratio")
+    return [name, str(meta.get("k", "–")), str(meta.get("power", "–")), "–" if ratio is None else fmt_sig(ratio),
+            fmt_sig(stats["max_min_ratio"]), f"{stats['ess']:,.1f}", fmt(stats["ess_fraction"])]
+
+
+def _named_sets(ctx: ReportContext, section: Section, n: int, default_stats: dict, default_meta: dict) -> None:
+    """Each `kat embed --name` set: its histogram, then one table of every set side by side."""
+    import json
+
+    from katcli.density.artifacts import read_weights
+
+    rows = [_set_row(P.DEFAULT_WEIGHT_SET, default_meta, default_stats)]
+    blocks = []
+    for name in ctx.run_dirs(P.WEIGHT_SETS_DIR, "density_weights.npy"):
+        meta_rel = P.weight_set_metadata(name)
+        if not ctx.exists(meta_rel):
+            continue
+        w = read_weights(ctx.read(P.weight_set_weights(name)), rows=n, rows_are=f"the embeddings have {n} rows")
+        meta = json.loads(ctx.read(meta_rel).read_text(encoding="utf-8"))
+        figure, stats = weights_figure(f"density-weights-{name}", f"Density weights: set {name}", w,
+                                       f"Set {name}'s density weights")
+        blocks.append(figure)
+        rows.append(_set_row(name, meta, stats))
+    if not blocks:
+        return
+    section.add(
+        Paragraph("Weight sets of the same embeddings (`kat embed --name`), each a weighting a density-aware run can "
+                  "sample by (`--weights NAME`); held-out quintiles are always cut on the default set."),
+        table(["Set", "k", "Power", "Max ratio", "max/min", "ESS", "ESS / N"], rows,
+              (False, True, True, True, True, True, True)),
+        *blocks,
+    )
 
 
 SPEC = SectionSpec("density", "Prompt density", build)

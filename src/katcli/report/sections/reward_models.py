@@ -29,11 +29,20 @@ def cell(acc: dict[str, Any] | None) -> str:
     return accuracy_cell(acc, ci_digits=3)
 
 
-def _delta(accs: list[dict[str, Any] | None]) -> list[str]:
-    if len(accs) != 2:
+def _delta(accs: list[dict[str, Any] | None], arms: bool = False) -> list[str]:
+    """The second model's accuracy minus the first's; with `arms`, each other model's (models are uniform first)."""
+    if len(accs) < 2 or (len(accs) > 2 and not arms):
         return []
-    a, b = accs
-    return ["–" if a is None or b is None or not a["n"] or not b["n"] else f"{b['accuracy'] - a['accuracy']:+.3f}"]
+    a = accs[0]
+    return ["–" if a is None or b is None or not a["n"] or not b["n"] else f"{b['accuracy'] - a['accuracy']:+.3f}"
+            for b in accs[1:]]
+
+
+def delta_columns(models: list[str], arms: bool = False) -> list[str]:
+    """"Δ" for a pair of models; with `arms` (several weightings compared), one "Δ NAME" per arm against the first."""
+    if len(models) < 2 or (len(models) > 2 and not arms):
+        return []
+    return ["Δ"] if len(models) == 2 else [f"Δ {m}" for m in models[1:]]
 
 
 def _interval_drawing(groups: list[tuple[str, list[dict | None]]], models: list[str], xlabel: str) -> Any:
@@ -69,7 +78,8 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     models = [m["name"] for m in doc["models"]]
     held = doc["heldout"]
     what = f"{held['pairs']:,} held-out pairs from {held['prompts']:,} prompts (--seed {held['seed']})"
-    cols_models = models + (["Δ"] if len(models) == 2 else [])
+    arms = any(m.get("weights") for m in doc["models"])  # a named weight set: every arm gets its Δ
+    cols_models = models + delta_columns(models, arms)
     figures = []
     if all(m["by_quintile"] is not None for m in doc["models"]):
         groups, rows = [], []
@@ -80,7 +90,7 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
             groups.append((f"Q{q + 1}", accs))
             rng = ranges[q] if q < len(ranges) and ranges[q] else None
             rows.append([quintile_label(q, n), f"{rng[0]:.3g}–{rng[1]:.3g}" if rng else "–", f"{accs[0]['n']:,}",
-                         *(cell(a) for a in accs), *_delta(accs)])
+                         *(cell(a) for a in accs), *_delta(accs, arms)])
         smallest = min(a["n"] for _, accs in groups for a in accs)
         caption = (f"Held-out accuracy per density quintile (Q1 commonest … Q5 rarest prompts) with Wilson 95% "
                    f"intervals, {' vs '.join(models)}, on {what}.{small_sample_note(smallest)}")
@@ -93,7 +103,7 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     rows = []
     for label, accs in groups:
         n = next((a["n"] for a in accs if a is not None), 0)
-        rows.append([label, f"{n:,}", *(cell(a) for a in accs), *_delta(accs)])
+        rows.append([label, f"{n:,}", *(cell(a) for a in accs), *_delta(accs, arms)])
     smallest = min((a["n"] for _, accs in groups for a in accs if a is not None), default=0)
     caption = (f"Held-out accuracy overall and per source with Wilson 95% intervals, {' vs '.join(models)}, on "
                f"{what}.{small_sample_note(smallest)}")
@@ -101,6 +111,12 @@ def _eval_figures(doc: dict[str, Any], suffix: str) -> list[Figure]:
     figures.append(Figure(f"rm-sources{suffix}", "Held-out accuracy by source", caption, draw,
                           table(["Group", "Pairs", *cols_models], rows), size=(7.0, 3.4)))
     return figures
+
+
+def _sampling(model: dict[str, Any]) -> str:
+    """`per-prompt sampling`, and the weight set when a named one (`kat embed --name`) was sampled by."""
+    weights = model.get("weights")
+    return f"{model['weighting']} sampling" + (f" by weight set {weights}" if weights else "")
 
 
 def build(ctx: ReportContext) -> Section | None:
@@ -118,8 +134,7 @@ def build(ctx: ReportContext) -> Section | None:
     for k, doc in enumerate(evaluations.results):
         models = doc["models"]
         section.add(Paragraph(
-            "Held-out set: " + ", ".join(f"{m['name']} ({m['weighting']} sampling, step {m['step']:,})"
-                                         for m in models)
+            "Held-out set: " + ", ".join(f"{m['name']} ({_sampling(m)}, step {m['step']:,})" for m in models)
             + f" on {doc['heldout']['pairs']:,} pairs from {doc['heldout']['prompts']:,} prompts that no training "
             f"pair shares; the numbers are those of `kat eval rm {' '.join(m['name'] for m in models)} --json`."))
         section.add(*_eval_figures(doc, "" if k == 0 else f"-{k + 1}"))
