@@ -11,7 +11,8 @@ from katcli.errors import KatError
 from katcli.pipeline import train_config as C
 from katcli.train import loss_names
 
-CONFIGS = {"rm": C.TrainRMConfig, "sft": C.TrainSFTConfig, "dpo": C.TrainDPOConfig, "grpo": C.TrainGRPOConfig}
+CONFIGS = {"rm": C.TrainRMConfig, "sft": C.TrainSFTConfig, "dpo": C.TrainDPOConfig, "grpo": C.TrainGRPOConfig,
+           "kto": C.TrainKTOConfig, "ppo": C.TrainPPOConfig}
 
 
 def _train_command(name: str):
@@ -44,7 +45,7 @@ def test_choice_flags_list_the_registry_they_select_from():
     assert dpo_losses.LOSSES is loss_names.DPO_LOSSES  # the losses dispatch on the tuple the flag lists
     assert grpo_losses.LOSS_TYPES is loss_names.LOSS_TYPES and grpo_losses.SCALE_REWARDS is loss_names.SCALE_REWARDS
     dpo, grpo, rm = _options(_train_command("dpo")), _options(_train_command("grpo")), _options(_train_command("rm"))
-    assert dpo["--loss"].metavar == "|".join(dpo_losses.LOSSES) == "sigmoid|ipo|hinge|robust"
+    assert dpo["--loss"].metavar == "|".join(dpo_losses.LOSSES) == "sigmoid|ipo|hinge|robust|simpo|orpo"
     assert grpo["--loss-type"].metavar == "|".join(grpo_losses.LOSS_TYPES)
     assert grpo["--scale-rewards"].metavar == "|".join(grpo_losses.SCALE_REWARDS)
     assert rm["--pair-weighting"].metavar == "|".join(C.WEIGHTINGS)
@@ -88,7 +89,7 @@ def _built_config(kat, monkeypatch, name: str, *args: str):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_no_flags_build_the_configs_defaults(kat, monkeypatch, name):
-    required = {"rm": "uniform"} if name == "grpo" else {}
+    required = {"rm": "uniform"} if name in ("grpo", "ppo") else {}
     args = [a for k, v in required.items() for a in (f"--{k}", v)]
     assert _built_config(kat, monkeypatch, name, *args) == CONFIGS[name](**required)
 
@@ -104,4 +105,4 @@ def test_parsed_flags_build_the_config(kat, monkeypatch):
 def test_a_bad_value_is_the_configs_error(kat):
     result = kat("train", "dpo", "--loss", "nope")
     assert result.exit_code == 1
-    assert "--loss must be one of sigmoid, ipo, hinge, robust (got 'nope')" in result.stderr
+    assert "--loss must be one of sigmoid, ipo, hinge, robust, simpo, orpo (got 'nope')" in result.stderr

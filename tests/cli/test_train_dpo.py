@@ -162,3 +162,39 @@ def test_status_shows_the_dpo_run(kat, trained):
     assert {a["path"] for a in stage["artifacts"]} >= {
         "dpo_checkpoints/uniform/ref_logps.npy", "dpo_checkpoints/uniform/ref_logps.json",
     }
+
+
+def test_a_reference_free_loss_runs_no_reference_pass_and_says_which_reward_it_reads(kat, workspace):
+    result = kat("train", "dpo", "--name", "simpo", "--loss", "simpo", *RUN, "--beta", "2", workspace=workspace)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("Held-out implicit-reward accuracy (β·log π/|y|, chosen > rejected), 95% Wilson")
+               for line in lines)
+    assert any(line.startswith("Mean held-out margin β·Δ(log π/|y|): ") for line in lines)
+    assert "reference log-probs" not in result.stderr  # no reference pass at all
+    assert not (workspace / "dpo_checkpoints" / "simpo" / "ref_logps.npy").exists()
+    refused = kat("train", "dpo", "--name", "simpo", "--loss", "orpo", "--ref", "sft/uniform", *RUN,
+                  workspace=workspace)
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "Error: --ref is not used by --loss orpo: it is reference-free (no reference model, no cached reference "
+        "log-probs)\nHint: drop --ref, or choose a reference-based --loss such as sigmoid\n"
+    )
+
+
+def test_kto_and_ppo_train_from_the_command_line(kat, workspace):
+    kto = kat("train", "kto", *TINY, workspace=workspace)
+    assert kto.exit_code == 0, kto.stderr
+    assert any(line.startswith("Held-out implicit-reward accuracy (h > 0), 95% Wilson interval")
+               for line in kto.stdout.splitlines())
+    assert kto.stdout.splitlines()[-1] == f"Wrote {workspace / 'kto_checkpoints' / 'uniform'}"
+    ev = kat("eval", "rm", "uniform", "kto/uniform", "--json", "--threads", "1", workspace=workspace)
+    assert ev.exit_code == 0, ev.stderr
+    assert [m["name"] for m in json.loads(ev.stdout)["models"]] == ["uniform", "kto/uniform"]
+    ppo = kat("train", "ppo", "--rm", "uniform", "--max-steps", "2", "--prompts-per-step", "8", "--max-new-tokens",
+              "8", "--max-len", "64", "--val-ratio", "0.2", "--eval-prompts", "4", "--eval-every", "0",
+              "--save-every", "0", "--device", "cpu", "--threads", "1", "--ppo-epochs", "2", workspace=workspace)
+    assert ppo.exit_code == 0, ppo.stderr
+    out = ppo.stdout.splitlines()
+    assert any(line.startswith("Held-out reward (4 prompts)") for line in out)
+    assert out[-1] == f"Wrote {workspace / 'ppo_checkpoints' / 'uniform'}"

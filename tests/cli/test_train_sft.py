@@ -44,7 +44,8 @@ def test_missing_upstream_bad_init_and_nothing_to_resume(kat, ws_dir):
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: --init nope: no such run or checkpoint directory\n"
-        "Hint: pass a run name from sft_checkpoints/, dpo_checkpoints/, grpo_checkpoints/, models/, rm_checkpoints/ "
+        "Hint: pass a run name from sft_checkpoints/, dpo_checkpoints/, grpo_checkpoints/, kto_checkpoints/, "
+        "ppo_checkpoints/, models/, rm_checkpoints/ "
         "(or STAGE/NAME), or a directory holding model_<step>.pt + meta_<step>.json\n"
     )
 

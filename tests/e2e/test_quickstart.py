@@ -39,6 +39,7 @@ def test_quickstart_runs_every_stage_and_is_deterministic(kat, tmp_path):
         "dpo/uniform": "ok", "dpo/density": "ok", "grpo/uniform": "ok", "grpo/density": "ok", "report": "ok",
         "eval-policy/sft-uniform": "ok", "eval-policy/dpo-uniform": "ok", "eval-policy/dpo-density": "ok",
         "eval-policy/grpo-uniform": "ok", "eval-policy/grpo-density": "ok",
+        "ppo/uniform": "ok", "ppo/density": "ok", "eval-policy/ppo-uniform": "ok", "eval-policy/ppo-density": "ok",
     }
     assert status["next_command"] is None
     manifest = Manifest.load(first / P.MANIFEST)

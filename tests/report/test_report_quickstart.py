@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 FIGURES = [  # in page order
     "density-weights", "rm-training", "rm-quintiles", "rm-sources", "sft-training", "dpo-training", "grpo-training",
-    "policy-reward", "policy-diversity",
+    "ppo-training", "policy-reward", "policy-diversity",
 ]
 GROUPS = {"all prompts": "overall", "Q1 commonest": "Q1", "Q2": "Q2", "Q3": "Q3", "Q4": "Q4", "Q5 rarest": "Q5"}
 FAMILIES = {"within": "within prompt", "across": "across prompts", "style": "style"}
@@ -91,7 +91,8 @@ def test_policy_and_reward_model_tables_hold_the_numbers_of_the_json_outputs(kat
     assert (quickstart_ws / "eval" / "policy" / "sft-uniform" / "evaluation.json").read_bytes() == kept
     rm = doc["reward_models"][0]["name"]
     names = [p["name"] for p in doc["policies"]]
-    assert names == ["sft/uniform", "dpo/uniform", "dpo/density", "grpo/uniform", "grpo/density"]
+    assert names == ["sft/uniform", "dpo/uniform", "dpo/density", "grpo/uniform", "grpo/density", "ppo/uniform",
+                     "ppo/density"]
     measures = [m for f in FAMILIES for m in doc["measures"] if m["family"] == f]
     assert {m["family"] for m in measures} == set(FAMILIES) and len(measures) == 11
 

@@ -296,3 +296,39 @@ def test_config_errors_name_the_flag(kwargs, message):
     with pytest.raises(ConfigError) as err:
         TrainDPOConfig(**kwargs)
     assert err.value.message == message
+
+
+REF_FREE = {"simpo": dict(beta=2.0), "orpo": dict(beta=0.5)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["simpo", "orpo"])
+def test_reference_free_losses_learn_planted_preferences_and_not_random_ones(tmp_path, loss):
+    cfg = dict(DPO, loss=loss, **REF_FREE[loss])
+    planted_ws = _sft_workspace(tmp_path / "planted", planted_pairs(160))
+    result = run_train_dpo(planted_ws, tiny_dpo_config(**cfg))
+    assert result.eval.to_json()["overall"]["accuracy"] >= 0.9, result.eval.to_json()["overall"]
+    run_dir = planted_ws.abs(f"{P.DPO_DIR}/uniform")
+    # Reference-free: no cache files, no reference recorded, nothing of one read.
+    assert sorted(p.name for p in run_dir.iterdir()) == ["meta_000040.json", "metrics.jsonl", "model_000040.pt",
+                                                         "optim_000040.pt", "tokenizer.json"]
+    meta = json.loads((run_dir / "meta_000040.json").read_text())
+    assert meta["reference"] is None and "ref_cache" not in meta and meta["dpo"]["loss"] == loss
+    # `kat eval rm` reads it as the implicit reward model its method defines, with the same held-out accuracy.
+    from katcli.pipeline.eval_rm import run_eval_rm
+
+    ev = run_eval_rm(planted_ws, ["dpo/uniform"], device="cpu")
+    assert ev.models[0].report.overall.accuracy >= 0.9
+    random_ws = _sft_workspace(tmp_path / "random", planted_pairs(160, random_labels=True))
+    control = run_train_dpo(random_ws, tiny_dpo_config(**cfg))
+    assert 0.3 <= control.eval.to_json()["overall"]["accuracy"] <= 0.7
+
+
+def test_reference_free_losses_refuse_a_reference_and_record_gamma_only_for_simpo():
+    with pytest.raises(ConfigError) as err:
+        TrainDPOConfig(loss="simpo", ref="sft/uniform")
+    assert err.value.message == ("--ref is not used by --loss simpo: it is reference-free (no reference model, no "
+                                 "cached reference log-probs)")
+    assert "simpo_gamma" not in TrainDPOConfig().params()
+    assert TrainDPOConfig(loss="simpo", simpo_gamma=1.0).params()["simpo_gamma"] == 1.0
+    assert TrainDPOConfig(loss="simpo").loss_config().to_dict()["simpo_gamma"] == 0.5

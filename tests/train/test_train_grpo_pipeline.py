@@ -255,3 +255,28 @@ def test_torchrun_two_processes_write_one_checkpoint_with_the_single_process_bat
     # …and the same update: `batch` advantages use every rank's rewards, the loss the global token count.
     assert one[0]["loss"] == pytest.approx(lines[0]["loss"], rel=1e-4, abs=1e-6)
     assert one[0]["grad_norm"] == pytest.approx(lines[0]["grad_norm"], rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("advantage", ["rloo", "reinforce++"])
+def test_rloo_and_reinforce_pp_raise_the_planted_reward_and_its_negation_lowers_it(planted, monkeypatch, advantage):
+    ws = planted
+    base_reward, base_marker = _heldout_quality(ws, ws.abs("sft_checkpoints/uniform"))
+    up = run_train_grpo(ws, tiny_grpo_config(name=f"{advantage.strip('+')}-up", advantage=advantage))
+    real = grpo_mod.rollout_rewards
+    monkeypatch.setattr(grpo_mod, "rollout_rewards", lambda scorer, p, r: -real(scorer, p, r))
+    down = run_train_grpo(ws, tiny_grpo_config(name=f"{advantage.strip('+')}-down", advantage=advantage))
+    up_reward, up_marker = _heldout_quality(ws, up.directory)
+    down_reward, down_marker = _heldout_quality(ws, down.directory)
+    assert up_reward > base_reward + 0.3 > down_reward + 0.6, (base_reward, up_reward, down_reward)
+    assert up_marker > base_marker > down_marker, (base_marker, up_marker, down_marker)
+    meta = json.loads(next(up.directory.glob("meta_*.json")).read_text())
+    assert meta["config"]["advantage"] == advantage
+
+
+def test_the_default_advantage_is_not_recorded_so_default_runs_keep_their_bytes():
+    assert "advantage" not in tiny_grpo_config().params()
+    assert tiny_grpo_config(advantage="rloo").params()["advantage"] == "rloo"
+    with pytest.raises(ConfigError) as err:
+        tiny_grpo_config(advantage="reinforce++", scale_rewards="none")
+    assert err.value.message == "--scale-rewards none only applies to --advantage group, not --advantage reinforce++"

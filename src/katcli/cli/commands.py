@@ -14,7 +14,7 @@ import typer
 
 from katcli.cli import embed, eval_policy, export, import_cmd, pairs, prefixes, quickstart, report, status, train, viz
 from katcli.cli import eval as eval_cmd
-from katcli.cli import train_dpo, train_grpo, train_rm, train_sft
+from katcli.cli import train_dpo, train_grpo, train_kto, train_ppo, train_rm, train_sft
 
 # Groups: name → (help, panel in `kat --help`).
 GROUPS = {
@@ -36,6 +36,8 @@ COMMANDS: tuple[tuple[str, Callable[..., Any], str | None], ...] = (
     ("train sft", train_sft.train_sft, "Policies"),
     ("train dpo", train_dpo.train_dpo, "Policies"),
     ("train grpo", train_grpo.train_grpo, "Policies"),
+    ("train kto", train_kto.train_kto, "Policies"),
+    ("train ppo", train_ppo.train_ppo, "Policies"),
     ("eval rm", eval_cmd.rm, "Reward models"),
     ("eval policy", eval_policy.policy, "Policies"),
     ("import nanochat", import_cmd.nanochat, "Sources"),

@@ -36,10 +36,13 @@ def train_dpo(ctx: typer.Context, cfg: TrainDPOConfig) -> None:
     out = state_of(ctx).out
     if result.eval is not None:
         ev = result.eval.to_json()
+        # Reference-free losses: the implicit reward is β × the reply's mean token log-prob (SimPO's, ORPO's).
+        rule, margin = ("β·log π/|y|, chosen > rejected", "β·Δ(log π/|y|)") if cfg.loss_config().reference_free \
+            else ("h > 0", "β·h")
         out.print(accuracy_table(
-            f"Held-out implicit-reward accuracy (h > 0), 95% Wilson interval ({result.heldout_pairs:,} pairs, "
+            f"Held-out implicit-reward accuracy ({rule}), 95% Wilson interval ({result.heldout_pairs:,} pairs, "
             f"{result.heldout_prompts:,} prompts)",
             ev,
         ))
-        out.print(f"Mean held-out margin β·h: {ev['mean_margin']:+.4f}", markup=False)
+        out.print(f"Mean held-out margin {margin}: {ev['mean_margin']:+.4f}", markup=False)
     out.print(f"Wrote {result.directory}", markup=False)

@@ -21,6 +21,29 @@ def _cell(x: Any, spec: str = "+.3f") -> str:
     return "–" if x is None else format(x, spec)
 
 
+def print_heldout_reward(out: Any, result: Any) -> None:
+    """The held-out reward table of an on-policy run (GRPO, PPO)."""
+    if result.eval is None:
+        return
+    from katcli.train.metrics import quintile_label
+
+    ev = result.eval.to_json()
+    table = Table(title=f"Held-out reward ({ev['overall']['n']:,} prompts)", title_justify="left")
+    for col in ("Group", "Prompts", "Greedy", "Sampled", "Length"):
+        table.add_column(col)
+
+    def row(label: str, g: dict[str, Any]) -> None:
+        table.add_row(label, f"{g['n']:,}", _cell(g["greedy_reward"]), _cell(g["sampled_reward"]),
+                      _cell(g["sampled_length"], ".1f"))
+
+    row("overall", ev["overall"])
+    for src, g in ev["by_source"].items():
+        row(src, g)
+    for q, g in enumerate(ev["by_quintile"] or []):
+        row(quintile_label(q), g)
+    out.print(table)
+
+
 @config_command(TrainGRPOConfig)
 def train_grpo(ctx: typer.Context, cfg: TrainGRPOConfig) -> None:
     """Improve a policy by GRPO against a frozen reward model, sampling prompts uniformly or by density.
@@ -51,22 +74,5 @@ def train_grpo(ctx: typer.Context, cfg: TrainGRPOConfig) -> None:
             f"updates {t['time_update_s']:,.1f} s",
             markup=False,
         )
-    if result.eval is not None:
-        from katcli.train.metrics import quintile_label
-
-        ev = result.eval.to_json()
-        table = Table(title=f"Held-out reward ({ev['overall']['n']:,} prompts)", title_justify="left")
-        for col in ("Group", "Prompts", "Greedy", "Sampled", "Length"):
-            table.add_column(col)
-
-        def row(label: str, g: dict[str, Any]) -> None:
-            table.add_row(label, f"{g['n']:,}", _cell(g["greedy_reward"]), _cell(g["sampled_reward"]),
-                          _cell(g["sampled_length"], ".1f"))
-
-        row("overall", ev["overall"])
-        for src, g in ev["by_source"].items():
-            row(src, g)
-        for q, g in enumerate(ev["by_quintile"] or []):
-            row(quintile_label(q), g)
-        out.print(table)
+    print_heldout_reward(out, result)
     out.print(f"Wrote {result.directory}", markup=False)

@@ -33,6 +33,7 @@ NANOCHAT_KIND = "nanochat"  # `kat import nanochat`
 AS_IS_KIND = "hf-model"  # a Hugging Face model used as it is (`hf:NAME|DIR`), with no kat run around it
 POLICY_KINDS = (POLICY_KIND, NANOCHAT_KIND)  # what can generate (besides an HF causal LM as it is)
 KIND_NAMES = {RM_KIND: "kat reward-model", POLICY_KIND: "kat policy"}
+IMPLICIT_REWARD_OBJECTIVES = ("dpo", "kto")  # policy objectives that define an implicit reward model on pairs
 
 # The keys RunMeta types; every other key of a meta file is the objective's and travels in `extra`.
 _TYPED = ("kind", "objective", "step", "model_config", "tokenizer_sha256", "config", "training", "init", "inputs",
@@ -104,7 +105,7 @@ def _dict(v: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class RunMeta:
     kind: str | None
-    objective: str | None = None  # rm | sft | dpo | grpo (None: an import, an HF model as it is)
+    objective: str | None = None  # rm | sft | dpo | grpo | kto | ppo (None: an import, an HF model as it is)
     step: int | None = None
     model_config: dict[str, Any] | None = None
     tokenizer_sha256: str | None = None
@@ -159,7 +160,8 @@ class RunMeta:
         }
         keep: set[str] = set()
         if self.kind in (RM_KIND, POLICY_KIND):  # a training run: readers expect these keys, null or not
-            keep = {"eval", "eval_weights"} | ({"reference"} if self.objective in ("dpo", "grpo") else set())
+            keep = {"eval", "eval_weights"} | ({"reference"} if self.objective in ("dpo", "grpo", "kto", "ppo")
+                                               else set())
         return {k: v for k, v in out.items() if not (v is None or v == {}) or k in keep}
 
     def at_step(self, step: int, report: Any) -> RunMeta:
@@ -171,6 +173,11 @@ class RunMeta:
     @property
     def is_dpo(self) -> bool:
         return self.kind == POLICY_KIND and self.objective == "dpo"
+
+    @property
+    def has_implicit_reward(self) -> bool:
+        """A policy kat reads as an implicit reward model on pairs (DPO's every --loss, KTO)."""
+        return self.kind == POLICY_KIND and self.objective in IMPLICIT_REWARD_OBJECTIVES
 
     @property
     def is_as_is(self) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from katcli.errors import ConfigError, KatError
+from katcli.model.run_meta import IMPLICIT_REWARD_OBJECTIVES  # DPO's every --loss, KTO: implicit reward models
 from katcli.pipeline import registry
 from katcli.pipeline.heldout import Agreement, HeldOutSet, InputCheck, fresh_density_weights
 from katcli.pipeline.upstream import load_judge
@@ -99,12 +100,13 @@ def resolve_checkpoint(ws: Workspace, arg: str) -> tuple[str, Path]:
 
     # `kat eval rm uniform density` keeps meaning the reward models when DPO runs share those names.
     bare_rm = "/" not in arg and ws.abs(f"{P.RM_DIR}/{arg}").is_dir()
-    stages = ("rm",) if bare_rm else ("rm", "dpo")
+    stages = ("rm",) if bare_rm else ("rm", "dpo", "kto")
     try:
         name, directory = resolve_run(ws, arg, stages, flag="CHECKPOINT")
         found = lookup_run(ws, arg, stages)
-        if "/" not in arg and getattr(found, "stage", None) == "dpo":
-            name = f"dpo/{name}"
+        stage = getattr(found, "stage", None)
+        if "/" not in arg and stage in IMPLICIT_REWARD_OBJECTIVES:
+            name = f"{stage}/{name}"
         return name, directory
     except KatError as exc:
         if "several runs" in exc.message:
@@ -135,7 +137,7 @@ def read_scorer(ws: Workspace, arg: str, *, trust_remote_code: bool, flag: str =
     step, meta = read_run(directory, (RM_KIND, POLICY_KIND) if flag == CKPT else (RM_KIND,),
                           hint=_SCORER_HINT if flag == CKPT else "pass a directory written by `kat train rm` "
                           "(e.g. rm_checkpoints/uniform)")
-    if meta.kind == POLICY_KIND and not meta.is_dpo:
+    if meta.kind == POLICY_KIND and not meta.has_implicit_reward:
         raise KatError(
             f"a {meta.objective or 'policy'} policy has no reward to compare pairs with",
             file=str(checkpoint_paths(directory, step)["meta"]), hint=_SCORER_HINT,
@@ -173,7 +175,7 @@ def load_scorer(ws: Workspace, s: Scorer, *, device: Any) -> Any:
 
 
 def _train_command(meta: Any) -> str:
-    return "kat train dpo" if meta.is_dpo else "kat train rm"
+    return f"kat train {meta.objective}" if meta.has_implicit_reward else "kat train rm"
 
 
 def workspace_rel(ws: Workspace, path: Path) -> str | None:
@@ -278,7 +280,7 @@ def _score_all(
     results: list[ModelEval] = []
     try:
         for s in models:
-            loaded = None if s.meta.is_dpo else load_scorer(ws, s, device=device)
+            loaded = None if s.meta.has_implicit_reward else load_scorer(ws, s, device=device)
             tokenizer = scorer_tokenizer(ws, s) if loaded is None else loaded.tokenizer
             max_len, max_resp = s.meta.lengths()
             key = (tokenizer.sha256(), max_len, max_resp)
@@ -311,7 +313,8 @@ def _score_dpo(
     ws: Workspace, s: Scorer, enc: Any, held: HeldOutSet, weights: Any, pairs_sha: str | None, *, batch_size: int,
     pad_id: int, device: Any, progress: ProgressFn, notes: list[str],
 ) -> Any:
-    """A DPO policy as an implicit reward model on the held-out pairs (the same report as a reward model's)."""
+    """A DPO or KTO policy as an implicit reward model on the held-out pairs (the same report as a reward model's):
+    β(π − ref), or, for the reference-free SimPO and ORPO, β × the reply's mean token log-prob."""
     import numpy as np
 
     from katcli.pipeline.reference import heldout_reference_logps
@@ -320,7 +323,9 @@ def _score_dpo(
     from katcli.train.objectives.dpo import implicit_reward_eval
     from katcli.train.run_dir import load_run
 
-    ref = heldout_reference_logps(
+    extra = s.meta.extra
+    cfg = DPOLossConfig(**extra["dpo"]) if "dpo" in extra else DPOLossConfig(beta=extra["kto"]["beta"])
+    ref = None if cfg.reference_free else heldout_reference_logps(  # SimPO, ORPO: β × mean token log-prob
         ws, s.name, s.directory, s.meta, pairs_sha256=pairs_sha, heldout_index=held.split.heldout, enc=enc,
         batch_size=batch_size, pad_id=pad_id, device=device, progress=progress, notes=notes,
     )
@@ -328,7 +333,7 @@ def _score_dpo(
     pairs = held.held
     rows = HeldOut(np.arange(len(pairs)), [p.src for p in pairs], [p.prefix_id for p in pairs], weights)
     return implicit_reward_eval(
-        policy, enc, ref, DPOLossConfig(**s.meta.extra["dpo"]), rows, batch_size=batch_size, pad_id=pad_id,
+        policy, enc, ref, cfg, rows, batch_size=batch_size, pad_id=pad_id,
         device=device, progress=progress,
     )
 

@@ -19,7 +19,7 @@ from katcli.errors import KatError
 from katcli.pipeline.runs import POLICY_STAGES, RUN_ROOTS, lookup_run
 from katcli.workspace import Workspace
 
-_KIND = {"sft": "sft", "dpo": "dpo", "grpo": "grpo", "model": "models"}  # stage → the kind in labels and run names
+_KIND = {"sft": "sft", "dpo": "dpo", "grpo": "grpo", "kto": "kto", "ppo": "ppo", "model": "models"}  # stage → the kind in labels and run names
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -96,6 +96,13 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
         "--eval-every", "0", "--save-every", "0", "--eval-prompts", "16", "--device", "cpu", "--threads", threads,
         *seeding, *tracked,
     )
+    # PPO: 16 prompts × 1 reply per step, a critic copied from the uniform reward model, 2 epochs × 2 minibatches.
+    tiny_ppo = (
+        "--max-steps", str(max(1, cfg.policy_steps // 3)), "--prompts-per-step", "16", "--max-new-tokens", "24",
+        "--max-len", "256", "--lr", "1e-3", "--kl-coef", "0.05", "--ppo-epochs", "2", "--num-minibatches", "2",
+        "--val-ratio", "0.2", "--eval-every", "0", "--save-every", "0", "--eval-prompts", "16", "--device", "cpu",
+        "--threads", threads, "--seed", seed,
+    )
     return [
         Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample", "--seed", seed)),
         Step("Unique prompts", ("prefixes",)),
@@ -114,12 +121,17 @@ def quickstart_plan(cfg: QuickstartConfig) -> list[Step]:
         Step("GRPO, density-aware prompt sampling",
              ("train", "grpo", "--name", "density", "--density-aware", "--rm", "uniform", "--init", "sft/uniform",
               *tiny_grpo)),
+        Step("PPO against the uniform reward model, uniform prompt sampling",
+             ("train", "ppo", "--name", "uniform", "--rm", "uniform", "--init", "sft/uniform", *tiny_ppo)),
+        Step("PPO, density-aware prompt sampling",
+             ("train", "ppo", "--name", "density", "--density-aware", "--rm", "uniform", "--init", "sft/uniform",
+              *tiny_ppo)),
         Step("Reward models and DPO policies (implicit rewards) on the same held-out pairs",
              ("eval", "rm", "uniform", "density", "dpo/uniform", "dpo/density", "--device", "cpu",
               "--threads", threads)),
         Step("Policies on the same held-out prompts: reward under the density RM, and diversity",
              ("eval", "policy", "sft/uniform", "dpo/uniform", "dpo/density", "grpo/uniform", "grpo/density",
-              "--rm", "density", "--prompts", "20", "--samples", "2", "--max-new-tokens", "32", "--seed", seed,
+              "ppo/uniform", "ppo/density", "--rm", "density", "--prompts", "20", "--samples", "2", "--max-new-tokens", "32", "--seed", seed,
               "--device", "cpu", "--threads", threads)),
         Step("The prompt space in 3D", ("viz",)),
         Step("The report: every figure and its numbers", ("report", "--device", "cpu", "--threads", threads)),

@@ -246,25 +246,62 @@ def numerics(device: Any, dtype: Any) -> dict[str, str]:
     return {"device": device_label(device), "dtype": dtype_name(chosen)}
 
 
-def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The reference log-probs of every encoded pair: this run's cache, another run's matching one, or computed."""
+def reference_pass(prep: Prepared, enc: Any, ref: DPOReference) -> Any:
+    """One pass of the reference over every encoded pair (`RefLogps`), computed by the ranks together."""
+    import copy
+
     import numpy as np
 
-    from katcli.pipeline.runs import list_runs
+    from katcli.model.gpt import set_compute_dtype
     from katcli.train.batching import eval_batches
+    from katcli.train.fsdp import shard_model
+    from katcli.train.ref_cache import compute_ref_logps
+    from katcli.train.seq_scoring import model_logprob_fn
+
+    dist = prep.dist
+    # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
+    # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame. Under
+    # --fsdp the reference is sharded for the pass (a copy of the starting model, which the loop shards later):
+    # each GPU holds 1/world of it, never the whole model. Sharding does not change the numbers (each forward
+    # gathers the same fp32 weights), so the cache key does not name it.
+    sharded = prep.cfg.fsdp and dist.distributed
+    if ref.is_init:
+        model = copy.deepcopy(prep.model) if sharded else prep.model
+    else:
+        model = load_reference_model(ref.directory, ref.step, ref.hf)
+    set_compute_dtype(model, prep.compute_dtype)
+    if sharded:
+        shard_model(model.requires_grad_(False), device=dist.device, world_size=dist.world_size)
+    else:
+        model.to(dist.device)
+    if ref.is_init and prep.lora is not None:  # the policy with its adapters off (one copy of the weights)
+        from katcli.model.lora import WithoutAdapters
+
+        model = WithoutAdapters(prep.model)
+    batches = eval_batches(enc, np.arange(len(enc)), batch_size=reference_batch_size(prep.micro_batch_size),
+                           pad_id=prep.tokenizer.pad_token_id)
+    was_training = model.training
+    model.eval()
+    score = model_logprob_fn(model, dist.device)
+    try:
+        return compute_ref_logps(
+            len(enc), batches, (lambda mb: _released(model, score(mb))) if sharded else score, dist=dist,
+            progress=prep.progress, lockstep=sharded,
+        )
+    finally:
+        model.train(was_training)
+
+
+def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The reference log-probs of every encoded pair: this run's cache, another run's matching one, or computed."""
+    from katcli.pipeline.runs import list_runs
     from katcli.train.ref_cache import (
         RefCacheKey,
         cache_files,
         cached_or_computed,
-        compute_ref_logps,
         load_ref_logps,
         save_ref_logps,
     )
-    import copy
-
-    from katcli.model.gpt import set_compute_dtype
-    from katcli.train.fsdp import shard_model
-    from katcli.train.seq_scoring import model_logprob_fn
     from katcli.workspace.hashing import sha256_file
 
     cfg = prep.cfg
@@ -296,39 +333,8 @@ def reference_logps(prep: Prepared, enc: Any, ref: DPOReference, out_dir: Path) 
                 info.update(state="reused", reused_from=prep.ws.rel(other))
                 return found.logps, info
 
-    def compute() -> Any:
-        # The starting model is still untrained here (resume loads its weights after the build), so with no --ref
-        # it is the reference itself; a --ref model is loaded only for this pass and freed with this frame. Under
-        # --fsdp the reference is sharded for the pass (a copy of the starting model, which the loop shards later):
-        # each GPU holds 1/world of it, never the whole model. Sharding does not change the numbers (each forward
-        # gathers the same fp32 weights), so the cache key does not name it.
-        sharded = cfg.fsdp and dist.distributed
-        if ref.is_init:
-            model = copy.deepcopy(prep.model) if sharded else prep.model
-        else:
-            model = load_reference_model(ref.directory, ref.step, ref.hf)
-        set_compute_dtype(model, prep.compute_dtype)
-        if sharded:
-            shard_model(model.requires_grad_(False), device=dist.device, world_size=dist.world_size)
-        else:
-            model.to(dist.device)
-        if ref.is_init and prep.lora is not None:  # the policy with its adapters off (one copy of the weights)
-            from katcli.model.lora import WithoutAdapters
-
-            model = WithoutAdapters(prep.model)
-        batches = eval_batches(enc, np.arange(len(enc)), batch_size=batch_size, pad_id=prep.tokenizer.pad_token_id)
-        was_training = model.training
-        model.eval()
-        score = model_logprob_fn(model, dist.device)
-        try:
-            return compute_ref_logps(
-                len(enc), batches, (lambda mb: _released(model, score(mb))) if sharded else score, dist=dist,
-                progress=prep.progress, lockstep=sharded,
-            )
-        finally:
-            model.train(was_training)
-
-    logps, found = cached_or_computed(out_dir, key, len(enc), compute, write=dist.is_main)
+    logps, found = cached_or_computed(out_dir, key, len(enc), lambda: reference_pass(prep, enc, ref),
+                                      write=dist.is_main)
     if found.logps is not None:
         info["state"] = "cached"
     else:

@@ -69,6 +69,11 @@ STAGES: tuple[StageSpec, ...] = (
     # GRPO cannot run without a reward model: suggest the one `kat train rm` names by default.
     StageSpec("grpo", "GRPO policy", "kat train grpo --rm uniform --name {name}", (f"{P.GRPO_DIR}/{{name}}/",),
               named=True),
+    # Optional (not suggested as "next"): the pipeline's main path is the DPO and GRPO arms.
+    StageSpec("kto", "KTO policy", "kat train kto --name {name}", (f"{P.KTO_DIR}/{{name}}/",), named=True,
+              optional=True),
+    StageSpec("ppo", "PPO policy", "kat train ppo --rm uniform --name {name}", (f"{P.PPO_DIR}/{{name}}/",),
+              named=True, optional=True),
     StageSpec("viz", "3D view", "kat viz", (f"{P.VIZ_DIR}/embeddings_3d.json", f"{P.VIZ_DIR}/embeddings_3d.html")),
     # Optional until every stage it reports on exists: then `kat status` may suggest it as the last step.
     StageSpec("report", "Report", "kat report", (f"{P.REPORTS_DIR}/",), optional=True),

@@ -26,8 +26,10 @@ RUN_ROOTS = {
     "dpo": P.DPO_DIR,
     "grpo": P.GRPO_DIR,
     "rm": P.RM_DIR,
+    "kto": P.KTO_DIR,  # last: the stage lists in messages keep their order
+    "ppo": P.PPO_DIR,
 }
-POLICY_STAGES = ("sft", "dpo", "grpo", "model")
+POLICY_STAGES = ("sft", "dpo", "grpo", "kto", "ppo", "model")
 ALIASES = {"models": "model"}  # `models/NAME` reads as naturally as `model/NAME`
 _ALIASES = ALIASES
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from katcli.devices import DEVICES, DTYPES, check_device, check_dtype
@@ -37,6 +37,8 @@ UPSTREAM = "Upstream"
 DPO = "DPO"
 ROLLOUT = "Rollout"
 GRPO_LOSS = "GRPO loss"
+KTO = "KTO"
+PPO = "PPO"
 LORA = "LoRA (hf: backbones)"
 
 
@@ -66,6 +68,9 @@ class TrainConfig:
     LR_SCRATCH: ClassVar[float] = 1e-3
     LR_INIT: ClassVar[float] = 2e-5
     BATCH_FLAG: ClassVar[str] = "--batch-size"  # the flag that sets `batch_size` (GRPO: --prompts-per-step)
+    # Flags added after runs were first recorded: left out of the record at their default, so the records (and
+    # checkpoint metas) of runs that do not use them are byte-identical to before.
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     name: str | None = flag(None, "Run name: <kind>_checkpoints/NAME/ (default: uniform or density).", panel=RUN,
                             metavar="NAME")
@@ -277,6 +282,10 @@ class TrainConfig:
                 del out[key]
         if self.dtype == "auto":
             del out["dtype"]
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        for key in self.RECORDED_UNLESS_DEFAULT:
+            if out[key] == defaults[key]:
+                del out[key]
         if self.lora_r == 0:
             for key in _LORA_FLAGS:
                 del out[key]
@@ -314,6 +323,8 @@ class TrainSFTConfig(TrainConfig):
 class TrainDPOConfig(TrainConfig):
     """`kat train dpo`'s flags: the shared ones plus the reference and the loss."""
 
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("simpo_gamma",)
+
     init: str | None = flag(None, "The starting policy: an SFT run (sft_checkpoints/), an imported model (models/; "
                             "STAGE/NAME when several stages have the name) or a checkpoint directory (default: the "
                             "workspace's SFT run, when there is exactly one).", panel=MODEL, metavar="RUN|DIR")
@@ -325,21 +336,30 @@ class TrainDPOConfig(TrainConfig):
     beta: float = flag(0.1, "Strength of the pull toward the reference (the implicit reward is B·log π/π_ref).",
                        panel=DPO, metavar="B")
     loss: str = flag(L.SIGMOID, "sigmoid: DPO; ipo: squared loss on per-token log-ratios; hinge: SLiC; robust: "
-                     "unbiased under label noise --label-smoothing.", panel=DPO, choices=L.DPO_LOSSES)
+                     "unbiased under label noise --label-smoothing; reference-free (no reference pass, no cache): "
+                     "simpo: SimPO's length-normalised margin (B ≈ 2, with --simpo-gamma); orpo: NLL + B × ORPO's "
+                     "odds-ratio term.", panel=DPO, choices=L.DPO_LOSSES)
     label_smoothing: float = flag(0.0, "Assumed share of flipped labels, below 0.5: conservative DPO with sigmoid, "
                                   "the noise rate with robust.", panel=DPO, metavar="E")
     sft_weight: float = flag(0.0, "Add A × the chosen reply's mean token NLL (RPO), so the chosen reply's "
                              "likelihood does not fall (0: off).", panel=DPO, metavar="A")
+    simpo_gamma: float | None = flag(None, "SimPO's target margin γ (--loss simpo only; default 0.5, TRL's).",
+                                     panel=DPO, metavar="G")
 
     def validate(self) -> None:
         super().validate()
-        self.loss_config()
+        if self.loss_config().reference_free and self.ref is not None:
+            raise ConfigError(
+                f"--ref is not used by --loss {self.loss}: it is reference-free (no reference model, no cached "
+                "reference log-probs)", hint="drop --ref, or choose a reference-based --loss such as sigmoid",
+            )
 
     def loss_config(self) -> Any:  # katcli.train.dpo_losses.DPOLossConfig (imported here: it imports torch)
         from katcli.train.dpo_losses import DPOLossConfig
 
         return DPOLossConfig(
-            beta=self.beta, loss=self.loss, label_smoothing=self.label_smoothing, sft_weight=self.sft_weight
+            beta=self.beta, loss=self.loss, label_smoothing=self.label_smoothing, sft_weight=self.sft_weight,
+            simpo_gamma=self.simpo_gamma,
         )
 
 
@@ -351,6 +371,7 @@ class TrainGRPOConfig(TrainConfig):
     LR_INIT: ClassVar[float] = 1e-6  # TRL's GRPO default: RL moves a pretrained policy in small steps
     BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
     NO_FLAG: ClassVar[tuple[str, ...]] = ("pair_weighting", "max_response_len")  # GRPO weighs prompts, fits replies
+    RECORDED_UNLESS_DEFAULT: ClassVar[tuple[str, ...]] = ("advantage",)
 
     batch_size: int = flag(16, "Prompts per optimizer step, over all processes.", panel=OPTIM, metavar="N",
                            name=BATCH_FLAG)
@@ -378,7 +399,10 @@ class TrainGRPOConfig(TrainConfig):
     num_iterations: int = flag(1, "Optimizer updates per rollout batch (1: fully on-policy).", panel=GRPO_LOSS,
                                metavar="N")
     scale_rewards: str = flag(L.SCALE_GROUP, "Divide advantages by the group's reward std, the batch's, or nothing "
-                              "(Dr. GRPO).", panel=GRPO_LOSS, choices=L.SCALE_REWARDS)
+                              "(Dr. GRPO); --advantage group only.", panel=GRPO_LOSS, choices=L.SCALE_REWARDS)
+    advantage: str = flag(L.ADV_GROUP, "The baseline: group-relative (GRPO), leave-one-out over the group (RLOO), "
+                          "or none, with the batch's rewards whitened over its reply tokens (REINFORCE++).",
+                          panel=GRPO_LOSS, choices=L.ADVANTAGES)
     loss_type: str = flag(L.LOSS_DAPO, "Loss normalisation: per reply then per batch (grpo), by replies × "
                           "--max-new-tokens (dr_grpo), by reply tokens (dapo).", panel=GRPO_LOSS,
                           choices=L.LOSS_TYPES)
@@ -419,6 +443,7 @@ class TrainGRPOConfig(TrainConfig):
         return GRPOConfig(
             group_size=self.group_size, scale_rewards=self.scale_rewards, loss_type=self.loss_type,
             epsilon=self.epsilon, epsilon_high=self.epsilon_high, beta=self.beta, num_iterations=self.num_iterations,
+            advantage=self.advantage,
         )
 
     def sampling_config(self) -> Any:
@@ -428,6 +453,112 @@ class TrainGRPOConfig(TrainConfig):
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             num_samples=self.group_size, seed=self.seed,
         )
+
+
+@dataclass(frozen=True)
+class TrainKTOConfig(TrainConfig):
+    """`kat train kto`'s flags: the shared ones plus the reference and KTO's β and class weights (TRL's defaults)."""
+
+    init: str | None = flag(None, TrainDPOConfig.__dataclass_fields__["init"].metadata["help"], panel=MODEL,
+                            metavar="RUN|DIR")
+    ref: str | None = flag(None, "The frozen reference policy (default: the --init model). Its log-probs are "
+                           "computed once and cached in the run directory, as DPO's.", panel=KTO,
+                           metavar="RUN|DIR|hf:NAME")
+    beta: float = flag(0.1, "Scale of the implicit reward B·log π/π_ref inside KTO's sigmoid value function.",
+                       panel=KTO, metavar="B")
+    desirable_weight: float = flag(1.0, "λ_D: the weight of the chosen (desirable) replies' losses.", panel=KTO,
+                                   metavar="W")
+    undesirable_weight: float = flag(1.0, "λ_U: the weight of the rejected (undesirable) replies' losses.",
+                                     panel=KTO, metavar="W")
+
+    def validate(self) -> None:
+        super().validate()
+        self.loss_config()
+
+    def loss_config(self) -> Any:  # katcli.train.kto_losses.KTOLossConfig (imported here: it imports torch)
+        from katcli.train.kto_losses import KTOLossConfig
+
+        return KTOLossConfig(beta=self.beta, desirable_weight=self.desirable_weight,
+                             undesirable_weight=self.undesirable_weight)
+
+
+@dataclass(frozen=True)
+class TrainPPOConfig(TrainConfig):
+    """`kat train ppo`'s flags: the shared ones (`batch_size` is --prompts-per-step), GRPO's rollout flags, and
+    PPO's, with TRL's PPOConfig defaults."""
+
+    LR_SCRATCH: ClassVar[float] = 1e-4
+    LR_INIT: ClassVar[float] = 3e-6  # TRL's PPOConfig learning_rate
+    BATCH_FLAG: ClassVar[str] = "--prompts-per-step"
+    NO_FLAG: ClassVar[tuple[str, ...]] = ("pair_weighting", "max_response_len", "chat_template", "trust_remote_code",
+                                          "gradient_checkpointing", "fsdp")  # a kat GPT policy, under DDP
+
+    batch_size: int = flag(16, "Prompts per optimizer step (one reply each), over all processes.", panel=OPTIM,
+                           metavar="N", name=BATCH_FLAG)
+    micro_batch_size: int | None = flag(None, "Prompts per forward pass per process (default: the process's whole "
+                                        "share).", panel=OPTIM, metavar="N")
+    lr: float | None = flag(None, "Peak learning rate of the policy and the critic (default {LR_INIT} with --init, "
+                            "TRL's; {LR_SCRATCH} from scratch).", panel=OPTIM, metavar="LR")
+    rm: str | None = flag(None, "The frozen reward model that scores replies (a run of rm_checkpoints/, a "
+                          "directory or hf:NAME|DIR) (required); the critic starts from it when it reads the "
+                          "policy's tokens.", panel=MODEL, metavar="RUN|DIR|hf:NAME")
+    ref: str | None = flag(None, "KL reference policy (default: the --init model, frozen; none with --kl-coef 0).",
+                           panel=MODEL, metavar="RUN|DIR|hf:NAME")
+    max_new_tokens: int = flag(128, "Reply length cap; a reply cut here counts as truncated.", panel=ROLLOUT,
+                               metavar="N")
+    temperature: float = flag(1.0, "Sampling temperature.", panel=ROLLOUT, metavar="T")
+    top_k: int | None = flag(None, "Sample among the N likeliest tokens.", panel=ROLLOUT, metavar="N")
+    top_p: float | None = flag(None, "Nucleus sampling mass.", panel=ROLLOUT, metavar="P")
+    kl_coef: float = flag(0.05, "Per-token KL penalty in the reward: r_t = −B·kl_t (+ the score on the last token); "
+                          "0: no reference loaded.", panel=PPO, metavar="B")
+    kl_estimator: str = flag(L.KL_K1, "KL estimate per sampled token: k1 = log π − log π_ref (TRL's default) or k3.",
+                             panel=PPO, choices=L.KL_ESTIMATORS)
+    gamma: float = flag(1.0, "Discount factor of GAE.", panel=PPO, metavar="G")
+    lam: float = flag(0.95, "GAE's λ (1: Monte Carlo returns, 0: one-step TD).", panel=PPO, metavar="L")
+    cliprange: float = flag(0.2, "Policy ratio clip: [1 − E, 1 + E].", panel=PPO, metavar="E")
+    cliprange_value: float = flag(0.2, "Value clip around the rollout's values.", panel=PPO, metavar="E")
+    vf_coef: float = flag(0.1, "Weight of the value loss in the update's loss.", panel=PPO, metavar="C")
+    ppo_epochs: int = flag(4, "Passes over each rollout batch.", panel=PPO, metavar="N")
+    num_minibatches: int = flag(1, "Updates per pass, each on 1/M of the batch (a seeded shuffle per pass).",
+                                panel=PPO, metavar="M")
+    eval_prompts: int = flag(64, "Held-out prompts evaluated (a fixed, seeded choice).", panel=ROLLOUT, metavar="N")
+    eval_samples: int = flag(2, "Sampled replies per held-out prompt (besides the greedy one).", panel=ROLLOUT,
+                             metavar="K")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.rm:
+            raise ConfigError(
+                "--rm is required: PPO needs a reward model to score its replies",
+                hint="train one with `kat train rm` and pass its run name, e.g. --rm uniform",
+            )
+        if self.fsdp:
+            raise ConfigError("--fsdp is not supported by kat train ppo yet", hint="run it with DDP (drop --fsdp)")
+        self.ppo_config()
+        self.sampling_config()
+        if self.max_new_tokens + MIN_PROMPT > self.max_len:
+            raise ConfigError(
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in the model's context "
+                f"(--max-len {self.max_len}, of which a prompt keeps at least {MIN_PROMPT} tokens)",
+                hint=f"use --max-new-tokens {self.max_len - MIN_PROMPT} or less, or raise --max-len",
+            )
+        if self.eval_prompts < 1 or self.eval_samples < 1:
+            raise ConfigError("--eval-prompts and --eval-samples must be at least 1")
+
+    def ppo_config(self) -> Any:
+        from katcli.train.ppo_losses import PPOConfig
+
+        return PPOConfig(
+            kl_coef=self.kl_coef, kl_estimator=self.kl_estimator, gamma=self.gamma, lam=self.lam,
+            cliprange=self.cliprange, cliprange_value=self.cliprange_value, vf_coef=self.vf_coef,
+            ppo_epochs=self.ppo_epochs, num_minibatches=self.num_minibatches,
+        )
+
+    def sampling_config(self) -> Any:
+        from katcli.model.engine import SamplingConfig
+
+        return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_k=self.top_k,
+                              top_p=self.top_p, num_samples=1, seed=self.seed)
 
 
 #: The sizes of a run that trains in well under a minute on 2 CPU cores (smoke tests, `tiny`).

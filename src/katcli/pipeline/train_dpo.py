@@ -12,7 +12,9 @@ Refused before anything slow: an `--init` or `--ref` that is a reward model, a `
 reference whose tokenizer or vocabulary differs from the policy's. Everything else — inputs, the held-out split,
 the sampler and its ESS, resume, ranks, records — is `katcli.pipeline.training`; the loss and evaluation are
 `katcli.train.objectives.dpo`. The output is a plain GPT policy checkpoint, an `--init` for any later stage.
-The reference model and its cached log-probs are `katcli.pipeline.reference`'s. This module knows nothing about Typer or Rich.
+The reference model and its cached log-probs are `katcli.pipeline.reference`'s. The reference-free losses
+(`--loss simpo|orpo`) load no reference and compute no cache: the meta records `"reference": null`.
+This module knows nothing about Typer or Rich.
 """
 
 from __future__ import annotations
@@ -66,23 +68,27 @@ def _build(prep: Prepared) -> Built:
     from katcli.train.ref_cache import cache_files
 
     cfg: TrainDPOConfig = prep.cfg
-    ref = resolve_dpo_reference(prep)
+    loss_cfg = cfg.loss_config()
+    ref = None if loss_cfg.reference_free else resolve_dpo_reference(prep)
     enc = prep.encode_pairs()
     out_dir = prep.ws.abs(f"{P.DPO_DIR}/{cfg.run_name}")
-    ref_logps, cache_info = reference_logps(prep, enc, ref, out_dir)
+    ref_logps, cache_info = reference_logps(prep, enc, ref, out_dir) if ref is not None else (None, None)
     objective = DPOObjective(
-        prep.model, enc, ref_logps, loss_cfg=cfg.loss_config(), pad_id=prep.tokenizer.pad_token_id,
+        prep.model, enc, ref_logps, loss_cfg=loss_cfg, pad_id=prep.tokenizer.pad_token_id,
         heldout=prep.heldout(), eval_batch_size=max(prep.micro_batch_size, 8), dist=prep.dist,
         progress=prep.progress,
     )
     train_index = np.asarray(prep.split.train, dtype=np.int64)
+    if ref is None or cache_info is None:  # reference-free: no reference, no cache
+        meta = {"objective": "dpo", "dpo": loss_cfg.to_dict(), "reference": None, "sequences": enc.stats}
+        return Built(objective, enc.pair_lengths[train_index], meta=meta, stats={"reference": None})
     array_file, key_file = cache_files(out_dir)
     cache_info["files"] = [prep.ws.rel(array_file), prep.ws.rel(key_file)]
     # The meta says which numbers the run used, never whether they were computed or reused this time: a resumed
     # run must write the same bytes as an uninterrupted one. How the cache was found goes to the manifest's stats.
     meta = {
         "objective": "dpo",
-        "dpo": cfg.loss_config().to_dict(),
+        "dpo": loss_cfg.to_dict(),
         "reference": ref.to_json(prep.ws),
         "ref_cache": {"key": cache_info["key"], "files": cache_info["files"]},
         "sequences": enc.stats,

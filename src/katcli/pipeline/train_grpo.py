@@ -19,6 +19,7 @@ prompt + `--max-new-tokens` fits `--max-len`. Everything else (ranks, split, sam
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from katcli.errors import KatError
@@ -97,15 +98,15 @@ def _load_rm(prep: Prepared) -> tuple[Any, dict[str, Any]]:
     return loaded, {"name": name, "path": recorded_path(prep.ws, directory), "step": step}
 
 
-def _load_ref(prep: Prepared) -> tuple[Any, dict[str, Any] | None]:
-    """The frozen KL reference: --ref, else a copy of the starting model; none with --beta 0."""
+def _load_ref(prep: Prepared, coef: float | None = None, flag: str = "--beta") -> tuple[Any, dict[str, Any] | None]:
+    """The frozen KL reference: --ref, else a copy of the starting model; none when the KL weight is 0."""
     from katcli.pipeline.reference import resolve_reference
     from katcli.pipeline.runs import recorded_path
 
-    cfg: TrainGRPOConfig = prep.cfg
-    if cfg.beta == 0:
+    cfg = prep.cfg
+    if (cfg.beta if coef is None else coef) == 0:
         if cfg.ref is not None:
-            prep.notes.append("--ref is not used with --beta 0 (no KL term, so no reference is loaded)")
+            prep.notes.append(f"--ref is not used with {flag} 0 (no KL term, so no reference is loaded)")
         return None, None
     if cfg.ref is None:
         if prep.lora is not None:  # one copy of the weights: the policy itself with its adapters off
@@ -146,21 +147,22 @@ def _fit_prompt(tokenizer: Any, messages: Any, cfg: TrainGRPOConfig) -> tuple[li
     return fitted, trim.prefix_trimmed
 
 
-def _build(prep: Prepared) -> Built:
-    import numpy as np
+@dataclass
+class RolloutPrompts:
+    """The prompts an on-policy stage (GRPO, PPO) rolls out and evaluates on, fitted to its context."""
 
-    from katcli.model.gpt import set_compute_dtype
+    train_rows: list[int]  # one pair index per unique training prompt
+    held_rows: list[int]  # the fixed, seeded held-out evaluation prompts
+    tokens: dict[int, list[int]]
+    item_pids: list[str]
+    quintiles: Any  # numpy int64 [train prompts] or None
+    trimmed: int
+    edges: Any = None  # the held-out set's quintile edges (None without density weights)
+
+
+def rollout_prompts(prep: Prepared, cfg: Any) -> RolloutPrompts:
     from katcli.train.metrics import density_quintiles, quintile_edges
-    from katcli.train.objectives.grpo import GRPOObjective
-    from katcli.train.policy_eval import PolicyEvaluator, pick_eval_prompts
-    from katcli.train.rm_scoring import RewardScorer
-
-    cfg: TrainGRPOConfig = prep.cfg
-    rm, rm_info = _load_rm(prep)
-    set_compute_dtype(rm.model, prep.compute_dtype)  # rewards in the run's precision too (--dtype fp32: all of it)
-    ref, ref_info = _load_ref(prep)
-    scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta,
-                                    batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
+    from katcli.train.policy_eval import pick_eval_prompts
 
     def unique(indices: Any) -> list[int]:
         first: dict[str, int] = {}
@@ -191,28 +193,51 @@ def _build(prep: Prepared) -> Built:
     quintiles = None
     if cut_on is not None and all(pid in cut_on for pid in item_pids):
         quintiles = density_quintiles(item_pids, cut_on, edges)[0]
-    evaluator = PolicyEvaluator(
-        prep.tokenizer, scorer, [prep.pairs[i].messages for i in held_rows], [tokens[i] for i in held_rows],
-        [prep.prefix_ids[i] for i in held_rows], [prep.pairs[i].src for i in held_rows],
+    return RolloutPrompts(train_rows, held_rows, tokens, item_pids, quintiles, trimmed, edges)
+
+
+def policy_evaluator(prep: Prepared, cfg: Any, scorer: Any, rp: RolloutPrompts) -> Any:
+    from katcli.train.policy_eval import PolicyEvaluator
+
+    return PolicyEvaluator(
+        prep.tokenizer, scorer, [prep.pairs[i].messages for i in rp.held_rows], [rp.tokens[i] for i in rp.held_rows],
+        [prep.prefix_ids[i] for i in rp.held_rows], [prep.pairs[i].src for i in rp.held_rows],
         sampling=cfg.sampling_config(), samples=cfg.eval_samples, seed=cfg.seed, weights=prep.eval_weights,
-        edges=edges if prep.eval_weights is not None else None,
+        edges=rp.edges if prep.eval_weights is not None else None,
         batch_size=max(prep.micro_batch_size, 8), dist=prep.dist, progress=prep.progress,
     )
+
+
+def _build(prep: Prepared) -> Built:
+    import numpy as np
+
+    from katcli.model.gpt import set_compute_dtype
+    from katcli.train.objectives.grpo import GRPOObjective
+    from katcli.train.rm_scoring import RewardScorer
+
+    cfg: TrainGRPOConfig = prep.cfg
+    rm, rm_info = _load_rm(prep)
+    set_compute_dtype(rm.model, prep.compute_dtype)  # rewards in the run's precision too (--dtype fp32: all of it)
+    ref, ref_info = _load_ref(prep)
+    scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta,
+                                    batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
+    rp = rollout_prompts(prep, cfg)
+    train_rows, held_rows, tokens = rp.train_rows, rp.held_rows, rp.tokens
     objective = GRPOObjective(
         prep.model, prep.tokenizer, prompts=[prep.pairs[i].messages for i in train_rows],
-        prompt_tokens=[tokens[i] for i in train_rows], prompt_ids=item_pids, scorer=scorer,
-        config=cfg.grpo_config(), sampling=cfg.sampling_config(), seed=cfg.seed, ref=ref, quintiles=quintiles,
-        evaluator=evaluator, dist=prep.dist, progress=prep.progress,
+        prompt_tokens=[tokens[i] for i in train_rows], prompt_ids=rp.item_pids, scorer=scorer,
+        config=cfg.grpo_config(), sampling=cfg.sampling_config(), seed=cfg.seed, ref=ref, quintiles=rp.quintiles,
+        evaluator=policy_evaluator(prep, cfg, scorer, rp), dist=prep.dist, progress=prep.progress,
     )
     lengths = np.asarray([len(tokens[i]) for i in train_rows], dtype=np.int64)
     meta = {
         "objective": "grpo",
         "reward_model": rm_info,
         "reference": ref_info,
-        "rollout": {"train_prompts": len(train_rows), "eval_prompts": len(held_rows), "prompts_trimmed": trimmed},
+        "rollout": {"train_prompts": len(train_rows), "eval_prompts": len(held_rows), "prompts_trimmed": rp.trimmed},
     }
     return Built(objective, lengths, meta=meta, stats={"reward_model": rm_info["name"]},
-                 item_prefix_ids=item_pids, item_noun="prompts")
+                 item_prefix_ids=rp.item_pids, item_noun="prompts")
 
 
 GRPO_STAGE = TrainingStage(stage=STAGE, run_root=P.GRPO_DIR, kind=POLICY_KIND, build=_build, what="policies")

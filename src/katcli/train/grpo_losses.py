@@ -8,6 +8,19 @@ group's mean reward, optionally divided by a spread (`--scale-rewards`):
 - `none`: nothing, the advantage stays `r − mean` (Dr. GRPO, Liu et al. 2025: dividing by the group std gives
   questions with nearly-equal rewards, too easy or too hard, the largest weight).
 
+`--advantage` picks the baseline (`compute_advantages`):
+
+- `group` (default): the group-relative advantage above.
+- `rloo` (REINFORCE Leave-One-Out, Ahmadian et al. 2024; TRL's RLOOTrainer): `r_i − mean_{j≠i} r_j`, the mean of
+  the *other* G − 1 replies, an unbiased baseline (the reply's own reward is not in it). No division: TRL's default
+  `normalize_advantages=False`.
+- `reinforce++` (Hu 2025; OpenRLHF's `reinforce`): no per-prompt baseline; the batch's token returns are whitened
+  globally, `(r − μ) / σ` with μ, σ² the mean and (biased) variance over every reply *token* of the step — each
+  token's return is its reply's reward (γ = 1; kat keeps the KL as the loss term, not in the reward), so a reply
+  weighs by its length — and `σ² ≥ 1e-8` as OpenRLHF clamps it. Needs the whole step's rewards and lengths.
+
+`--scale-rewards` is `group`'s option; the other two refuse a value other than its default.
+
 The std estimator is the unbiased one (divisor n − 1), and the divisor is `std + 1e-4`: both as TRL, so kat's
 advantages and `reward_std` match TRL's logs for the same rewards. A group whose rewards are all exactly equal
 carries no preference between its replies and gets advantage exactly 0: in float32 the mean of equal rewards can
@@ -50,10 +63,12 @@ import torch
 
 from katcli.errors import ConfigError
 from katcli.train.loss_names import (
-    LOSS_DAPO, LOSS_DR_GRPO, LOSS_GRPO, LOSS_TYPES, SCALE_BATCH, SCALE_GROUP, SCALE_NONE, SCALE_REWARDS,
+    ADV_GROUP, ADV_REINFORCE_PP, ADV_RLOO, ADVANTAGES, LOSS_DAPO, LOSS_DR_GRPO, LOSS_GRPO, LOSS_TYPES, SCALE_BATCH,
+    SCALE_GROUP, SCALE_NONE, SCALE_REWARDS,
 )
 
 STD_EPS = 1e-4  # TRL's: keeps a near-constant group's advantages finite
+VAR_FLOOR = 1e-8  # OpenRLHF's clamp on the batch variance (reinforce++)
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class GRPOConfig:
     epsilon_high: float | None = None  # None: symmetric clip, = epsilon
     beta: float = 0.0
     num_iterations: int = 1
+    advantage: str = ADV_GROUP
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +98,14 @@ class GRPOConfig:
             )
         if self.loss_type not in LOSS_TYPES:
             raise ConfigError(f"unknown --loss-type {self.loss_type!r}", hint=f"choose one of {', '.join(LOSS_TYPES)}")
+        if self.advantage not in ADVANTAGES:
+            raise ConfigError(f"unknown --advantage {self.advantage!r}", hint=f"choose one of {', '.join(ADVANTAGES)}")
+        if self.advantage != ADV_GROUP and self.scale_rewards != SCALE_GROUP:
+            raise ConfigError(
+                f"--scale-rewards {self.scale_rewards} only applies to --advantage group, not --advantage "
+                f"{self.advantage}",
+                hint="rloo uses the raw leave-one-out difference; reinforce++ whitens over the whole batch itself",
+            )
         if self.group_size < 2:
             why = (
                 "--scale-rewards group would divide by the spread of a single reward"
@@ -159,6 +183,59 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale_rewards: str 
         reward_mean=float(r.mean()),
         reward_std=float(group_std.mean()),
     )
+
+
+def _grouped(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(flat rewards, `[n, G]` view, `[n]` all-equal flags), checked."""
+    if group_size < 2:
+        raise ValueError("group_size must be at least 2")
+    r = rewards.detach().reshape(-1)
+    if r.numel() % group_size:
+        raise ValueError(f"{r.numel()} rewards do not split into groups of {group_size}")
+    grouped = r.view(-1, group_size)
+    return r, grouped, (grouped == grouped[:, :1]).all(dim=1)
+
+
+def _advantages(flat: torch.Tensor, r: torch.Tensor, grouped: torch.Tensor, zero_std: torch.Tensor) -> Advantages:
+    return Advantages(
+        advantages=flat, zero_std=zero_std, frac_reward_zero_std=float(zero_std.float().mean()),
+        reward_mean=float(r.mean()), reward_std=float(_std(grouped, dim=1).mean()),
+    )
+
+
+def rloo_advantages(rewards: torch.Tensor, group_size: int) -> Advantages:
+    """RLOO: each reply's reward minus the mean reward of the other G − 1 replies to its prompt.
+
+    A group whose rewards are all equal gets exactly 0 (as `group_advantages`), not a rounding residue."""
+    r, grouped, zero_std = _grouped(rewards, group_size)
+    baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (group_size - 1)
+    adv = (grouped - baseline).masked_fill(zero_std[:, None], 0.0)
+    return _advantages(adv.reshape(-1), r, grouped, zero_std)
+
+
+def reinforce_pp_advantages(rewards: torch.Tensor, lengths: torch.Tensor, group_size: int) -> Advantages:
+    """REINFORCE++: rewards whitened over every reply token of the batch (`lengths` `[n·G]`: reply tokens).
+
+    `rewards` must be the whole step's (gathered from every rank): μ and σ are global."""
+    r, grouped, zero_std = _grouped(rewards, group_size)
+    w = lengths.detach().reshape(-1).to(r.dtype)
+    if w.shape != r.shape:
+        raise ValueError(f"{w.numel()} lengths for {r.numel()} rewards")
+    total = w.sum()
+    if not total > 0:
+        return _advantages(torch.zeros_like(r), r, grouped, zero_std)
+    mean = (w * r).sum() / total
+    var = (w * (r - mean).square()).sum() / total
+    return _advantages((r - mean) * var.clamp(min=VAR_FLOOR).rsqrt(), r, grouped, zero_std)
+
+
+def compute_advantages(rewards: torch.Tensor, lengths: torch.Tensor, config: GRPOConfig) -> Advantages:
+    """The step's advantages under `--advantage` (and `--scale-rewards` for `group`)."""
+    if config.advantage == ADV_RLOO:
+        return rloo_advantages(rewards, config.group_size)
+    if config.advantage == ADV_REINFORCE_PP:
+        return reinforce_pp_advantages(rewards, lengths, config.group_size)
+    return group_advantages(rewards, config.group_size, config.scale_rewards)
 
 
 # ------------------------------------------------------------------------------------------------- loss

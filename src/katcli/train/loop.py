@@ -158,6 +158,8 @@ class TrainingLoop:
             torch.set_rng_state(optim_state["torch_rng"])
         if self.scaler.is_enabled() and "grad_scaler" in optim_state:
             self.scaler.load_state_dict(optim_state["grad_scaler"])
+        if "objective" in optim_state:  # what an objective trains besides its model file (PPO's critic)
+            self.obj.load_training_state(optim_state["objective"])
         self.start_step = int(step)
 
     def _optim_state(self, step: int) -> dict[str, Any]:
@@ -171,6 +173,9 @@ class TrainingLoop:
         }
         if self.scaler.is_enabled():
             state["grad_scaler"] = self.scaler.state_dict()
+        extra = getattr(self.obj, "training_state", None)
+        if extra is not None:
+            state["objective"] = extra()
         return state
 
     # ---------------------------------------------------------------------------------------------- loop
@@ -322,10 +327,15 @@ class TrainingLoop:
         share = self._global_denominator(micros) / self.dist.world_size
         sums: dict[str, torch.Tensor | float] = {}
         grad_norm = torch.zeros((), device=self.device)
+        select = getattr(self.obj, "pass_micros", None)  # PPO: each update (pass) on its own minibatch
         for pass_index in range(self.obj.passes):
             self.optimizer.zero_grad(set_to_none=True)
-            for k, micro in enumerate(micros):
-                sync = k == len(micros) - 1 or not self.dist.distributed
+            part = micros
+            if select is not None:
+                part = select(micros, pass_index)
+                share = self._global_denominator(part) / self.dist.world_size
+            for k, micro in enumerate(part):
+                sync = k == len(part) - 1 or not self.dist.distributed
                 if self.sharded:
                     set_gradient_sync(model, sync)
                     ctx = contextlib.nullcontext()

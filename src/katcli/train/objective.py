@@ -16,6 +16,11 @@ sample stream and its sharding over ranks, the eval/save cadence, `metrics.jsonl
 - `evaluate(step)`: a report with `to_json()` (or None), written as an `eval` line and into checkpoint metas.
 - `checkpoint_state()` / `load_checkpoint_state()`: the tensors of the model file; `kind` names the checkpoint.
 
+Optional hooks: `pass_micros(micros, pass_index)` gives the micro-batches of one update when the passes do not all
+use the whole batch (PPO's minibatches; each pass then has its own loss denominator, summed over ranks);
+`training_state()` / `load_training_state()` carry what an objective trains besides its model file (PPO's critic)
+inside the optimizer file, so `--resume` restores it while the model file stays a plain policy.
+
 Statistics must include `tokens` and `pad_tokens` (the loop reports throughput and the pad fraction from them).
 This module is only the contract; it knows no model, loss or data format.
 """

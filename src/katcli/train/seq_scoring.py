@@ -91,7 +91,7 @@ def score_batches(
         assert isinstance(batches, list)
         mine, rounds = len(range(dist.rank, len(batches), dist.world_size)), -(-len(batches) // dist.world_size)
         for _ in range(rounds - mine):
-            logprob_fn(batches[0][1])
+            value_fn(batches[0][1])
     dist.all_reduce_sum(values)
     out = values.cpu().numpy()
     return out[:, :k].copy(), out[:, k:].astype(np.int64)

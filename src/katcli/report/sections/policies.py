@@ -1,6 +1,6 @@
-"""Policies: SFT, DPO and GRPO training curves, and the latest `kat eval policy` evaluation.
+"""Policies: SFT, DPO, GRPO, KTO and PPO training curves, and the latest `kat eval policy` evaluation.
 
-Curves come from `{sft,dpo,grpo}_checkpoints/<name>/metrics.jsonl` (the training core's common log format, see
+Curves come from `{sft,dpo,grpo,kto,ppo}_checkpoints/<name>/metrics.jsonl` (the training core's common log format, see
 `katcli.report.curves`): loss, reward, KL and length panels, each shown when some run logged it. The evaluation is
 the `kat.eval.policy/1` document `kat eval policy` keeps in `eval/policy/<run>/evaluation.json` (what its `--json`
 prints, less the wall-clock timings), taken from the eval-policy run that finished last (ties: the run name last
@@ -22,19 +22,20 @@ from katcli.report.sections import SectionSpec
 from katcli.train.metrics import quintile_label
 from katcli.workspace import paths as P
 
-KINDS = (("sft", "SFT", P.SFT_DIR), ("dpo", "DPO", P.DPO_DIR), ("grpo", "GRPO", P.GRPO_DIR))
+KINDS = (("sft", "SFT", P.SFT_DIR), ("dpo", "DPO", P.DPO_DIR), ("grpo", "GRPO", P.GRPO_DIR),
+         ("kto", "KTO", P.KTO_DIR), ("ppo", "PPO", P.PPO_DIR))
 METRICS = (
     Metric("loss", ("loss",), (("loss",), ("mean_loss",))),
     Metric("reward", ("reward", "reward_mean", "rewards/margins"),
            (("reward",), ("reward_mean",), ("overall", "sampled_reward"))),
-    Metric("KL", ("kl", "kl_mean"), (("kl",),)),
+    Metric("KL", ("kl", "kl_mean", "objective/kl"), (("kl",),)),
     Metric("length", ("length", "completion_length", "mean_length", "completions/mean_length"),
            (("length",), ("overall", "sampled_length"))),
 )
 SCHEMA = "kat.eval.policy/1"  # katcli.evaluation.measures.SCHEMA, without importing the evaluation code
 DIVERSITY_FAMILIES = ("within", "across")
 #: Colour tells the sampling mode (`run_colour`), the marker the policy's kind.
-MARKERS = {"sft": "o", "dpo": "s", "grpo": "^"}
+MARKERS = {"sft": "o", "dpo": "s", "grpo": "^", "kto": "v", "ppo": "P"}
 FAMILY_NAMES = {"within": "within prompt", "across": "across prompts", "style": "style"}
 
 

@@ -12,6 +12,9 @@ policy as an implicit reward model: on held-out pairs, a pair is right when `h >
 and the mean margin `βh`, overall, per source and per density quintile (`katcli.train.metrics.summarize`), so DPO
 policies and reward models are read the same way.
 
+The reference-free losses (SimPO, ORPO) take `ref=None`: no reference numbers at all, and the held-out evaluation
+reads the implicit reward their method defines (β × the reply's mean token log-prob).
+
 This module knows the policy, its loss and the reference numbers; not files, flags or the loop's mechanics.
 """
 
@@ -50,7 +53,7 @@ class PairBatch:
 def implicit_reward_eval(
     gpt: torch.nn.Module,
     enc: EncodedSequences,
-    ref: RefLogps,
+    ref: RefLogps | None,
     cfg: DPOLossConfig,
     heldout: HeldOut,
     *,
@@ -60,14 +63,15 @@ def implicit_reward_eval(
     dist: Any = None,
     progress: ProgressFn = no_progress,
 ) -> EvalReport:
-    """Held-out accuracy of the implicit reward `β(π − ref)`: `heldout.indices` index both `enc` and `ref`."""
+    """Held-out accuracy of the implicit reward (`β(π − ref)`; `β·π/n` without a reference): `heldout.indices`
+    index both `enc` and `ref`."""
     idx = heldout.indices
     policy, counts = summed_reply_logprobs(
         gpt, enc, idx, batch_size=batch_size, pad_id=pad_id, device=device, dist=dist, progress=progress,
         task="evaluating",
     )
     pc, pr = (torch.from_numpy(policy[:, j]) for j in (0, 1))
-    rc, rr = ref.take(idx)
+    rc, rr = ref.take(idx) if ref is not None else (None, None)
     out = dpo_loss(
         pc, pr, rc, rr, chosen_tokens=torch.from_numpy(counts[:, 0]), rejected_tokens=torch.from_numpy(counts[:, 1]),
         cfg=cfg,
@@ -92,13 +96,17 @@ class DPOObjective(EncodedObjective):
     kind = POLICY_KIND
 
     def __init__(
-        self, gpt: GPT, enc: EncodedSequences, ref: RefLogps, *, loss_cfg: DPOLossConfig, **shared: Any
+        self, gpt: GPT, enc: EncodedSequences, ref: RefLogps | None, *, loss_cfg: DPOLossConfig, **shared: Any
     ) -> None:
-        if len(ref) != len(enc):
-            raise ValueError(f"{len(ref)} reference log-probs for {len(enc)} pairs")
-        reply = enc.length - enc.prompt_len[:, None]
-        if not (np.array_equal(ref.chosen_tokens, reply[:, 0]) and np.array_equal(ref.rejected_tokens, reply[:, 1])):
-            raise ValueError("the reference log-probs were computed on other reply tokens")
+        if ref is None and not loss_cfg.reference_free:
+            raise ValueError(f"--loss {loss_cfg.loss} needs the reference's log-probs")
+        if ref is not None:
+            if len(ref) != len(enc):
+                raise ValueError(f"{len(ref)} reference log-probs for {len(enc)} pairs")
+            reply = enc.length - enc.prompt_len[:, None]
+            if not (np.array_equal(ref.chosen_tokens, reply[:, 0])
+                    and np.array_equal(ref.rejected_tokens, reply[:, 1])):
+                raise ValueError("the reference log-probs were computed on other reply tokens")
         super().__init__(gpt, enc, **shared)
         self.gpt = gpt
         self.ref = ref
@@ -126,9 +134,12 @@ class DPOObjective(EncodedObjective):
         stats.update({"nll": out.nll.sum(), "pairs": m, "tokens": mb.real_tokens, "pad_tokens": mb.pad_tokens})
         return out.loss.sum(), stats
 
-    def reference_logps(self, batch: PairBatch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The reference's summed (chosen, rejected) reply log-probs of a micro-batch's pairs: a cache lookup."""
-        return self.ref.take(batch.pairs, device)
+    def reference_logps(
+        self, batch: PairBatch, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """The reference's summed (chosen, rejected) reply log-probs of a micro-batch's pairs: a cache lookup
+        (none for a reference-free loss)."""
+        return self.ref.take(batch.pairs, device) if self.ref is not None else (None, None)
 
     def summarize(self, sums: Mapping[str, float]) -> dict[str, Any]:
         n = sums["pairs"]

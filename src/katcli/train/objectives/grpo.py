@@ -3,7 +3,8 @@
 Items are unique training prompts. `prepare(step, prompts)` is the rollout: G replies per prompt from the current
 policy with the KV-cache Engine, every reply seeded by `rollout_seed(seed, step, prompt id, sample)` (`row_seeds`),
 so a resumed or resharded run regenerates exactly the same replies; the replies' texts are scored by the reward
-model (`rollout_rewards`, through `katcli.train.rm_scoring`); advantages come from `group_advantages` over the
+model (`rollout_rewards`, through `katcli.train.rm_scoring`); advantages come from `compute_advantages` (group,
+rloo or reinforce++) over the
 *global* batch (each rank's rewards are summed into one step-wide table, so `--scale-rewards batch` sees every
 reward and every rank reports the same step statistics for any world size). Then, without gradients, the
 reference's per-token log-probs (β > 0) and, when a rollout is reused for several updates (`--num-iterations` > 1),
@@ -39,7 +40,7 @@ from katcli.train.ddp import DistContext
 from katcli.train.fsdp import release
 from katcli.train.grpo_losses import (
     GRPOConfig,
-    group_advantages,
+    compute_advantages,
     grpo_loss,
     loss_denominator,
 )
@@ -133,7 +134,7 @@ class GRPOObjective:
         rewards = rollout_rewards(self.scorer, [self.prompts[int(i)] for i in items for _ in range(G)], texts)
         t2 = time.perf_counter()
         table = self._global_table(items, rewards, ro)
-        adv = group_advantages(table[:, :, 0].reshape(-1).float(), G, self.config.scale_rewards)
+        adv = compute_advantages(table[:, :, 0].reshape(-1).float(), table[:, :, 1].reshape(-1), self.config)
         self._step_metrics = self._rollout_metrics(table, adv)
         mine = adv.advantages.view(-1, G)[self.dist.rank :: self.dist.world_size].reshape(-1)
 
