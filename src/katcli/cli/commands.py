@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from katcli.cli import embed, eval_policy, import_cmd, pairs, prefixes, quickstart, report, status, train, viz
+from katcli.cli import embed, eval_policy, export, import_cmd, pairs, prefixes, quickstart, report, status, train, viz
 from katcli.cli import eval as eval_cmd
 from katcli.cli import train_dpo, train_grpo, train_kto, train_ppo, train_rm, train_sft
 
@@ -41,6 +41,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any], str | None], ...] = (
     ("eval rm", eval_cmd.rm, "Reward models"),
     ("eval policy", eval_policy.policy, "Policies"),
     ("import nanochat", import_cmd.nanochat, "Sources"),
+    ("export", export.export, "Models"),
     ("viz", viz.viz, "Inspect"),
     ("report", report.report, "Inspect"),
     ("quickstart", quickstart.quickstart, "Workspace"),

@@ -20,6 +20,7 @@ import typer
 # The order flags appear in `kat train … --help`, over every objective; a test checks every flag is listed.
 HELP_ORDER = (
     "--rm", "--name", "--init", "--chat-template", "--trust-remote-code", "--gradient-checkpointing", "--fsdp",
+    "--lora-r", "--lora-alpha", "--lora-dropout", "--lora-targets",
     "--ref", "--depth", "--max-len", "--max-response-len", "--density-aware", "--weights", "--pair-weighting",
     "--val-ratio", "--seed", "--split-seed", "--seeds", "--no-bucketing", "--prompts-per-step", "--group-size",
     "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--beta", "--loss", "--label-smoothing", "--sft-weight",

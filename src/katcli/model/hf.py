@@ -53,8 +53,22 @@ def is_hf_ref(ref: str | None) -> bool:
 
 
 def is_hf_dir(path: Path | None) -> bool:
-    """A `save_pretrained` directory (an HF model, or a kat run trained from one)."""
-    return path is not None and (path / "config.json").is_file()
+    """A `save_pretrained` directory (an HF model, or a kat run trained from one, LoRA adapters included)."""
+    return path is not None and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file())
+
+
+def weights_sha256(d: Path) -> str:
+    """What identifies an HF model's weights: model.safetensors' sha256, or one over a sharded model's files."""
+    from katcli.workspace.hashing import sha256_file
+
+    if (d / "model.safetensors").is_file():
+        return sha256_file(d / "model.safetensors")
+    index = d / "model.safetensors.index.json"
+    shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+    digest = hashlib.sha256(sha256_file(index).encode())
+    for name in shards:
+        digest.update(f"\0{name}:{sha256_file(d / name)}".encode())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------- resolution

@@ -83,15 +83,35 @@ class _HFModule(nn.Module):
     def trainable_parameters(self) -> list[Any]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    @property
+    def lora(self) -> Any:
+        """The LoRA adapters' PEFT wrapper (`katcli.model.lora`), None for a model that trains every weight."""
+        return self.__dict__.get("_peft")
+
     def checkpoint_state(self) -> dict[str, Any]:
+        """The model file's tensors: every weight, or with LoRA adapters only the trainable ones (never the base)."""
+        if self.lora is not None:
+            from katcli.model.lora import adapter_state
+
+            return adapter_state(self)
         return {k: v.detach() for k, v in self.state_dict().items()}
 
     def load_checkpoint_state(self, state: Any) -> None:
+        if self.lora is not None:
+            from katcli.model.lora import load_adapter_state
+
+            load_adapter_state(self, dict(state))
+            return
         self.load_state_dict(dict(state), strict=True)
 
     def export_pretrained(self, directory: Path, *, state: Any = None) -> list[Path]:
-        """The model as `save_pretrained` writes it (config.json, model.safetensors, …) into `directory`; `state`
-        (this module's `checkpoint_state()` keys) replaces the live weights, e.g. gathered whole from FSDP shards."""
+        """The model as `save_pretrained` writes it (config.json, model.safetensors, …) into `directory` (with
+        LoRA: PEFT's adapter_config.json + adapter_model.safetensors); `state` (this module's `checkpoint_state()`
+        keys) replaces the live weights, e.g. gathered whole from FSDP shards."""
+        if self.lora is not None:
+            from katcli.model.lora import save_adapter
+
+            return save_adapter(self, directory, base_name=self.__dict__.get("_lora_base", ""), state=state)
         inner = None if state is None else {k.removeprefix("hf."): v for k, v in state.items()}
         return atomic_save_pretrained(self.hf, directory, state_dict=inner)
 

@@ -208,6 +208,13 @@ class RunMeta:
         return self.extra.get("hf") if self.is_as_is else None
 
     @property
+    def lora(self) -> dict[str, Any] | None:
+        """A LoRA run's adapters: r, alpha, dropout, targets (as PEFT resolved them), its base model (source, dir,
+        weights sha256) and whether the base is an encoder (`katcli.model.lora`)."""
+        rec = self.extra.get("lora")
+        return rec if isinstance(rec, Mapping) else None
+
+    @property
     def weight_set(self) -> str | None:
         """The named weight set the run sampled by (`--weights`); None: the default set, or uniform sampling."""
         return self.sampling.weights if self.sampling is not None else None

@@ -102,21 +102,34 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
     from katcli.model import hf_models as M
     from katcli.pipeline.runs import recorded_path
 
+    from katcli.model.lora import is_adapter_dir
+    from katcli.pipeline import lora_start as LS
+
+    chain = None
     if init_dir is None:
         d, source = resolve(cfg.init or "", trust_remote_code=cfg.trust_remote_code)
+    elif is_adapter_dir(init_dir):  # a LoRA run: its recorded base, with its adapters merged in below
+        chain = LS.adapter_init(ws, run, init_dir)
+        d, source = chain.base_dir, H.HFSource(**chain.base["hf"])
     else:
         d = init_dir
         source = H.HFSource(cfg.init or "", "run", recorded_path(ws, d), trust_remote_code=cfg.trust_remote_code)
+    tok_dir = init_dir if chain is not None else d  # a run's tokenizer (its chat template) is the one beside it
     config = H.check_model_dir(d, trust_remote_code=cfg.trust_remote_code)
     record_hf_inputs(ws, run, d)
     from transformers import AutoConfig
 
     encoder = H.is_encoder(AutoConfig.from_pretrained(str(d), trust_remote_code=cfg.trust_remote_code))
     reward = kind == RM_KIND
+    if cfg.lora_r and encoder and not reward:
+        raise ConfigError(f"--lora-r: adapters on an encoder policy: a {config.get('model_type')} encoder cannot be "
+                          "a policy", file=str(d / "config.json"),
+                          hint="train a reward model from it (`kat train rm --lora-r N`) and start policies from a "
+                          "decoder (Llama, Qwen, GPT-2, …)")
 
     def tokenizer_of() -> Any:
         return H.load_tokenizer(
-            d, encoder=encoder and reward, chat_template=cfg.chat_template, trust_remote_code=cfg.trust_remote_code
+            tok_dir, encoder=encoder and reward, chat_template=cfg.chat_template, trust_remote_code=cfg.trust_remote_code
         )
 
     if reward:
@@ -132,6 +145,14 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
     else:  # first: an encoder is refused as a policy before its missing chat template is mentioned
         model = M.load_policy(d, source, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing)
         tokenizer = tokenizer_of()
+    if chain is not None:
+        LS.merge_adapters(model, chain.adapters)
+    lora = None
+    if cfg.lora_r:
+        from katcli.model.lora import base_record
+
+        lora = LS.add_adapters(model, cfg, base=chain.base if chain is not None else base_record(source, d),
+                               earlier=chain.adapters if chain is not None else [], encoder=encoder, reward=reward)
     n_emb = model.hf.get_input_embeddings().num_embeddings
     if n_emb < tokenizer.vocab_size:
         raise KatError(
@@ -140,7 +161,9 @@ def hf_start(ws: Workspace, cfg: Any, kind: str, run: Any, init_dir: Path | None
         )
     if cfg.max_len > model.rotary_seq_len:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds what the --init model supports ({model.rotary_seq_len})")
-    info = {"hf": source.to_json(), "model_type": config.get("model_type"), "encoder": encoder}
+    info: dict[str, Any] = {"hf": source.to_json(), "model_type": config.get("model_type"), "encoder": encoder}
+    if lora is not None:
+        info["lora"] = lora  # the run's `lora` record (`_prepare_common` moves it out of the init lineage)
     if init_dir is not None:  # a kat run: its step, as for kat's GPT runs
         from katcli.model.checkpoint import find_last_step
 
@@ -155,23 +178,6 @@ def record_hf_inputs(ws: Workspace, run: Any, d: Path) -> None:
     for name in ("config.json", *WEIGHTS, "tokenizer.json"):
         if (d / name).is_file():
             record_input(ws, run, (d / name).resolve())
-
-
-def weights_sha256(d: Path) -> str:
-    """What identifies an HF model's weights: model.safetensors' sha256, or one over a sharded model's files."""
-    import hashlib
-    import json
-
-    from katcli.workspace.hashing import sha256_file
-
-    if (d / "model.safetensors").is_file():
-        return sha256_file(d / "model.safetensors")
-    index = d / "model.safetensors.index.json"
-    shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
-    digest = hashlib.sha256(sha256_file(index).encode())
-    for name in shards:
-        digest.update(f"\0{name}:{sha256_file(d / name)}".encode())
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------- as it is

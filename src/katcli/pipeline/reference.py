@@ -52,7 +52,7 @@ class ReferenceCheckpoint:
 
     def weights_sha256(self) -> str:
         """The reference's identity in DPO's log-prob cache key."""
-        from katcli.pipeline.hf_source import weights_sha256
+        from katcli.model.hf import weights_sha256
         from katcli.workspace.hashing import sha256_file
 
         return weights_sha256(self.directory) if self.hf is not None else sha256_file(self.files["model"])
@@ -199,6 +199,8 @@ def resolve_dpo_reference(prep: Prepared) -> DPOReference:
 
     cfg = prep.cfg
     if cfg.ref is None:
+        if prep.lora is not None:  # the policy with its adapters off: the base and the adapters merged into it
+            return DPOReference(prep.init_dir, prep.init_info.get("step"), _lora_reference_sha(prep), True)
         if prep.init_dir is None:  # --depth N: the reference is the fresh model itself
             digest = hashlib.sha256()
             for k, v in sorted(prep.model.state_dict().items()):
@@ -215,6 +217,20 @@ def resolve_dpo_reference(prep: Prepared) -> DPOReference:
         same = prep.init_dir is not None and prep.init_dir.resolve() == ref.directory.resolve()
         same = same and ref.step == prep.init_info["step"]
     return DPOReference(ref.directory, ref.step, ref.weights_sha256(), same, hf=ref.hf)
+
+
+def _lora_reference_sha(prep: Prepared) -> str:
+    """A LoRA policy's reference identity: its base's weights and every adapter merged into them, in order."""
+    import hashlib
+
+    from katcli.model.lora import ADAPTER_WEIGHTS
+    from katcli.workspace.hashing import sha256_file
+
+    lora = prep.lora or {}
+    digest = hashlib.sha256(f"lora-reference\0{lora['base']['weights_sha256']}".encode())
+    for d in prep.model.__dict__.get("_base_adapters", []):
+        digest.update(f"\0{sha256_file(d / ADAPTER_WEIGHTS)}".encode())
+    return digest.hexdigest()
 
 
 def reference_batch_size(micro_batch_size: int) -> int:
@@ -258,6 +274,10 @@ def reference_pass(prep: Prepared, enc: Any, ref: DPOReference) -> Any:
         shard_model(model.requires_grad_(False), device=dist.device, world_size=dist.world_size)
     else:
         model.to(dist.device)
+    if ref.is_init and prep.lora is not None:  # the policy with its adapters off (one copy of the weights)
+        from katcli.model.lora import WithoutAdapters
+
+        model = WithoutAdapters(prep.model)
     batches = eval_batches(enc, np.arange(len(enc)), batch_size=reference_batch_size(prep.micro_batch_size),
                            pad_id=prep.tokenizer.pad_token_id)
     was_training = model.training
@@ -358,7 +378,7 @@ def heldout_reference_logps(
 
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.model.hf import is_hf_dir
-    from katcli.pipeline.hf_source import weights_sha256
+    from katcli.model.hf import weights_sha256
     from katcli.train.batching import eval_batches
     from katcli.train.ref_cache import RefCacheKey, compute_ref_logps, load_ref_logps
     from katcli.train.seq_scoring import model_logprob_fn

@@ -25,6 +25,7 @@ WEIGHTINGS = ("per-prompt", "per-pair")
 MIN_PROMPT = 8  # tokens a rendered GRPO prompt keeps at least (<|bos|>, the user turn's markers, a few words)
 # Recorded only when set, so the records of runs that do not use them are unchanged.
 _RECORDED_WHEN_SET = ("chat_template", "trust_remote_code", "gradient_checkpointing", "fsdp", "weights")
+_LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")  # recorded only with --lora-r > 0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Help panels.
@@ -38,6 +39,7 @@ ROLLOUT = "Rollout"
 GRPO_LOSS = "GRPO loss"
 KTO = "KTO"
 PPO = "PPO"
+LORA = "LoRA (hf: backbones)"
 
 
 def flag(default: Any, help: str, *, panel: str, metavar: str | None = None, choices: tuple[str, ...] = (),
@@ -138,6 +140,16 @@ class TrainConfig:
         "comma-separate. Each is an extra (pip install 'katcli[wandb]'). Offline by default: they write under "
         "tracking/ (W&B follows WANDB_MODE).", panel=RUN, metavar="TRACKER")
 
+    # LoRA adapters on a Hugging Face backbone (katcli.model.lora, through PEFT).
+    lora_r: int = flag(0, "Train LoRA adapters of this rank instead of every weight (0: off); hf: backbones only. "
+                       "DPO/GRPO's reference is then the same model with its adapters off.", panel=LORA, metavar="N")
+    lora_alpha: float | None = flag(None, "LoRA scaling numerator: updates are scaled by A / r (default 2 × "
+                                    "--lora-r).", panel=LORA, metavar="A")
+    lora_dropout: float = flag(0.0, "Dropout on the adapters' input.", panel=LORA, metavar="P")
+    lora_targets: str | None = flag(None, "Comma-separated module names to adapt (q_proj,v_proj), or all-linear "
+                                    "(default: all-linear, every attention and MLP projection as PEFT resolves them).",
+                                    panel=LORA, metavar="NAMES")
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "report_to", parse_report_to(self.report_to))  # "a,b" and repeats → names
         self.validate()
@@ -192,7 +204,47 @@ class TrainConfig:
             raise ConfigError("--threads must be at least 1")
         if self.chat_template is not None and not os.path.isfile(self.chat_template):
             raise ConfigError(f"--chat-template {self.chat_template}: no such file")
+        self._validate_lora()
         check_installed(self.report_to)
+
+    def _validate_lora(self) -> None:
+        if self.lora_r < 0:
+            raise ConfigError("--lora-r must be 0 (off) or more", hint="e.g. --lora-r 16 (the adapters' rank)")
+        if self.lora_r == 0:
+            given = [f"--{f.replace('_', '-')}" for f in _LORA_FLAGS[1:]
+                     if getattr(self, f) != type(self).__dataclass_fields__[f].default]
+            if given:
+                raise ConfigError(f"{', '.join(given)} only apply with --lora-r", hint="add --lora-r N (e.g. 16)")
+            return
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise ConfigError("--lora-alpha must be positive")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError("--lora-dropout must be in [0, 1)")
+        if self.lora_targets is not None and not self.lora_target_names:
+            raise ConfigError("--lora-targets needs at least one module name, or all-linear")
+        if self.fsdp:
+            raise ConfigError(
+                "--fsdp with --lora-r is not supported: FSDP2 would shard the frozen base and the adapters alike",
+                hint="drop --fsdp: under torchrun, DDP keeps one base copy per process and all-reduces the adapters "
+                "only (or full fine-tune with --fsdp and no --lora-r)",
+            )
+
+    @property
+    def lora_target_names(self) -> tuple[str, ...] | None:
+        if self.lora_targets is None:
+            return None
+        return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
+
+    def lora_spec(self) -> Any:  # katcli.model.lora.LoraSpec, or None without --lora-r
+        if self.lora_r == 0:
+            return None
+        from katcli.model.lora import LoraSpec
+
+        return LoraSpec(self.lora_r, self.resolved_lora_alpha, self.lora_dropout, self.lora_target_names)
+
+    @property
+    def resolved_lora_alpha(self) -> float:
+        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_r
 
     # ---------------------------------------------------------------------------------------------- resolved values
 
@@ -234,6 +286,11 @@ class TrainConfig:
         for key in self.RECORDED_UNLESS_DEFAULT:
             if out[key] == defaults[key]:
                 del out[key]
+        if self.lora_r == 0:
+            for key in _LORA_FLAGS:
+                del out[key]
+        else:
+            out["lora_alpha"] = self.resolved_lora_alpha
         if self.chat_template is not None:
             out["chat_template"] = os.path.abspath(self.chat_template)
         if self.init is None:

@@ -109,6 +109,10 @@ def _load_ref(prep: Prepared, coef: float | None = None, flag: str = "--beta") -
             prep.notes.append(f"--ref is not used with {flag} 0 (no KL term, so no reference is loaded)")
         return None, None
     if cfg.ref is None:
+        if prep.lora is not None:  # one copy of the weights: the policy itself with its adapters off
+            from katcli.model.lora import WithoutAdapters
+
+            return WithoutAdapters(prep.model), {"same_as": "init", "adapters_disabled": True, **prep.init_info}
         return _placed(prep, copy.deepcopy(prep.model)), {"same_as": "init", **prep.init_info}
     checked = resolve_reference(prep, cfg.ref)
     info = {"name": checked.name, "path": recorded_path(prep.ws, checked.directory), "step": checked.step}

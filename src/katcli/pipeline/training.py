@@ -75,6 +75,7 @@ class Prepared:
     notes: list[str]
     compute_dtype: Any = None  # torch dtype of --dtype on this device (katcli.devices.resolve_dtype)
     heldout_set: Any = None  # katcli.pipeline.heldout.HeldOutSet (the split and its fingerprint)
+    lora: dict[str, Any] | None = None  # --lora-r: the run's adapters record (`katcli.pipeline.lora_start`)
     weights_used_for: str | None = None  # what the density weights serve ("sampling", "eval quintiles")
     quintile_weights: dict[str, float] | None = None  # the default set's, which quintiles are cut on (else `weights`)
 
@@ -308,6 +309,13 @@ def _starting_model(
                               ("--gradient-checkpointing", cfg.gradient_checkpointing)) if on]
     if unused:
         notes.append(f"{', '.join(unused)} only apply to Hugging Face backbones (--init hf:…): ignored for kat's GPT")
+    if cfg.lora_r:
+        raise ConfigError(
+            "--lora-r: LoRA adapters are for Hugging Face backbones (--init hf:NAME|DIR, or a run trained from one); "
+            "kat's own GPT trains every weight",
+            hint="drop --lora-r for kat's GPT, or start from a Hugging Face model (e.g. --init "
+            "hf:Qwen/Qwen2.5-0.5B-Instruct --lora-r 16)",
+        )
     if init_dir is None:
         depth = cfg.depth if cfg.depth is not None else DEFAULT_DEPTH
         config = GPTConfig.from_depth(depth, vocab_size=tokenizer.vocab_size, sequence_len=cfg.max_len)
@@ -475,9 +483,16 @@ def _prepare_common(
         _check_unseen_heldout(ws, cfg, run, init_dir, {prefix_ids[i] for i in held.split.heldout}, notes)
     if hf_init:
         tokenizer, model, init_info = hf_start(ws, cfg, stage.kind, run, init_dir)
+        lora = init_info.pop("lora", None)
+        if lora is not None:
+            total = sum(p.numel() for p in model.parameters())
+            notes.append(f"LoRA r={lora['r']} (alpha {lora['alpha']}) on {', '.join(lora['targets'])}: "
+                         f"{lora['trainable_params']:,} trainable parameters of {total:,} "
+                         f"({100 * lora['trainable_params'] / total:.2f}%)")
     else:
         tokenizer = Tokenizer.load(tok_path)
         model, init_info = _starting_model(ws, cfg, stage, run, tokenizer, tok_path, init_dir, notes)
+        lora = None
     compute_dtype = resolve_dtype(cfg.dtype, dist.device)
     set_compute_dtype(model, compute_dtype)
     eval_weights = covering(quintile_weights, [prefix_ids[i] for i in held.split.heldout], notes)
@@ -487,6 +502,7 @@ def _prepare_common(
         eval_weights=eval_weights, micro_batch_size=cfg.micro_batch_size or cfg.batch_size // dist.world_size,
         notes=notes, heldout_set=held, weights_used_for=weights_used_for if eval_weights is not None else None,
         quintile_weights=quintile_weights, compute_dtype=compute_dtype,
+        lora=lora,
     )
 
 
@@ -552,6 +568,8 @@ def _run_meta(cfg: TrainConfig, stage: TrainingStage, dist: Any, prep: Prepared,
             inputs[rel] = judge.current_sha(rel)
     heldout = held.split.heldout
     extra = dict(built.meta)
+    if prep.lora is not None:
+        extra["lora"] = prep.lora
     objective_key = extra.pop("objective", None)
     return RunMeta(
         kind=stage.kind, objective=objective_key or stage.stage, model_config=prep.model.config.to_dict(),
@@ -599,6 +617,11 @@ def _train(
             clear_run(job.out_dir)
         job.out_dir.mkdir(parents=True, exist_ok=True)
     saved = prep.tokenizer.save(job.out_dir / TOKENIZER_FILE) if dist.is_main else None
+    base_adapters: list[Path] = []
+    if prep.lora is not None and dist.is_main:  # a chained LoRA run: the adapters merged into its base, beside it
+        from katcli.pipeline.lora_start import copy_base_adapters
+
+        base_adapters = copy_base_adapters(prep.model, job.out_dir)
     tok_files = saved if isinstance(saved, list) else [job.out_dir / TOKENIZER_FILE]  # an HF tokenizer: several
     dist.barrier()
 
@@ -622,7 +645,7 @@ def _train(
     run_stats = extra(update_seconds=outcome.train_seconds - outcome.prepare_seconds) if extra is not None else {}
     files: list[Path] = []
     if dist.is_main:
-        files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files, *job.built.outputs]
+        files = [*outcome.files, job.out_dir / METRICS_FILE, *tok_files, *base_adapters, *job.built.outputs]
         _record(ws, cfg, run, job, outcome, files, run_stats, str(dist.device), dist.world_size)
         record_trackers(ws, run, trackers, prep.notes)
     return _result(cfg, job, outcome, run, files, run_stats, str(dist.device), dist.world_size)
@@ -661,6 +684,10 @@ def _record(ws: Workspace, cfg: TrainConfig, run: Any, job: _Job, outcome: Any, 
     )
     if "hf" in (meta.init or {}):  # the base model a Hugging Face backbone started from (kat status shows it)
         run.stats["base_model"] = _base_model(meta.init["hf"])
+        lora = meta.lora
+        if lora is not None:  # kat status: "… · lora r=16"
+            run.stats["base_model"] += f" · lora r={lora['r']}"
+            run.stats["lora"] = {"r": lora["r"], "alpha": lora["alpha"], "trainable_params": lora["trainable_params"]}
 
 
 def _result(cfg: TrainConfig, job: _Job, outcome: Any, run: Any, files: list[Path], run_stats: dict[str, Any],

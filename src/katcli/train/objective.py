@@ -109,3 +109,21 @@ class HeldOut:
         self.sources = list(sources)
         self.prefix_ids = list(prefix_ids)
         self.weights = weights
+
+
+def module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A policy's model-file tensors: its own `checkpoint_state()` when it has one (an HF backbone: with LoRA, the
+    adapters only), else its whole state dict (kat's GPT)."""
+    own = getattr(module, "checkpoint_state", None)
+    if own is not None:
+        return own()
+    return {k: v.detach() for k, v in module.state_dict().items()}
+
+
+def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """`module_state`'s tensors back into `module` (strictly)."""
+    own = getattr(module, "load_checkpoint_state", None)
+    if own is not None:
+        own(state)
+    else:
+        module.load_state_dict(dict(state), strict=True)

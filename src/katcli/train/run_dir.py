@@ -30,6 +30,7 @@ from katcli.errors import KatError
 from katcli.model.checkpoint import checkpoint_paths, find_last_step, load_checkpoint, save_checkpoint
 from katcli.model.gpt import GPT, GPTConfig
 from katcli.model.hf import EXPORT_FILES, TOKENIZER_FILES
+from katcli.model.lora import ADAPTER_FILES, BASE_ADAPTERS
 from katcli.model.run_meta import AS_IS_KIND, KIND_NAMES, POLICY_KIND, RM_KIND, RunMeta
 from katcli.train.metrics_log import METRICS_FILE
 from katcli.workspace import paths as P
@@ -37,7 +38,7 @@ from katcli.workspace import paths as P
 TOKENIZER_FILE = P.TOKENIZER_FILE
 _STEP_FILE = re.compile(r"^(model|meta|optim)_(\d+)\.(pt|json)$")
 # Besides the step files: the metrics log, the tokenizer and, for a Hugging Face backbone, its save_pretrained files.
-_RUN_FILES = frozenset({METRICS_FILE, TOKENIZER_FILE, *EXPORT_FILES, *TOKENIZER_FILES})
+_RUN_FILES = frozenset({METRICS_FILE, TOKENIZER_FILE, *EXPORT_FILES, *TOKENIZER_FILES, *ADAPTER_FILES})
 
 
 def has_checkpoint(directory: Path) -> bool:
@@ -67,6 +68,9 @@ def clear_run(directory: Path) -> None:
     for p in directory.iterdir():
         if _STEP_FILE.match(p.name) or p.name in _RUN_FILES:
             p.unlink(missing_ok=True)
+    import shutil
+
+    shutil.rmtree(directory / BASE_ADAPTERS, ignore_errors=True)
 
 
 def read_run(
@@ -155,7 +159,10 @@ def load_run(
     tok = run_tokenizer(directory, meta) if tokenizer is True else (tokenizer or None)
     ckpt = load_checkpoint(directory, ckpt_step, device="cpu")
     state = {k: v.float() for k, v in ckpt.model_state.items()}
-    if H.is_hf_dir(directory):
+    if meta.lora is not None:
+        model = _adapter_model(directory, meta, role, tok)
+        model.load_checkpoint_state(state)
+    elif H.is_hf_dir(directory):
         from katcli.model import hf_models as M
 
         source = H.HFSource(str(directory), "run", str(directory), trust_remote_code=meta.trust_remote_code)
@@ -168,6 +175,28 @@ def load_run(
         model = _kat_model(directory, ckpt_step, meta, state, reward=role == "reward")
     model_file = checkpoint_paths(directory, ckpt_step)["model"]
     return LoadedRun(model.to(device).eval(), tok, meta, directory, ckpt_step, model_file)
+
+
+def _adapter_model(directory: Path, meta: RunMeta, role: str, tok: Any) -> Any:
+    """A LoRA run's model before its own adapter state: the base (checked by sha256), the adapters of the runs it
+    started from merged in, and fresh adapters of its own shape."""
+    from katcli.model import hf as H
+    from katcli.model import hf_models as M
+    from katcli.model import lora as A
+
+    rec = meta.lora or {}
+    meta_file = checkpoint_paths(directory, find_last_step(directory))["meta"]
+    base = A.base_directory(rec["base"], file=meta_file, flag=str(directory))
+    source = H.HFSource(**rec["base"]["hf"])
+    if meta.kind == RM_KIND and role == "reward":
+        model: Any = M.load_reward_model(base, source, tok or run_tokenizer(directory, meta), seed=0)
+    else:
+        model = M.load_policy(base, source, seed=0)
+    for earlier in A.stacked_adapters(directory)[:-1]:
+        model.hf = A.merge_into(model.hf, earlier)
+    A.attach(model, A.LoraSpec.from_json(rec), base_name=A.read_adapter_config(directory).get(
+        "base_model_name_or_path") or "")
+    return model
 
 
 def _kat_model(directory: Path, step: int, meta: RunMeta, state: dict[str, torch.Tensor], *, reward: bool) -> Any:
@@ -216,8 +245,11 @@ def run_tokenizer(
         from transformers import AutoConfig
 
         trust = meta.trust_remote_code
-        encoder = H.is_reward_dir(directory) and H.is_encoder(
-            AutoConfig.from_pretrained(str(directory), trust_remote_code=trust))
+        if meta.lora is not None:  # adapters only: the base's kind is recorded
+            encoder = meta.kind == RM_KIND and bool(meta.lora.get("encoder"))
+        else:
+            encoder = H.is_reward_dir(directory) and H.is_encoder(
+                AutoConfig.from_pretrained(str(directory), trust_remote_code=trust))
         tok = H.load_tokenizer(directory, encoder=encoder, chat_template=None, trust_remote_code=trust)
     check_tokenizer(tok.sha256(), meta.tokenizer_sha256, mismatch, file=file, hint=hint,
                     required=meta.kind in (RM_KIND, POLICY_KIND))

@@ -35,7 +35,7 @@ from katcli.train.batching import MicroBatch
 from katcli.train.dpo_losses import METRIC_NAMES, DPOLossConfig, dpo_loss
 from katcli.train.metrics import EvalReport, summarize
 from katcli.train.metrics_log import rounded
-from katcli.train.objective import HeldOut, Stats, ratio
+from katcli.train.objective import HeldOut, Stats, load_module_state, module_state, ratio
 from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.ref_cache import RefLogps
 from katcli.train.seq_scoring import summed_reply_logprobs
@@ -157,7 +157,7 @@ class DPOObjective(EncodedObjective):
         )
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach() for k, v in self.gpt.state_dict().items()}
+        return module_state(self.gpt)
 
     def load_checkpoint_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.gpt.load_state_dict(dict(state), strict=True)
+        load_module_state(self.gpt, state)

@@ -47,7 +47,7 @@ from katcli.train.grpo_losses import (
 from katcli.model.run_meta import POLICY_KIND
 from katcli.train.metrics import N_QUINTILES
 from katcli.train.metrics_log import rounded
-from katcli.train.objective import Stats, ratio
+from katcli.train.objective import Stats, load_module_state, module_state, ratio
 from katcli.train.rollout import Rollout, rollout_logprobs, rollout_seed
 
 Messages = Sequence[Mapping[str, Any]]
@@ -260,7 +260,7 @@ class GRPOObjective:
             self.gpt.train(was_training)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach() for k, v in self.gpt.state_dict().items()}
+        return module_state(self.gpt)
 
     def load_checkpoint_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.gpt.load_state_dict(dict(state), strict=True)
+        load_module_state(self.gpt, state)

@@ -24,7 +24,7 @@ from katcli.model.run_meta import POLICY_KIND
 from katcli.train.batching import MicroBatch
 from katcli.train.metrics import NLLReport, summarize_nll
 from katcli.train.metrics_log import rounded
-from katcli.train.objective import Stats, ratio
+from katcli.train.objective import Stats, load_module_state, module_state, ratio
 from katcli.train.objectives.encoded import EncodedObjective
 from katcli.train.rm_sft_losses import token_nll_sum
 from katcli.train.seq_scoring import summed_reply_logprobs
@@ -77,10 +77,10 @@ class SFTObjective(EncodedObjective):
         return summarize_nll(-sums[:, 0], counts[:, 0], h.sources, h.prefix_ids, h.weights)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach() for k, v in self.gpt.state_dict().items()}
+        return module_state(self.gpt)
 
     def load_checkpoint_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.gpt.load_state_dict(dict(state), strict=True)
+        load_module_state(self.gpt, state)
 
 
 
