@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+# A test run started as a background job of a script (`pytest &`) inherits SIGINT ignored, and so would every kat
+# process the interrupt tests start (an ignored signal stays ignored across exec): restore Python's own handler, so
+# children start with the default action and a Ctrl-C test tests kat, not how pytest was launched.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
