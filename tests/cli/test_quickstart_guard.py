@@ -37,3 +37,24 @@ def test_an_empty_or_sample_workspace_is_accepted(kat, ws_dir, tmp_path, no_step
     assert kat("-q", "quickstart", workspace=tmp_path / "new").exit_code == 0
     assert kat("-q", "pairs", "download", "--from", "sample", "--budget", "50").exit_code == 0
     assert kat("-q", "quickstart", workspace=ws_dir).exit_code == 0  # quickstart's own demo, re-run
+
+
+def test_ctrl_c_in_a_step_is_one_line_naming_the_step_and_what_is_recorded(kat, tmp_path, monkeypatch):
+    # The step's own boundary printed "Interrupted: …; nothing was written." and quickstart a second line, though
+    # the steps before it were recorded.
+    import katcli.pipeline.quickstart as qs
+    from katcli.cli import status as status_cmd
+
+    plan = [qs.Step("Preference pairs from the built-in sample", ("pairs", "download", "--from", "sample",
+                                                                  "--budget", "50")),
+            qs.Step("Status", ("status",))]
+    monkeypatch.setattr(qs, "quickstart_plan", lambda cfg: plan)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(status_cmd, "compute_status", interrupted)
+    result = kat("-q", "quickstart", workspace=tmp_path / "new")
+    assert result.exit_code == 130
+    assert result.stderr == ("Interrupted; that step wrote nothing (quickstart step 2/2, Status; steps 1–1 are "
+                             "recorded).\n")

@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from katcli import __version__
 from katcli.cli import commands, interrupts
-from katcli.cli.render import AppState, human_size, make_console, print_error
+from katcli.cli.render import QUICKSTART_STEP_INTERRUPT, AppState, human_size, make_console, print_error
 from katcli.errors import ConfigError, InterruptedRun, KatError, raise_if_interrupted
 from katcli.pipeline.stage import invocation
 
@@ -57,12 +57,17 @@ class KatGroup(TyperGroup):
         # The tokens after the root's own options; the group clears them before the subcommand runs, and the
         # boundary needs them to name the command in a default hint.
         rest = [*getattr(ctx, "_protected_args", ()), *ctx.args]
+        sys.unraisablehook = _quiet_interrupts
         try:
             with interrupts.raising():  # from here Ctrl-C is a KeyboardInterrupt, so stages can clean up
                 result = super().invoke(ctx)
                 raise_if_interrupted()  # a Ctrl-C that something swallowed on the way is still an interrupt
                 return result
         except InterruptedRun as exc:  # Ctrl-C mid-run: one line saying where it stopped and how to continue
+            sink = QUICKSTART_STEP_INTERRUPT.get()
+            if sink is not None:  # quickstart says it, naming its step
+                sink.append(exc.message)
+                ctx.exit(exc.exit_code)
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             state.err.print(exc.message, markup=False)
             ctx.exit(exc.exit_code)
@@ -97,9 +102,24 @@ class KatGroup(TyperGroup):
                 "nothing was recorded"))
             ctx.exit(1)
         except KeyboardInterrupt:
+            sink = QUICKSTART_STEP_INTERRUPT.get()
+            if sink is not None:
+                sink.append("Interrupted; that step wrote nothing")
+                ctx.exit(130)
             state = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
             state.err.print(interrupts.MESSAGE, markup=False)
             ctx.exit(130)
+
+
+_default_unraisable = sys.unraisablehook
+
+
+def _quiet_interrupts(unraisable: Any) -> None:
+    """Python's "Exception ignored in …" for a Ctrl-C that landed in a finalizer: not printed, since kat remembers
+    that Ctrl-C and raises it again at the next safe point (one line, exit 130); anything else as Python would."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    _default_unraisable(unraisable)
 
 
 def _free_space(path: str | None) -> str:

@@ -13,6 +13,7 @@ import click
 import typer
 
 from katcli.cli.options import ReportTo
+from katcli.cli.render import QUICKSTART_STEP_INTERRUPT
 from katcli.cli.workspace_opt import state_of, workspace_of
 
 
@@ -58,7 +59,17 @@ def quickstart(
         if not state.quiet:
             state.out.rule(f"[bold]{i}/{len(plan)} · {step.title}", align="left")
             state.out.print(f"$ {shlex.join(['kat', *argv])}", markup=False, style="dim")
-        code = root.main(args=argv, prog_name="kat", standalone_mode=False)
+        interrupted: list[str] = []
+        token = QUICKSTART_STEP_INTERRUPT.set(interrupted)
+        try:
+            code = root.main(args=argv, prog_name="kat", standalone_mode=False)
+        finally:
+            QUICKSTART_STEP_INTERRUPT.reset(token)
+        if interrupted:  # one line: where the step stopped (a training step names its checkpoint), what is recorded
+            done = f"steps 1–{i - 1} are recorded" if i > 1 else "nothing was written"
+            state.err.print(f"{interrupted[0]} (quickstart step {i}/{len(plan)}, {step.title}; {done}).",
+                            markup=False)
+            raise typer.Exit(130)
         if code:  # the step printed its own error
             state.err.print(f"quickstart stopped at step {i}/{len(plan)} ({step.title}).", markup=False)
             raise typer.Exit(int(code))

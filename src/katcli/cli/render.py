@@ -7,6 +7,7 @@ those calls into Rich progress bars with counts and rates. It knows nothing abou
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,12 @@ from rich.progress import (
 )
 
 from katcli.errors import KatError, raise_if_interrupted
+
+# Set while `kat quickstart` runs one of its steps: the step's boundary puts what a Ctrl-C interrupted here instead
+# of printing its own line, so the whole command still ends with exactly one line (which names the quickstart step).
+QUICKSTART_STEP_INTERRUPT: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "kat_quickstart_step_interrupt", default=None
+)
 from katcli.progress import ProgressFn, no_progress
 
 
