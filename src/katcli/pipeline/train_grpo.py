@@ -46,7 +46,17 @@ def tiny_grpo_config(**overrides: Any) -> TrainGRPOConfig:
 
 
 def _load_rm(prep: Prepared) -> tuple[Any, dict[str, Any]]:
-    """(the --rm reward model as a `LoadedRun`, what this run records of it); refused when stale."""
+    """(the --rm reward model as a `LoadedRun`, what this run records of it), scoring in the run's --dtype (so does
+    a critic copied from it); refused when stale."""
+    from katcli.model.gpt import set_compute_dtype
+
+    rm, info = _resolve_rm(prep)
+    set_compute_dtype(rm.model, prep.compute_dtype)
+    return rm, info
+
+
+def _resolve_rm(prep: Prepared) -> tuple[Any, dict[str, Any]]:
+    """The --rm reward model, loaded and checked against its recorded files, and what this run records of it."""
     from katcli.model.checkpoint import checkpoint_paths
     from katcli.model.hf import is_hf_ref
     from katcli.pipeline.hf_source import hf_reward_model, record_hf_inputs
@@ -211,13 +221,11 @@ def policy_evaluator(prep: Prepared, cfg: Any, scorer: Any, rp: RolloutPrompts) 
 def _build(prep: Prepared) -> Built:
     import numpy as np
 
-    from katcli.model.gpt import set_compute_dtype
     from katcli.train.objectives.grpo import GRPOObjective
     from katcli.train.rm_scoring import RewardScorer
 
     cfg: TrainGRPOConfig = prep.cfg
     rm, rm_info = _load_rm(prep)
-    set_compute_dtype(rm.model, prep.compute_dtype)  # rewards in the run's precision too (--dtype fp32: all of it)
     ref, ref_info = _load_ref(prep)
     scorer = RewardScorer.from_meta(rm.model, rm.tokenizer, rm.meta,
                                     batch_size=max(prep.micro_batch_size * cfg.group_size, 8))
