@@ -251,16 +251,21 @@ class GRPOObjective:
     # ---------------------------------------------------------------------------------------------- eval, state
 
     def evaluate(self, step: int) -> Any:
-        if self.evaluator is None:
-            return None
-        was_training = self.gpt.training
-        try:
-            return self.evaluator.evaluate(self.gpt)
-        finally:
-            self.gpt.train(was_training)
+        return evaluate_policy(self.evaluator, self.gpt)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         return module_state(self.gpt)
 
     def load_checkpoint_state(self, state: Mapping[str, torch.Tensor]) -> None:
         load_module_state(self.gpt, state)
+
+
+def evaluate_policy(evaluator: Any, policy: torch.nn.Module) -> Any:
+    """An on-policy objective's held-out evaluation (None without an evaluator), the policy's train mode restored."""
+    if evaluator is None:
+        return None
+    was_training = policy.training
+    try:
+        return evaluator.evaluate(policy)
+    finally:
+        policy.train(was_training)

@@ -310,13 +310,7 @@ class PPOObjective:
     # ---------------------------------------------------------------------------------------------- eval, state
 
     def evaluate(self, step: int) -> Any:
-        if self.evaluator is None:
-            return None
-        was_training = self.gpt.training
-        try:
-            return self.evaluator.evaluate(self.gpt)
-        finally:
-            self.gpt.train(was_training)
+        return grpo_objective.evaluate_policy(self.evaluator, self.gpt)
 
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.gpt.state_dict().items()}
